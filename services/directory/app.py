@@ -1,0 +1,28 @@
+"""Directory service: local and by-and-for providers, their services, coverage and the gazetteer."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.directory.api import router
+from services.directory.sample import load_sample_if_empty
+from services.directory.settings import DirectorySettings
+from services.directory.store import TABLES
+from shared.service import Runtime, create_service_app
+
+
+def create_app(settings: DirectorySettings | None = None) -> FastAPI:
+    settings = settings or DirectorySettings()
+
+    async def setup(runtime: Runtime) -> None:
+        if settings.load_sample:
+            await load_sample_if_empty(runtime.db)
+
+    return create_service_app(
+        settings=settings,
+        title="Pathways directory",
+        description="Local and by-and-for domestic abuse services, what they serve and where.",
+        tables=TABLES,
+        routers=[router],
+        setup=setup,
+    )

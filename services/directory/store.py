@@ -1,0 +1,61 @@
+"""The directory's own tables: organisations, their services, and the postcode-district gazetteer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+from shared.db import utc_field
+from shared.events import utcnow
+
+
+class OrganisationBase(SQLModel):
+    name: str = Field(max_length=200)
+    charity_number: str | None = Field(default=None, max_length=20)
+    ods_code: str | None = Field(default=None, max_length=20)
+    by_and_for: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    delivery: str = Field(default="poll", max_length=20)  # "poll" or "webhook"
+    webhook_url: str | None = Field(default=None, max_length=500)
+
+
+class Organisation(OrganisationBase, table=True):
+    id: str = Field(primary_key=True, max_length=80)
+    # SHA-256 of the provider's API key (never the key itself).
+    api_key_hash: str | None = Field(default=None, index=True, max_length=64)
+    updated_at: datetime = utc_field(default_factory=utcnow)
+
+
+class ServiceBase(SQLModel):
+    name: str = Field(max_length=200)
+    service_type: str = Field(max_length=40, index=True)
+    by_and_for: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # ONS GSS codes (LAD, upper-tier LA, ICB), postcode districts, or "national".
+    coverage: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    risk_levels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    accepting: bool = True
+    max_open_offers: int | None = None
+    status: str = Field(default="active", max_length=30)
+
+
+class Service(ServiceBase, table=True):
+    id: str = Field(primary_key=True, max_length=80)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=80)
+    updated_at: datetime = utc_field(default_factory=utcnow)
+
+
+class DistrictArea(SQLModel, table=True):
+    """A postcode district's share of a local authority (a district can span several)."""
+
+    __tablename__ = "district_area"
+
+    district: str = Field(primary_key=True, max_length=8)
+    lad_code: str = Field(primary_key=True, max_length=9)
+    lad_name: str = Field(max_length=100)
+    utla_code: str = Field(max_length=9)
+    icb_code: str = Field(max_length=9)
+    share: float = 1.0
+
+
+TABLES = [Organisation, Service, DistrictArea]

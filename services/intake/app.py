@@ -1,0 +1,87 @@
+"""Intake service: FHIR referrals in, referral.received out, the referrer's Task kept current."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from sqlmodel import select
+
+from services.intake import consumer
+from services.intake.api import router
+from services.intake.settings import IntakeSettings
+from services.intake.store import TABLES, ApiClient
+from shared.auth import hash_api_key
+from shared.crypto import FieldCipher
+from shared.fhir import FhirError, Issue, outcome_response
+from shared.problems import problem, validation_errors
+from shared.service import Runtime, create_service_app
+
+log = logging.getLogger(__name__)
+
+# A synthetic EHR client for development and demos, bound to synthetic ODS codes.
+SAMPLE_CLIENT = {
+    "id": "sample-ehr",
+    "name": "Sample EHR integration (development only)",
+    "api_key": "pw_sample_ehr_client",
+    "ods_codes": ["Y00001", "Y00002", "RX001"],
+}
+
+STATUS_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 409: "conflict",
+                413: "too-costly", 415: "not-supported", 503: "transient"}
+
+
+def create_app(settings: IntakeSettings | None = None) -> FastAPI:
+    settings = settings or IntakeSettings()
+    field_cipher = FieldCipher.from_config(settings.encryption_keys.get_secret_value(), settings.active_key_id)
+
+    async def setup(runtime: Runtime) -> None:
+        consumer.register(runtime)
+        if settings.seed_sample_client:
+            async with runtime.db.transaction() as session:
+                if (await session.exec(select(ApiClient).limit(1))).first() is None:
+                    session.add(
+                        ApiClient(
+                            id=SAMPLE_CLIENT["id"],
+                            name=SAMPLE_CLIENT["name"],
+                            key_hash=hash_api_key(SAMPLE_CLIENT["api_key"]),
+                            ods_codes=SAMPLE_CLIENT["ods_codes"],
+                        )
+                    )
+
+    app = create_service_app(
+        settings=settings,
+        title="Pathways intake",
+        description="Receives FHIR referrals from GP and acute EHR systems and tracks each as a FHIR Task.",
+        tables=TABLES,
+        routers=[router],
+        setup=setup,
+    )
+    app.state.cipher = field_cipher
+
+    # FHIR endpoints answer errors with OperationOutcome; the rest with problem+json.
+    async def fhir_error(request: Request, exc: FhirError) -> JSONResponse:
+        return outcome_response(exc.status, exc.issues, exc.headers)
+
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if request.url.path.startswith("/fhir"):
+            code = STATUS_CODES.get(exc.status_code, "exception")
+            return outcome_response(exc.status_code, [Issue(code, str(exc.detail))], dict(exc.headers or {}))
+        response = problem(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
+
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if request.url.path.startswith("/fhir"):
+            return outcome_response(
+                400, [Issue("invalid", f"{'.'.join(map(str, e['loc']))}: {e['msg']}") for e in validation_errors(exc)]
+            )
+        return problem(422, "The request does not match the API's schema.", errors=validation_errors(exc))
+
+    app.add_exception_handler(FhirError, fhir_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
+    return app

@@ -1,0 +1,29 @@
+"""Intake's bus handlers: keep each referral's Task in step with the case."""
+
+from __future__ import annotations
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.intake.store import Referral
+from shared.bus import Delivery
+from shared.events import CaseStatus, Event
+from shared.service import Runtime
+
+
+async def on_case_status(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
+    assert isinstance(event, CaseStatus)
+    referral = await session.get(Referral, event.case_id)
+    if referral is None:
+        raise LookupError("case.status for a referral intake does not hold")
+    # Events can arrive out of order after a retry: never move a Task back in time.
+    if referral.last_updated > event.occurred_at:
+        return
+    referral.task_status = event.status
+    referral.business_status = event.business_status
+    referral.status_reason = event.status_reason
+    referral.last_updated = event.occurred_at
+    session.add(referral)
+
+
+def register(runtime: Runtime) -> None:
+    runtime.consume("intake-case-status", [CaseStatus.subject], on_case_status)

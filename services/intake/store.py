@@ -1,0 +1,48 @@
+"""Intake's tables: EHR clients, referrals (identifying data encrypted) and the referral's Task state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from shared.audit import AuditRecord
+from shared.db import utc_field
+from shared.events import TaskStatus, utcnow
+
+
+class ApiClient(SQLModel, table=True):
+    """An EHR integration: its hashed API key and the ODS codes it may refer for."""
+
+    __tablename__ = "api_client"
+
+    id: str = Field(primary_key=True, max_length=80)
+    name: str = Field(max_length=200)
+    key_hash: str = Field(unique=True, max_length=64)
+    ods_codes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class Referral(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("client_id", "bundle_identifier", name="uq_referral_client_bundle"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    client_id: str = Field(max_length=80, index=True)
+    bundle_identifier: str | None = Field(default=None, max_length=300)
+    request_hash: str = Field(max_length=64)
+    referrer_ods: str = Field(max_length=20)
+    # Routing data (no identifying details): the CaseSummary and ConsentState as JSON.
+    summary: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    consent: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # Identifying details, AES-GCM encrypted: "<key id>:<base64>".
+    identifying: str = Field(sa_type=Text)
+    task_status: str = Field(default=TaskStatus.requested, max_length=20)
+    business_status: str = Field(default="received", max_length=200)
+    status_reason: str | None = Field(default=None, max_length=500)
+    created_at: datetime = utc_field(default_factory=utcnow)
+    last_updated: datetime = utc_field(default_factory=utcnow, index=True)
+
+
+TABLES = [ApiClient, Referral, AuditRecord]

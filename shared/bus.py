@@ -1,0 +1,370 @@
+"""The JetStream bus: the one place where events are published and consumed.
+
+- Streams are declared idempotently at start-up (create, or update when they exist).
+- Publishing sends ``Nats-Msg-Id`` = ``event_id`` and waits for the JetStream ack, so a retried
+  publish inside the stream's duplicate window is stored once.
+- Consumers are durable pull consumers. A message is acked only after its handler returned, and the
+  handler returns only after its own commit. A failure is nak'ed with a delay chosen from the delivery
+  count (the consumer's ``backoff`` applies only to ack timeouts); after ``max_deliver`` failed
+  deliveries the message is copied to ``dlq.<subject>`` and terminated, so ops can inspect and replay it.
+- The connection retries forever and pings often; a fetch loop re-binds its subscription when it
+  notices the connection was re-established, because pull subscriptions can stall after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from opentelemetry import trace
+
+from shared.events import Event, decode_event
+from shared.telemetry import extract_context, inject_headers, safe_attributes, tracer
+
+log = logging.getLogger(__name__)
+
+EVENTS_STREAM = "PATHWAYS"
+EVENTS_SUBJECTS = ("referral.>", "case.>", "directory.>")
+DLQ_STREAM = "PATHWAYS_DLQ"
+DLQ_PREFIX = "dlq"
+DEFAULT_BACKOFF = (1.0, 5.0, 15.0, 60.0, 300.0)
+
+Handler = Callable[[Event, "Delivery"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a handler may want to know about the message beyond its event."""
+
+    subject: str
+    num_delivered: int
+    stream_sequence: int
+
+
+@dataclass
+class ConsumerSpec:
+    durable: str
+    subjects: Sequence[str]
+    handler: Handler
+    max_deliver: int = 5
+    backoff: Sequence[float] = DEFAULT_BACKOFF
+    ack_wait: float = 30.0
+    batch: int = 10
+    processed: int = field(default=0, init=False)
+    dead_lettered: int = field(default=0, init=False)
+
+    def delay_for(self, num_delivered: int) -> float:
+        return self.backoff[min(num_delivered - 1, len(self.backoff) - 1)]
+
+
+class BusNotConnected(RuntimeError):
+    pass
+
+
+class Bus:
+    """A NATS JetStream connection with Pathways' streams, publishing rules and consumer loops."""
+
+    def __init__(self, url: str, *, name: str, duplicate_window: float = 120.0) -> None:
+        self.url = url
+        self.name = name
+        self.duplicate_window = duplicate_window
+        self.nc: NATS | None = None
+        self._consumers: list[ConsumerSpec] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready = asyncio.Event()
+        self._stopping = False
+        self._generation = 0  # bumped on every (re)connect; fetch loops re-bind when it changes
+
+    # ---- connection -------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self.nc is not None and self.nc.is_connected
+
+    async def start(self) -> None:
+        """Connect in the background (retrying until NATS answers), declare streams, run consumers."""
+        self._tasks.append(asyncio.create_task(self._connect_forever(), name=f"{self.name}-bus-connect"))
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def _connect_forever(self) -> None:
+        delay = 0.2
+        while not self._stopping:
+            try:
+                self.nc = await nats.connect(
+                    servers=[self.url],
+                    name=self.name,
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    ping_interval=5,
+                    max_outstanding_pings=3,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
+                await self.declare_streams()
+                break
+            except Exception as exc:  # noqa: BLE001 - any failure here means "try again"
+                log.warning("bus %s: cannot reach NATS yet (%s); retrying", self.name, type(exc).__name__)
+                if self.nc is not None:
+                    with contextlib.suppress(Exception):
+                        await self.nc.close()
+                    self.nc = None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        if self._stopping:
+            return
+        self._generation += 1
+        self._ready.set()
+        for spec in self._consumers:
+            self._spawn_consumer(spec)
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("bus %s: %s", self.name, type(exc).__name__)
+
+    async def _on_disconnected(self) -> None:
+        log.warning("bus %s: disconnected from NATS", self.name)
+
+    async def _on_reconnected(self) -> None:
+        self._generation += 1
+        log.info("bus %s: reconnected to NATS", self.name)
+
+    async def close(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.close(), 5)
+        self._ready.clear()
+
+    @property
+    def js(self) -> nats.js.JetStreamContext:
+        if self.nc is None or not self.nc.is_connected:
+            raise BusNotConnected("not connected to NATS")
+        return self.nc.jetstream(timeout=5)
+
+    async def declare_streams(self) -> None:
+        """Create or update the event stream and the dead-letter stream."""
+        for config in (
+            StreamConfig(
+                name=EVENTS_STREAM,
+                subjects=list(EVENTS_SUBJECTS),
+                storage=StorageType.FILE,
+                duplicate_window=self.duplicate_window,
+            ),
+            StreamConfig(
+                name=DLQ_STREAM,
+                subjects=[f"{DLQ_PREFIX}.>"],
+                storage=StorageType.FILE,
+                duplicate_window=self.duplicate_window,
+            ),
+        ):
+            assert self.nc is not None
+            js = self.nc.jetstream(timeout=5)
+            try:
+                await js.stream_info(config.name)
+            except nats.js.errors.NotFoundError:
+                with contextlib.suppress(nats.js.errors.BadRequestError):  # lost a race with a peer
+                    await js.add_stream(config)
+            else:
+                await js.update_stream(config)
+
+    # ---- publishing ---------------------------------------------------------------------------
+    async def publish(self, event: Event, *, headers: dict[str, str] | None = None) -> None:
+        """Publish an event and wait for JetStream to store it (raises when it cannot)."""
+        await self.publish_raw(
+            event.subject, event.model_dump_json().encode(), msg_id=str(event.event_id), headers=headers
+        )
+
+    async def publish_raw(
+        self, subject: str, data: bytes, *, msg_id: str, headers: dict[str, str] | None = None
+    ) -> None:
+        # An outbox row carries the trace context of the request that wrote it: continue that trace.
+        parent = extract_context(headers) if headers and "traceparent" in headers else None
+        with tracer().start_as_current_span(
+            f"publish {subject}",
+            context=parent,
+            kind=trace.SpanKind.PRODUCER,
+            attributes=safe_attributes(
+                messaging__system="nats", messaging__destination__name=subject, pathways__event_id=msg_id
+            ),
+        ):
+            all_headers = inject_headers(
+                {k: v for k, v in (headers or {}).items() if k not in ("traceparent", "tracestate")}
+            )
+            all_headers["Nats-Msg-Id"] = msg_id
+            await self.js.publish(subject, data, headers=all_headers, timeout=5)
+
+    # ---- consuming ----------------------------------------------------------------------------
+    def consume(
+        self,
+        durable: str,
+        subjects: Sequence[str],
+        handler: Handler,
+        *,
+        max_deliver: int = 5,
+        backoff: Sequence[float] = DEFAULT_BACKOFF,
+        ack_wait: float = 30.0,
+    ) -> ConsumerSpec:
+        """Register a durable pull consumer; it starts once the bus is connected."""
+        spec = ConsumerSpec(durable, tuple(subjects), handler, max_deliver, tuple(backoff), ack_wait)
+        self._consumers.append(spec)
+        if self._ready.is_set():
+            self._spawn_consumer(spec)
+        return spec
+
+    def _spawn_consumer(self, spec: ConsumerSpec) -> None:
+        self._tasks.append(asyncio.create_task(self._consume_loop(spec), name=f"{self.name}-{spec.durable}"))
+
+    async def _bind(self, spec: ConsumerSpec) -> nats.js.JetStreamContext.PullSubscription:
+        js = self.js
+        # Create-or-update first: pull_subscribe would ignore a changed config for an existing durable.
+        await js.add_consumer(
+            EVENTS_STREAM,
+            ConsumerConfig(
+                name=spec.durable,
+                durable_name=spec.durable,
+                filter_subjects=list(spec.subjects),
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=spec.ack_wait,
+                # Unlimited on the server: this loop decides when a message is dead, so that it is
+                # always copied to the dead-letter stream rather than silently left undelivered.
+                max_deliver=-1,
+            ),
+        )
+        return await js.pull_subscribe_bind(durable=spec.durable, stream=EVENTS_STREAM)
+
+    async def _consume_loop(self, spec: ConsumerSpec) -> None:
+        sub = None
+        bound_generation = -1
+        while not self._stopping:
+            try:
+                if sub is None or bound_generation != self._generation:
+                    if sub is not None:
+                        with contextlib.suppress(Exception):
+                            await sub.unsubscribe()
+                    bound_generation = self._generation
+                    sub = await self._bind(spec)
+                try:
+                    msgs = await sub.fetch(batch=spec.batch, timeout=1)
+                except nats.errors.TimeoutError:
+                    continue
+                for msg in msgs:
+                    await self._process(spec, msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep consuming whatever happens
+                log.warning("bus %s: consumer %s: %s; re-binding", self.name, spec.durable, type(exc).__name__)
+                sub = None
+                await asyncio.sleep(0.5)
+
+    async def _process(self, spec: ConsumerSpec, msg: Msg) -> None:
+        meta = msg.metadata
+        delivery = Delivery(msg.subject, meta.num_delivered, meta.sequence.stream)
+        ctx = extract_context(msg.headers)
+        with tracer().start_as_current_span(
+            f"consume {msg.subject}",
+            context=ctx,
+            kind=trace.SpanKind.CONSUMER,
+            attributes=safe_attributes(
+                messaging__system="nats",
+                messaging__destination__name=msg.subject,
+                messaging__consumer__group__name=spec.durable,
+            ),
+        ) as span:
+            try:
+                event = decode_event(msg.subject, msg.data)
+            except Exception as exc:  # noqa: BLE001 - a message we cannot read can never succeed
+                await self._dead_letter(spec, msg, exc)
+                return
+            span.set_attributes(safe_attributes(pathways__event_id=event.event_id))
+            if delivery.num_delivered > spec.max_deliver:
+                # Delivered again after the last allowed attempt crashed before it could nak.
+                await self._dead_letter(spec, msg, RuntimeError("delivery limit reached"))
+                return
+            try:
+                await spec.handler(event, delivery)
+            except Exception as exc:  # noqa: BLE001 - the handler's failure decides retry or DLQ
+                span.record_exception(exc, attributes={"exception.message": type(exc).__name__})
+                if delivery.num_delivered >= spec.max_deliver:
+                    await self._dead_letter(spec, msg, exc)
+                else:
+                    log.warning(
+                        "bus %s: %s failed on event %s (delivery %d): %s",
+                        self.name, spec.durable, event.event_id, delivery.num_delivered, type(exc).__name__,
+                    )
+                    await msg.nak(delay=spec.delay_for(delivery.num_delivered))
+                return
+            await msg.ack()
+            spec.processed += 1
+
+    async def _dead_letter(self, spec: ConsumerSpec, msg: Msg, exc: BaseException) -> None:
+        """Copy the message to ``dlq.<subject>`` (with why and for whom), then terminate it."""
+        headers = dict(msg.headers or {})
+        original_id = headers.pop("Nats-Msg-Id", f"seq-{msg.metadata.sequence.stream}")
+        headers.update(
+            {
+                "Pathways-Dlq-Consumer": spec.durable,
+                "Pathways-Dlq-Subject": msg.subject,
+                # Only the exception's type: its message could quote the payload.
+                "Pathways-Dlq-Error": type(exc).__name__,
+                "Pathways-Dlq-Deliveries": str(msg.metadata.num_delivered),
+            }
+        )
+        await self.publish_raw(
+            f"{DLQ_PREFIX}.{msg.subject}", msg.data, msg_id=f"{spec.durable}:{original_id}", headers=headers
+        )
+        await msg.term()
+        spec.dead_lettered += 1
+        log.error(
+            "bus %s: %s dead-lettered stream message %d after %d deliveries (%s)",
+            self.name, spec.durable, msg.metadata.sequence.stream, msg.metadata.num_delivered, type(exc).__name__,
+        )
+
+    async def replay_dead_letters(self, *, limit: int = 1000) -> int:
+        """Republish dead-lettered messages to their original subjects (ops' replay).
+
+        Consumers that already processed an event skip it by ``event_id``; the one that failed gets
+        it afresh. Replayed messages are removed from the dead-letter stream.
+        """
+        js = self.js
+        sub = await js.pull_subscribe(f"{DLQ_PREFIX}.>", durable=None, stream=DLQ_STREAM)
+        replayed = 0
+        try:
+            while replayed < limit:
+                try:
+                    msgs = await sub.fetch(batch=min(100, limit - replayed), timeout=1)
+                except nats.errors.TimeoutError:
+                    break
+                for msg in msgs:
+                    headers = dict(msg.headers or {})
+                    subject = headers.pop("Pathways-Dlq-Subject")
+                    consumer = headers.pop("Pathways-Dlq-Consumer", "")
+                    for key in ("Pathways-Dlq-Error", "Pathways-Dlq-Deliveries", "Nats-Msg-Id"):
+                        headers.pop(key, None)
+                    await self.publish_raw(
+                        subject, msg.data, msg_id=f"replay:{consumer}:{msg.metadata.sequence.stream}", headers=headers
+                    )
+                    await msg.ack()
+                    await js.delete_msg(DLQ_STREAM, msg.metadata.sequence.stream)
+                    replayed += 1
+        finally:
+            await sub.unsubscribe()
+        return replayed

@@ -1,0 +1,105 @@
+"""Transactional outbox: events are written in the same transaction as the change they announce,
+and a relay publishes them to JetStream. A crash between commit and publish loses nothing, and NATS
+being down never fails a request: the relay publishes once NATS is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import Text
+from sqlmodel import Field, SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.bus import Bus
+from shared.db import Database, utc_field
+from shared.events import Event, utcnow
+from shared.telemetry import inject_headers
+
+log = logging.getLogger(__name__)
+
+
+class OutboxMessage(SQLModel, table=True):
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: UUID = Field(unique=True)
+    subject: str = Field(max_length=200)
+    payload: str = Field(sa_type=Text)
+    headers: str = Field(default="{}", sa_type=Text)
+    created_at: datetime = utc_field(default_factory=utcnow)
+    published_at: datetime | None = utc_field(default=None, index=True)
+
+
+def enqueue(session: AsyncSession, event: Event) -> None:
+    """Add an event to the outbox inside the caller's transaction."""
+    session.add(
+        OutboxMessage(
+            event_id=event.event_id,
+            subject=event.subject,
+            payload=event.model_dump_json(),
+            headers=json.dumps(inject_headers()),
+        )
+    )
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows in order; woken on commit, polls as a safety net."""
+
+    def __init__(self, db: Database, bus: Bus, *, poll_interval: float = 1.0, batch: int = 100) -> None:
+        self.db = db
+        self.bus = bus
+        self.poll_interval = poll_interval
+        self.batch = batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        db.on_commit.append(self._wake.set)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            self._wake.clear()
+            try:
+                while await self.publish_pending() == self.batch:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - NATS or the database is away: try again later
+                log.warning("outbox relay: %s; will retry", type(exc).__name__)
+
+    async def publish_pending(self) -> int:
+        """Publish up to one batch of unpublished events; returns how many were published."""
+        if not self.bus.ready:
+            return 0
+        async with self.db.session() as session:
+            rows = (
+                await session.exec(
+                    select(OutboxMessage)
+                    .where(col(OutboxMessage.published_at).is_(None))
+                    .order_by(col(OutboxMessage.id))
+                    .limit(self.batch)
+                )
+            ).all()
+            for row in rows:
+                await self.bus.publish_raw(
+                    row.subject, row.payload.encode(), msg_id=str(row.event_id), headers=json.loads(row.headers)
+                )
+                row.published_at = utcnow()
+                session.add(row)
+                await session.commit()
+            return len(rows)

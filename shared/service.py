@@ -1,0 +1,141 @@
+"""The app factory every service is built with: same lifespan, same probes, same error format.
+
+Lifespan: open the database (create the service's tables), start the bus in the background (a
+service starts and answers even while NATS is away), start the outbox relay, run the service's own
+``setup`` (consumers, caches, seeding), and undo all of it in reverse on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.bus import Bus, ConsumerSpec, Delivery
+from shared.db import Database
+from shared.events import Event
+from shared.outbox import OutboxRelay
+from shared.problems import install_problem_handlers, problem
+from shared.settings import ServiceSettings
+from shared.telemetry import configure_tracing
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[AsyncSession, Event, Delivery], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """What a running service has: settings, its database, the bus, an HTTP client for internal calls."""
+
+    settings: ServiceSettings
+    db: Database
+    bus: Bus
+    relay: OutboxRelay
+    http: httpx.AsyncClient
+    stop_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def consume(self, durable: str, subjects: Sequence[str], work: Work, **options: object) -> ConsumerSpec:
+        """A durable consumer whose ``work`` runs once per event, in one transaction with the inbox
+        record and any outbox events it enqueues; the message is acked after that commit."""
+
+        async def handler(event: Event, delivery: Delivery) -> None:
+            await self.db.run_once(durable, event.event_id, lambda session: work(session, event, delivery))
+
+        return self.bus.consume(
+            durable, subjects, handler, max_deliver=self.settings.max_deliver, **options  # type: ignore[arg-type]
+        )
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every URL at INFO; URLs can carry area queries, so keep it to warnings.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def create_service_app(
+    *,
+    settings: ServiceSettings,
+    title: str,
+    description: str,
+    tables: Sequence[type[SQLModel]],
+    routers: Sequence[APIRouter],
+    setup: Callable[[Runtime], Awaitable[None]] | None = None,
+) -> FastAPI:
+    name = settings.service_name
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_tracing(name, settings.otel_exporter)
+        db = Database(settings.resolved_database_url(), tables)
+        await db.create_all()
+        bus = Bus(settings.nats_url, name=f"pathways-{name}")
+        relay = OutboxRelay(db, bus)
+        http = httpx.AsyncClient(timeout=10.0)
+        runtime = Runtime(settings, db, bus, relay, http)
+        app.state.runtime = runtime
+        app.state.settings = settings
+        await bus.start()
+        relay.start()
+        if setup is not None:
+            await setup(runtime)
+        log.info("%s started", name)
+        try:
+            yield
+        finally:
+            for hook in reversed(runtime.stop_hooks):
+                await hook()
+            await relay.stop()
+            await bus.close()
+            await http.aclose()
+            await db.dispose()
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    install_problem_handlers(app)
+
+    @app.get("/healthz", tags=["probes"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": name}
+
+    @app.get("/readyz", tags=["probes"], summary="The bus and the database are reachable")
+    async def readyz(request: Request) -> JSONResponse:
+        runtime: Runtime = request.app.state.runtime
+        checks = {"database": await runtime.db.ping(), "bus": runtime.bus.ready}
+        if all(checks.values()):
+            return JSONResponse({"status": "ready", "service": name, "checks": checks})
+        return problem(503, "Not ready: " + ", ".join(k for k, ok in checks.items() if not ok), checks=checks)
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    async with runtime.db.session() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def run_service(create_app: Callable[[], FastAPI], settings: ServiceSettings) -> None:
+    """Serve one service with uvicorn on its configured host and port (``python -m services.X``)."""
+    import uvicorn
+
+    configure_logging()
+    uvicorn.run(create_app(), host=settings.host, port=settings.port, log_level="info", lifespan="on")
