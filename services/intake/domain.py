@@ -129,7 +129,7 @@ def parse_referral(bundle: Bundle, *, thresholds: RiskThresholds, now: datetime 
         return items[0]
 
     request_entry, patient_entry = one("ServiceRequest"), one("Patient")
-    consent_entry, risk_entry = one("Consent"), one("RiskAssessment")
+    consent_entry, risk_entry = one("Consent", required=False), one("RiskAssessment")
 
     referrer_ods = ""
     setting = CareSetting.other

@@ -1,0 +1,75 @@
+"""Fixtures shared by the suite: real NATS servers on free ports, and real databases.
+
+Database tests run on SQLite always, and on PostgreSQL when one answers at 127.0.0.1:5432; each
+PostgreSQL test gets a fresh database of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from services.launcher import NatsServer
+
+PG_HOST = os.environ.get("PATHWAYS_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("PATHWAYS_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("PATHWAYS_TEST_PG_USER", "postgres")
+
+
+def _postgres_reachable() -> bool:
+    import asyncpg
+
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres", timeout=3)
+        except Exception:  # noqa: BLE001 - any failure means "not available here"
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+POSTGRES_AVAILABLE = _postgres_reachable()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats", log_file=tmp_path / "nats.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        return
+    if not POSTGRES_AVAILABLE:
+        pytest.skip(f"no PostgreSQL at {PG_HOST}:{PG_PORT}")
+    import asyncpg
+
+    name = f"pathways_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture
+def encryption_keys() -> str:
+    return "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
