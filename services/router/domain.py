@@ -107,9 +107,14 @@ def route(summary: CaseSummary, consent: ConsentState, candidates: list[Candidat
         community = [c for c in eligible if c.service_type in COMMUNITY_TYPES and not c.national]
         shared = set(summary.characteristics)
         wants_by_and_for = summary.preferences.by_and_for is not ByAndForPreference.declined
+        # Matching by-and-for services first, then generic ones; a by-and-for service for a community
+        # the survivor did not share with us comes last.
         ranked = sorted(
             community,
-            key=lambda c: (not (wants_by_and_for and bool(shared & c.by_and_for)), c.service_id),
+            key=lambda c: (
+                0 if wants_by_and_for and shared & c.by_and_for else 2 if c.by_and_for else 1,
+                c.service_id,
+            ),
         )
         if no_consent:
             decision.no_offer_reason = f"no consent for a {summary.risk_band}-risk referral"

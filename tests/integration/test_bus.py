@@ -14,6 +14,7 @@ from services.launcher import NatsServer
 from shared.bus import DLQ_STREAM, EVENTS_STREAM, Bus, Delivery
 from shared.db import Database
 from shared.events import CaseEscalated, Event
+from tests.harness import eventually
 
 
 class HandledEvent(SQLModel, table=True):
@@ -23,14 +24,6 @@ class HandledEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: UUID
-
-
-async def eventually(predicate, timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -1,0 +1,58 @@
+"""Nothing is lost when NATS is away: intake still answers, and publishes once NATS is back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlmodel import col, select
+
+from services.intake.app import SAMPLE_CLIENT, create_app
+from services.intake.settings import IntakeSettings
+from services.launcher import NatsServer, free_port
+from shared.bus import EVENTS_STREAM, Bus
+from shared.outbox import OutboxMessage
+from tests.conftest import EXAMPLES
+from tests.harness import SERVICE_TOKEN, eventually, running
+
+EHR = {"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}", "Content-Type": "application/fhir+json"}
+
+
+async def test_referral_accepted_while_nats_is_down_is_published_when_it_returns(
+    tmp_path: Path, database_url: str, encryption_keys: str
+):
+    server = NatsServer(tmp_path / "nats", port=free_port())  # not started yet
+    app = create_app(
+        IntakeSettings(
+            nats_url=server.url, database_url=database_url, service_token=SERVICE_TOKEN,
+            encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,
+        )
+    )
+    async with running(app, wait_for_bus=False) as intake:
+        response = await intake.post("/fhir/Bundle", json=json.loads((EXAMPLES / "gp-referral.json").read_text()),
+                                     headers=EHR)
+        assert response.status_code == 202
+        ready = await intake.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["bus"] is False
+
+        async def unpublished() -> list[OutboxMessage]:
+            async with app.state.runtime.db.session() as session:
+                return list(
+                    (await session.exec(select(OutboxMessage).where(col(OutboxMessage.published_at).is_(None)))).all()
+                )
+
+        assert len(await unpublished()) == 1
+
+        server.start()
+        try:
+            async def drained() -> bool:
+                return not await unpublished()
+
+            await eventually(drained, timeout=30)
+            probe = Bus(server.url, name="probe")
+            await probe.start()
+            await probe.wait_ready(10)
+            assert (await probe.js.stream_info(EVENTS_STREAM)).state.messages == 1
+            await probe.close()
+        finally:
+            server.stop()
