@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from shared.auth import generate_api_key, hash_api_key
+
 DATA_DIR_DEFAULT = Path(".data")
 SERVICES = ("directory", "intake", "router", "notify")
 DEFAULT_PORTS = {"intake": 8001, "router": 8002, "directory": 8003, "notify": 8004, "nats": 14222, "nats_monitor": 18222}
@@ -42,13 +44,16 @@ def nats_server_binary() -> str:
 
 def load_or_create_secrets(path: Path) -> dict[str, str]:
     """Development secrets, made once and kept under .data/ so stored data stays readable across runs."""
+    values: dict[str, str] = {}
     if path.exists():
-        return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    values = {
-        "PATHWAYS_SERVICE_TOKEN": secrets.token_urlsafe(32),
-        "INTAKE_ENCRYPTION_KEYS": "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-        "INTAKE_ACTIVE_KEY_ID": "dev1",
-    }
+        values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    if "PATHWAYS_OPS_KEY" not in values:
+        values["PATHWAYS_OPS_KEY"] = generate_api_key("pw_ops")
+        values["PATHWAYS_OPS_KEY_HASHES"] = f"dev-ops:{hash_api_key(values['PATHWAYS_OPS_KEY'])}"
+    values.setdefault("PATHWAYS_SERVICE_TOKEN", secrets.token_urlsafe(32))
+    if "INTAKE_ENCRYPTION_KEYS" not in values:
+        values["INTAKE_ENCRYPTION_KEYS"] = "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+        values["INTAKE_ACTIVE_KEY_ID"] = "dev1"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     path.chmod(0o600)

@@ -67,3 +67,14 @@ def require_service(request: Request, token: PresentedKey) -> Caller:
 
 
 ServiceCaller = Annotated[Caller, Depends(require_service)]
+
+
+def require_ops(request: Request, key: PresentedKey) -> Caller:
+    """Ops staff, holding one of the configured ops keys."""
+    ops_id = request.app.state.settings.ops_keys().get(hash_api_key(key))
+    if ops_id is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="This endpoint is for Pathways ops staff.")
+    return Caller(CallerKind.ops, ops_id)
+
+
+OpsCaller = Annotated[Caller, Depends(require_ops)]

@@ -106,11 +106,18 @@ class CaseSummary(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     postcode_district: str | None
+    # Local authority / ICB codes of the district, when intake or the router resolved them.
     area_codes: tuple[str, ...] = ()
     risk_band: RiskBand
     setting: CareSetting
+    # Vocabularies in shared.reference: Need, Community (characteristics), AbuseType, AgeBand, Gender.
     needs: tuple[str, ...] = ()
     characteristics: tuple[str, ...] = ()
+    abuse_types: tuple[str, ...] = ()
+    gender: str | None = None
+    age_band: str | None = None
+    # Preferred language for contact (BCP 47 / ISO 639-1 code), when not English.
+    language: str | None = None
     preferences: RoutingPreferences = RoutingPreferences()
 
 
@@ -121,6 +128,15 @@ class ReferralReceived(Event):
     referrer_ods: str
     summary: CaseSummary
     consent: ConsentState
+
+
+class ReferralCancelled(Event):
+    """The referrer revoked its ServiceRequest: pending offers are withdrawn."""
+
+    subject: ClassVar[str] = "referral.cancelled"
+
+    case_id: UUID
+    reason: str | None = None
 
 
 class ConsentUpdated(Event):
@@ -187,6 +203,8 @@ class CaseStatus(Event):
     status: TaskStatus
     business_status: str
     status_reason: str | None = None
+    # Coded outcomes reported by the provider (contact-made, unable-to-contact, …) for Task.output.
+    outputs: tuple[str, ...] = ()
 
 
 class CaseEscalated(Event):
@@ -208,6 +226,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.subject: cls
     for cls in (
         ReferralReceived,
+        ReferralCancelled,
         ConsentUpdated,
         CaseRouted,
         OfferMade,

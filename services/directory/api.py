@@ -11,6 +11,8 @@ from sqlmodel import col, select
 from services.directory.domain import InvalidArea, ResolvedArea, area_key, coverage_reason, parts_from_rows
 from services.directory.store import DistrictArea, Organisation, OrganisationBase, Service, ServiceBase
 from shared.auth import ServiceCaller, hash_api_key
+from shared.directory_contract import AreaResolution, DirectorySnapshot, ServiceRecord
+from shared.events import utcnow
 from shared.service import SessionDep
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -150,3 +152,38 @@ async def authenticate_provider(body: ProviderKey, session: SessionDep, _caller:
     if organisation is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No provider holds that API key.")
     return ProviderIdentity(organisation_id=organisation.id, name=organisation.name)
+
+
+@router.get(
+    "/internal/snapshot",
+    response_model=DirectorySnapshot,
+    tags=["internal"],
+    summary="Every service and district resolution, for the router's in-memory copy",
+)
+async def snapshot(session: SessionDep, _caller: ServiceCaller) -> DirectorySnapshot:
+    rows = (await session.exec(select(Service, Organisation).join(Organisation).order_by(col(Service.id)))).all()
+    services = tuple(
+        ServiceRecord(
+            **service.model_dump(exclude={"updated_at", "by_and_for"}),
+            organisation_name=organisation.name,
+            by_and_for=tuple(sorted(set(service.by_and_for) | set(organisation.by_and_for))),
+        )
+        for service, organisation in rows
+    )
+    districts: dict[str, list[DistrictArea]] = {}
+    for area in (await session.exec(select(DistrictArea).order_by(col(DistrictArea.district)))).all():
+        districts.setdefault(area.district, []).append(area)
+    areas = tuple(
+        AreaResolution(
+            district=district,
+            lad_codes=tuple(p.lad_code for p in sorted(parts, key=lambda p: (-p.share, p.lad_code))),
+            utla_codes=tuple(sorted({p.utla_code for p in parts})),
+            icb_codes=tuple(sorted({p.icb_code for p in parts})),
+            names={p.lad_code: p.lad_name for p in parts},
+        )
+        for district, parts in districts.items()
+    )
+    latest = max((service.updated_at for service, _ in rows), default=utcnow())
+    return DirectorySnapshot(
+        version=f"{len(services)}:{latest.isoformat()}", generated_at=utcnow(), services=services, areas=areas
+    )

@@ -33,9 +33,23 @@ class ServiceBase(SQLModel):
     by_and_for: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # ONS GSS codes (LAD, upper-tier LA, ICB), postcode districts, or "national".
     coverage: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    coverage_level: str = Field(default="local", max_length=20)
+    # Eligibility (shared.reference vocabularies); an empty list means "no restriction".
+    genders: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    min_age: int | None = None
+    max_age: int | None = None
+    accepts_nrpf: bool = True
     risk_levels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    languages: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    bsl: bool = False
+    accessibility: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    abuse_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    worker_genders: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Capacity and status.
     accepting: bool = True
     max_open_offers: int | None = None
+    wait_band: str | None = Field(default=None, max_length=40)
+    response_sla_hours: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     status: str = Field(default="active", max_length=30)
 
 

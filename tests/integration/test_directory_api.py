@@ -53,3 +53,13 @@ async def test_provider_authentication_is_for_services_only(directory):
     assert denied.status_code == 403
     ok = await directory.post("/internal/providers/authenticate", json=body, headers={"X-API-Key": SERVICE_TOKEN})
     assert ok.json() == {"organisation_id": "aire-valley-da", "name": "Aire Valley Domestic Abuse Service (sample)"}
+
+
+async def test_snapshot_gives_the_router_every_service_and_district(directory):
+    assert (await directory.get("/internal/snapshot")).status_code == 401
+    body = (await directory.get("/internal/snapshot", headers={"X-API-Key": SERVICE_TOKEN})).json()
+    services = {s["id"]: s for s in body["services"]}
+    assert services["kinara-outreach"]["by_and_for"] == ["black-minoritised"]
+    assert services["national-da-helpline"]["coverage"] == ["national"]
+    ls7 = next(a for a in body["areas"] if a["district"] == "LS7")
+    assert ls7["lad_codes"] == ["E08000035"] and ls7["names"] == {"E08000035": "Leeds"}

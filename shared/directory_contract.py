@@ -1,0 +1,62 @@
+"""What the directory tells the router: every service, with what routing needs, in one snapshot.
+
+The router keeps the latest snapshot in memory (refreshed on ``directory.changed``) and routes from
+its last good copy while the directory is away. Vocabularies come from ``shared.reference``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ServiceRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    organisation_id: str
+    organisation_name: str
+    name: str
+    service_type: str  # ServiceType
+    # Communities the service (or its organisation) is by and for (Community values).
+    by_and_for: tuple[str, ...] = ()
+    # ONS GSS codes (LAD, upper-tier LA, ICB, region), postcode districts, or "national".
+    coverage: tuple[str, ...] = ()
+    coverage_level: str = "local"  # CoverageLevel
+    # Eligibility: an empty tuple means "no restriction".
+    genders: tuple[str, ...] = ()
+    min_age: int | None = None
+    max_age: int | None = None
+    accepts_nrpf: bool = True
+    risk_levels: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    bsl: bool = False
+    accessibility: tuple[str, ...] = ()
+    abuse_types: tuple[str, ...] = ()
+    worker_genders: tuple[str, ...] = ()
+    # Capacity and status.
+    status: str = "active"  # ServiceStatus
+    accepting: bool = True
+    max_open_offers: int | None = None
+    wait_band: str | None = None
+    response_sla_hours: dict[str, float] = {}
+
+
+class AreaResolution(BaseModel):
+    """A postcode district's areas: every LAD it falls in (with its share), their upper tiers and ICBs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    district: str
+    lad_codes: tuple[str, ...]
+    utla_codes: tuple[str, ...] = ()
+    icb_codes: tuple[str, ...] = ()
+    names: dict[str, str] = {}
+
+
+class DirectorySnapshot(BaseModel):
+    version: str
+    generated_at: datetime
+    services: tuple[ServiceRecord, ...]
+    areas: tuple[AreaResolution, ...] = ()
