@@ -60,3 +60,13 @@ class DirectorySnapshot(BaseModel):
     generated_at: datetime
     services: tuple[ServiceRecord, ...]
     areas: tuple[AreaResolution, ...] = ()
+
+
+class ProviderDelivery(BaseModel):
+    """How notify reaches a provider (``GET /internal/organisations/{id}/delivery`` on the directory)."""
+
+    organisation_id: str
+    channel: str  # "poll" or "webhook"
+    webhook_url: str | None = None
+    # Standard Webhooks secrets ("whsec_…"); more than one while a secret is being rotated.
+    signing_secrets: tuple[str, ...] = ()
