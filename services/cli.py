@@ -26,9 +26,11 @@ def up(
     data_dir: Annotated[Path, typer.Option(help="Where NATS, SQLite, logs and dev secrets live")] = DATA_DIR_DEFAULT,
 ) -> None:
     """Start NATS (unless NATS_URL is set) and the four services on SQLite (unless DATABASE_URL is set)."""
+    # Each port can be moved with the variable the service itself reads (INTAKE_PORT, …).
+    ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
     system = System(
         data_dir=data_dir.resolve(),
-        ports=dict(DEFAULT_PORTS),
+        ports=ports,
         nats_url=os.environ.get("NATS_URL") or None,
         database_url=os.environ.get("DATABASE_URL") or None,
     )
