@@ -663,6 +663,11 @@ def _validate(model: type[M], body: dict[str, Any]) -> M:
             Issue("structure", err["msg"], fhirpath(root, [part for part in err["loc"] if part != "__root__"]))
             for err in exc.errors(include_input=False, include_url=False)
         ]) from None
+    except (TypeError, KeyError, AttributeError, RecursionError) as exc:
+        # fhir.resources raises these (not ValidationError) for some malformed shapes, such as a
+        # contained resource whose resourceType is not a string; they carry no location.
+        raise FhirError(422, [Issue("structure", f"The {model.__name__} is not valid FHIR R4 "
+                                                 f"({type(exc).__name__}).", model.__name__)]) from None
 
 
 def _as_date(value: Any) -> date:
