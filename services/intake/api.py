@@ -89,13 +89,7 @@ async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, requ
                   endpoint: str) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
-    default, by_area = settings.risk_thresholds()
-    parsed = parse_submission(
-        parse_bundle(body, endpoint=endpoint),
-        thresholds=default,
-        area_thresholds=by_area,
-        snomed_flags=settings.safeguarding_snomed,
-    )
+    parsed = parse_submission(parse_bundle(body, endpoint=endpoint), rules=settings.referral_rules())
     if parsed.referrer_ods not in client.ods_codes:
         raise FhirError(403, [Issue("forbidden", f"This client may not refer for ODS code {parsed.referrer_ods}.",
                                     "ServiceRequest.requester")])

@@ -65,6 +65,16 @@ def thresholds_for(
     return by_area.get(district) or by_area.get(area) or default
 
 
+@dataclass(frozen=True)
+class ReferralRules:
+    """What a deployment decides about reading referrals: its DASH thresholds (default and per area)
+    and the SNOMED CT safeguarding concepts its clinical safety officer mapped to abuse types."""
+
+    thresholds: RiskThresholds = RiskThresholds()
+    area_thresholds: Mapping[str, RiskThresholds] = field(default_factory=dict)
+    snomed_flags: Mapping[str, str] = field(default_factory=dict)
+
+
 def risk_band(
     dash_yes: int,
     *,
@@ -215,21 +225,14 @@ def parse_bundle(body: dict[str, Any], *, endpoint: str = "bundle") -> Bundle:
 
 
 def parse_submission(
-    bundle: Bundle,
-    *,
-    thresholds: RiskThresholds,
-    area_thresholds: Mapping[str, RiskThresholds] | None = None,
-    snomed_flags: Mapping[str, str] | None = None,
-    now: datetime | None = None,
+    bundle: Bundle, *, rules: ReferralRules = ReferralRules(), now: datetime | None = None
 ) -> ParsedReferral | ParsedCancellation:
     """A new referral, or the cancellation of an earlier one (its ServiceRequest revoked)."""
     ctx = _Bundle(bundle)
     request = ctx.one("ServiceRequest")
     if request is not None and request[1].status == "revoked":
         return _parse_cancellation(ctx, *request)
-    return parse_referral(
-        bundle, thresholds=thresholds, area_thresholds=area_thresholds, snomed_flags=snomed_flags, now=now
-    )
+    return parse_referral(bundle, rules=rules, now=now)
 
 
 def _check_message(ctx: _Bundle, request: tuple[str, ServiceRequest] | None) -> None:
@@ -313,12 +316,7 @@ def _parse_cancellation(ctx: _Bundle, path: str, request: ServiceRequest) -> Par
 
 
 def parse_referral(
-    bundle: Bundle,
-    *,
-    thresholds: RiskThresholds,
-    area_thresholds: Mapping[str, RiskThresholds] | None = None,
-    snomed_flags: Mapping[str, str] | None = None,
-    now: datetime | None = None,
+    bundle: Bundle, *, rules: ReferralRules = ReferralRules(), now: datetime | None = None
 ) -> ParsedReferral:
     """Extract and check a referral; raises ``FhirError`` (422) listing every problem found."""
     now = now or datetime.now(UTC)
@@ -370,12 +368,12 @@ def parse_referral(
             ctx, request, path, p.EXT_DECLINED_SERVICE_TYPE, ServiceType, "service type"
         )
         safeguarding = bool(_ext_value(request, p.EXT_SAFEGUARDING, "Boolean"))
-        rules = _safe_contact(request)
-        identifying["safe_contact"] = render_safe_contact(rules, request.patientInstruction)
-        identifying["safe_contact_rules"] = rules
+        contact_rules = _safe_contact(request)
+        identifying["safe_contact"] = render_safe_contact(contact_rules, request.patientInstruction)
+        identifying["safe_contact_rules"] = contact_rules
         identifying["notes"] = [n.text for n in request.note or [] if n.text]
 
-    abuse_types |= _flags(ctx, snomed_flags or {})
+    abuse_types |= _flags(ctx, rules.snomed_flags)
     district = summary.get("postcode_district")
     dash = _dash(ctx)
     band = RiskBand.standard
@@ -385,7 +383,7 @@ def parse_referral(
             yes,
             professional_judgement=judgement,
             potential_escalation=escalation,
-            thresholds=thresholds_for(district, thresholds, area_thresholds or {}),
+            thresholds=thresholds_for(district, rules.thresholds, rules.area_thresholds),
         )
         identifying["dash_yes_count"] = yes
 
@@ -598,7 +596,6 @@ def consent_state(
     safeguarding_basis: bool,
     issues: list[Issue] | None = None,
     path: str = "Consent",
-    now: datetime | None = None,  # noqa: ARG001 - kept for callers; expiry is judged at release time
 ) -> ConsentState:
     """The consent as routing sees it: status, the kinds of service and organisations it permits, and
     when it ends. Problems are appended to ``issues`` (or raised as a 422 when none is given)."""

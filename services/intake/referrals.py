@@ -20,7 +20,14 @@ from services.intake.store import ApiClient, IdempotencyRecord, Referral
 from services.intake.task import task_resource
 from shared.crypto import FieldCipher
 from shared.db import Database
-from shared.events import ConsentState, ConsentUpdated, ReferralCancelled, ReferralReceived, TaskStatus, utcnow
+from shared.events import (
+    ConsentState,
+    ConsentUpdated,
+    ReferralCancelled,
+    ReferralReceived,
+    TaskStatus,
+    utcnow,
+)
 from shared.fhir import FhirError, Issue
 from shared.outbox import enqueue
 

@@ -1,8 +1,8 @@
 from typing import ClassVar
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
-from services.intake.domain import RiskThresholds
+from services.intake.domain import ReferralRules, RiskThresholds
 from shared.reference import AbuseType
 from shared.settings import ServiceSettings, prefixed
 
@@ -24,11 +24,11 @@ class IntakeSettings(ServiceSettings):
     dash_medium_threshold: int = 10
     # Per-area DASH thresholds agreed with the local MARAC, by postcode district or postcode area:
     # '{"LS": [12, 8], "LS7": [13, 9]}' is [high, medium]. The district wins over its area.
-    dash_area_thresholds: dict[str, tuple[int, int]] = {}
+    dash_area_thresholds: dict[str, tuple[int, int]] = Field(default_factory=dict)
     # SNOMED CT concepts (e.g. from the NHS "Safeguarding issues" refset 999002381000000108) that a
     # safeguarding Flag may carry, mapped to Pathways abuse types: '{"<concept id>": "forced-marriage"}'.
     # Configured, not built in: the codes need clinical-safety sign-off for each deployment.
-    safeguarding_snomed: dict[str, str] = {}
+    safeguarding_snomed: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("safeguarding_snomed")
     @classmethod
@@ -46,7 +46,11 @@ class IntakeSettings(ServiceSettings):
                 raise ValueError(f"{area}: thresholds must satisfy 0 < medium < high <= 24")
         return value
 
-    def risk_thresholds(self) -> tuple[RiskThresholds, dict[str, RiskThresholds]]:
-        """The default DASH thresholds and each area's own."""
-        by_area = {area.upper(): RiskThresholds(high=h, medium=m) for area, (h, m) in self.dash_area_thresholds.items()}
-        return RiskThresholds(high=self.dash_high_threshold, medium=self.dash_medium_threshold), by_area
+    def referral_rules(self) -> ReferralRules:
+        """The DASH thresholds (default and each area's own) and the SNOMED flag map, as parsing uses them."""
+        return ReferralRules(
+            thresholds=RiskThresholds(high=self.dash_high_threshold, medium=self.dash_medium_threshold),
+            area_thresholds={area.upper(): RiskThresholds(high=h, medium=m)
+                             for area, (h, m) in self.dash_area_thresholds.items()},
+            snomed_flags=dict(self.safeguarding_snomed),
+        )

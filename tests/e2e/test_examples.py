@@ -5,15 +5,18 @@ its survivor in any log."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from services.launcher import System, free_port
+from services.launcher import System
 from tests.conftest import EXAMPLES
+from tests.e2e import test_journey
 from tests.e2e.test_journey import EHR_KEY, poll
+
+# The journey's module-scoped fixture: this module gets a running system of its own from it.
+system = test_journey.system
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json"))
 FHIR = {**EHR_KEY, "Content-Type": "application/fhir+json"}
@@ -23,15 +26,6 @@ EXPECTED_OFFERS = {
     "high-risk-no-consent-safeguarding.json": ("MARAC",),
     "by-and-for-black-minoritised-maternity.json": ("Black and minoritised",),
 }
-
-
-@pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    ports = {name: free_port() for name in ("intake", "router", "directory", "notify", "nats", "nats_monitor")}
-    running = System(data_dir=tmp_path_factory.mktemp("e2e-examples") / ".data", ports=ports)
-    running.start(timeout=90)
-    yield running
-    running.stop()
 
 
 def submit(system: System, path: Path) -> httpx.Response:

@@ -15,16 +15,16 @@ EHR = {"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}", "Content-Type": "a
 
 
 def intake_settings(nats_url: str, database_url: str, encryption_keys: str, **overrides: object) -> IntakeSettings:
-    values: dict[str, object] = dict(
-        nats_url=nats_url,
-        database_url=database_url,
-        service_token=SERVICE_TOKEN,
-        encryption_keys=encryption_keys,
-        active_key_id="k1",
-        seed_sample_client=True,
-        max_body_bytes=200_000,
-    )
-    values.update(overrides)
+    values: dict[str, object] = {
+        "nats_url": nats_url,
+        "database_url": database_url,
+        "service_token": SERVICE_TOKEN,
+        "encryption_keys": encryption_keys,
+        "active_key_id": "k1",
+        "seed_sample_client": True,
+        "max_body_bytes": 200_000,
+        **overrides,
+    }
     return IntakeSettings(**values)  # type: ignore[arg-type]
 
 

@@ -12,12 +12,13 @@ import pytest
 from services.intake.domain import (
     ParsedCancellation,
     ParsedReferral,
+    ReferralRules,
     RiskThresholds,
     age_band,
+    consent_state,
     parse_bundle,
     parse_consent,
     parse_submission,
-    consent_state,
     render_safe_contact,
     thresholds_for,
 )
@@ -35,9 +36,9 @@ def load(name: str) -> dict:
     return json.loads((EXAMPLES / name).read_text())
 
 
-def submit(body: dict, **options) -> ParsedReferral | ParsedCancellation:
+def submit(body: dict, **rules) -> ParsedReferral | ParsedCancellation:
     endpoint = "message" if body.get("type") == "message" else "bundle"
-    return parse_submission(parse_bundle(body, endpoint=endpoint), thresholds=RiskThresholds(), now=NOW, **options)
+    return parse_submission(parse_bundle(body, endpoint=endpoint), rules=ReferralRules(**rules), now=NOW)
 
 
 def resource(body: dict, kind: str) -> dict:
@@ -243,3 +244,24 @@ def test_snomed_flags_map_through_configuration():
 
 def test_the_dash_questionnaire_url_is_the_documented_one():
     assert DASH_QUESTIONNAIRE == "https://pathways.example.org/fhir/Questionnaire/safelives-dash"
+
+
+def test_area_thresholds_and_snomed_map_come_from_the_environment(monkeypatch):
+    from pydantic import ValidationError
+
+    from services.intake.settings import IntakeSettings
+
+    monkeypatch.setenv("INTAKE_DASH_AREA_THRESHOLDS", '{"ls": [12, 8]}')
+    monkeypatch.setenv("INTAKE_SAFEGUARDING_SNOMED", '{"123456": "fgm"}')
+    assert IntakeSettings().referral_rules() == ReferralRules(
+        thresholds=RiskThresholds(14, 10),
+        area_thresholds={"LS": RiskThresholds(high=12, medium=8)},
+        snomed_flags={"123456": "fgm"},
+    )
+    monkeypatch.setenv("INTAKE_DASH_AREA_THRESHOLDS", '{"LS": [8, 12]}')
+    with pytest.raises(ValidationError, match="medium < high"):
+        IntakeSettings()
+    monkeypatch.setenv("INTAKE_DASH_AREA_THRESHOLDS", "{}")
+    monkeypatch.setenv("INTAKE_SAFEGUARDING_SNOMED", '{"1": "not-a-kind-of-abuse"}')
+    with pytest.raises(ValidationError, match="unknown abuse types"):
+        IntakeSettings()
