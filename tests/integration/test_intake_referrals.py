@@ -229,3 +229,30 @@ async def test_with_the_database_down_intake_answers_503_and_stores_nothing(inta
     retried = await intake.post("/fhir/Bundle", json=body, headers=EHR)
     assert retried.status_code == 202 and "X-Idempotent-Replay" not in retried.headers
     assert await count(intake.app, Referral) == 1 and await count(intake.app, OutboxMessage) == 1
+
+
+async def test_when_the_database_refuses_writes_intake_answers_503_and_stores_nothing(intake, database_url):
+    """Reads still work (the client is recognised) but the referral's transaction cannot commit, as on
+    a failover to a read-only replica: the whole transaction, outbox row included, is lost, never half."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("needs a database server that can refuse writes: PostgreSQL")
+    import asyncpg
+
+    from tests.conftest import PG_HOST, PG_PORT, PG_USER
+
+    name = database_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+    body = load("ed-high-risk-message.json")
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        refused = await intake.post("/fhir/$process-message", json=body, headers=EHR)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["resourceType"] == "OperationOutcome"
+        assert await count(intake.app, Referral) == 0 and await count(intake.app, OutboxMessage) == 0
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        await admin.close()
+    retried = await intake.post("/fhir/$process-message", json=body, headers=EHR)
+    assert retried.status_code == 202 and "X-Idempotent-Replay" not in retried.headers
