@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from uuid import UUID
 
 import pytest
@@ -201,29 +203,40 @@ async def test_capability_statement_describes_what_intake_supports(intake):
     assert statement["rest"][0]["operation"][0]["name"] == "process-message"
 
 
-async def test_with_the_database_down_intake_answers_503_and_stores_nothing(intake, database_url):
-    """PostgreSQL stops accepting this database's connections and drops the open ones, as when the
-    server is restarted or failed over. (SQLite lives in intake's own process and file: there is no
-    server to lose, and the tests run as a user file permissions do not stop.)"""
+@asynccontextmanager
+async def database_altered(database_url: str, change: str, undo: str) -> AsyncIterator[None]:
+    """Apply an ``ALTER DATABASE`` to intake's PostgreSQL database and drop its open connections (so
+    the change reaches intake at once, as a restart or failover would); undo it on the way out."""
     if not database_url.startswith("postgresql"):
-        pytest.skip("needs a database server that can go away: PostgreSQL")
+        pytest.skip("needs a database server that can fail: PostgreSQL (SQLite lives in intake's own "
+                    "process, and these tests run as a user whom file permissions do not stop)")
     import asyncpg
 
     from tests.conftest import PG_HOST, PG_PORT, PG_USER
 
     name = database_url.rsplit("/", 1)[1]
     admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-    body = load("by-and-for-deaf-bsl.json")
-    try:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+
+    async def alter(clause: str) -> None:
+        await admin.execute(f'ALTER DATABASE "{name}" {clause}')
         await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+
+    try:
+        await alter(change)
+        yield
+    finally:
+        await alter(undo)
+        await admin.close()
+
+
+async def test_with_the_database_down_intake_answers_503_and_stores_nothing(intake, database_url):
+    """PostgreSQL stops accepting the database's connections, as while it restarts or fails over."""
+    body = load("by-and-for-deaf-bsl.json")
+    async with database_altered(database_url, "ALLOW_CONNECTIONS false", "ALLOW_CONNECTIONS true"):
         down = await intake.post("/fhir/Bundle", json=body, headers=EHR)
         assert down.status_code == 503, down.text
         assert down.json()["issue"][0]["code"] == "transient" and down.headers["Retry-After"]
         assert (await intake.get("/readyz")).status_code == 503
-    finally:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await admin.close()
 
     # Back up: the retry is a new referral (the failed attempt left nothing to replay), stored once.
     retried = await intake.post("/fhir/Bundle", json=body, headers=EHR)
@@ -234,25 +247,12 @@ async def test_with_the_database_down_intake_answers_503_and_stores_nothing(inta
 async def test_when_the_database_refuses_writes_intake_answers_503_and_stores_nothing(intake, database_url):
     """Reads still work (the client is recognised) but the referral's transaction cannot commit, as on
     a failover to a read-only replica: the whole transaction, outbox row included, is lost, never half."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("needs a database server that can refuse writes: PostgreSQL")
-    import asyncpg
-
-    from tests.conftest import PG_HOST, PG_PORT, PG_USER
-
-    name = database_url.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
     body = load("ed-high-risk-message.json")
-    try:
-        await admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+    read_only = ("SET default_transaction_read_only = on", "RESET default_transaction_read_only")
+    async with database_altered(database_url, *read_only):
         refused = await intake.post("/fhir/$process-message", json=body, headers=EHR)
         assert refused.status_code == 503, refused.text
         assert refused.json()["resourceType"] == "OperationOutcome"
         assert await count(intake.app, Referral) == 0 and await count(intake.app, OutboxMessage) == 0
-    finally:
-        await admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
-        await admin.close()
     retried = await intake.post("/fhir/$process-message", json=body, headers=EHR)
     assert retried.status_code == 202 and "X-Idempotent-Replay" not in retried.headers
