@@ -17,6 +17,8 @@ app = typer.Typer(help="Pathways: referral routes from NHS settings to specialis
                   no_args_is_help=True)
 dlq = typer.Typer(help="The dead-letter stream: messages a consumer gave up on.")
 app.add_typer(dlq, name="dlq")
+keys = typer.Typer(help="Encryption keys for the identifying data intake stores.")
+app.add_typer(keys, name="keys")
 
 EXAMPLE = "examples/gp-referral.json"
 
@@ -106,3 +108,60 @@ def dlq_replay(
             await bus.close()
 
     typer.echo(f"replayed {asyncio.run(replay())} message(s)")
+
+
+@keys.command("generate")
+def keys_generate(key_id: Annotated[str, typer.Argument(help="id for the new key, e.g. 2026-11")]) -> None:
+    """Print a new AES-256 key as 'id:base64', to append to INTAKE_ENCRYPTION_KEYS."""
+    from shared.crypto import FieldCipher
+
+    if not key_id or ":" in key_id or "," in key_id:
+        raise typer.BadParameter("a key id is non-empty and holds no ':' or ','")
+    typer.echo(f"{key_id}:{FieldCipher.new_key()}")
+
+
+@keys.command("rotate")
+def keys_rotate(
+    secrets_file: Annotated[
+        Path | None, typer.Option(help="read INTAKE_* keys and DATABASE_URL from this file (e.g. .data/secrets.env)")
+    ] = None,
+    batch: int = 200,
+) -> None:
+    """Re-encrypt every referral's identifying data under INTAKE_ACTIVE_KEY_ID.
+
+    Old keys must still be in INTAKE_ENCRYPTION_KEYS: they decrypt what is being rotated. Safe to run
+    while intake is serving, and again after an interruption.
+    """
+    from services.intake.keys import rotate_identifying
+    from services.intake.settings import IntakeSettings
+    from services.intake.store import TABLES
+    from shared.crypto import FieldCipher, KeyRingError
+    from shared.db import Database
+
+    if secrets_file is not None:
+        for line in secrets_file.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name.strip() not in os.environ:
+                os.environ[name.strip()] = value.strip()
+    settings = IntakeSettings()
+    try:
+        cipher = FieldCipher.from_config(settings.encryption_keys.get_secret_value(), settings.active_key_id)
+    except KeyRingError as exc:
+        raise typer.BadParameter(str(exc), param_hint="INTAKE_ENCRYPTION_KEYS / INTAKE_ACTIVE_KEY_ID") from None
+
+    async def rotate() -> tuple[int, int]:
+        db = Database(settings.resolved_database_url(), TABLES)
+        try:
+            result = await rotate_identifying(db, cipher, batch=batch)
+            return result.rotated, result.skipped
+        finally:
+            await db.dispose()
+
+    try:
+        rotated, skipped = asyncio.run(rotate())
+    except KeyRingError as exc:
+        # Names the missing key id, never a value.
+        typer.echo(f"cannot rotate: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"re-encrypted {rotated} referral(s) under key '{cipher.active_key_id}'"
+               + (f"; {skipped} changed meanwhile (run again)" if skipped else ""))

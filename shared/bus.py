@@ -264,7 +264,9 @@ class Bus:
                     sub = await self._bind(spec)
                 try:
                     msgs = await sub.fetch(batch=spec.batch, timeout=1)
-                except nats.errors.TimeoutError:
+                except asyncio.TimeoutError:
+                    # nats-py raises its own TimeoutError or, when the deadline runs out between its
+                    # probes, a plain asyncio.TimeoutError: both only mean "nothing to fetch".
                     continue
                 for msg in msgs:
                     await self._process(spec, msg)
@@ -351,7 +353,7 @@ class Bus:
             while replayed < limit:
                 try:
                     msgs = await sub.fetch(batch=min(100, limit - replayed), timeout=1)
-                except nats.errors.TimeoutError:
+                except asyncio.TimeoutError:  # either kind nats-py raises (see _consume_loop)
                     break
                 for msg in msgs:
                     headers = dict(msg.headers or {})

@@ -58,6 +58,7 @@ class OutboxRelay:
         self.batch = batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         db.on_commit.append(self._wake.set)
 
     def start(self) -> None:
@@ -65,12 +66,16 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         if self._task is not None:
+            # Python 3.11's wait_for swallows a cancel that lands as the wake-up fires, so the loop
+            # also checks this flag: stop() must never hang on a relay that missed its cancel.
+            self._stopping = True
+            self._wake.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             self._wake.clear()

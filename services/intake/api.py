@@ -1,169 +1,199 @@
-"""Intake's FHIR API (for EHR systems) and its internal handoff read (for notify)."""
+"""Intake's FHIR API (for EHR systems) and its internal handoff read (for notify). Views stay thin:
+the rules are in ``domain`` (what a referral is) and ``referrals`` (what happens to one)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 
-from services.intake.domain import RiskThresholds, parse_bundle, parse_referral
+from services.intake import referrals
+from services.intake.capability import capability_statement
+from services.intake.domain import ParsedCancellation, parse_bundle, parse_consent, parse_submission
 from services.intake.settings import IntakeSettings
 from services.intake.store import ApiClient, Referral
 from services.intake.task import task_resource
 from shared.audit import record
 from shared.auth import PresentedKey, ServiceCaller, hash_api_key
 from shared.crypto import FieldCipher
-from shared.events import ReferralReceived
 from shared.fhir import FHIR_JSON, FhirError, Issue
-from shared.outbox import enqueue
 from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter()
 ACCEPTED_CONTENT_TYPES = ("application/fhir+json", "application/json")
+MAX_REQUEST_ID = 200
+FHIR_BODY = {
+    "required": True,
+    "content": {FHIR_JSON: {"schema": {"type": "object", "description": "A FHIR R4 resource (see the profile)."}}},
+}
 
 
 async def require_client(key: PresentedKey, session: SessionDep) -> ApiClient:
     client = (await session.exec(select(ApiClient).where(ApiClient.key_hash == hash_api_key(key)))).first()
-    if client is None:
+    if client is None or not client.active:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown API key.",
                             headers={"WWW-Authenticate": "Bearer"})
     return client
 
 
 ClientDep = Annotated[ApiClient, Depends(require_client)]
+RequestId = Annotated[str | None, Header(alias="X-Request-Id", description="Idempotency key for retries")]
 
 
 def cipher(request: Request) -> FieldCipher:
     return request.app.state.cipher  # type: ignore[no-any-return]
 
 
-async def read_fhir_json(request: Request, settings: IntakeSettings) -> tuple[dict[str, Any], bytes]:
+async def read_fhir_json(request: Request, settings: IntakeSettings) -> dict[str, Any]:
+    """The request body as a JSON object: 415, 413 and 400 before anything is parsed as FHIR."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ACCEPTED_CONTENT_TYPES:
-        raise FhirError(415, [Issue("not-supported", "Send the Bundle as application/fhir+json.")])
+        raise FhirError(415, [Issue("not-supported", "Send the resource as application/fhir+json.")])
+    too_large = FhirError(413, [Issue("too-costly", f"The body exceeds {settings.max_body_bytes} bytes.")])
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        raise FhirError(413, [Issue("too-costly", f"The body exceeds {settings.max_body_bytes} bytes.")])
-    raw = b""
+        raise too_large
+    raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > settings.max_body_bytes:
-            raise FhirError(413, [Issue("too-costly", f"The body exceeds {settings.max_body_bytes} bytes.")])
+            raise too_large
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise FhirError(400, [Issue("structure", f"The body is not valid JSON ({type(exc).__name__}).")]) from None
     if not isinstance(body, dict):
-        raise FhirError(400, [Issue("structure", "The body must be a JSON object (a FHIR Bundle).")])
-    return body, raw
+        raise FhirError(400, [Issue("structure", "The body must be a JSON object (a FHIR resource).")])
+    return body
 
 
-def accepted(referral: Referral) -> JSONResponse:
-    return JSONResponse(
-        task_resource(referral),
-        status_code=status.HTTP_202_ACCEPTED,
-        media_type=FHIR_JSON,
-        headers={"Location": f"/fhir/Task/{referral.id}"},
-    )
+def idempotency_keys(request_id: str | None, bundle_identifier: str | None) -> list[str]:
+    if request_id is not None and not 0 < len(request_id) <= MAX_REQUEST_ID:
+        raise FhirError(400, [Issue("value", f"X-Request-Id must be 1 to {MAX_REQUEST_ID} characters.")])
+    return [k for k in (bundle_identifier and f"bundle:{bundle_identifier}",
+                        request_id and f"request-id:{request_id}") if k]
+
+
+def fhir_response(answer: referrals.Answer) -> JSONResponse:
+    headers = {"Location": answer.location} if answer.location else {}
+    if answer.replayed:
+        headers["X-Idempotent-Replay"] = "true"
+    return JSONResponse(answer.resource, status_code=answer.status_code, media_type=FHIR_JSON, headers=headers)
+
+
+async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, request_id: str | None,
+                  endpoint: str) -> JSONResponse:
+    settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
+    body = await read_fhir_json(request, settings)
+    parsed = parse_submission(parse_bundle(body, endpoint=endpoint), rules=settings.referral_rules())
+    if parsed.referrer_ods not in client.ods_codes:
+        raise FhirError(403, [Issue("forbidden", f"This client may not refer for ODS code {parsed.referrer_ods}.",
+                                    "ServiceRequest.requester")])
+    keys = idempotency_keys(request_id, parsed.bundle_identifier)
+    fingerprint = referrals.request_hash(endpoint, body)
+    if isinstance(parsed, ParsedCancellation):
+        answer = await referrals.idempotent(
+            runtime.db, client.id, keys, fingerprint, lambda session: referrals.cancel(session, client, parsed)
+        )
+    else:
+        answer = await referrals.idempotent(
+            runtime.db, client.id, keys, fingerprint,
+            lambda session: referrals.receive(session, client, parsed, cipher(request), fingerprint),
+        )
+    return fhir_response(answer)
 
 
 @router.post(
     "/fhir/Bundle",
     tags=["fhir"],
     status_code=202,
-    summary="Submit a referral Bundle; answers with the FHIR Task that tracks it",
+    summary="Submit a referral (transaction or collection Bundle); answers with the Task that tracks it",
+    description="A ServiceRequest with status `revoked` cancels an earlier referral (200, the cancelled Task).",
+    openapi_extra={"requestBody": FHIR_BODY},
 )
-async def submit_referral(request: Request, client: ClientDep, runtime: RuntimeDep) -> JSONResponse:
+async def submit_bundle(request: Request, client: ClientDep, runtime: RuntimeDep, request_id: RequestId = None
+                        ) -> JSONResponse:
+    return await _submit(request, client, runtime, request_id, "bundle")
+
+
+@router.post(
+    "/fhir/$process-message",
+    tags=["fhir"],
+    status_code=202,
+    summary="Submit a referral as a FHIR message (MessageHeader first, as in BaRS); answers with the Task",
+    openapi_extra={"requestBody": FHIR_BODY},
+)
+async def process_message(request: Request, client: ClientDep, runtime: RuntimeDep, request_id: RequestId = None
+                          ) -> JSONResponse:
+    return await _submit(request, client, runtime, request_id, "message")
+
+
+@router.put(
+    "/fhir/Consent/{task_id}",
+    tags=["fhir"],
+    summary="Update the survivor's consent for a referral (the Consent id is the Task id)",
+    description="Granting, narrowing, extending or withdrawing consent publishes `referral.consent.updated`.",
+    openapi_extra={"requestBody": FHIR_BODY},
+)
+async def update_consent(task_id: UUID, request: Request, client: ClientDep, runtime: RuntimeDep,
+                         request_id: RequestId = None) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
-    body, raw = await read_fhir_json(request, settings)
-    bundle = parse_bundle(body)
-    parsed = parse_referral(
-        bundle,
-        thresholds=RiskThresholds(high=settings.dash_high_threshold, medium=settings.dash_medium_threshold),
+    body = await read_fhir_json(request, settings)
+    consent = parse_consent(body)
+    if consent.id is not None and consent.id != str(task_id):
+        raise FhirError(400, [Issue("invalid", "Consent.id must match the id in the URL.", "Consent.id")])
+    answer = await referrals.idempotent(
+        runtime.db, client.id, idempotency_keys(request_id, None), referrals.request_hash(f"consent/{task_id}", body),
+        lambda session: referrals.update_consent(session, client, task_id, consent, body),
     )
-    if parsed.referrer_ods not in client.ods_codes:
-        raise FhirError(403, [Issue("forbidden", f"This client may not refer for ODS code {parsed.referrer_ods}.")])
-    request_hash = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-    if parsed.bundle_identifier:
-        existing = await _existing(runtime, client.id, parsed.bundle_identifier)
-        if existing is not None:
-            return _replay(existing, request_hash)
-
-    referral = Referral(
-        client_id=client.id,
-        bundle_identifier=parsed.bundle_identifier,
-        request_hash=request_hash,
-        referrer_ods=parsed.referrer_ods,
-        summary=parsed.summary.model_dump(mode="json"),
-        consent=parsed.consent.model_dump(mode="json"),
-        identifying="",
-    )
-    referral.identifying = cipher(request).encrypt(
-        json.dumps(parsed.identifying).encode(), aad=referral.id.bytes
-    )
-    try:
-        async with runtime.db.transaction() as session:
-            session.add(referral)
-            enqueue(
-                session,
-                ReferralReceived(
-                    case_id=referral.id,
-                    referrer_ods=parsed.referrer_ods,
-                    summary=parsed.summary,
-                    consent=parsed.consent,
-                ),
-            )
-    except IntegrityError:
-        # A concurrent retry of the same Bundle committed first: answer as it was answered.
-        existing = await _existing(runtime, client.id, parsed.bundle_identifier or "")
-        if existing is None:
-            raise
-        return _replay(existing, request_hash)
-    return accepted(referral)
-
-
-async def _existing(runtime: RuntimeDep, client_id: str, bundle_identifier: str) -> Referral | None:
-    async with runtime.db.session() as session:
-        return (
-            await session.exec(
-                select(Referral).where(Referral.client_id == client_id, Referral.bundle_identifier == bundle_identifier)
-            )
-        ).first()
-
-
-def _replay(existing: Referral, request_hash: str) -> JSONResponse:
-    if existing.request_hash != request_hash:
-        raise FhirError(
-            409,
-            [Issue("duplicate", "A different Bundle was already submitted with this Bundle.identifier.",
-                   "Bundle.identifier")],
-        )
-    return accepted(existing)
+    return fhir_response(answer)
 
 
 @router.get("/fhir/Task/{task_id}", tags=["fhir"], summary="The Task that tracks a referral")
 async def read_task(task_id: str, client: ClientDep, session: SessionDep) -> JSONResponse:
-    referral = await _own_referral(session, client, task_id)
+    referral = await referrals.own_referral(session, client, task_id)
     return JSONResponse(task_resource(referral), media_type=FHIR_JSON)
 
 
-async def _own_referral(session: SessionDep, client: ApiClient, task_id: str) -> Referral:
-    try:
-        referral_id = UUID(task_id)
-    except ValueError:
-        referral_id = None
-    referral = await session.get(Referral, referral_id) if referral_id else None
-    # Another client's referral is "not found", so ids cannot be probed.
-    if referral is None or referral.client_id != client.id:
-        raise FhirError(404, [Issue("not-found", f"No Task with id '{task_id}'.", "Task.id")])
-    return referral
+@router.get("/fhir/Task", tags=["fhir"], summary="Search this client's Tasks (by the referral they are based on)")
+async def search_tasks(
+    client: ClientDep,
+    session: SessionDep,
+    based_on: Annotated[str | None, Query(alias="based-on", description="ServiceRequest/<id> or <id>")] = None,
+    based_on_identifier: Annotated[
+        str | None, Query(alias="based-on:identifier", description="the EHR's referral id, system|value")
+    ] = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=100)] = 50,
+) -> JSONResponse:
+    statement = (
+        select(Referral).where(Referral.client_id == client.id)
+        .order_by(col(Referral.created_at).desc(), col(Referral.id)).limit(count)
+    )
+    if based_on is not None:
+        try:
+            statement = statement.where(Referral.id == UUID(based_on.removeprefix("ServiceRequest/")))
+        except ValueError:
+            statement = statement.where(False)  # type: ignore[arg-type] - no referral has that id
+    if based_on_identifier is not None:
+        statement = statement.where(Referral.service_request_identifier == based_on_identifier)
+    tasks = [task_resource(r) for r in (await session.exec(statement)).all()]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(tasks),
+        "entry": [{"fullUrl": f"Task/{t['id']}", "resource": t, "search": {"mode": "match"}} for t in tasks],
+    }
+    return JSONResponse(bundle, media_type=FHIR_JSON)
+
+
+@router.get("/fhir/metadata", tags=["fhir"], summary="The CapabilityStatement: what intake supports")
+async def metadata(runtime: RuntimeDep) -> JSONResponse:
+    settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
+    return JSONResponse(capability_statement(settings), media_type=FHIR_JSON)
 
 
 @router.get(

@@ -7,8 +7,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import select
+from starlette.exceptions import HTTPException
 
 from services.intake import consumer
 from services.intake.api import router
@@ -81,6 +83,22 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             )
         return problem(422, "The request does not match the API's schema.", errors=validation_errors(exc))
 
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, IntegrityError):
+            # Only a concurrent change gets here (retries are handled where they happen): ask to retry.
+            log.warning("intake: concurrent change on %s", request.url.path)
+            issue = Issue("conflict", "A concurrent change touched this referral; retry the request.")
+            return outcome_response(409, [issue])
+        # The type only: database errors can quote the values they failed on.
+        log.error("intake: database unavailable (%s) on %s", type(exc).__name__, request.url.path)
+        issue = Issue("transient", "The referral store is unavailable; nothing was stored. Retry later.")
+        if request.url.path.startswith("/fhir"):
+            return outcome_response(503, [issue], {"Retry-After": "30"})
+        return problem(503, issue.diagnostics)
+
+    # The transaction rolled back, so a 503 means "nothing stored": the EHR can safely retry.
+    for error in (DBAPIError, PoolTimeout, OSError):
+        app.add_exception_handler(error, database_unavailable)
     app.add_exception_handler(FhirError, fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]

@@ -1,7 +1,9 @@
 from typing import ClassVar
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from services.intake.domain import ReferralRules, RiskThresholds
+from shared.reference import AbuseType
 from shared.settings import ServiceSettings, prefixed
 
 
@@ -20,3 +22,35 @@ class IntakeSettings(ServiceSettings):
     # DASH thresholds: this many "yes" answers or more makes the band.
     dash_high_threshold: int = 14
     dash_medium_threshold: int = 10
+    # Per-area DASH thresholds agreed with the local MARAC, by postcode district or postcode area:
+    # '{"LS": [12, 8], "LS7": [13, 9]}' is [high, medium]. The district wins over its area.
+    dash_area_thresholds: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    # SNOMED CT concepts (e.g. from the NHS "Safeguarding issues" refset 999002381000000108) that a
+    # safeguarding Flag may carry, mapped to Pathways abuse types: '{"<concept id>": "forced-marriage"}'.
+    # Configured, not built in: the codes need clinical-safety sign-off for each deployment.
+    safeguarding_snomed: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("safeguarding_snomed")
+    @classmethod
+    def _known_abuse_types(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value.values()) - {a.value for a in AbuseType})
+        if unknown:
+            raise ValueError(f"unknown abuse types: {', '.join(unknown)}")
+        return value
+
+    @field_validator("dash_area_thresholds")
+    @classmethod
+    def _high_above_medium(cls, value: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        for area, (high, medium) in value.items():
+            if not 0 < medium < high <= 24:
+                raise ValueError(f"{area}: thresholds must satisfy 0 < medium < high <= 24")
+        return value
+
+    def referral_rules(self) -> ReferralRules:
+        """The DASH thresholds (default and each area's own) and the SNOMED flag map, as parsing uses them."""
+        return ReferralRules(
+            thresholds=RiskThresholds(high=self.dash_high_threshold, medium=self.dash_medium_threshold),
+            area_thresholds={area.upper(): RiskThresholds(high=h, medium=m)
+                             for area, (h, m) in self.dash_area_thresholds.items()},
+            snomed_flags=dict(self.safeguarding_snomed),
+        )

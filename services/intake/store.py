@@ -23,6 +23,8 @@ class ApiClient(SQLModel, table=True):
     name: str = Field(max_length=200)
     key_hash: str = Field(unique=True, max_length=64)
     ods_codes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # A revoked client keeps its referrals (and its Tasks' history) but can no longer call.
+    active: bool = Field(default=True)
 
 
 class Referral(SQLModel, table=True):
@@ -31,6 +33,8 @@ class Referral(SQLModel, table=True):
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     client_id: str = Field(max_length=80, index=True)
     bundle_identifier: str | None = Field(default=None, max_length=300)
+    # The EHR's own identifier for the referral ("system|value"): Task search and cancellation use it.
+    service_request_identifier: str | None = Field(default=None, max_length=300, index=True)
     request_hash: str = Field(max_length=64)
     referrer_ods: str = Field(max_length=20)
     # Routing data (no identifying details): the CaseSummary and ConsentState as JSON.
@@ -45,4 +49,21 @@ class Referral(SQLModel, table=True):
     last_updated: datetime = utc_field(default_factory=utcnow, index=True)
 
 
-TABLES = [ApiClient, Referral, AuditRecord]
+class IdempotencyRecord(SQLModel, table=True):
+    """The first answer to a request, per client and key (Bundle.identifier or X-Request-Id): a retry
+    gets it again, a different body under the same key gets a 409. Written in the same transaction as
+    the change it answers for, so a racing retry either sees it or fails on the primary key."""
+
+    __tablename__ = "idempotency_record"
+
+    client_id: str = Field(primary_key=True, max_length=80)
+    key: str = Field(primary_key=True, max_length=320)
+    request_hash: str = Field(max_length=64)
+    status_code: int
+    # The FHIR resource answered (a Task or a Consent: no identifying details) and its Location.
+    response: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    location: str | None = Field(default=None, max_length=200)
+    created_at: datetime = utc_field(default_factory=utcnow)
+
+
+TABLES = [ApiClient, Referral, IdempotencyRecord, AuditRecord]

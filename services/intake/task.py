@@ -24,6 +24,12 @@ def task_resource(referral: Referral) -> dict[str, Any]:
         "requester": {"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code",
                                      "value": referral.referrer_ods}},
     }
+    # The referral the Task fulfils: what `GET /fhir/Task?based-on=` searches.
+    based_on: dict[str, Any] = {"reference": f"ServiceRequest/{referral.id}"}
+    if referral.service_request_identifier:
+        system, _, value = referral.service_request_identifier.partition("|")
+        based_on["identifier"] = {"system": system, "value": value} if system else {"value": value}
+    task["basedOn"] = [based_on]
     if referral.bundle_identifier:
         system, _, value = referral.bundle_identifier.partition("|")
         task["groupIdentifier"] = {"system": system, "value": value} if system else {"value": value}

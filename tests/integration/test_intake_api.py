@@ -4,41 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from uuid import UUID
 
 import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
-from services.intake.app import SAMPLE_CLIENT, create_app
-from services.intake.settings import IntakeSettings
+from services.intake.app import SAMPLE_CLIENT
 from services.intake.store import Referral
-from services.launcher import NatsServer
 from shared.bus import Bus
 from shared.events import CaseStatus, ReferralReceived, TaskStatus
 from shared.outbox import OutboxMessage
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, eventually, running
-
-EHR = {"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}", "Content-Type": "application/fhir+json"}
-
-
-@pytest.fixture
-async def intake(nats_server: NatsServer, database_url: str, encryption_keys: str) -> AsyncIterator:
-    settings = IntakeSettings(
-        nats_url=nats_server.url,
-        database_url=database_url,
-        service_token=SERVICE_TOKEN,
-        encryption_keys=encryption_keys,
-        active_key_id="k1",
-        seed_sample_client=True,
-        max_body_bytes=200_000,
-    )
-    app = create_app(settings)
-    async with running(app) as client:
-        client.app = app  # type: ignore[attr-defined]
-        yield client
+from tests.harness import SERVICE_TOKEN, eventually
+from tests.integration.conftest import EHR
 
 
 def example() -> dict:

@@ -56,3 +56,48 @@ async def test_referral_accepted_while_nats_is_down_is_published_when_it_returns
             await probe.close()
         finally:
             server.stop()
+
+
+async def test_referral_accepted_while_nats_is_stopped_is_published_once_it_restarts(
+    tmp_path: Path, database_url: str, encryption_keys: str
+):
+    server = NatsServer(tmp_path / "nats", port=free_port())
+    server.start()
+    app = create_app(
+        IntakeSettings(
+            nats_url=server.url, database_url=database_url, service_token=SERVICE_TOKEN,
+            encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,
+        )
+    )
+
+    async def unpublished() -> int:
+        async with app.state.runtime.db.session() as session:
+            return len((await session.exec(select(OutboxMessage).where(col(OutboxMessage.published_at).is_(None)))).all())
+
+    async def drained() -> bool:
+        return await unpublished() == 0
+
+    try:
+        async with running(app) as intake:
+            first = json.loads((EXAMPLES / "gp-referral.json").read_text())
+            assert (await intake.post("/fhir/Bundle", json=first, headers=EHR)).status_code == 202
+            await eventually(drained)
+
+            server.stop()  # the broker goes away mid-service (same port and store when it returns)
+            message = json.loads((EXAMPLES / "ed-high-risk-message.json").read_text())
+            response = await intake.post("/fhir/$process-message", json=message, headers=EHR)
+            assert response.status_code == 202
+            assert await unpublished() == 1
+
+            server.start()
+            await eventually(drained, timeout=30)
+            probe = Bus(server.url, name="probe")
+            await probe.start()
+            await probe.wait_ready(10)
+            try:
+                # Both referrals, each once: the relay's Nats-Msg-Id makes a re-send after a lost ack harmless.
+                assert (await probe.js.stream_info(EVENTS_STREAM)).state.messages == 2
+            finally:
+                await probe.close()
+    finally:
+        server.stop()

@@ -45,7 +45,7 @@ def example() -> dict:
 
 
 def parse(body: dict):
-    return parse_referral(parse_bundle(body), thresholds=RiskThresholds(), now=datetime(2026, 11, 22, tzinfo=UTC))
+    return parse_referral(parse_bundle(body), now=datetime(2026, 11, 22, tzinfo=UTC))
 
 
 def test_example_referral_gives_routing_attributes_without_identifying_data():

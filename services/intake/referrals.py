@@ -1,0 +1,177 @@
+"""What happens to a referral: received, cancelled, its consent updated. Each change commits with its
+outbox event and its idempotency record in one transaction, so nothing is half-done or done twice."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from fhir.resources.R4B.consent import Consent
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.intake.domain import ParsedCancellation, ParsedReferral, consent_state
+from services.intake.store import ApiClient, IdempotencyRecord, Referral
+from services.intake.task import task_resource
+from shared.crypto import FieldCipher
+from shared.db import Database
+from shared.events import (
+    ConsentState,
+    ConsentUpdated,
+    ReferralCancelled,
+    ReferralReceived,
+    TaskStatus,
+    utcnow,
+)
+from shared.fhir import FhirError, Issue
+from shared.outbox import enqueue
+
+FINAL_TASK_STATES = frozenset({TaskStatus.cancelled, TaskStatus.completed, TaskStatus.rejected})
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int
+    resource: dict[str, Any]
+    location: str | None = None
+    replayed: bool = False
+
+
+def request_hash(endpoint: str, body: dict[str, Any]) -> str:
+    """The same request, whatever its key order or whitespace, hashes the same."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{endpoint}\n{canonical}".encode()).hexdigest()
+
+
+async def _recorded(db: Database, client_id: str, keys: Sequence[str]) -> IdempotencyRecord | None:
+    async with db.session() as session:
+        statement = select(IdempotencyRecord).where(
+            IdempotencyRecord.client_id == client_id, col(IdempotencyRecord.key).in_(list(keys))
+        )
+        return (await session.exec(statement)).first()
+
+
+def _replay(record: IdempotencyRecord, fingerprint: str) -> Answer:
+    if record.request_hash != fingerprint:
+        kind, _, _ = record.key.partition(":")
+        expression = "Bundle.identifier" if kind == "bundle" else None
+        raise FhirError(409, [Issue("duplicate", "A different request was already made with this "
+                                                 f"{'Bundle.identifier' if expression else 'X-Request-Id'}.",
+                                    expression)])
+    return Answer(record.status_code, record.response, record.location, replayed=True)
+
+
+async def idempotent(
+    db: Database,
+    client_id: str,
+    keys: Sequence[str],
+    fingerprint: str,
+    work: Callable[[AsyncSession], Awaitable[Answer]],
+) -> Answer:
+    """Run ``work`` once per idempotency key: a retry gets the first answer again, a different request
+    under the same key a 409. Racing retries: the loser's insert fails on the key, and it replays."""
+    if keys and (existing := await _recorded(db, client_id, keys)) is not None:
+        return _replay(existing, fingerprint)
+    try:
+        async with db.transaction() as session:
+            answer = await work(session)
+            for key in keys:
+                session.add(IdempotencyRecord(
+                    client_id=client_id, key=key, request_hash=fingerprint, status_code=answer.status_code,
+                    response=answer.resource, location=answer.location,
+                ))
+    except IntegrityError:
+        existing = await _recorded(db, client_id, keys) if keys else None
+        if existing is None:
+            raise
+        return _replay(existing, fingerprint)
+    return answer
+
+
+async def receive(
+    session: AsyncSession, client: ApiClient, parsed: ParsedReferral, cipher: FieldCipher, fingerprint: str
+) -> Answer:
+    """Store a new referral (identifying details encrypted under the active key) and announce it."""
+    referral = Referral(
+        client_id=client.id,
+        bundle_identifier=parsed.bundle_identifier,
+        service_request_identifier=parsed.service_request_identifier,
+        request_hash=fingerprint,
+        referrer_ods=parsed.referrer_ods,
+        summary=parsed.summary.model_dump(mode="json"),
+        consent=parsed.consent.model_dump(mode="json"),
+        identifying="",
+    )
+    # The row id is the associated data: a ciphertext copied onto another referral does not decrypt.
+    referral.identifying = cipher.encrypt(json.dumps(parsed.identifying).encode(), aad=referral.id.bytes)
+    session.add(referral)
+    enqueue(session, ReferralReceived(
+        case_id=referral.id, referrer_ods=parsed.referrer_ods, summary=parsed.summary, consent=parsed.consent,
+    ))
+    return Answer(202, task_resource(referral), f"/fhir/Task/{referral.id}")
+
+
+async def own_referral(session: AsyncSession, client: ApiClient, task_id: str | UUID) -> Referral:
+    """A referral this client made; any other is "not found", so ids cannot be probed."""
+    try:
+        referral_id = task_id if isinstance(task_id, UUID) else UUID(task_id)
+    except ValueError:
+        referral_id = None
+    referral = await session.get(Referral, referral_id) if referral_id else None
+    if referral is None or referral.client_id != client.id:
+        raise FhirError(404, [Issue("not-found", f"No Task with id '{task_id}'.", "Task.id")])
+    return referral
+
+
+async def cancel(session: AsyncSession, client: ApiClient, parsed: ParsedCancellation) -> Answer:
+    """The referrer revoked its ServiceRequest: the Task is cancelled and router and notify are told."""
+    referral: Referral | None = None
+    if parsed.service_request_id:
+        try:
+            referral = await own_referral(session, client, parsed.service_request_id)
+        except FhirError:
+            referral = None
+    if referral is None and parsed.service_request_identifier:
+        statement = select(Referral).where(
+            Referral.client_id == client.id, Referral.service_request_identifier == parsed.service_request_identifier
+        ).order_by(col(Referral.created_at).desc())
+        referral = (await session.exec(statement)).first()
+    if referral is None:
+        raise FhirError(404, [Issue("not-found", "No referral from this client matches the revoked ServiceRequest.",
+                                    "ServiceRequest.identifier")])
+    if referral.task_status == TaskStatus.cancelled:
+        return Answer(200, task_resource(referral))
+    if referral.task_status in FINAL_TASK_STATES:
+        raise FhirError(409, [Issue("business-rule", f"The referral is already {referral.task_status}.", "Task.status")])
+    referral.task_status = TaskStatus.cancelled
+    referral.business_status = "cancelled by the referrer"
+    referral.status_reason = parsed.reason
+    referral.last_updated = utcnow()
+    session.add(referral)
+    enqueue(session, ReferralCancelled(case_id=referral.id, reason=parsed.reason))
+    return Answer(200, task_resource(referral))
+
+
+async def update_consent(
+    session: AsyncSession, client: ApiClient, task_id: UUID, consent: Consent, body: dict[str, Any]
+) -> Answer:
+    """A new Consent for an existing referral: stored, and announced when it changes what may be shared."""
+    referral = await own_referral(session, client, task_id)
+    if referral.task_status in FINAL_TASK_STATES:
+        raise FhirError(409, [Issue("business-rule", f"The referral is {referral.task_status}.", "Task.status")])
+    before = ConsentState.model_validate(referral.consent)
+    # The safeguarding basis is the referrer's recorded decision, not part of the survivor's consent.
+    after = consent_state(consent, safeguarding_basis=before.safeguarding_basis, path="Consent")
+    now = utcnow()
+    if after != before:
+        referral.consent = after.model_dump(mode="json")
+        referral.last_updated = now
+        session.add(referral)
+        enqueue(session, ConsentUpdated(case_id=referral.id, consent=after))
+    resource = {**body, "id": str(referral.id), "meta": {"lastUpdated": referral.last_updated.isoformat()}}
+    return Answer(200, resource, f"/fhir/Consent/{referral.id}")
