@@ -39,6 +39,7 @@ DLQ_PREFIX = "dlq"
 DEFAULT_BACKOFF = (1.0, 5.0, 15.0, 60.0, 300.0)
 
 Handler = Callable[[Event, "Delivery"], Awaitable[None]]
+BroadcastHandler = Callable[[Event], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Bus:
         self.duplicate_window = duplicate_window
         self.nc: NATS | None = None
         self._consumers: list[ConsumerSpec] = []
+        self._broadcasts: list[tuple[tuple[str, ...], BroadcastHandler]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
         self._stopping = False
@@ -129,6 +131,8 @@ class Bus:
         self._ready.set()
         for spec in self._consumers:
             self._spawn_consumer(spec)
+        for subjects, handler in list(self._broadcasts):
+            await self._subscribe_broadcast(subjects, handler)
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("bus %s: %s", self.name, type(exc).__name__)
@@ -228,6 +232,30 @@ class Bus:
         if self._ready.is_set():
             self._spawn_consumer(spec)
         return spec
+
+    async def broadcast(self, subjects: Sequence[str], handler: BroadcastHandler) -> None:
+        """Hear every event on ``subjects`` in *this* process, whatever other replicas do.
+
+        A durable consumer shares its messages among replicas; a cache that every replica holds needs
+        each of them to hear each change, so this is a plain (core NATS) subscription instead: at most
+        once, and only while connected (the client re-subscribes after a reconnect). Use it for hints
+        such as "refresh your copy", backed by a periodic refresh; never for work that must not be lost.
+        """
+        entry = (tuple(subjects), handler)
+        self._broadcasts.append(entry)
+        if self._ready.is_set():
+            await self._subscribe_broadcast(*entry)
+
+    async def _subscribe_broadcast(self, subjects: tuple[str, ...], handler: BroadcastHandler) -> None:
+        async def on_message(msg: Msg) -> None:
+            try:
+                await handler(decode_event(msg.subject, msg.data))
+            except Exception as exc:  # noqa: BLE001 - a hint that fails must not stop the subscription
+                log.warning("bus %s: broadcast handler for %s failed: %s", self.name, msg.subject, type(exc).__name__)
+
+        assert self.nc is not None
+        for subject in subjects:
+            await self.nc.subscribe(subject, cb=on_message)
 
     def _spawn_consumer(self, spec: ConsumerSpec) -> None:
         self._tasks.append(asyncio.create_task(self._consume_loop(spec), name=f"{self.name}-{spec.durable}"))
@@ -353,7 +381,9 @@ class Bus:
             while replayed < limit:
                 try:
                     msgs = await sub.fetch(batch=min(100, limit - replayed), timeout=1)
-                except asyncio.TimeoutError:  # either kind nats-py raises (see _consume_loop)
+                except TimeoutError:
+                    # nats-py raises its own TimeoutError, or a bare asyncio one when the deadline ran
+                    # out inside fetch(): both mean "nothing more to replay".
                     break
                 for msg in msgs:
                     headers = dict(msg.headers or {})

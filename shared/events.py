@@ -156,9 +156,21 @@ class RoutedService(BaseModel):
     reasons: tuple[str, ...] = ()
     # Communities the service is by and for (decides the consent scope it needs).
     by_and_for: tuple[str, ...] = ()
+    # The response window the router chose for this offer (the service's own SLA or the area
+    # protocol's, whichever is shorter); ``None`` leaves notify's per-risk default in force.
+    respond_within_hours: float | None = None
 
 
 class CaseRouted(Event):
+    """The router's decision to offer a case to the services in ``offer_to``.
+
+    Notify makes one offer for each entry. A case can be routed more than once: after an offer is
+    declined (``case.offer.declined``) or expires (``case.offer.expired``) the router publishes another
+    ``CaseRouted`` for the same ``case_id`` with a new ``event_id`` and ``decision_id`` whose ``offer_to``
+    holds only the newly offered service(s), never one already offered for the case. Offers made by an
+    earlier ``CaseRouted`` stay as they are.
+    """
+
     subject: ClassVar[str] = "case.routed"
 
     case_id: UUID

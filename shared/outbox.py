@@ -6,7 +6,6 @@ being down never fails a request: the relay publishes once NATS is back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from datetime import datetime
@@ -16,6 +15,7 @@ from sqlalchemy import Text
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.background import WakeableLoop
 from shared.bus import Bus
 from shared.db import Database, utc_field
 from shared.events import Event, utcnow
@@ -56,36 +56,23 @@ class OutboxRelay:
         self.bus = bus
         self.poll_interval = poll_interval
         self.batch = batch
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        db.on_commit.append(self._wake.set)
+        self._loop = WakeableLoop("outbox-relay", self._drain, lambda: self.poll_interval)
+        db.on_commit.append(self._loop.wake)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            # Python 3.11's wait_for swallows a cancel that lands as the wake-up fires, so the loop
-            # also checks this flag: stop() must never hang on a relay that missed its cancel.
-            self._stopping = True
-            self._wake.set()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
 
-    async def _run(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            self._wake.clear()
-            try:
-                while await self.publish_pending() == self.batch:
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - NATS or the database is away: try again later
-                log.warning("outbox relay: %s; will retry", type(exc).__name__)
+    async def _drain(self) -> None:
+        try:
+            while await self.publish_pending() == self.batch:
+                pass
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - NATS or the database is away: try again later
+            log.warning("outbox relay: %s; will retry", type(exc).__name__)
 
     async def publish_pending(self) -> int:
         """Publish up to one batch of unpublished events; returns how many were published."""

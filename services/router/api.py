@@ -1,27 +1,96 @@
-"""Router API: the stored decision for a case."""
+"""Router API: how a case was routed and why, and what the rules would do with a hypothetical case."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, status
-from sqlmodel import col, select
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel, Field
 
-from services.router.store import RoutingDecision
-from shared.auth import ServiceCaller
+from services.router.consumer import Router, decide, decision_row
+from services.router.directory_client import DirectoryUnavailable
+from services.router.store import RoutedCase, decisions_for
+from shared.auth import Caller, PresentedKey, require_ops, require_service
+from shared.events import CaseSummary, ConsentScope, ConsentState, ConsentStatus
 from shared.service import SessionDep
 
 router = APIRouter(tags=["router"])
 
 
+def require_ops_or_service(request: Request, key: PresentedKey) -> Caller:
+    """Ops staff, or another Pathways service (intake, for the referrer's Task)."""
+    try:
+        return require_service(request, key)
+    except HTTPException:
+        pass
+    try:
+        return require_ops(request, key)
+    except HTTPException:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail="This endpoint is for ops staff and Pathways services."
+        ) from None
+
+
+OpsOrService = Annotated[Caller, Depends(require_ops_or_service)]
+
+
+def get_router(request: Request) -> Router:
+    return request.app.state.router  # type: ignore[no-any-return]
+
+
+RouterDep = Annotated[Router, Depends(get_router)]
+
+
+def note(decision: dict[str, Any]) -> str:
+    """The decision in one line, for the referrer's Task business-status note."""
+    offered = [s["name"] for s in decision["offer_to"]]
+    parts = [f"offered to {', '.join(offered)}" if offered else (decision["no_offer_reason"] or "no offer made")]
+    if decision["trigger"]:
+        parts.insert(0, decision["trigger"])
+    if decision["escalation"]:
+        parts.append(f"escalated to ops: {decision['escalation']}")
+    return "; ".join(parts)
+
+
 @router.get("/cases/{case_id}/decision", summary="How a case was routed, and why")
-async def get_decision(case_id: UUID, session: SessionDep, _caller: ServiceCaller) -> dict[str, Any]:
-    row = (
-        await session.exec(
-            select(RoutingDecision).where(RoutingDecision.case_id == case_id).order_by(col(RoutingDecision.created_at))
-        )
-    ).first()
-    if row is None:
+async def get_decision(case_id: UUID, session: SessionDep, _caller: OpsOrService) -> dict[str, Any]:
+    case = await session.get(RoutedCase, case_id)
+    rows = await decisions_for(session, case_id)
+    if case is None or not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No routing decision for that case.")
-    return row.model_dump(mode="json")
+    decisions = [{**row.model_dump(mode="json"), "note": note(row.model_dump(mode="json"))} for row in rows]
+    return {
+        "case_id": str(case_id),
+        "state": case.state,
+        "rule_version": case.rule_version,
+        "offered": case.offered,
+        "accepted": case.accepted,
+        "ranking": {lane: [s["service_id"] for s in services] for lane, services in case.lanes.items()},
+        "note": decisions[-1]["note"],
+        "decisions": decisions,
+    }
+
+
+class ExplainRequest(BaseModel):
+    """A hypothetical case: nothing is stored and nothing is offered."""
+
+    summary: CaseSummary
+    consent: ConsentState = Field(
+        default_factory=lambda: ConsentState(status=ConsentStatus.granted, scopes=tuple(ConsentScope)),
+        description="Defaults to consent granted for every kind of service.",
+    )
+
+
+@router.post("/explain", summary="What the rules would do with a hypothetical case (nothing is created)")
+async def explain(body: ExplainRequest, session: SessionDep, router_state: RouterDep,
+                  _caller: OpsOrService) -> dict[str, Any]:
+    try:
+        index = await router_state.cache.current()
+    except DirectoryUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="No directory copy is held yet.") from exc
+    decision, _ = await decide(session, router_state, summary=body.summary, consent=body.consent, index=index)
+    # Built like a stored decision so the two read the same, but never added to a session.
+    explained = decision_row(UUID(int=0), decision, kind="explain").model_dump(mode="json", exclude={"id", "case_id"})
+    return {**explained, "note": note(explained), "ranking": {lane: [s.model_dump(mode="json") for s in services]
+                                                              for lane, services in decision.lanes.items()}}

@@ -1,60 +1,302 @@
-"""The router's bus handler: route each received referral once."""
+"""The router's bus handlers: route each referral once, follow its offers, re-offer along the stored
+ranking when one is declined or expires, and tell ops when the ranking runs out.
+
+The directory copy is read *before* the database transaction opens (it may need an HTTP call), and
+the decision, the inbox record and the outgoing events commit together (``Database.run_once``).
+"""
 
 from __future__ import annotations
 
-from sqlmodel import select
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from uuid import UUID
+
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.router.directory_client import candidates_for
-from services.router.domain import route
+from services.router.directory_client import DirectoryCache, DirectoryUnavailable
+from services.router.domain import (
+    Decision,
+    DirectoryIndex,
+    Lane,
+    Outcome,
+    next_in_lane,
+    resolve_case_area,
+    route,
+)
 from services.router.settings import RouterSettings
-from services.router.store import RoutingDecision
+from services.router.store import (
+    CaseState,
+    RoutedCase,
+    RoutingDecision,
+    case_for_update,
+    open_offer_counts,
+    record_offer,
+)
 from shared.bus import Delivery
-from shared.events import CaseEscalated, CaseRouted, CaseStatus, Event, ReferralReceived, TaskStatus, utcnow
+from shared.events import (
+    CaseEscalated,
+    CaseRouted,
+    CaseStatus,
+    CaseSummary,
+    ConsentState,
+    ConsentStatus,
+    ConsentUpdated,
+    Event,
+    OfferAccepted,
+    OfferDeclined,
+    OfferEvent,
+    OfferExpired,
+    OfferMade,
+    OfferWithdrawn,
+    ReferralCancelled,
+    ReferralReceived,
+    RoutedService,
+    TaskStatus,
+    utcnow,
+)
 from shared.outbox import enqueue
 from shared.service import Runtime
 
+log = logging.getLogger(__name__)
 
-def register(runtime: Runtime) -> None:
-    settings: RouterSettings = runtime.settings  # type: ignore[assignment]
+REFERRALS = "router-referrals"
+OFFERS = "router-offers"
+CASE_CHANGES = "router-case-changes"
 
-    async def on_referral(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
-        assert isinstance(event, ReferralReceived)
-        if (await session.exec(select(RoutingDecision).where(RoutingDecision.case_id == event.case_id))).first():
-            return  # routed already (the same case re-sent under a new event id)
-        district = event.summary.postcode_district or ""
-        candidates = await candidates_for(runtime.http, settings.directory_url, district)
-        decision = route(event.summary, event.consent, candidates, now=utcnow())
-        row = RoutingDecision(
-            case_id=event.case_id,
-            rule_version=decision.rule_version,
-            offer_to=[s.model_dump(mode="json") for s in decision.offer_to],
-            excluded=decision.excluded,
-            escalation=decision.escalation,
-        )
-        session.add(row)
-        if decision.offer_to:
-            enqueue(
-                session,
-                CaseRouted(
-                    case_id=event.case_id,
-                    decision_id=row.id,
-                    summary=event.summary,
-                    consent=event.consent,
-                    offer_to=tuple(decision.offer_to),
-                ),
-            )
-        else:
-            enqueue(
-                session,
-                CaseStatus(
-                    case_id=event.case_id,
-                    status=TaskStatus.requested,
-                    business_status="no offer made",
-                    status_reason=decision.no_offer_reason,
-                ),
-            )
+
+@dataclass
+class Router:
+    """What the handlers and the API share in one router process."""
+
+    settings: RouterSettings
+    cache: DirectoryCache
+
+
+def decision_row(case_id: UUID, decision: Decision, *, kind: str, trigger: str | None = None) -> RoutingDecision:
+    return RoutingDecision(
+        case_id=case_id,
+        kind=kind,
+        trigger=trigger,
+        outcome=decision.outcome,
+        offer_to=[s.model_dump(mode="json") for s in decision.offer_to],
+        lanes={lane: [s.service_id for s in services] for lane, services in decision.lanes.items()},
+        excluded=decision.excluded,
+        passed_over=decision.passed_over,
+        notes=decision.notes,
+        escalation=decision.escalation,
+        no_offer_reason=decision.no_offer_reason,
+        advice=decision.advice,
+        rule_version=decision.rule_version,
+        directory_version=decision.directory_version,
+    )
+
+
+def no_offer_status(case_id: UUID, reason: str, advice: str | None) -> CaseStatus:
+    """What the referrer's Task says when no offer is made: why, and the helpline to give as advice."""
+    return CaseStatus(
+        case_id=case_id,
+        status=TaskStatus.requested,
+        business_status="no offer made",
+        status_reason=f"{reason}. Advice: {advice}" if advice else reason,
+    )
+
+
+async def decide(
+    session: AsyncSession, router: Router, *, summary: CaseSummary, consent: ConsentState, index: DirectoryIndex
+) -> tuple[Decision, list[str]]:
+    """Run the rules for a case with this area's protocol and the current open offers (no writes)."""
+    area = resolve_case_area(summary, index)
+    protocol = router.settings.protocol_for(area.codes)
+    decision = route(
+        summary, consent, index, open_offers=await open_offer_counts(session), now=utcnow(),
+        sla_hours=protocol.sla_hours,
+    )
+    return decision, list(area.codes)
+
+
+async def route_case(
+    session: AsyncSession,
+    router: Router,
+    *,
+    case_id: UUID,
+    summary: CaseSummary,
+    consent: ConsentState,
+    index: DirectoryIndex,
+    case: RoutedCase | None = None,
+    trigger: str | None = None,
+) -> None:
+    """Decide, store the decision and its ranking, and enqueue the offers, status and escalation.
+
+    ``case`` is given when a case that waited (no consent) is routed again: a new decision, same case."""
+    decision, codes = await decide(session, router, summary=summary, consent=consent, index=index)
+    state = {Outcome.routed: CaseState.routed, Outcome.fallback: CaseState.fallback,
+             Outcome.no_offer: CaseState.no_offer}[decision.outcome]
+    if case is None:
+        case = RoutedCase(case_id=case_id, state=state, risk_band=summary.risk_band, area_codes=codes,
+                          summary=summary.model_dump(mode="json"), consent=consent.model_dump(mode="json"),
+                          rule_version=decision.rule_version)
+    case.state = state
+    case.consent = consent.model_dump(mode="json")
+    case.lanes = {lane: [s.model_dump(mode="json") for s in services] for lane, services in decision.lanes.items()}
+    case.offered = [*case.offered, *(s.service_id for s in decision.offer_to)]
+    case.rule_version = decision.rule_version
+    case.updated_at = utcnow()
+    session.add(case)
+    row = decision_row(case_id, decision, kind="re-route" if trigger else "initial", trigger=trigger)
+    session.add(row)
+    if decision.offer_to:
+        enqueue(session, CaseRouted(case_id=case_id, decision_id=row.id, summary=summary, consent=consent,
+                                    offer_to=tuple(decision.offer_to)))
+    else:
+        enqueue(session, no_offer_status(case_id, decision.no_offer_reason or "no offer made", decision.advice))
+    if decision.escalation:
+        enqueue(session, CaseEscalated(case_id=case_id, reason=decision.escalation))
+
+
+async def reoffer(
+    session: AsyncSession,
+    router: Router,
+    *,
+    event: OfferEvent,
+    index: DirectoryIndex | None,
+) -> None:
+    """An offer was declined or expired: offer the next service in the same lane of the stored ranking,
+    or, when that lane is exhausted, tell ops. Ops also hears once the case reaches the area's count
+    of failed offers, while re-offers carry on."""
+    case = await case_for_update(session, event.case_id)
+    if case is None:
+        log.warning("router: %s for a case this router did not route; nothing to re-offer", event.subject)
+        return
+    if case.state == CaseState.closed:
+        return
+    case.failed_offers += 1
+    case.updated_at = utcnow()
+    what = "declined" if isinstance(event, OfferDeclined) else "expired without an answer"
+    lanes = {Lane(lane): [RoutedService.model_validate(s) for s in services] for lane, services in case.lanes.items()}
+    lane = next((name for name, services in lanes.items() if any(s.service_id == event.service_id for s in services)),
+                None)
+    # Notify sends a coded reason only (never the provider's free text).
+    trigger = f"offer to {event.service_id} {what}" + (f" ({event.reason})" if event.reason else "")
+    summary = CaseSummary.model_validate(case.summary)
+    protocol = router.settings.protocol_for(case.area_codes)
+    if case.failed_offers == protocol.escalate_after_failed_offers:
+        enqueue(session, CaseEscalated(
+            case_id=case.case_id, reason=f"{case.failed_offers} offers declined or expired for this case"))
+    # Once a service accepted the case, a declined parallel offer is not chased; the high-risk IDVA and
+    # MARAC routes are, because each of them matters in its own right.
+    settled = bool(case.accepted) and lane not in (Lane.idva, Lane.marac)
+    nxt, passed = (None, {}) if lane is None or settled else next_in_lane(
+        lanes[lane], offered=case.offered, index=index, open_offers=await open_offer_counts(session))
+    decision = Decision(outcome=Outcome.routed, passed_over=passed, notes=[trigger],
+                        directory_version=index.version if index else "")
+    if nxt is not None:
+        assert lane is not None
+        decision.offer_to = [nxt.model_copy(update={"reasons": (*nxt.reasons, f"next in the ranking: {trigger}")})]
+        decision.lanes = {lane: [nxt]}
+        case.offered = [*case.offered, nxt.service_id]
+        row = decision_row(case.case_id, decision, kind="re-offer", trigger=trigger)
+        enqueue(session, CaseRouted(case_id=case.case_id, decision_id=row.id, summary=summary,
+                                    consent=ConsentState.model_validate(case.consent),
+                                    offer_to=tuple(decision.offer_to)))
+    elif settled:
+        decision.outcome = Outcome.no_offer
+        decision.notes.append(f"no re-offer: the case was accepted by {', '.join(case.accepted)}")
+        row = decision_row(case.case_id, decision, kind="settled", trigger=trigger)
+    else:
+        lane_words = f"the {lane} ranking" if lane else "the ranking"
+        decision.outcome = Outcome.no_offer
+        decision.escalation = f"{lane_words} is exhausted: every service declined, expired or cannot take the case"
+        row = decision_row(case.case_id, decision, kind="exhausted", trigger=trigger)
         if decision.escalation:
-            enqueue(session, CaseEscalated(case_id=event.case_id, reason=decision.escalation))
+            case.state = CaseState.exhausted
+            enqueue(session, CaseEscalated(case_id=case.case_id, reason=decision.escalation))
+            enqueue(session, CaseStatus(case_id=case.case_id, status=TaskStatus.requested,
+                                        business_status="escalated to ops",
+                                        status_reason=f"{trigger}; {decision.escalation}"))
+    session.add(row)
+    session.add(case)
 
-    runtime.consume("router-referrals", [ReferralReceived.subject], on_referral)
+
+def register(runtime: Runtime, router: Router) -> None:
+    db = runtime.db
+
+    async def held_copy() -> DirectoryIndex | None:
+        # A re-offer follows the stored ranking; a fresh copy only refines it (capacity, pauses).
+        try:
+            return await router.cache.current()
+        except DirectoryUnavailable:
+            return None
+
+    async def once(durable: str, event: Event, work: Callable[[AsyncSession], Awaitable[None]]) -> None:
+        await db.run_once(durable, event.event_id, work)
+
+    async def on_referral(event: Event, _delivery: Delivery) -> None:
+        assert isinstance(event, ReferralReceived)
+        # Outside the transaction; with no copy and no directory this raises and the case is retried.
+        index = await router.cache.current()
+
+        async def work(session: AsyncSession) -> None:
+            if await session.get(RoutedCase, event.case_id) is not None:
+                return  # routed already (the same case re-sent under a new event id)
+            await route_case(session, router, case_id=event.case_id, summary=event.summary,
+                             consent=event.consent, index=index)
+
+        await once(REFERRALS, event, work)
+
+    async def on_offer(event: Event, _delivery: Delivery) -> None:
+        assert isinstance(event, OfferEvent)
+        index = await held_copy() if isinstance(event, OfferDeclined | OfferExpired) else None
+
+        async def work(session: AsyncSession) -> None:
+            await record_offer(session, offer_id=event.offer_id, case_id=event.case_id,
+                               service_id=event.service_id, open=isinstance(event, OfferMade))
+            if isinstance(event, OfferAccepted):
+                case = await case_for_update(session, event.case_id)
+                if case is not None and event.service_id not in case.accepted:
+                    case.accepted = [*case.accepted, event.service_id]
+                    session.add(case)
+            elif isinstance(event, OfferDeclined | OfferExpired):
+                await reoffer(session, router, event=event, index=index)
+
+        await once(OFFERS, event, work)
+
+    async def on_case_change(event: Event, _delivery: Delivery) -> None:
+        index = await held_copy() if isinstance(event, ConsentUpdated) else None
+
+        async def work(session: AsyncSession) -> None:
+            case = await case_for_update(session, event.case_id)  # type: ignore[attr-defined]
+            if case is None or case.state == CaseState.closed:
+                return
+            if isinstance(event, ReferralCancelled) or (
+                isinstance(event, ConsentUpdated) and event.consent.status is ConsentStatus.withdrawn
+            ):
+                case.state = CaseState.closed  # notify withdraws the offers; the router offers no more
+                case.updated_at = utcnow()
+                session.add(case)
+            elif isinstance(event, ConsentUpdated):
+                if case.state == CaseState.no_offer:
+                    # Consent now given for a case that waited for it: route it as a new decision.
+                    if index is None:
+                        raise DirectoryUnavailable("cannot route the case until the directory answers")
+                    await route_case(session, router, case_id=case.case_id,
+                                     summary=CaseSummary.model_validate(case.summary), consent=event.consent,
+                                     index=index, case=case, trigger=f"consent updated: {event.consent.status}")
+                else:
+                    case.consent = event.consent.model_dump(mode="json")
+                    session.add(case)
+
+        await once(CASE_CHANGES, event, work)
+
+    max_deliver = runtime.settings.max_deliver
+    runtime.bus.consume(REFERRALS, [ReferralReceived.subject], on_referral,
+                        max_deliver=router.settings.referral_max_deliver)
+    runtime.bus.consume(
+        OFFERS,
+        [s.subject for s in (OfferMade, OfferAccepted, OfferDeclined, OfferExpired, OfferWithdrawn)],
+        on_offer,
+        max_deliver=max_deliver,
+    )
+    runtime.bus.consume(CASE_CHANGES, [ReferralCancelled.subject, ConsentUpdated.subject], on_case_change,
+                        max_deliver=max_deliver)
+

@@ -1,39 +1,92 @@
-"""The router's reads of the directory (internal HTTP)."""
+"""The router's in-memory copy of the directory.
+
+Routing must not depend on the directory answering at the moment a case arrives: the router holds
+the last good snapshot, indexed for matching, and replaces it when ``directory.changed`` says so (every
+router process hears that event), on a timer as a safety net, and on first use. A failed refresh keeps
+the copy it had.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import httpx
 
-from services.router.domain import Candidate
-from shared.reference import NATIONAL
+from services.router.domain import DirectoryIndex
+from shared.background import WakeableLoop
+from shared.directory_contract import DirectorySnapshot
+
+log = logging.getLogger(__name__)
 
 
 class DirectoryUnavailable(RuntimeError):
-    pass
+    """No directory copy is held and the directory cannot be read: the case waits and is retried."""
 
 
-async def candidates_for(http: httpx.AsyncClient, base_url: str, district: str) -> list[Candidate]:
-    """Services covering the district (local and national), as routing candidates."""
-    try:
-        response = await http.get(f"{base_url}/services", params={"area": district})
-    except httpx.HTTPError as exc:
-        raise DirectoryUnavailable(type(exc).__name__) from exc
-    if response.status_code == 404:
-        # The district is not in the gazetteer: only national services can be found for it.
-        response = await http.get(f"{base_url}/services", params={"area": "E92000001"})
-    if response.status_code >= 400:
-        raise DirectoryUnavailable(f"directory answered {response.status_code}")
-    return [
-        Candidate(
-            service_id=s["id"],
-            organisation_id=s["organisation_id"],
-            name=s["name"],
-            service_type=s["service_type"],
-            by_and_for=frozenset(s["by_and_for"]) | frozenset(s["organisation_by_and_for"]),
-            risk_levels=frozenset(s["risk_levels"]),
-            accepting=s["accepting"] and s["status"] == "active",
-            national=NATIONAL in s["coverage"],
-            match_reason=s.get("match_reason") or "",
+class DirectoryCache:
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, token: str, *, refresh_seconds: float, timeout: float = 5.0
+    ) -> None:
+        self.http = http
+        self.base_url = base_url
+        self.token = token
+        self.refresh_seconds = refresh_seconds
+        self.timeout = timeout
+        self.index: DirectoryIndex | None = None
+        self.refreshes = 0
+        self._lock = asyncio.Lock()
+        # Until the first copy is held, retry every second; afterwards on a change or the timer.
+        self._loop = WakeableLoop(
+            "router-directory-refresh", self.refresh,
+            lambda: 1.0 if self.index is None else self.refresh_seconds,
         )
-        for s in response.json()
-    ]
+
+    async def fetch(self) -> DirectorySnapshot:
+        try:
+            response = await self.http.get(
+                f"{self.base_url}/internal/snapshot",
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=self.timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise DirectoryUnavailable(type(exc).__name__) from exc
+        if response.status_code != 200:
+            raise DirectoryUnavailable(f"directory answered {response.status_code}")
+        return DirectorySnapshot.model_validate_json(response.content)
+
+    async def refresh(self) -> bool:
+        """Replace the copy with a fresh snapshot; on failure keep the last good copy. Returns success."""
+        async with self._lock:
+            try:
+                snapshot = await self.fetch()
+            except (DirectoryUnavailable, ValueError) as exc:
+                log.warning("directory snapshot unavailable (%s); routing from the copy held", type(exc).__name__)
+                return False
+            if not snapshot.services and self.index is not None and self.index.services:
+                # An empty directory (a restore in progress, a fresh database) is not a better copy.
+                log.warning("directory snapshot %s is empty; keeping copy %s", snapshot.version, self.index.version)
+                return False
+            self.index = DirectoryIndex.from_snapshot(snapshot)
+            self.refreshes += 1
+            log.info("directory copy %s: %d services", snapshot.version, len(snapshot.services))
+            return True
+
+    async def current(self) -> DirectoryIndex:
+        """The copy to route from: the one held, else a fresh read, else ``DirectoryUnavailable``."""
+        if self.index is None:
+            await self.refresh()
+        if self.index is None:
+            raise DirectoryUnavailable("no directory copy yet and the directory cannot be read")
+        return self.index
+
+    def changed(self) -> None:
+        """The directory changed: refresh soon (many changes in a burst coalesce into one read)."""
+        self._loop.wake()
+
+    def start(self) -> None:
+        self._loop.start()
+        self._loop.wake()  # read the first copy now rather than when the first case needs it
+
+    async def stop(self) -> None:
+        await self._loop.stop()

@@ -1,28 +1,120 @@
-"""The router's own table: every routing decision, with its reasons and rule version."""
+"""The router's own tables: each routed case with its stored ranking, every decision with its reasons,
+and the open offers per service that capacity is judged by."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import JSON, Column
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, Column, Text, func
+from sqlmodel import Field, SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import utc_field
 from shared.events import utcnow
 
 
+class CaseState(StrEnum):
+    routed = "routed"
+    fallback = "fallback"
+    no_offer = "no-offer"
+    exhausted = "exhausted"
+    closed = "closed"  # cancelled by the referrer or consent withdrawn: no more offers
+
+
+class RoutedCase(SQLModel, table=True):
+    """One row per case: its primary key is what makes "each case routed once" hold across replicas."""
+
+    __tablename__ = "routed_case"
+
+    case_id: UUID = Field(primary_key=True)
+    state: str = Field(max_length=20)
+    risk_band: str = Field(max_length=20)
+    area_codes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    summary: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    consent: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The stored ranking: lane → RoutedService dicts, best first. Re-offers walk along it.
+    lanes: dict[str, list[dict[str, Any]]] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    offered: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    accepted: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    failed_offers: int = 0
+    rule_version: str = Field(max_length=30)
+    created_at: datetime = utc_field(default_factory=utcnow)
+    updated_at: datetime = utc_field(default_factory=utcnow)
+
+
 class RoutingDecision(SQLModel, table=True):
+    """A decision (the first routing, a re-offer, an exhaustion) with its reasons in plain words."""
+
     __tablename__ = "routing_decision"
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     case_id: UUID = Field(index=True)
-    rule_version: str = Field(max_length=30)
+    kind: str = Field(max_length=20)  # "initial", "re-offer", "re-route", "settled", "exhausted"
+    trigger: str | None = Field(default=None, max_length=300)
+    outcome: str = Field(max_length=20)
     offer_to: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
-    excluded: dict[str, str] = Field(sa_column=Column(JSON, nullable=False))
-    escalation: str | None = Field(default=None, max_length=500)
+    lanes: dict[str, list[str]] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    excluded: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    passed_over: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    notes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    escalation: str | None = Field(default=None, sa_type=Text)
+    no_offer_reason: str | None = Field(default=None, sa_type=Text)
+    advice: str | None = Field(default=None, max_length=200)
+    rule_version: str = Field(max_length=30)
+    directory_version: str = Field(default="", max_length=100)
     created_at: datetime = utc_field(default_factory=utcnow)
 
 
-TABLES = [RoutingDecision]
+class OfferLoad(SQLModel, table=True):
+    """An offer as the router learns of it from ``case.offer.*``: open until answered or withdrawn."""
+
+    __tablename__ = "offer_load"
+
+    offer_id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    service_id: str = Field(max_length=80, index=True)
+    open: bool = Field(default=True, index=True)
+    updated_at: datetime = utc_field(default_factory=utcnow)
+
+
+async def case_for_update(session: AsyncSession, case_id: UUID) -> RoutedCase | None:
+    """A routed case, locked until the transaction ends (PostgreSQL), so that two replicas answering
+    two offers of the same case cannot both extend its ranking from the same stale copy. SQLite has no
+    row locks, but there the inbox insert that precedes this read already holds the database's one
+    write lock, so handlers run one after the other."""
+    statement = select(RoutedCase).where(RoutedCase.case_id == case_id).with_for_update()
+    return (await session.exec(statement)).first()
+
+
+async def open_offer_counts(session: AsyncSession) -> dict[str, int]:
+    """Offers awaiting an answer, per service (capacity)."""
+    rows = await session.exec(
+        select(OfferLoad.service_id, func.count()).where(col(OfferLoad.open).is_(True)).group_by(OfferLoad.service_id)
+    )
+    return {service_id: int(count) for service_id, count in rows.all()}
+
+
+async def record_offer(session: AsyncSession, *, offer_id: UUID, case_id: UUID, service_id: str, open: bool) -> None:
+    """Note an offer's state; an answer that arrives before the offer itself is kept (never re-opened)."""
+    row = await session.get(OfferLoad, offer_id)
+    if row is None:
+        session.add(OfferLoad(offer_id=offer_id, case_id=case_id, service_id=service_id, open=open))
+    elif row.open and not open:
+        row.open = False
+        row.updated_at = utcnow()
+        session.add(row)
+
+
+async def decisions_for(session: AsyncSession, case_id: UUID) -> list[RoutingDecision]:
+    statement = (
+        select(RoutingDecision)
+        .where(RoutingDecision.case_id == case_id)
+        .order_by(col(RoutingDecision.created_at), col(RoutingDecision.id))
+    )
+    return list((await session.exec(statement)).all())
+
+
+TABLES: list[type[SQLModel]] = [RoutedCase, RoutingDecision, OfferLoad]

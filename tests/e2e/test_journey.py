@@ -4,40 +4,17 @@ and a provider would drive them."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from services.launcher import System, free_port
+from services.launcher import System
 from tests.conftest import EXAMPLES
+from tests.e2e.conftest import poll
 
 EHR_KEY = {"Authorization": "Bearer pw_sample_ehr_client"}
 PROVIDER_KEY = {"Authorization": "Bearer pw_sample_aire_valley_da"}
 OTHER_PROVIDER_KEY = {"Authorization": "Bearer pw_sample_kinara"}
-
-
-@pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    ports = {name: free_port() for name in ("intake", "router", "directory", "notify", "nats", "nats_monitor")}
-    running = System(data_dir=tmp_path_factory.mktemp("e2e") / ".data", ports=ports)
-    running.start(timeout=90)
-    yield running
-    running.stop()
-    assert not [p for p in running.processes.values() if p.poll() is None]
-
-
-def poll(fetch, until, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if until(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting; last value: {value!r}")
-        time.sleep(0.1)
 
 
 def test_referral_is_offered_accepted_handed_off_and_the_task_follows(system: System):

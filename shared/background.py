@@ -1,0 +1,49 @@
+"""A background loop that does one step when woken, or after a while when nobody wakes it.
+
+The outbox relay (woken by a commit, polling as a safety net) and the router's directory copy (woken
+by ``directory.changed``, re-read on a timer) are the same shape: one place for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+
+class WakeableLoop:
+    """Runs ``step`` whenever ``wake()`` is called (wakes during a step coalesce into one more step)
+    and otherwise every ``interval()`` seconds, until ``stop()``. ``step`` handles its own errors."""
+
+    def __init__(self, name: str, step: Callable[[], Awaitable[object]], interval: Callable[[], float]) -> None:
+        self.name = name
+        self.step = step
+        self.interval = interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            # Python 3.11's wait_for can swallow a cancel that lands as the wake-up fires, so the
+            # loop also checks this flag: stop() must never hang on a loop that missed its cancel.
+            self._stopping = True
+            self._wake.set()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval())
+            self._wake.clear()
+            if not self._stopping:
+                await self.step()

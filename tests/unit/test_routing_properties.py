@@ -1,0 +1,92 @@
+"""Properties every routing decision keeps, whatever the case: checked over generated cases."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.router.domain import DirectoryIndex, Outcome, route
+from shared.consent import consent_covers
+from shared.events import (
+    ByAndForPreference,
+    CareSetting,
+    CaseSummary,
+    ConsentScope,
+    ConsentState,
+    ConsentStatus,
+    RiskBand,
+    RoutingPreferences,
+)
+from shared.reference import AbuseType, AgeBand, Community, Need
+from tests.unit.router_directory import SERVICES, snapshot
+
+NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
+INDEX = DirectoryIndex.from_snapshot(snapshot())
+RECORDS = {s.id: s for s in SERVICES}
+
+summaries = st.builds(
+    CaseSummary,
+    postcode_district=st.sampled_from(["LS7", "BD1", "HX1", "WF10", "ZZ9", None]),
+    risk_band=st.sampled_from(list(RiskBand)),
+    setting=st.sampled_from(list(CareSetting)),
+    needs=st.lists(st.sampled_from(list(Need)), max_size=3, unique=True).map(tuple),
+    characteristics=st.lists(st.sampled_from(list(Community)), max_size=2, unique=True).map(tuple),
+    abuse_types=st.lists(st.sampled_from(list(AbuseType)), max_size=2, unique=True).map(tuple),
+    gender=st.sampled_from(["female", "male", "non-binary", None]),
+    age_band=st.sampled_from([*AgeBand, None]),
+    language=st.sampled_from([None, "ur", "pl"]),
+    preferences=st.builds(
+        RoutingPreferences,
+        by_and_for=st.sampled_from(list(ByAndForPreference)),
+        worker_gender=st.sampled_from([None, "female", "male"]),
+        language=st.sampled_from([None, "ur"]),
+        declined_service_types=st.lists(st.sampled_from(["community-outreach", "idva", "leeds-outreach", "refuge"]),
+                                        max_size=2, unique=True).map(tuple),
+    ),
+)
+consents = st.builds(
+    ConsentState,
+    status=st.sampled_from(list(ConsentStatus)),
+    scopes=st.lists(st.sampled_from(list(ConsentScope)), unique=True).map(tuple),
+    expires_at=st.sampled_from([None, NOW - timedelta(days=1), NOW + timedelta(days=30)]),
+    safeguarding_basis=st.booleans(),
+)
+loads = st.dictionaries(st.sampled_from(sorted(RECORDS)), st.integers(0, 3), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(summary=summaries, consent=consents, open_offers=loads, seed=st.integers(0, 2**16))
+def test_every_decision_is_safe_explained_and_stable(summary, consent, open_offers, seed):
+    decision = route(summary, consent, INDEX, open_offers=open_offers, now=NOW)
+
+    # The same case and directory, listed in another order, give the same decision.
+    shuffled = list(SERVICES)
+    random.Random(seed).shuffle(shuffled)
+    assert route(summary, consent, DirectoryIndex.from_snapshot(snapshot(tuple(shuffled))),
+                 open_offers=open_offers, now=NOW) == decision
+
+    declined = set(summary.preferences.declined_service_types)
+    for offered in decision.offer_to:
+        record = RECORDS[offered.service_id]
+        # Nobody outside the consent, nothing the survivor declined, nobody paused or full.
+        assert consent_covers(consent, service_type=record.service_type, by_and_for=bool(record.by_and_for),
+                              organisation_id=record.organisation_id, now=NOW)[0]
+        assert not declined & {record.id, record.service_type}
+        assert record.accepting and (record.max_open_offers is None
+                                     or open_offers.get(record.id, 0) < record.max_open_offers)
+        assert offered.reasons and all(offered.reasons)
+    # Every service ranked is eligible; none is both ranked and excluded.
+    assert not set(decision.ranking()) & (set(decision.excluded) | set(decision.passed_over))
+    assert len({s.service_id for s in decision.offer_to}) == len(decision.offer_to)
+
+    # Never dropped: no offer always says why, and ops hears unless the survivor's consent is the reason.
+    if decision.outcome is Outcome.no_offer:
+        assert decision.offer_to == [] and decision.no_offer_reason
+        lower_risk_without_consent = summary.risk_band is not RiskBand.high and not (
+            consent.status is ConsentStatus.granted and (consent.expires_at is None or consent.expires_at > NOW))
+        assert decision.escalation or lower_risk_without_consent
+    else:
+        assert decision.offer_to
