@@ -381,9 +381,7 @@ class Bus:
             while replayed < limit:
                 try:
                     msgs = await sub.fetch(batch=min(100, limit - replayed), timeout=1)
-                except TimeoutError:
-                    # nats-py raises its own TimeoutError, or a bare asyncio one when the deadline ran
-                    # out inside fetch(): both mean "nothing more to replay".
+                except asyncio.TimeoutError:  # either kind nats-py raises (see _consume_loop)
                     break
                 for msg in msgs:
                     headers = dict(msg.headers or {})

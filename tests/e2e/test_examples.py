@@ -12,11 +12,8 @@ import pytest
 
 from services.launcher import System
 from tests.conftest import EXAMPLES
-from tests.e2e import test_journey
-from tests.e2e.test_journey import EHR_KEY, poll
-
-# The journey's module-scoped fixture: this module gets a running system of its own from it.
-system = test_journey.system
+from tests.e2e.conftest import poll
+from tests.e2e.test_journey import EHR_KEY
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json"))
 FHIR = {**EHR_KEY, "Content-Type": "application/fhir+json"}
