@@ -17,6 +17,8 @@ app = typer.Typer(help="Pathways: referral routes from NHS settings to specialis
                   no_args_is_help=True)
 dlq = typer.Typer(help="The dead-letter stream: messages a consumer gave up on.")
 app.add_typer(dlq, name="dlq")
+gazetteer = typer.Typer(help="The directory's postcode gazetteer (ONS Postcode Directory / NSPL).")
+app.add_typer(gazetteer, name="gazetteer")
 
 EXAMPLE = "examples/gp-referral.json"
 
@@ -104,3 +106,39 @@ def dlq_replay(
             await bus.close()
 
     typer.echo(f"replayed {asyncio.run(replay())} message(s)")
+
+
+@gazetteer.command("import")
+def gazetteer_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="ONSPD or NSPL CSV, as published")],
+    database_url: Annotated[
+        str, typer.Option(envvar="DATABASE_URL", help="The directory's database (default: .data/directory.db)")
+    ] = "",
+) -> None:
+    """Load postcodes, districts (with each local authority's share) and LAD → ICB from an ONS file.
+
+    The districts in the file replace what the gazetteer held for them; a running directory publishes
+    ``directory.changed`` from its outbox."""
+    from services.directory.gazetteer import GazetteerFormatError, import_onspd, load_reference_if_empty
+    from services.directory.settings import DirectorySettings
+    from services.directory.store import TABLES
+    from shared.db import Database
+
+    settings = DirectorySettings(database_url=database_url) if database_url else DirectorySettings()
+
+    async def load() -> str:
+        db = Database(settings.resolved_database_url(), TABLES)
+        try:
+            await db.create_all()
+            await load_reference_if_empty(db)
+            summary = await import_onspd(db, file)
+        finally:
+            await db.dispose()
+        return (f"imported {summary.postcodes} postcodes in {summary.districts} districts "
+                f"({summary.local_authorities} local authorities)")
+
+    try:
+        typer.echo(asyncio.run(load()))
+    except GazetteerFormatError as exc:
+        typer.echo(f"{file.name}: {exc}", err=True)
+        raise typer.Exit(2) from exc

@@ -249,7 +249,7 @@ async def issue_api_key(organisation_id: str, runtime: RuntimeDep, _ops: OpsCall
 
 async def _check_organisation(session: AsyncSession, organisation_id: str) -> None:
     if await session.get(Organisation, organisation_id) is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(422,
                             detail=f"No organisation with id '{organisation_id}' to own the service.")
 
 
@@ -306,7 +306,7 @@ async def update_capacity(
 
 def _unprocessable(exc: ValidationError) -> HTTPException:
     errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=errors)
+    return HTTPException(422, detail=errors)
 
 
 @ops.delete("/services/{service_id}", status_code=204, summary="Remove a service")

@@ -166,12 +166,12 @@ async def import_onspd(db: Database, path: Path) -> ImportSummary:
                 if fresh:
                     await _forget_districts(session, fresh)
                     seen_districts |= fresh
-                await session.execute(insert(Postcode), batch)
+                await (await session.connection()).execute(insert(Postcode), batch)
                 postcodes += len(batch)
         for batch in _batches(table.district_rows(names)):
-            await session.execute(insert(DistrictArea), batch)
+            await (await session.connection()).execute(insert(DistrictArea), batch)
         for batch in _batches(table.centroid_rows()):
-            await session.execute(insert(AreaCentroid), batch)
+            await (await session.connection()).execute(insert(AreaCentroid), batch)
         lads = await _learn_authorities(session, table, names)
         enqueue(session, DirectoryChanged(entity="gazetteer", entity_id=path.name[:80], change="imported"))
     return ImportSummary(postcodes=postcodes, districts=len(table.counts), local_authorities=lads)
@@ -185,12 +185,12 @@ def _collect(rows: Iterable[PostcodeRow], table: DistrictTable) -> Iterator[dict
 
 async def _forget_districts(session: AsyncSession, districts: set[str]) -> None:
     """A district in the file replaces what the gazetteer held for it (so regional files layer)."""
-    await session.execute(delete(Postcode).where(col(Postcode.district).in_(districts)))
-    await session.execute(delete(DistrictArea).where(col(DistrictArea.district).in_(districts)))
-    await session.execute(delete(AreaCentroid).where(col(AreaCentroid.area).in_(districts)))
+    await (await session.connection()).execute(delete(Postcode).where(col(Postcode.district).in_(districts)))
+    await (await session.connection()).execute(delete(DistrictArea).where(col(DistrictArea.district).in_(districts)))
+    await (await session.connection()).execute(delete(AreaCentroid).where(col(AreaCentroid.area).in_(districts)))
     for district in districts:
         # Sector keys are "<district> <digit>".
-        await session.execute(delete(AreaCentroid).where(col(AreaCentroid.area).like(f"{district} _")))
+        await (await session.connection()).execute(delete(AreaCentroid).where(col(AreaCentroid.area).like(f"{district} _")))
 
 
 async def _learn_authorities(session: AsyncSession, table: DistrictTable, names: dict[str, str]) -> int:
