@@ -17,6 +17,7 @@ def create_app(settings: DirectorySettings | None = None) -> FastAPI:
     settings = settings or DirectorySettings()
 
     async def setup(runtime: Runtime) -> None:
+        runtime.db.on_commit.append(app.state.search_index.invalidate)
         # Local authority names and the LAD → ICB table are reference data, not sample data.
         await load_reference_if_empty(runtime.db)
         if settings.load_sample:

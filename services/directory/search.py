@@ -2,13 +2,16 @@
 
 A directory of 10,000 services is a few megabytes; holding it in memory turns a search into a
 dictionary lookup per area code plus filters over the few hundred services an area has, which is
-what keeps searches under 10 ms. The index checks a cheap version key (row counts and latest
-``updated_at``) on every search, so every replica sees writes made through any other replica at once.
+what keeps searches under 10 ms. A commit through this process marks the index stale at once (the
+database's on-commit hook); writes through another replica or the CLI are noticed by a cheap version
+check (row counts and latest ``updated_at``) made at most every ``max_age`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +47,9 @@ class Entry:
     """One service as search needs it: the public view, plus sets for fast filters."""
 
     view: dict[str, Any]
+    # The view as JSON without its closing brace: a search appends only its match reason, so a large
+    # result costs string joins rather than per-field validation and encoding.
+    json_head: str
     coverage: tuple[str, ...]
     service_type: str
     communities: frozenset[str]
@@ -92,6 +98,7 @@ def entry_for(service: Service, organisation: Organisation) -> Entry:
     view.update(organisation_name=organisation.name, organisation_by_and_for=list(organisation.by_and_for))
     return Entry(
         view=view,
+        json_head=json.dumps(view, separators=(",", ":"), ensure_ascii=False)[:-1],
         coverage=tuple(service.coverage),
         service_type=service.service_type,
         communities=frozenset(service.by_and_for) | frozenset(organisation.by_and_for),
@@ -114,15 +121,25 @@ class SearchIndex:
     entries: list[Entry] = field(default_factory=list)
     by_code: dict[str, list[int]] = field(default_factory=dict)
     national: list[int] = field(default_factory=list)
+    max_age: float = 1.0
+    _checked_at: float = float("-inf")
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    def invalidate(self) -> None:
+        self._checked_at = float("-inf")
+
     async def ensure_current(self, session: AsyncSession) -> None:
+        if time.monotonic() - self._checked_at < self.max_age:
+            return
+        checked_at = time.monotonic()
         version = await directory_version(session)
         if version == self.version:
+            self._checked_at = checked_at
             return
         async with self._lock:
             if version == self.version:
                 return
+            self._checked_at = checked_at
             rows = (await session.exec(select(Service, Organisation).join(Organisation).order_by(col(Service.id)))).all()
             self.rebuild([entry_for(s, o) for s, o in rows], version)
 
@@ -137,8 +154,9 @@ class SearchIndex:
                     by_code.setdefault(code, []).append(i)
         self.entries, self.by_code, self.national, self.version = list(entries), by_code, national, version
 
-    def search(self, area: ResolvedArea, filters: SearchFilters) -> list[dict[str, Any]]:
-        """Services covering the area that pass the filters: local ones first, then national, by id."""
+    def matching(self, area: ResolvedArea, filters: SearchFilters) -> list[tuple[Entry, str | None]]:
+        """Services covering the area that pass the filters, with why they cover it: local ones
+        first, then national, each by id."""
         local: set[int] = set()
         for code in area.codes:
             local.update(self.by_code.get(code, ()))
@@ -146,10 +164,17 @@ class SearchIndex:
         for group in (sorted(local), [i for i in self.national if i not in local]):
             for i in group:
                 entry = self.entries[i]
-                if not entry.matches(filters):
-                    continue
-                results.append({**entry.view, "match_reason": coverage_reason(entry.coverage, area)})
+                if entry.matches(filters):
+                    results.append((entry, coverage_reason(entry.coverage, area)))
         return results
+
+    def search(self, area: ResolvedArea, filters: SearchFilters) -> list[dict[str, Any]]:
+        return [{**entry.view, "match_reason": reason} for entry, reason in self.matching(area, filters)]
+
+    def search_json(self, area: ResolvedArea, filters: SearchFilters) -> bytes:
+        """The same result as ``search``, encoded as the API's JSON array."""
+        parts = [f'{entry.json_head},"match_reason":{json.dumps(reason)}}}' for entry, reason in self.matching(area, filters)]
+        return ("[" + ",".join(parts) + "]").encode()
 
 
 async def directory_version(session: AsyncSession) -> tuple[Any, ...]:

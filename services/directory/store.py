@@ -39,7 +39,7 @@ class Organisation(OrganisationBase, table=True):
     # Standard Webhooks secrets ("whsec_…"), newest first; more than one while rotating. Only notify
     # reads them (internal endpoint); no public view includes them.
     signing_secrets: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    updated_at: datetime = utc_field(default_factory=utcnow)
+    updated_at: datetime = utc_field(default_factory=utcnow, index=True)
 
 
 class ServiceBase(SQLModel):
@@ -76,7 +76,8 @@ class ServiceBase(SQLModel):
 class Service(ServiceBase, table=True):
     id: str = Field(primary_key=True, max_length=80)
     organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=80)
-    updated_at: datetime = utc_field(default_factory=utcnow)
+    # Indexed: the search index's version check reads max(updated_at) on every search.
+    updated_at: datetime = utc_field(default_factory=utcnow, index=True)
 
 
 class DistrictArea(SQLModel, table=True):
