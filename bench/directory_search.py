@@ -21,15 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
+import httpx
 
-from services.directory.app import create_app  # noqa: E402
-from services.directory.settings import DirectorySettings  # noqa: E402
-from services.directory.store import Service  # noqa: E402
-from services.launcher import NatsServer  # noqa: E402
-from shared.reference import Community, ServiceType  # noqa: E402
-
-from services.directory.gazetteer import reference_authorities, reference_icbs  # noqa: E402
+from services.directory.app import create_app
+from services.directory.gazetteer import reference_authorities, reference_icbs
+from services.directory.settings import DirectorySettings
+from services.directory.store import Service
+from services.launcher import NatsServer
+from shared.reference import Community, ServiceType
 
 AREAS = [la.lad_code for la in reference_authorities()] + list(reference_icbs()) + [f"LS{n}" for n in range(1, 29)]
 QUERIES = [

@@ -216,10 +216,7 @@ async def replace_organisation(
 ) -> OrganisationPublic:
     async with runtime.db.transaction() as session:
         organisation = await _organisation(session, organisation_id)
-        for key, value in body.columns().items():
-            setattr(organisation, key, value)
-        organisation.updated_at = utcnow()
-        session.add(organisation)
+        _assign(session, organisation, body.columns())
         _changed(session, "organisation", organisation_id, "updated")
     return OrganisationPublic.of(organisation)
 
@@ -274,10 +271,7 @@ async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep,
         if service is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No service with id '{service_id}'.")
         await _check_organisation(session, body.organisation_id)
-        for key, value in body.columns().items():
-            setattr(service, key, value)
-        service.updated_at = utcnow()
-        session.add(service)
+        _assign(session, service, body.columns())
         _changed(session, "service", service_id, "updated")
     async with runtime.db.session() as session:
         return _public(*await _service_view(session, service_id))
@@ -297,10 +291,7 @@ async def update_capacity(
             checked = ServiceIn.model_validate(merged)  # the whole service must stay valid
         except ValidationError as exc:
             raise _unprocessable(exc) from exc
-        for key, value in checked.columns().items():
-            setattr(service, key, value)
-        service.updated_at = utcnow()
-        session.add(service)
+        _assign(session, service, checked.columns())
         _changed(session, "service", service_id, "updated")
     async with runtime.db.session() as session:
         return _public(*await _service_view(session, service_id))
@@ -347,27 +338,29 @@ async def import_hsds(
 
 
 async def _upsert(session: AsyncSession, organisations: list[OrganisationCreate], services: list[ServiceCreate]) -> None:
-    now = utcnow()
     for body in organisations:
-        existing = await session.get(Organisation, body.id)
-        if existing is None:
-            session.add(Organisation(**body.columns(), updated_at=now))
-        else:
-            for key, value in body.columns().items():
-                setattr(existing, key, value)
-            existing.updated_at = now
-            session.add(existing)
-    await session.flush()
+        await _upsert_row(session, Organisation, body.id, body.columns())
+    await session.flush()  # services reference their organisations
     for svc in services:
-        existing_service = await session.get(Service, svc.id)
-        if existing_service is None:
-            session.add(Service(**svc.columns(), updated_at=now))
-        else:
-            for key, value in svc.columns().items():
-                setattr(existing_service, key, value)
-            existing_service.updated_at = now
-            session.add(existing_service)
+        await _upsert_row(session, Service, svc.id, svc.columns())
     _changed(session, "organisation", "*", "imported")
+
+
+async def _upsert_row(session: AsyncSession, table: type[Organisation | Service], key: str,
+                      columns: dict[str, Any]) -> None:
+    existing = await session.get(table, key)
+    if existing is None:
+        session.add(table(**columns))
+    else:
+        _assign(session, existing, columns)
+
+
+def _assign(session: AsyncSession, row: Organisation | Service, columns: dict[str, Any]) -> None:
+    """Replace a row's editable fields; ``updated_at`` moves so the search index notices."""
+    for key, value in columns.items():
+        setattr(row, key, value)
+    row.updated_at = utcnow()
+    session.add(row)
 
 
 @router.get("/fhir/HealthcareService", summary="Services as a FHIR searchset of HealthcareService")

@@ -6,7 +6,7 @@ Pure functions and pydantic models, unit-tested without I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -285,17 +285,6 @@ class ResolvedArea:
         return {p.lad_code: p.lad_name for p in self.parts}
 
 
-def area_key(area: str) -> tuple[str, str | None]:
-    """Normalise a query: a full postcode or a district becomes its district; a code stays a code.
-
-    Kept for callers that only need the district; ``parse_area`` says more."""
-    parsed = parse_area(area)
-    if parsed.kind is AreaKind.code:
-        return parsed.value, None
-    assert parsed.district is not None
-    return parsed.district, parsed.district
-
-
 def coverage_reason(coverage: Sequence[str], area: ResolvedArea) -> str | None:
     """Why a service's coverage includes the area, or ``None`` when it does not."""
     wanted = area.codes
@@ -306,7 +295,3 @@ def coverage_reason(coverage: Sequence[str], area: ResolvedArea) -> str | None:
     if NATIONAL in coverage:
         return "national service"
     return None
-
-
-def parts_from_rows(rows: Iterable[tuple[str, str, str, str, float]]) -> tuple[AreaPart, ...]:
-    return tuple(sorted((AreaPart(*row) for row in rows), key=lambda p: (-p.share, p.lad_code)))

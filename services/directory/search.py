@@ -64,7 +64,7 @@ class Entry:
     accepting: bool
     status: str
 
-    def matches(self, f: SearchFilters) -> bool:  # noqa: PLR0911 - one clause per filter reads best
+    def matches(self, f: SearchFilters) -> bool:
         if f.service_types and self.service_type not in f.service_types:
             return False
         if f.community and f.community not in self.communities:
