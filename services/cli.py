@@ -19,6 +19,8 @@ dlq = typer.Typer(help="The dead-letter stream: messages a consumer gave up on."
 app.add_typer(dlq, name="dlq")
 keys = typer.Typer(help="Encryption keys for the identifying data intake stores.")
 app.add_typer(keys, name="keys")
+gazetteer = typer.Typer(help="The directory's postcode gazetteer (ONS Postcode Directory / NSPL).")
+app.add_typer(gazetteer, name="gazetteer")
 
 EXAMPLE = "examples/gp-referral.json"
 
@@ -165,3 +167,39 @@ def keys_rotate(
         raise typer.Exit(1) from None
     typer.echo(f"re-encrypted {rotated} referral(s) under key '{cipher.active_key_id}'"
                + (f"; {skipped} changed meanwhile (run again)" if skipped else ""))
+
+
+@gazetteer.command("import")
+def gazetteer_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="ONSPD or NSPL CSV, as published")],
+    database_url: Annotated[
+        str, typer.Option(envvar="DATABASE_URL", help="The directory's database (default: .data/directory.db)")
+    ] = "",
+) -> None:
+    """Load postcodes, districts (with each local authority's share) and LAD → ICB from an ONS file.
+
+    The districts in the file replace what the gazetteer held for them; a running directory publishes
+    ``directory.changed`` from its outbox."""
+    from services.directory.gazetteer import GazetteerFormatError, import_onspd, load_reference_if_empty
+    from services.directory.settings import DirectorySettings
+    from services.directory.store import TABLES
+    from shared.db import Database
+
+    settings = DirectorySettings(database_url=database_url) if database_url else DirectorySettings()
+
+    async def load() -> str:
+        db = Database(settings.resolved_database_url(), TABLES)
+        try:
+            await db.create_all()
+            await load_reference_if_empty(db)
+            summary = await import_onspd(db, file)
+        finally:
+            await db.dispose()
+        return (f"imported {summary.postcodes} postcodes in {summary.districts} districts "
+                f"({summary.local_authorities} local authorities)")
+
+    try:
+        typer.echo(asyncio.run(load()))
+    except GazetteerFormatError as exc:
+        typer.echo(f"{file.name}: {exc}", err=True)
+        raise typer.Exit(2) from exc

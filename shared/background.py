@@ -42,8 +42,11 @@ class WakeableLoop:
 
     async def _run(self) -> None:
         while not self._stopping:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval())
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+            # arrives as the wake-up completes.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval()):
+                    await self._wake.wait()
             self._wake.clear()
             if not self._stopping:
                 await self.step()

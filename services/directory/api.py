@@ -1,22 +1,40 @@
-"""Directory HTTP API: area resolution, service search, organisations, provider authentication."""
+"""Directory HTTP API: areas, service search, organisations and services (ops), HSDS and FHIR views,
+and the internal endpoints the router and notify call. Thin: rules live in ``domain``, ``gazetteer``,
+``search`` and ``hsds``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from sqlmodel import col, select
-
-from services.directory.domain import InvalidArea, ResolvedArea, area_key, coverage_reason, parts_from_rows
-from services.directory.store import DistrictArea, Organisation, OrganisationBase, Service, ServiceBase
-from shared.auth import ServiceCaller, hash_api_key
-from shared.directory_contract import AreaResolution, DirectorySnapshot, ServiceRecord
-from shared.events import utcnow
-from shared.service import SessionDep
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.directory import fhir_view, gazetteer, hsds
+from services.directory.domain import (
+    InvalidArea,
+    OrganisationCreate,
+    OrganisationIn,
+    ResolvedArea,
+    ServiceCreate,
+    ServiceIn,
+)
+from services.directory.search import SearchFilters, SearchIndex
+from services.directory.store import DistrictArea, Organisation, OrganisationBase, Service, ServiceBase
+from shared.auth import OpsCaller, ServiceCaller, generate_api_key, hash_api_key
+from shared.directory_contract import AreaResolution, DirectorySnapshot, ProviderDelivery, ServiceRecord
+from shared.events import DirectoryChanged, RiskBand, utcnow
+from shared.fhir import FHIR_JSON
+from shared.outbox import enqueue
+from shared.problems import problem
+from shared.reference import AbuseType, Community, Gender, ServiceStatus, ServiceType
+from shared.service import RuntimeDep, SessionDep
+
 router = APIRouter(tags=["directory"])
+ops = APIRouter(tags=["ops"])
+internal = APIRouter(tags=["internal"])
 
 
 class AreaPartOut(BaseModel):
@@ -29,8 +47,10 @@ class AreaPartOut(BaseModel):
 
 class AreaOut(BaseModel):
     query: str
+    kind: str
     district: str | None
     parts: list[AreaPartOut]
+    centroid: tuple[float, float] | None = None
 
 
 class ServicePublic(ServiceBase):
@@ -43,6 +63,13 @@ class ServicePublic(ServiceBase):
 
 class OrganisationPublic(OrganisationBase):
     id: str
+    has_api_key: bool = False
+    signing_secret_count: int = 0
+
+    @classmethod
+    def of(cls, org: Organisation) -> OrganisationPublic:
+        return cls(**org.model_dump(exclude={"api_key_hash", "signing_secrets", "updated_at"}),
+                   has_api_key=org.api_key_hash is not None, signing_secret_count=len(org.signing_secrets))
 
 
 class ProviderKey(BaseModel):
@@ -54,97 +81,315 @@ class ProviderIdentity(BaseModel):
     name: str
 
 
+class IssuedKey(BaseModel):
+    organisation_id: str
+    api_key: str
+
+
+class CapacityUpdate(BaseModel):
+    """What a provider's capacity changes day to day (ops set it on the provider's word)."""
+
+    accepting: bool | None = None
+    status: ServiceStatus | None = None
+    max_open_offers: int | None = None
+    wait_band: str | None = None
+
+
+class HsdsImportResult(BaseModel):
+    organisations: int
+    services: int
+
+
+def _index(request: Request) -> SearchIndex:
+    return request.app.state.search_index  # type: ignore[no-any-return]
+
+
 async def resolve_area(session: AsyncSession, area: str) -> ResolvedArea:
+    """Invalid format → 400, well-formed but unknown → 404: the caller can tell which it was."""
     try:
-        query, district = area_key(area)
+        return await gazetteer.resolve(session, area)
     except InvalidArea as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
-    if district is None:
-        return ResolvedArea(query, None, ())
-    rows = (await session.exec(select(DistrictArea).where(DistrictArea.district == district))).all()
-    if not rows:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"Postcode district {district} is not in the gazetteer.")
-    return ResolvedArea(
-        query, district, parts_from_rows((r.lad_code, r.lad_name, r.utla_code, r.icb_code, r.share) for r in rows)
-    )
+    except gazetteer.AreaNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
 
-@router.get("/areas/{area}", response_model=AreaOut, summary="Resolve a postcode or district to its areas")
+@router.get("/areas/{area}", response_model=AreaOut, summary="Resolve a postcode, sector, district or code")
 async def get_area(area: str, session: SessionDep) -> AreaOut:
     resolved = await resolve_area(session, area)
     return AreaOut(
         query=resolved.query,
+        kind=resolved.kind,
         district=resolved.district,
         parts=[AreaPartOut(**part.__dict__) for part in resolved.parts],
+        centroid=resolved.centroid,
     )
 
 
-@router.get("/services", response_model=list[ServicePublic], summary="Services that cover an area")
+@router.get("/services", response_model=list[ServicePublic], summary="Services that cover an area",
+            response_class=JSONResponse)
 async def search_services(
+    request: Request,
     session: SessionDep,
-    area: Annotated[str, Query(description="Postcode, postcode district, or ONS/ICB code")],
-    service_type: Annotated[list[str] | None, Query(alias="type")] = None,
-    community: Annotated[str | None, Query(description="By-and-for community")] = None,
-    accepting: bool | None = None,
-) -> list[ServicePublic]:
+    area: Annotated[str, Query(description="Postcode, sector, postcode district, or ONS (LAD/UTLA/ICB) code")],
+    service_type: Annotated[list[ServiceType] | None, Query(alias="type")] = None,
+    community: Annotated[Community | None, Query(description="By-and-for community")] = None,
+    accepting: Annotated[bool | None, Query(description="Accepting referrals now (and active)")] = None,
+    service_status: Annotated[ServiceStatus | None, Query(alias="status")] = None,
+    gender: Gender | None = None,
+    age: Annotated[int | None, Query(ge=0, le=120)] = None,
+    risk: RiskBand | None = None,
+    nrpf: Annotated[bool | None, Query(description="The survivor has no recourse to public funds")] = None,
+    language: Annotated[str | None, Query(max_length=20)] = None,
+    bsl: bool | None = None,
+    abuse_type: AbuseType | None = None,
+) -> Response:
     resolved = await resolve_area(session, area)
-    statement = select(Service, Organisation).join(Organisation).order_by(col(Service.id))
-    if service_type:
-        statement = statement.where(col(Service.service_type).in_(service_type))
-    if accepting is not None:
-        statement = statement.where(Service.accepting == accepting)
-    results = []
-    for service, organisation in (await session.exec(statement)).all():
-        reason = coverage_reason(service.coverage, resolved)
-        if reason is None:
-            continue
-        if community and community not in service.by_and_for and community not in organisation.by_and_for:
-            continue
-        results.append(
-            ServicePublic(
-                **service.model_dump(exclude={"updated_at"}),
-                organisation_name=organisation.name,
-                organisation_by_and_for=organisation.by_and_for,
-                match_reason=reason,
-            )
-        )
-    return results
+    index = _index(request)
+    await index.ensure_current(session)
+    filters = SearchFilters(
+        service_types=frozenset(service_type or ()), community=community, accepting=accepting,
+        status=service_status, gender=gender, age=age, risk_level=risk, nrpf=nrpf, language=language, bsl=bsl,
+        abuse_type=abuse_type,
+    )
+    # The index's pre-encoded JSON: validating thousands of rows per request would cost more than the search.
+    return Response(index.search_json(resolved, filters), media_type="application/json")
 
 
-@router.get("/services/{service_id}", response_model=ServicePublic)
-async def get_service(service_id: str, session: SessionDep) -> ServicePublic:
+async def _service_view(session: AsyncSession, service_id: str) -> tuple[Service, Organisation]:
     row = (
         await session.exec(select(Service, Organisation).join(Organisation).where(Service.id == service_id))
     ).first()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No service with id '{service_id}'.")
-    service, organisation = row
-    return ServicePublic(
-        **service.model_dump(exclude={"updated_at"}),
-        organisation_name=organisation.name,
-        organisation_by_and_for=organisation.by_and_for,
-    )
+    return row[0], row[1]
+
+
+def _public(service: Service, organisation: Organisation) -> ServicePublic:
+    return ServicePublic(**service.model_dump(exclude={"updated_at"}), organisation_name=organisation.name,
+                         organisation_by_and_for=organisation.by_and_for)
+
+
+@router.get("/services/{service_id}", response_model=ServicePublic)
+async def get_service(service_id: str, session: SessionDep) -> ServicePublic:
+    return _public(*await _service_view(session, service_id))
 
 
 @router.get("/organisations", response_model=list[OrganisationPublic])
-async def list_organisations(session: SessionDep) -> list[Organisation]:
-    return list((await session.exec(select(Organisation).order_by(col(Organisation.id)))).all())
+async def list_organisations(session: SessionDep) -> list[OrganisationPublic]:
+    return [OrganisationPublic.of(o) for o in (await session.exec(select(Organisation).order_by(col(Organisation.id)))).all()]
 
 
-@router.get("/organisations/{organisation_id}", response_model=OrganisationPublic)
-async def get_organisation(organisation_id: str, session: SessionDep) -> Organisation:
+async def _organisation(session: AsyncSession, organisation_id: str) -> Organisation:
     organisation = await session.get(Organisation, organisation_id)
     if organisation is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No organisation with id '{organisation_id}'.")
     return organisation
 
 
-@router.post(
-    "/internal/providers/authenticate",
-    response_model=ProviderIdentity,
-    tags=["internal"],
-    summary="Which provider holds this API key (for notify)",
-)
+@router.get("/organisations/{organisation_id}", response_model=OrganisationPublic)
+async def get_organisation(organisation_id: str, session: SessionDep) -> OrganisationPublic:
+    return OrganisationPublic.of(await _organisation(session, organisation_id))
+
+
+# --- Ops: organisations and services --------------------------------------------------------------
+
+
+def _changed(session: AsyncSession, entity: str, entity_id: str, change: str) -> None:
+    enqueue(session, DirectoryChanged(entity=entity, entity_id=entity_id, change=change))  # type: ignore[arg-type]
+
+
+@ops.post("/organisations", response_model=OrganisationPublic, status_code=201, summary="Add an organisation")
+async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep, _ops: OpsCaller) -> OrganisationPublic:
+    async with runtime.db.transaction() as session:
+        if await session.get(Organisation, body.id) is not None:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Organisation '{body.id}' already exists.")
+        organisation = Organisation(**body.columns())
+        session.add(organisation)
+        _changed(session, "organisation", body.id, "created")
+    return OrganisationPublic.of(organisation)
+
+
+@ops.put("/organisations/{organisation_id}", response_model=OrganisationPublic, summary="Replace an organisation")
+async def replace_organisation(
+    organisation_id: str, body: OrganisationIn, runtime: RuntimeDep, _ops: OpsCaller
+) -> OrganisationPublic:
+    async with runtime.db.transaction() as session:
+        organisation = await _organisation(session, organisation_id)
+        _assign(session, organisation, body.columns())
+        _changed(session, "organisation", organisation_id, "updated")
+    return OrganisationPublic.of(organisation)
+
+
+@ops.delete("/organisations/{organisation_id}", status_code=204, summary="Remove an organisation")
+async def delete_organisation(organisation_id: str, runtime: RuntimeDep, _ops: OpsCaller) -> Response:
+    async with runtime.db.transaction() as session:
+        organisation = await _organisation(session, organisation_id)
+        if (await session.exec(select(Service.id).where(Service.organisation_id == organisation_id).limit(1))).first():
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                detail="The organisation still has services: remove or move them first.")
+        await session.delete(organisation)
+        _changed(session, "organisation", organisation_id, "deleted")
+    return Response(status_code=204)
+
+
+@ops.post("/organisations/{organisation_id}/api-key", response_model=IssuedKey, status_code=201,
+          summary="Issue the provider's API key (replaces any previous key; shown once)")
+async def issue_api_key(organisation_id: str, runtime: RuntimeDep, _ops: OpsCaller) -> IssuedKey:
+    key = generate_api_key("pw")
+    async with runtime.db.transaction() as session:
+        organisation = await _organisation(session, organisation_id)
+        organisation.api_key_hash = hash_api_key(key)
+        organisation.updated_at = utcnow()
+        session.add(organisation)
+        _changed(session, "organisation", organisation_id, "updated")
+    return IssuedKey(organisation_id=organisation_id, api_key=key)
+
+
+async def _check_organisation(session: AsyncSession, organisation_id: str) -> None:
+    if await session.get(Organisation, organisation_id) is None:
+        raise HTTPException(422,
+                            detail=f"No organisation with id '{organisation_id}' to own the service.")
+
+
+@ops.post("/services", response_model=ServicePublic, status_code=201, summary="Add a service")
+async def create_service(body: ServiceCreate, runtime: RuntimeDep, _ops: OpsCaller) -> ServicePublic:
+    async with runtime.db.transaction() as session:
+        await _check_organisation(session, body.organisation_id)
+        if await session.get(Service, body.id) is not None:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Service '{body.id}' already exists.")
+        session.add(Service(**body.columns()))
+        _changed(session, "service", body.id, "created")
+    async with runtime.db.session() as session:
+        return _public(*await _service_view(session, body.id))
+
+
+@ops.put("/services/{service_id}", response_model=ServicePublic, summary="Replace a service")
+async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep, _ops: OpsCaller) -> ServicePublic:
+    async with runtime.db.transaction() as session:
+        service = await session.get(Service, service_id)
+        if service is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No service with id '{service_id}'.")
+        await _check_organisation(session, body.organisation_id)
+        _assign(session, service, body.columns())
+        _changed(session, "service", service_id, "updated")
+    async with runtime.db.session() as session:
+        return _public(*await _service_view(session, service_id))
+
+
+@ops.patch("/services/{service_id}/capacity", response_model=ServicePublic,
+           summary="Pause or resume referrals, change status or capacity")
+async def update_capacity(
+    service_id: str, body: CapacityUpdate, runtime: RuntimeDep, _ops: OpsCaller
+) -> ServicePublic:
+    async with runtime.db.transaction() as session:
+        service = await session.get(Service, service_id)
+        if service is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No service with id '{service_id}'.")
+        merged = {**service.model_dump(exclude={"updated_at", "id"}), **body.model_dump(exclude_unset=True)}
+        try:
+            checked = ServiceIn.model_validate(merged)  # the whole service must stay valid
+        except ValidationError as exc:
+            raise _unprocessable(exc) from exc
+        _assign(session, service, checked.columns())
+        _changed(session, "service", service_id, "updated")
+    async with runtime.db.session() as session:
+        return _public(*await _service_view(session, service_id))
+
+
+def _unprocessable(exc: ValidationError) -> HTTPException:
+    errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+    return HTTPException(422, detail=errors)
+
+
+@ops.delete("/services/{service_id}", status_code=204, summary="Remove a service")
+async def delete_service(service_id: str, runtime: RuntimeDep, _ops: OpsCaller) -> Response:
+    async with runtime.db.transaction() as session:
+        service = await session.get(Service, service_id)
+        if service is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No service with id '{service_id}'.")
+        await session.delete(service)
+        _changed(session, "service", service_id, "deleted")
+    return Response(status_code=204)
+
+
+# --- Open Referral UK / HSDS and FHIR --------------------------------------------------------------
+
+
+@router.get("/hsds", summary="The whole directory as Open Referral UK / HSDS 3 JSON")
+async def export_hsds(session: SessionDep) -> dict[str, Any]:
+    organisations = list((await session.exec(select(Organisation).order_by(col(Organisation.id)))).all())
+    services = list((await session.exec(select(Service).order_by(col(Service.id)))).all())
+    return hsds.export_document(organisations, services)
+
+
+@ops.post("/hsds", response_model=HsdsImportResult, summary="Import (create or replace) from HSDS JSON")
+async def import_hsds(
+    document: Annotated[dict[str, Any], Body()], runtime: RuntimeDep, caller: OpsCaller
+) -> HsdsImportResult | JSONResponse:
+    async with runtime.db.transaction() as session:
+        known = {o.id: list(o.signing_secrets) for o in (await session.exec(select(Organisation))).all()}
+        try:
+            organisations, services = hsds.import_document(document, known)
+        except hsds.HsdsImportError as exc:
+            return problem(422, str(exc), errors=exc.errors)
+        await _upsert(session, organisations, services)
+    return HsdsImportResult(organisations=len(organisations), services=len(services))
+
+
+async def _upsert(session: AsyncSession, organisations: list[OrganisationCreate], services: list[ServiceCreate]) -> None:
+    for body in organisations:
+        await _upsert_row(session, Organisation, body.id, body.columns())
+    await session.flush()  # services reference their organisations
+    for svc in services:
+        await _upsert_row(session, Service, svc.id, svc.columns())
+    _changed(session, "organisation", "*", "imported")
+
+
+async def _upsert_row(session: AsyncSession, table: type[Organisation | Service], key: str,
+                      columns: dict[str, Any]) -> None:
+    existing = await session.get(table, key)
+    if existing is None:
+        session.add(table(**columns))
+    else:
+        _assign(session, existing, columns)
+
+
+def _assign(session: AsyncSession, row: Organisation | Service, columns: dict[str, Any]) -> None:
+    """Replace a row's editable fields; ``updated_at`` moves so the search index notices."""
+    for key, value in columns.items():
+        setattr(row, key, value)
+    row.updated_at = utcnow()
+    session.add(row)
+
+
+@router.get("/fhir/HealthcareService", summary="Services as a FHIR searchset of HealthcareService")
+async def fhir_services(
+    request: Request,
+    session: SessionDep,
+    area: Annotated[str | None, Query(description="Only services covering this area")] = None,
+) -> JSONResponse:
+    wanted: set[str] = set()
+    if area:
+        resolved = await resolve_area(session, area)
+        index = _index(request)
+        await index.ensure_current(session)
+        wanted = {s["id"] for s in index.search(resolved, SearchFilters())}
+    rows = (await session.exec(select(Service, Organisation).join(Organisation).order_by(col(Service.id)))).all()
+    resources = [fhir_view.healthcare_service(s, o) for s, o in rows if not area or s.id in wanted]
+    return JSONResponse(fhir_view.bundle(resources), media_type=FHIR_JSON)
+
+
+@router.get("/fhir/HealthcareService/{service_id}", summary="One service as a FHIR HealthcareService")
+async def fhir_service(service_id: str, session: SessionDep) -> JSONResponse:
+    return JSONResponse(fhir_view.healthcare_service(*await _service_view(session, service_id)), media_type=FHIR_JSON)
+
+
+# --- Internal: router and notify -------------------------------------------------------------------
+
+
+@internal.post("/internal/providers/authenticate", response_model=ProviderIdentity,
+               summary="Which provider holds this API key (for notify)")
 async def authenticate_provider(body: ProviderKey, session: SessionDep, _caller: ServiceCaller) -> ProviderIdentity:
     organisation = (
         await session.exec(select(Organisation).where(Organisation.api_key_hash == hash_api_key(body.api_key)))
@@ -154,12 +399,20 @@ async def authenticate_provider(body: ProviderKey, session: SessionDep, _caller:
     return ProviderIdentity(organisation_id=organisation.id, name=organisation.name)
 
 
-@router.get(
-    "/internal/snapshot",
-    response_model=DirectorySnapshot,
-    tags=["internal"],
-    summary="Every service and district resolution, for the router's in-memory copy",
-)
+@internal.get("/internal/organisations/{organisation_id}/delivery", response_model=ProviderDelivery,
+              summary="How notify reaches a provider: channel, webhook URL, signing secrets")
+async def provider_delivery(organisation_id: str, session: SessionDep, _caller: ServiceCaller) -> ProviderDelivery:
+    organisation = await _organisation(session, organisation_id)
+    return ProviderDelivery(
+        organisation_id=organisation.id,
+        channel=organisation.delivery,
+        webhook_url=organisation.webhook_url if organisation.delivery == "webhook" else None,
+        signing_secrets=tuple(organisation.signing_secrets) if organisation.delivery == "webhook" else (),
+    )
+
+
+@internal.get("/internal/snapshot", response_model=DirectorySnapshot,
+              summary="Every service and district resolution, for the router's in-memory copy")
 async def snapshot(session: SessionDep, _caller: ServiceCaller) -> DirectorySnapshot:
     rows = (await session.exec(select(Service, Organisation).join(Organisation).order_by(col(Service.id)))).all()
     services = tuple(
@@ -178,7 +431,7 @@ async def snapshot(session: SessionDep, _caller: ServiceCaller) -> DirectorySnap
             district=district,
             lad_codes=tuple(p.lad_code for p in sorted(parts, key=lambda p: (-p.share, p.lad_code))),
             utla_codes=tuple(sorted({p.utla_code for p in parts})),
-            icb_codes=tuple(sorted({p.icb_code for p in parts})),
+            icb_codes=tuple(sorted({p.icb_code for p in parts if p.icb_code})),
             names={p.lad_code: p.lad_name for p in parts},
         )
         for district, parts in districts.items()
@@ -187,3 +440,5 @@ async def snapshot(session: SessionDep, _caller: ServiceCaller) -> DirectorySnap
     return DirectorySnapshot(
         version=f"{len(services)}:{latest.isoformat()}", generated_at=utcnow(), services=services, areas=areas
     )
+
+

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.directory.api import router
+from services.directory.api import internal, ops, router
+from services.directory.gazetteer import load_reference_if_empty
 from services.directory.sample import load_sample_if_empty
+from services.directory.search import SearchIndex
 from services.directory.settings import DirectorySettings
 from services.directory.store import TABLES
 from shared.service import Runtime, create_service_app
@@ -15,14 +17,19 @@ def create_app(settings: DirectorySettings | None = None) -> FastAPI:
     settings = settings or DirectorySettings()
 
     async def setup(runtime: Runtime) -> None:
+        runtime.db.on_commit.append(app.state.search_index.invalidate)
+        # Local authority names and the LAD → ICB table are reference data, not sample data.
+        await load_reference_if_empty(runtime.db)
         if settings.load_sample:
             await load_sample_if_empty(runtime.db)
 
-    return create_service_app(
+    app = create_service_app(
         settings=settings,
         title="Pathways directory",
         description="Local and by-and-for domestic abuse services, what they serve and where.",
         tables=TABLES,
-        routers=[router],
+        routers=[router, ops, internal],
         setup=setup,
     )
+    app.state.search_index = SearchIndex()
+    return app

@@ -1,4 +1,4 @@
-"""Load the bundled sample directory and gazetteer into empty tables (development and demos)."""
+"""Load the bundled sample directory and default gazetteer into empty tables (development and demos)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from services.directory.store import DistrictArea, Organisation, Service
+from services.directory.domain import OrganisationCreate, ServiceCreate
+from services.directory.store import AreaCentroid, DistrictArea, Organisation, Service
 from shared.auth import hash_api_key
 from shared.db import Database
 from shared.events import DirectoryChanged
@@ -18,21 +19,36 @@ log = logging.getLogger(__name__)
 SAMPLE_DIR = Path(__file__).parent / "sample"
 
 
+def sample_directory() -> tuple[list[tuple[OrganisationCreate, str | None]], list[ServiceCreate]]:
+    """The sample organisations (with their sample API keys) and services, validated like ops input."""
+    directory = json.loads((SAMPLE_DIR / "directory.json").read_text())
+    organisations, services = [], []
+    for raw in directory["organisations"]:
+        org = dict(raw)
+        org_services = org.pop("services")
+        key = org.pop("sample_api_key", None)
+        organisations.append((OrganisationCreate.model_validate(org), key))
+        services.extend(ServiceCreate.model_validate({**s, "organisation_id": org["id"]}) for s in org_services)
+    return organisations, services
+
+
 async def load_sample_if_empty(db: Database) -> bool:
     """Load ``sample/directory.json`` and ``sample/gazetteer.json``; returns whether it loaded."""
     async with db.transaction() as session:
         if (await session.exec(select(Organisation).limit(1))).first() is not None:
             return False
-        directory = json.loads((SAMPLE_DIR / "directory.json").read_text())
-        gazetteer = json.loads((SAMPLE_DIR / "gazetteer.json").read_text())
-        for org in directory["organisations"]:
-            services = org.pop("services")
-            sample_key = org.pop("sample_api_key", None)
-            session.add(Organisation(**org, api_key_hash=hash_api_key(sample_key) if sample_key else None))
-            for service in services:
-                session.add(Service(**service, organisation_id=org["id"]))
-        for row in gazetteer["districts"]:
-            session.add(DistrictArea(**row))
+        organisations, services = sample_directory()
+        for org, key in organisations:
+            session.add(Organisation(**org.columns(), api_key_hash=hash_api_key(key) if key else None))
+        await session.flush()
+        for service in services:
+            session.add(Service(**service.columns()))
+        if (await session.exec(select(DistrictArea).limit(1))).first() is None:
+            gazetteer = json.loads((SAMPLE_DIR / "gazetteer.json").read_text())
+            for row in gazetteer["districts"]:
+                session.add(DistrictArea(**row))
+            for row in gazetteer.get("centroids", []):
+                session.add(AreaCentroid(**row))
         enqueue(session, DirectoryChanged(entity="organisation", entity_id="*", change="imported"))
-    log.info("loaded the sample directory (%d organisations)", len(directory["organisations"]))
+    log.info("loaded the sample directory (%d organisations)", len(organisations))
     return True
