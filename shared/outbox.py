@@ -58,27 +58,29 @@ class OutboxRelay:
         self.batch = batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Cancelling alone cannot stop the loop for sure: a CancelledError that lands while SQLAlchemy
+        # resets a connection is logged and swallowed by its pool, and asyncio.wait_for on Python 3.11
+        # can swallow one that arrives as the wake-up completes. The loop checks this flag too.
+        self._stopping = False
         db.on_commit.append(self._wake.set)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _run(self) -> None:
-        while True:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
-            # arrives as the wake-up completes, and stop() then waits for ever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval):
-                    await self._wake.wait()
+        while not self._stopping:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             self._wake.clear()
             try:
-                while await self.publish_pending() == self.batch:
+                while not self._stopping and await self.publish_pending() == self.batch:
                     pass
             except asyncio.CancelledError:
                 raise
