@@ -23,6 +23,10 @@ class WakeableLoop:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -31,8 +35,9 @@ class WakeableLoop:
 
     async def stop(self) -> None:
         if self._task is not None:
-            # Python 3.11's wait_for can swallow a cancel that lands as the wake-up fires, so the
-            # loop also checks this flag: stop() must never hang on a loop that missed its cancel.
+            # Cancelling alone cannot stop the loop for sure: a CancelledError that lands while
+            # SQLAlchemy resets a connection is swallowed by its pool. The loop checks this flag too,
+            # so stop() never hangs on a loop that missed its cancel.
             self._stopping = True
             self._wake.set()
             self._task.cancel()

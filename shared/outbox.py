@@ -67,7 +67,7 @@ class OutboxRelay:
 
     async def _drain(self) -> None:
         try:
-            while await self.publish_pending() == self.batch:
+            while not self._loop.stopping and await self.publish_pending() == self.batch:
                 pass
         except asyncio.CancelledError:
             raise

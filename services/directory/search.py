@@ -123,23 +123,30 @@ class SearchIndex:
     national: list[int] = field(default_factory=list)
     max_age: float = 1.0
     _checked_at: float = float("-inf")
+    # Bumped by every local commit: a check that started before a commit must not mark the index fresh.
+    _generation: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def invalidate(self) -> None:
+        self._generation += 1
         self._checked_at = float("-inf")
+
+    def _fresh_as_of(self, checked_at: float, generation: int) -> None:
+        if generation == self._generation:
+            self._checked_at = checked_at
 
     async def ensure_current(self, session: AsyncSession) -> None:
         if time.monotonic() - self._checked_at < self.max_age:
             return
-        checked_at = time.monotonic()
+        checked_at, generation = time.monotonic(), self._generation
         version = await directory_version(session)
         if version == self.version:
-            self._checked_at = checked_at
+            self._fresh_as_of(checked_at, generation)
             return
         async with self._lock:
             if version == self.version:
                 return
-            self._checked_at = checked_at
+            self._fresh_as_of(checked_at, generation)
             rows = (await session.exec(select(Service, Organisation).join(Organisation).order_by(col(Service.id)))).all()
             self.rebuild([entry_for(s, o) for s, o in rows], version)
 
