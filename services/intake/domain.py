@@ -270,6 +270,8 @@ def _referrer_ods(ctx: _Bundle, path: str, request: ServiceRequest) -> tuple[str
     role = ctx.resolve(requester) if requester is not None else None
     if role is not None and role.get_resource_type() == "PractitionerRole":
         practitioner = ctx.resolve(role.practitioner)
+        if practitioner is not None and practitioner.get_resource_type() != "Practitioner":
+            practitioner = None  # a reference to something else names nobody
         referrer = {
             "role": [c.text or (c.coding[0].display if c.coding else None) for c in role.code or []],
             "practitioner": practitioner.name[0].text if practitioner is not None and practitioner.name else (
@@ -280,7 +282,7 @@ def _referrer_ods(ctx: _Bundle, path: str, request: ServiceRequest) -> tuple[str
         if organisation is not None:
             candidates.append(organisation.identifier)
             resolved = ctx.resolve(organisation)
-            if resolved is not None:
+            if resolved is not None and resolved.get_resource_type() == "Organization":
                 candidates.extend(resolved.identifier or [])
     elif role is not None and role.get_resource_type() == "Organization":
         candidates.extend(role.identifier or [])
