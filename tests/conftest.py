@@ -15,8 +15,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from services.launcher import NatsServer
+
+# In CI the property-based tests run a fixed set of examples: a new random find must not fail a
+# submission by chance. Locally they explore afresh on every run.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 PG_HOST = os.environ.get("PATHWAYS_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("PATHWAYS_TEST_PG_PORT", "5432"))

@@ -228,11 +228,21 @@ def parse_submission(
     bundle: Bundle, *, rules: ReferralRules = ReferralRules(), now: datetime | None = None
 ) -> ParsedReferral | ParsedCancellation:
     """A new referral, or the cancellation of an earlier one (its ServiceRequest revoked)."""
-    ctx = _Bundle(bundle)
-    request = ctx.one("ServiceRequest")
-    if request is not None and request[1].status == "revoked":
-        return _parse_cancellation(ctx, *request)
-    return parse_referral(bundle, rules=rules, now=now)
+    try:
+        ctx = _Bundle(bundle)
+        request = ctx.one("ServiceRequest")
+        if request is not None and request[1].status == "revoked":
+            return _parse_cancellation(ctx, *request)
+        return parse_referral(bundle, rules=rules, now=now)
+    except (AttributeError, TypeError, KeyError, IndexError) as exc:
+        # fhir.resources accepts some shapes the profile rules do not expect (a missing 1..1 element,
+        # a reference to the wrong kind of resource). Whatever slipped past the checks above is still
+        # the sender's malformed Bundle: a 422 naming the problem's kind, never a 500.
+        raise FhirError(
+            422,
+            [Issue("structure", f"The Bundle does not follow the referral profile ({type(exc).__name__}); "
+                                "see docs/fhir-referral-profile.md.", "Bundle")],
+        ) from None
 
 
 def _check_message(ctx: _Bundle, request: tuple[str, ServiceRequest] | None) -> None:
@@ -508,7 +518,7 @@ def _flags(ctx: _Bundle, snomed_flags: Mapping[str, str]) -> set[str]:
         assert isinstance(flag, Flag)
         if flag.status != "active":
             continue
-        for coding in flag.code.coding or []:
+        for coding in (flag.code.coding if flag.code else None) or []:
             if coding.system == p.SAFEGUARDING_FLAG_SYSTEM:
                 value = ctx.code(f"Bundle.entry[{index}].resource.code", coding.code, AbuseType, "safeguarding flag")
                 if value is not None:
