@@ -159,7 +159,8 @@ class WebhookDispatcher:
             row = await session.get(WebhookDelivery, delivery.id)
             assert row is not None
             row.status = status
-            row.last_error = error
+            if error is not None:  # a success keeps the last failure on record, for ops
+                row.last_error = error
             row.delivered_at = delivered_at
             if attempted is not None:
                 row.attempts += 1
