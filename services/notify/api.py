@@ -15,13 +15,14 @@ from sqlalchemy import and_, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notify.domain import DeclineReason, Outcome, safe_contact, task_for_outcome
+from services.notify.domain import DeclineReason, Outcome, TaskView, safe_contact, task_for_outcome
+from services.notify.offers import announce_task
 from services.notify.settings import NotifySettings
 from services.notify.store import CaseConsent, Offer, OfferStatus
 from shared.audit import record
 from shared.auth import Caller, CallerKind, PresentedKey, hash_api_key
 from shared.consent import consent_covers
-from shared.events import CaseStatus, ConsentState, ConsentStatus, OfferAccepted, OfferDeclined, TaskStatus, utcnow
+from shared.events import ConsentState, ConsentStatus, OfferAccepted, OfferDeclined, utcnow
 from shared.outbox import enqueue
 from shared.service import RuntimeDep, SessionDep
 
@@ -175,11 +176,6 @@ async def read_offer(offer_id: UUID, session: SessionDep, provider: ProviderDep)
     return OfferPublic.of(await own_offer(session, provider, offer_id))
 
 
-def _task_event(offer: Offer, task_status: TaskStatus, business_status: str, now: datetime, **extra: Any) -> CaseStatus:
-    return CaseStatus(case_id=offer.case_id, status=task_status, business_status=business_status, occurred_at=now,
-                      **extra)
-
-
 @router.post("/offers/{offer_id}/accept", response_model=OfferPublic, summary="Accept an offer")
 async def accept_offer(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
     async with runtime.db.transaction() as session:
@@ -194,7 +190,7 @@ async def accept_offer(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
         session.add(offer)
         enqueue(session, OfferAccepted(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
                                        organisation_id=offer.organisation_id))
-        enqueue(session, _task_event(offer, TaskStatus.accepted, f"accepted by {offer.service_name}", now))
+        announce_task(session, offer.case_id, TaskView.accepted(offer.service_name), now=now)
         record(session, provider, "accept-offer", case_id=offer.case_id, detail=f"offer {offer.id}")
     return OfferPublic.of(offer)
 
@@ -217,8 +213,7 @@ async def decline_offer(offer_id: UUID, body: DeclineRequest, runtime: RuntimeDe
         # The coded reason only: the provider's text stays here, for ops, and never travels on the bus.
         enqueue(session, OfferDeclined(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
                                        organisation_id=offer.organisation_id, reason=body.reason.value))
-        enqueue(session, _task_event(offer, TaskStatus.requested,
-                                     f"declined by {offer.service_name}; finding another service", now))
+        announce_task(session, offer.case_id, TaskView.declined(offer.service_name), now=now)
         record(session, provider, "decline-offer", case_id=offer.case_id, detail=f"offer {offer.id}; {body.reason}")
     return OfferPublic.of(offer)
 
@@ -300,8 +295,7 @@ async def report_outcome(offer_id: UUID, body: OutcomeRequest, runtime: RuntimeD
         # Task.output lists every outcome any provider reported on the case.
         case_offers = (await session.exec(select(Offer).where(Offer.case_id == offer.case_id))).all()
         outputs = tuple(dict.fromkeys(o for each in case_offers for o in each.outcomes))
-        view = task_for_outcome(body.outcome, offer.service_name)
-        enqueue(session, _task_event(offer, view.status, view.business_status, now,
-                                     status_reason=view.status_reason, outputs=outputs))
+        announce_task(session, offer.case_id, task_for_outcome(body.outcome, offer.service_name), now=now,
+                      outputs=outputs)
         record(session, provider, "report-outcome", case_id=offer.case_id, detail=f"offer {offer.id}; {body.outcome}")
     return OfferPublic.of(offer)

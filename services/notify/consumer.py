@@ -7,23 +7,21 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notify.offers import make_offer, remember_case, stop_offers
+from services.notify.domain import TaskView
+from services.notify.offers import announce_task, make_offer, remember_case, stop_offers
 from services.notify.settings import NotifySettings
 from services.notify.store import OPEN_OFFER_STATUSES, CaseConsent, Escalation, Offer, RoutingRecord
 from shared.bus import Delivery
 from shared.events import (
     CaseEscalated,
     CaseRouted,
-    CaseStatus,
     ConsentStatus,
     ConsentUpdated,
     Event,
     ReferralCancelled,
     ReferralReceived,
-    TaskStatus,
     utcnow,
 )
-from shared.outbox import enqueue
 from shared.service import Runtime
 
 CONSENT_WITHDRAWN = "consent-withdrawn"
@@ -57,8 +55,7 @@ def register(runtime: Runtime) -> None:
         ]
         if made:
             names = ", ".join(o.service_name for o in made)
-            enqueue(session, CaseStatus(case_id=event.case_id, status=TaskStatus.requested,
-                                        business_status=f"offered to {names}", occurred_at=now))
+            announce_task(session, event.case_id, TaskView.offered(names), now=now)
 
     async def on_consent_updated(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, ConsentUpdated)
@@ -74,8 +71,8 @@ def register(runtime: Runtime) -> None:
         await stop_offers(session, settings, case_id=event.case_id, reason=CONSENT_WITHDRAWN,
                           consent=event.consent, source=str(event.event_id), now=now)
         if withdrawn:
-            await _cancel_task_if_nothing_open(session, event, now, "consent withdrawn",
-                                               "the survivor withdrew consent")
+            await _cancel_task_if_nothing_open(session, event, now, TaskView.stopped(
+                CONSENT_WITHDRAWN, "consent withdrawn", "the survivor withdrew consent"))
 
     async def on_cancelled(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, ReferralCancelled)
@@ -89,8 +86,8 @@ def register(runtime: Runtime) -> None:
         session.add(case)
         await stop_offers(session, settings, case_id=event.case_id, reason=REFERRAL_CANCELLED, consent=None,
                           source=str(event.event_id), now=now)
-        await _cancel_task_if_nothing_open(session, event, now, "cancelled by the referrer",
-                                           event.reason or "the referrer cancelled the referral")
+        await _cancel_task_if_nothing_open(session, event, now, TaskView.stopped(
+            "cancelled", "cancelled by the referrer", event.reason or "the referrer cancelled the referral"))
 
     async def on_escalated(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, CaseEscalated)
@@ -105,7 +102,7 @@ def register(runtime: Runtime) -> None:
 
 
 async def _cancel_task_if_nothing_open(session: AsyncSession, event: ConsentUpdated | ReferralCancelled,
-                                       now: datetime, business_status: str, reason: str) -> None:
+                                       now: datetime, view: TaskView) -> None:
     """Tell the referrer the case stopped, unless an offer carries on (the MARAC on a safeguarding basis)."""
     await session.flush()
     still_open = (
@@ -115,5 +112,4 @@ async def _cancel_task_if_nothing_open(session: AsyncSession, event: ConsentUpda
         )
     ).first()
     if still_open is None:
-        enqueue(session, CaseStatus(case_id=event.case_id, status=TaskStatus.cancelled, occurred_at=now,
-                                    business_status=business_status, status_reason=reason))
+        announce_task(session, event.case_id, view, now=now)

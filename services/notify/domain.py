@@ -39,18 +39,41 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class TaskView:
+    """What the referrer's Task shows: its status, a coded business status with words, and why."""
+
     status: TaskStatus
-    business_status: str
-    status_reason: str | None = None
+    code: str
+    text: str
+    reason: str | None = None
+
+    @classmethod
+    def offered(cls, names: str) -> TaskView:
+        return cls(TaskStatus.requested, "offered", f"offered to {names}")
+
+    @classmethod
+    def accepted(cls, name: str) -> TaskView:
+        return cls(TaskStatus.accepted, "accepted", f"accepted by {name}")
+
+    @classmethod
+    def declined(cls, name: str) -> TaskView:
+        return cls(TaskStatus.requested, "declined", f"declined by {name}; finding another service")
+
+    @classmethod
+    def expired(cls, name: str) -> TaskView:
+        return cls(TaskStatus.requested, "no-response", f"no response from {name}; finding another service")
+
+    @classmethod
+    def stopped(cls, code: str, text: str, reason: str) -> TaskView:
+        return cls(TaskStatus.cancelled, code, text, reason)
 
 
 def task_for_outcome(outcome: Outcome, service_name: str) -> TaskView:
     """The referrer's Task after an outcome: work goes on until the survivor declines or the case closes."""
     if outcome is Outcome.survivor_declined_support:
-        return TaskView(TaskStatus.completed, "survivor declined support", "the survivor declined support")
+        return TaskView(TaskStatus.completed, outcome.value, "survivor declined support", "the survivor declined support")
     if outcome is Outcome.closed:
-        return TaskView(TaskStatus.completed, f"closed by {service_name}")
-    return TaskView(TaskStatus.in_progress, outcome.value.replace("-", " "))
+        return TaskView(TaskStatus.completed, outcome.value, f"closed by {service_name}")
+    return TaskView(TaskStatus.in_progress, outcome.value, outcome.value.replace("-", " "))
 
 
 class SafeContactFlag(StrEnum):

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notify.domain import WebhookEvent, respond_by, still_permitted, webhook_payload
+from services.notify.domain import TaskView, WebhookEvent, respond_by, still_permitted, webhook_payload
 from services.notify.settings import NotifySettings
 from services.notify.store import (
     OPEN_OFFER_STATUSES,
@@ -29,12 +29,19 @@ from shared.events import (
     OfferMade,
     OfferWithdrawn,
     RoutedService,
-    TaskStatus,
     utcnow,
 )
 from shared.outbox import enqueue
 
 NOTIFY = Caller(CallerKind.service, "notify")
+
+
+def announce_task(session: AsyncSession, case_id: UUID, view: TaskView, *, now: datetime,
+                  outputs: tuple[str, ...] = ()) -> None:
+    """Tell the referrer's Task (``case.status``) where the case stands."""
+    enqueue(session, CaseStatus(case_id=case_id, status=view.status, business_status=view.text,
+                                business_status_code=view.code, status_reason=view.reason, outputs=outputs,
+                                occurred_at=now))
 
 
 def queue_webhook(session: AsyncSession, settings: NotifySettings, offer: Offer, event: WebhookEvent,
@@ -142,8 +149,7 @@ async def expire_offer(session: AsyncSession, settings: NotifySettings, offer: O
     session.add(offer)
     enqueue(session, OfferExpired(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
                                   organisation_id=offer.organisation_id, reason="no-response"))
-    enqueue(session, CaseStatus(case_id=offer.case_id, status=TaskStatus.requested, occurred_at=now,
-                                business_status=f"no response from {offer.service_name}; finding another service"))
+    announce_task(session, offer.case_id, TaskView.expired(offer.service_name), now=now)
     queue_webhook(session, settings, offer, WebhookEvent.offer_expired, source="expired", now=now)
     record(session, NOTIFY, "expire-offer", case_id=offer.case_id, detail=f"offer {offer.id}; deadline passed")
     return True

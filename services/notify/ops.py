@@ -13,7 +13,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notify.api import OfferPublic
-from services.notify.offers import make_offer
+from services.notify.domain import TaskView
+from services.notify.offers import announce_task, make_offer
 from services.notify.settings import NotifySettings
 from services.notify.store import (
     CaseConsent,
@@ -26,8 +27,7 @@ from services.notify.store import (
 )
 from shared.audit import AuditRecord, record
 from shared.auth import OpsCaller
-from shared.events import CaseStatus, CaseSummary, RoutedService, TaskStatus, utcnow
-from shared.outbox import enqueue
+from shared.events import CaseSummary, RoutedService, utcnow
 from shared.service import RuntimeDep
 
 router = APIRouter(prefix="/ops", tags=["ops"])
@@ -168,8 +168,7 @@ async def assign_service(escalation_id: UUID, body: AssignRequest, runtime: Runt
         escalation.assigned_by = caller.id
         escalation.updated_at = now
         session.add(escalation)
-        enqueue(session, CaseStatus(case_id=escalation.case_id, status=TaskStatus.requested, occurred_at=now,
-                                    business_status=f"offered to {service.name}"))
+        announce_task(session, escalation.case_id, TaskView.offered(service.name), now=now)
         record(session, caller, "assign-service", case_id=escalation.case_id,
                detail=f"escalation {escalation.id}; service {service.service_id}; offer {offer.id}")
         return OfferForOps(**OfferPublic.of(offer).model_dump(), status_text=None, assigned_by=caller.id,

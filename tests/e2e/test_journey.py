@@ -76,7 +76,8 @@ def test_referral_is_offered_accepted_handed_off_and_the_task_follows(system: Sy
     handoff = httpx.get(f"{notify}/offers/{offer['id']}/handoff", headers=PROVIDER_KEY)
     assert handoff.status_code == 200, handoff.text
     body = handoff.json()
-    assert next(iter(body)) == "safe_contact" and "Do not leave voicemail" in body["safe_contact"]
+    assert next(iter(body)) == "safe_contact" and "Do not leave voicemail" in body["safe_contact"]["instructions"]
+    assert body["safe_contact"]["no_voicemail"] is True and "no-voicemail" in body["safe_contact"]["flags"]
     assert body["survivor"]["birth_date"] == "1990-04-01"
     assert body["survivor"]["address"][0]["postalCode"] == "LS7 9ZZ"
 
@@ -85,6 +86,20 @@ def test_referral_is_offered_accepted_handed_off_and_the_task_follows(system: Sy
         lambda t: t["status"] == "accepted",
     )
     assert final["businessStatus"]["text"] == "accepted by Community outreach (sample)"
+
+    # The provider reports contact: the referrer's Task moves on and lists the outcome.
+    reported = httpx.post(f"{notify}/offers/{offer['id']}/outcomes", json={"outcome": "contact-made"},
+                          headers=PROVIDER_KEY)
+    assert reported.status_code == 200, reported.text
+    in_progress = poll(
+        lambda: httpx.get(f"{intake}/fhir/Task/{task['id']}", headers=EHR_KEY).json(),
+        lambda t: t["status"] == "in-progress",
+    )
+    assert in_progress["businessStatus"]["coding"][0]["code"] == "contact-made"
+    assert [o["valueCodeableConcept"]["coding"][0]["code"] for o in in_progress["output"]] == ["contact-made"]
+    changed = httpx.get(f"{intake}/fhir/Task", params={"_lastUpdated": f"ge{final['meta']['lastUpdated']}"},
+                        headers=EHR_KEY).json()
+    assert [e["resource"]["id"] for e in changed["entry"]] == [task["id"]]
 
 
 def test_no_identifying_data_in_any_log(system: System):
