@@ -33,6 +33,7 @@ from shared.db import utc_field
 from shared.delivery import PeriodicWorker, endpoint_refusal, retry_delay
 from shared.events import utcnow
 from shared.fhir import CANONICAL, FHIR_JSON, FhirError, Issue
+from shared.search import InvalidSearch, last_updated_condition
 from shared.service import Runtime, RuntimeDep, SessionDep
 
 log = logging.getLogger(__name__)
@@ -227,17 +228,10 @@ async def search_tasks(
 ) -> JSONResponse:
     statement = select(Referral).where(Referral.client_id == client.id)
     for value in last_updated or []:
-        prefix = value[:2] if value[:2] in ("gt", "ge", "lt", "le", "eq") else "eq"
-        raw = value[2:] if value[:2] == prefix else value
         try:
-            at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise FhirError(400, [Issue("invalid", "_lastUpdated must be [gt|ge|lt|le]<instant>.")]) from None
-        if at.tzinfo is None:
-            raise FhirError(400, [Issue("invalid", "_lastUpdated needs a time zone (for example 'Z').")])
-        column = col(Referral.last_updated)
-        statement = statement.where({"gt": column > at, "ge": column >= at, "lt": column < at, "le": column <= at,
-                                     "eq": column == at}[prefix])
+            statement = statement.where(last_updated_condition(col(Referral.last_updated), value))
+        except InvalidSearch as exc:
+            raise FhirError(400, [Issue("invalid", str(exc))]) from None
     rows = (await session.exec(
         statement.order_by(col(Referral.last_updated), col(Referral.id)).offset(offset).limit(count + 1)
     )).all()
@@ -329,23 +323,25 @@ class SubscriptionNotifier:
         return len(due) == BATCH
 
     async def _queue_heartbeats(self, now: datetime) -> None:
-        async with self.runtime.db.transaction() as session:
+        # Read first and write only when a heartbeat is due: an empty commit would wake this worker again.
+        async with self.runtime.db.session() as session:
             subs = (await session.exec(select(FhirSubscription).where(
                 FhirSubscription.status == SubscriptionStatus.active, col(FhirSubscription.heartbeat_seconds).is_not(None)
             ))).all()
-            for sub in subs:
-                assert sub.heartbeat_seconds is not None
-                last = sub.last_sent_at or sub.created_at
-                if last + timedelta(seconds=sub.heartbeat_seconds) > now:
-                    continue
-                pending = (await session.exec(select(SubscriptionNotification.id).where(
-                    SubscriptionNotification.subscription_id == sub.id, SubscriptionNotification.status == "pending"
-                ))).first()
-                if pending is None:
-                    session.add(SubscriptionNotification(subscription_id=sub.id, kind=NotificationKind.heartbeat))
-                    # Counts as sent for the heartbeat clock, so a failing endpoint is not flooded.
-                    sub.last_sent_at = now
-                    session.add(sub)
+            busy = set((await session.exec(select(SubscriptionNotification.subscription_id).where(
+                SubscriptionNotification.status == "pending"
+            ))).all())
+            # A Subscription with a notification still on its way needs no heartbeat.
+            due = [s.id for s in subs if s.id not in busy
+                   and (s.last_sent_at or s.created_at) + timedelta(seconds=s.heartbeat_seconds or 0) <= now]
+        for sub_id in due:
+            async with self.runtime.db.transaction() as session:
+                sub = await session.get(FhirSubscription, sub_id)
+                assert sub is not None
+                session.add(SubscriptionNotification(subscription_id=sub_id, kind=NotificationKind.heartbeat))
+                # Counts as sent for the heartbeat clock, so a failing endpoint is not flooded.
+                sub.last_sent_at = now
+                session.add(sub)
 
     async def _deliver(self, note: SubscriptionNotification) -> None:
         now = utcnow()

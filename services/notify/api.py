@@ -24,6 +24,7 @@ from shared.auth import Caller, CallerKind, PresentedKey, hash_api_key
 from shared.consent import consent_covers
 from shared.events import ConsentState, ConsentStatus, OfferAccepted, OfferDeclined, utcnow
 from shared.outbox import enqueue
+from shared.search import InvalidSearch, last_updated_condition
 from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter(tags=["provider"])
@@ -109,18 +110,6 @@ async def own_offer(session: AsyncSession, provider: Caller, offer_id: UUID) -> 
     return offer
 
 
-def _parse_last_updated(value: str) -> tuple[str, datetime]:
-    prefix = value[:2] if value[:2] in ("gt", "ge", "lt", "le") else "ge"
-    raw = value[2:] if value[:2] == prefix else value
-    try:
-        at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="_lastUpdated must be [gt|ge|lt|le]<ISO 8601 instant>.") from None
-    if at.tzinfo is None:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="_lastUpdated needs a time zone (for example 'Z').")
-    return prefix, at
-
-
 def _cursor(offer: Offer) -> str:
     return base64.urlsafe_b64encode(json.dumps([offer.last_updated.isoformat(), str(offer.id)]).encode()).decode()
 
@@ -153,9 +142,10 @@ async def list_offers(
     if offer_status is not None:
         statement = statement.where(Offer.status == offer_status)
     if last_updated:
-        prefix, at = _parse_last_updated(last_updated)
-        column = col(Offer.last_updated)
-        statement = statement.where({"gt": column > at, "ge": column >= at, "lt": column < at, "le": column <= at}[prefix])
+        try:
+            statement = statement.where(last_updated_condition(col(Offer.last_updated), last_updated))
+        except InvalidSearch as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     if cursor:
         at, after_id = _after_cursor(cursor)
         statement = statement.where(
