@@ -40,31 +40,37 @@ class PeriodicWorker:
         self.interval = interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
         if self._task is not None:
+            # The flag as well as the cancel: a cancel that lands just as an inner wait completes can be
+            # swallowed (asyncio.wait_for on Python 3.11 did so), and the loop would then run on for ever.
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
-                while await self.step():
+                while not self._stopping and await self.step():
                     pass
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the database or a peer is away: try again later
                 log.warning("%s: %s; will retry", self.name, type(exc).__name__)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
             self._wake.clear()
 
 

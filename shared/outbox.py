@@ -58,6 +58,7 @@ class OutboxRelay:
         self.batch = batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         db.on_commit.append(self._wake.set)
 
     def start(self) -> None:
@@ -65,14 +66,18 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         if self._task is not None:
+            # The flag as well as the cancel: a cancel that lands just as an inner wait completes can be
+            # swallowed (asyncio.wait_for on Python 3.11 did so), and the loop would then run on for ever.
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 while await self.publish_pending() == self.batch:

@@ -102,6 +102,39 @@ def test_referral_is_offered_accepted_handed_off_and_the_task_follows(system: Sy
     assert [e["resource"]["id"] for e in changed["entry"]] == [task["id"]]
 
 
+def test_case_without_consent_is_escalated_assigned_by_ops_and_still_gated_at_release(system: System):
+    intake, notify = system.url("intake"), system.url("notify")
+    ops = {"Authorization": f"Bearer {system.environment()['PATHWAYS_OPS_KEY']}"}
+    bundle = json.loads((EXAMPLES / "gp-referral.json").read_text())
+    bundle["identifier"]["value"] = "GP-REF-E2E-NO-CONSENT"
+    consent = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Consent")
+    consent["status"] = "rejected"
+    posted = httpx.post(f"{intake}/fhir/Bundle", json=bundle,
+                        headers={**EHR_KEY, "Content-Type": "application/fhir+json"})
+    assert posted.status_code == 202, posted.text
+    case_id = posted.json()["id"]
+
+    # The router found no offer it may make: the case is in the ops queue, not dropped.
+    queue = poll(lambda: httpx.get(f"{notify}/ops/escalations", headers=ops).json(),
+                 lambda q: any(e["case_id"] == case_id for e in q))
+    escalation = next(e for e in queue if e["case_id"] == case_id)
+    assert "no consent" in escalation["reason"]
+    assert httpx.get(f"{notify}/ops/escalations", headers=PROVIDER_KEY).status_code == 403
+
+    assigned = httpx.post(f"{notify}/ops/escalations/{escalation['id']}/assign",
+                          json={"service_id": "aire-valley-da-outreach"}, headers=ops)
+    assert assigned.status_code == 201, assigned.text
+    offer = poll(lambda: httpx.get(f"{notify}/offers", headers=PROVIDER_KEY).json(),
+                 lambda o: any(x["case_id"] == case_id for x in o))
+    offer = next(x for x in offer if x["case_id"] == case_id)
+    assert httpx.post(f"{notify}/offers/{offer['id']}/accept", headers=PROVIDER_KEY).status_code == 200
+    # Assigned by hand or not, identifying data is released only as consent allows.
+    refused = httpx.get(f"{notify}/offers/{offer['id']}/handoff", headers=PROVIDER_KEY)
+    assert refused.status_code == 403 and "consent refused" in refused.json()["detail"]
+    detail = httpx.get(f"{notify}/ops/escalations/{escalation['id']}", headers=ops).json()
+    assert [h["action"] for h in detail["history"]] == ["assign-service", "accept-offer"]
+
+
 def test_no_identifying_data_in_any_log(system: System):
     """Runs after the journey: the services' logs must not hold the example's identifying details."""
     logs = "".join(p.read_text(errors="replace") for p in Path(system.log_dir).glob("*.log"))

@@ -14,6 +14,7 @@ from sqlmodel import select
 
 from services.launcher import NatsServer
 from services.notify.store import Escalation, WebhookDelivery, WebhookStatus
+from shared.events import ConsentState, ConsentStatus, ConsentUpdated
 from tests.harness import eventually
 from tests.integration.notify_world import OPS, World, offer_for, provider, world_for
 from tests.servers import LocalServer, WebhookReceiver
@@ -169,3 +170,28 @@ async def test_endpoints_must_be_https_outside_development(world: World):
         assert receiver.received == [] and receiver.rejected == 0
         endpoints = (await notify.get("/ops/webhook-endpoints", headers=OPS)).json()
         assert endpoints[0]["disabled_reason"] == "endpoint must use HTTPS"
+
+
+async def test_provider_holding_the_handoff_is_told_by_webhook_to_stop_when_consent_is_withdrawn(world: World):
+    secret = new_secret()
+    receiver = WebhookReceiver(secret)
+    async with LocalServerContext(receiver) as endpoint, world.notify() as notify:
+        world.directory.deliveries["org-hooked"] = {
+            "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [secret],
+        }
+        case_id = await world.refer(identifier="hook-stop")
+        await world.route(case_id, "hooked")
+        offer = await offer_for(notify, "key-hooked", case_id)
+        assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-hooked"))).status_code == 200
+        assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))).status_code == 200
+
+        await world.probe.publish(ConsentUpdated(case_id=case_id, consent=ConsentState(status=ConsentStatus.withdrawn)))
+
+        async def told() -> bool:
+            return "offer.contact-stop" in receiver.types()
+
+        await eventually(told)
+        assert receiver.types() == ["offer.made", "offer.contact-stop"] and receiver.rejected == 0
+        stop = receiver.received[-1]["payload"]["data"]
+        assert stop["offer_id"] == offer["id"] and stop["links"]["handoff"].endswith(f"/offers/{offer['id']}/handoff")
+        assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))).status_code == 410
