@@ -5,8 +5,6 @@ being down never fails a request: the relay publishes once NATS is back.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from datetime import datetime
@@ -18,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.bus import Bus
 from shared.db import Database, utc_field
+from shared.delivery import PeriodicWorker
 from shared.events import Event, utcnow
 from shared.telemetry import inject_headers
 
@@ -54,38 +53,19 @@ class OutboxRelay:
     def __init__(self, db: Database, bus: Bus, *, poll_interval: float = 1.0, batch: int = 100) -> None:
         self.db = db
         self.bus = bus
-        self.poll_interval = poll_interval
         self.batch = batch
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        db.on_commit.append(self._wake.set)
+        self.worker = PeriodicWorker("outbox-relay", self._step, interval=poll_interval)
+        db.on_commit.append(self.worker.wake)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        self.worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            # The flag as well as the cancel: a cancel that lands just as an inner wait completes can be
-            # swallowed (asyncio.wait_for on Python 3.11 did so), and the loop would then run on for ever.
-            self._stopping = True
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.worker.stop()
 
-    async def _run(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                while await self.publish_pending() == self.batch:
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - NATS or the database is away: try again later
-                log.warning("outbox relay: %s; will retry", type(exc).__name__)
+    async def _step(self) -> bool:
+        # NATS or the database being away is logged by the worker, which tries again on the next wake.
+        return await self.publish_pending() == self.batch
 
     async def publish_pending(self) -> int:
         """Publish up to one batch of unpublished events; returns how many were published."""

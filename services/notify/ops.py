@@ -4,10 +4,10 @@ and disabled webhook endpoints. Every action, reads included, is audited."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -90,8 +90,10 @@ async def _escalation(session: AsyncSession, escalation_id: UUID) -> Escalation:
 
 
 @router.get("/escalations", response_model=list[EscalationPublic], summary="Escalated cases, oldest first")
-async def list_escalations(runtime: RuntimeDep, caller: OpsCaller,
-                           escalation_status: EscalationStatus | None = None) -> list[EscalationPublic]:
+async def list_escalations(
+    runtime: RuntimeDep, caller: OpsCaller,
+    escalation_status: Annotated[EscalationStatus | None, Query(alias="status")] = None,
+) -> list[EscalationPublic]:
     async with runtime.db.transaction() as session:
         statement = select(Escalation).order_by(col(Escalation.created_at), col(Escalation.id))
         if escalation_status is not None:

@@ -4,6 +4,7 @@ the router."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -122,7 +123,7 @@ class World:
             while True:
                 try:
                     msgs = await sub.fetch(100, timeout=0.3)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nats-py raises either
                     break
                 for msg in msgs:
                     found.append(decode_event(msg.subject, msg.data))

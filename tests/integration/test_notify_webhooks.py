@@ -60,8 +60,10 @@ async def test_offer_webhook_is_signed_thin_and_verifies_during_secret_rotation(
         # Thin: nothing about the survivor or even the case, just where to read with the API key.
         assert set(hook["payload"]) == {"type", "timestamp", "data"} and set(hook["payload"]["data"]) == {"offer_id", "links"}
         assert str(case_id) not in hook["raw"].decode()
-        [row] = await deliveries(notify.app)
-        assert row.id == hook["id"] and row.status == WebhookStatus.delivered
+        async def recorded() -> bool:  # the receiver answers before notify commits what it heard
+            return [(r.id, r.status) for r in await deliveries(notify.app)] == [(hook["id"], WebhookStatus.delivered)]
+
+        await eventually(recorded)
         # A provider on polling gets no webhook at all.
         await world.route(case_id, "outreach")
         await offer_for(notify, "key-outreach", case_id)
@@ -106,7 +108,7 @@ async def test_webhooks_survive_a_receiver_outage_and_a_notify_restart_without_l
             rows = await deliveries(notify.app)
             return len(rows) == 3 and all(r.attempts >= 2 and r.status == WebhookStatus.pending for r in rows)
 
-        await eventually(retried)
+        await eventually(retried, timeout=60)
         ids_before = sorted(r.id for r in await deliveries(notify.app))
     # Notify stops while deliveries are still pending; the receiver comes back; a new notify starts.
     await endpoint.start()
@@ -116,7 +118,7 @@ async def test_webhooks_survive_a_receiver_outage_and_a_notify_restart_without_l
                 rows = await deliveries(notify.app)
                 return all(r.status == WebhookStatus.delivered for r in rows)
 
-            await eventually(delivered)
+            await eventually(delivered, timeout=60)
             # Each event arrived, verified, under the webhook-id it had from the start.
             assert sorted(receiver.ids()) == ids_before and receiver.rejected == 0
             assert receiver.types() == ["offer.made"] * 3
@@ -188,10 +190,10 @@ async def test_provider_holding_the_handoff_is_told_by_webhook_to_stop_when_cons
         await world.probe.publish(ConsentUpdated(case_id=case_id, consent=ConsentState(status=ConsentStatus.withdrawn)))
 
         async def told() -> bool:
-            return "offer.contact-stop" in receiver.types()
+            return sorted(receiver.types()) == ["offer.contact-stop", "offer.made"]
 
         await eventually(told)
-        assert receiver.types() == ["offer.made", "offer.contact-stop"] and receiver.rejected == 0
+        assert receiver.rejected == 0
         stop = receiver.received[-1]["payload"]["data"]
         assert stop["offer_id"] == offer["id"] and stop["links"]["handoff"].endswith(f"/offers/{offer['id']}/handoff")
         assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))).status_code == 410
