@@ -264,7 +264,7 @@ class Bus:
                     sub = await self._bind(spec)
                 try:
                     msgs = await sub.fetch(batch=spec.batch, timeout=1)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats-py raises its own subclass or, near the deadline, a plain one
                     continue
                 for msg in msgs:
                     await self._process(spec, msg)
@@ -351,7 +351,7 @@ class Bus:
             while replayed < limit:
                 try:
                     msgs = await sub.fetch(batch=min(100, limit - replayed), timeout=1)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats-py raises its own subclass or, near the deadline, a plain one
                     break
                 for msg in msgs:
                     headers = dict(msg.headers or {})
