@@ -150,6 +150,9 @@ class System:
             ROUTER_DIRECTORY_URL=self.url("directory"),
             NOTIFY_DIRECTORY_URL=self.url("directory"),
             NOTIFY_INTAKE_URL=self.url("intake"),
+            # Links in webhooks and FHIR notifications point at where the services really listen.
+            NOTIFY_PUBLIC_URL=self.url("notify"),
+            INTAKE_SUBSCRIPTION_PUBLIC_URL=self.url("intake"),
             PYTHONUNBUFFERED="1",
         )
         for service in SERVICES:

@@ -1,21 +1,28 @@
-"""A background loop that does one step when woken, or after a while when nobody wakes it.
-
-The outbox relay (woken by a commit, polling as a safety net) and the router's directory copy (woken
-by ``directory.changed``, re-read on a timer) are the same shape: one place for it.
+"""The one shape of background loop in Pathways: do a step when woken (a commit, an event) or when a
+timer fires, until stopped. The outbox relay, the router's directory copy, notify's deadlines and
+webhooks, and intake's FHIR notifications all run on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 
+log = logging.getLogger(__name__)
 
-class WakeableLoop:
-    """Runs ``step`` whenever ``wake()`` is called (wakes during a step coalesce into one more step)
-    and otherwise every ``interval()`` seconds, until ``stop()``. ``step`` handles its own errors."""
 
-    def __init__(self, name: str, step: Callable[[], Awaitable[object]], interval: Callable[[], float]) -> None:
+class PeriodicWorker:
+    """Runs ``step`` whenever woken and at least every ``interval`` seconds.
+
+    ``step`` returns whether it did a full batch, in which case it runs again at once. Errors are
+    logged by type only (their messages could quote data) and the loop carries on.
+    """
+
+    def __init__(
+        self, name: str, step: Callable[[], Awaitable[bool]], *, interval: float | Callable[[], float]
+    ) -> None:
         self.name = name
         self.step = step
         self.interval = interval
@@ -23,21 +30,17 @@ class WakeableLoop:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
     def wake(self) -> None:
         self._wake.set()
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
         if self._task is not None:
-            # Cancelling alone cannot stop the loop for sure: a CancelledError that lands while
-            # SQLAlchemy resets a connection is swallowed by its pool. The loop checks this flag too,
-            # so stop() never hangs on a loop that missed its cancel.
+            # The flag as well as the cancel: a cancel that lands just as an inner wait completes can be
+            # swallowed (asyncio.wait_for on Python 3.11 did so), and the loop would then run on for ever.
             self._stopping = True
             self._wake.set()
             self._task.cancel()
@@ -47,11 +50,14 @@ class WakeableLoop:
 
     async def _run(self) -> None:
         while not self._stopping:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
-            # arrives as the wake-up completes.
+            try:
+                while not self._stopping and await self.step():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the database or a peer is away: try again later
+                log.warning("%s: %s; will retry", self.name, type(exc).__name__)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval()):
+                async with asyncio.timeout(self.interval() if callable(self.interval) else self.interval):
                     await self._wake.wait()
             self._wake.clear()
-            if not self._stopping:
-                await self.step()

@@ -214,6 +214,8 @@ class CaseStatus(Event):
     case_id: UUID
     status: TaskStatus
     business_status: str
+    # A stable code for Task.businessStatus (offered, accepted, contact-made, …); the text says it to a person.
+    business_status_code: str | None = None
     status_reason: str | None = None
     # Coded outcomes reported by the provider (contact-made, unable-to-contact, …) for Task.output.
     outputs: tuple[str, ...] = ()

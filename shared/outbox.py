@@ -5,7 +5,6 @@ being down never fails a request: the relay publishes once NATS is back.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from datetime import datetime
@@ -15,9 +14,9 @@ from sqlalchemy import Text
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.background import WakeableLoop
 from shared.bus import Bus
 from shared.db import Database, utc_field
+from shared.background import PeriodicWorker
 from shared.events import Event, utcnow
 from shared.telemetry import inject_headers
 
@@ -54,25 +53,19 @@ class OutboxRelay:
     def __init__(self, db: Database, bus: Bus, *, poll_interval: float = 1.0, batch: int = 100) -> None:
         self.db = db
         self.bus = bus
-        self.poll_interval = poll_interval
         self.batch = batch
-        self._loop = WakeableLoop("outbox-relay", self._drain, lambda: self.poll_interval)
-        db.on_commit.append(self._loop.wake)
+        self.worker = PeriodicWorker("outbox-relay", self._step, interval=poll_interval)
+        db.on_commit.append(self.worker.wake)
 
     def start(self) -> None:
-        self._loop.start()
+        self.worker.start()
 
     async def stop(self) -> None:
-        await self._loop.stop()
+        await self.worker.stop()
 
-    async def _drain(self) -> None:
-        try:
-            while not self._loop.stopping and await self.publish_pending() == self.batch:
-                pass
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - NATS or the database is away: try again later
-            log.warning("outbox relay: %s; will retry", type(exc).__name__)
+    async def _step(self) -> bool:
+        # NATS or the database being away is logged by the worker, which tries again on the next wake.
+        return await self.publish_pending() == self.batch
 
     async def publish_pending(self) -> int:
         """Publish up to one batch of unpublished events; returns how many were published."""

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from services.intake import referrals
@@ -21,6 +22,7 @@ from shared.audit import record
 from shared.auth import PresentedKey, ServiceCaller, hash_api_key
 from shared.crypto import FieldCipher
 from shared.fhir import FHIR_JSON, FhirError, Issue
+from shared.search import InvalidSearch, last_updated_condition
 from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter()
@@ -159,20 +161,22 @@ async def read_task(task_id: str, client: ClientDep, session: SessionDep) -> JSO
     return JSONResponse(task_resource(referral), media_type=FHIR_JSON)
 
 
-@router.get("/fhir/Task", tags=["fhir"], summary="Search this client's Tasks (by the referral they are based on)")
+@router.get("/fhir/Task", tags=["fhir"],
+            summary="Search this client's Tasks: by the referral they are based on, or `_lastUpdated=gt<instant>`")
 async def search_tasks(
+    request: Request,
     client: ClientDep,
     session: SessionDep,
     based_on: Annotated[str | None, Query(alias="based-on", description="ServiceRequest/<id> or <id>")] = None,
     based_on_identifier: Annotated[
         str | None, Query(alias="based-on:identifier", description="the EHR's referral id, system|value")
     ] = None,
-    count: Annotated[int, Query(alias="_count", ge=1, le=100)] = 50,
+    last_updated: Annotated[list[str] | None, Query(alias="_lastUpdated")] = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(alias="_offset", ge=0)] = 0,
 ) -> JSONResponse:
-    statement = (
-        select(Referral).where(Referral.client_id == client.id)
-        .order_by(col(Referral.created_at).desc(), col(Referral.id)).limit(count)
-    )
+    # Oldest change first, so a poller can walk forward with _lastUpdated=gt<last seen>.
+    statement = select(Referral).where(Referral.client_id == client.id)
     if based_on is not None:
         try:
             statement = statement.where(Referral.id == UUID(based_on.removeprefix("ServiceRequest/")))
@@ -180,12 +184,25 @@ async def search_tasks(
             statement = statement.where(False)  # type: ignore[arg-type] - no referral has that id
     if based_on_identifier is not None:
         statement = statement.where(Referral.service_request_identifier == based_on_identifier)
-    tasks = [task_resource(r) for r in (await session.exec(statement)).all()]
+    for value in last_updated or []:
+        try:
+            statement = statement.where(last_updated_condition(col(Referral.last_updated), value))
+        except InvalidSearch as exc:
+            raise FhirError(400, [Issue("invalid", str(exc), "_lastUpdated")]) from None
+    rows = (await session.exec(
+        statement.order_by(col(Referral.last_updated), col(Referral.id)).offset(offset).limit(count + 1)
+    )).all()
+    total = (await session.exec(select(func.count()).select_from(statement.subquery()))).one()
+    links = [{"relation": "self", "url": str(request.url)}]
+    if len(rows) > count:
+        links.append({"relation": "next", "url": str(request.url.include_query_params(_offset=offset + count))})
     bundle = {
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": len(tasks),
-        "entry": [{"fullUrl": f"Task/{t['id']}", "resource": t, "search": {"mode": "match"}} for t in tasks],
+        "total": total,
+        "link": links,
+        "entry": [{"fullUrl": f"Task/{r.id}", "resource": task_resource(r), "search": {"mode": "match"}}
+                  for r in rows[:count]],
     }
     return JSONResponse(bundle, media_type=FHIR_JSON)
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import select
 from starlette.exceptions import HTTPException
 
-from services.intake import consumer
+from services.intake import closed_loop, consumer
 from services.intake.api import router
 from services.intake.settings import IntakeSettings
 from services.intake.store import TABLES, ApiClient
@@ -42,6 +42,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     async def setup(runtime: Runtime) -> None:
         consumer.register(runtime)
+        closed_loop.start(runtime, app.state)
         if settings.seed_sample_client:
             async with runtime.db.transaction() as session:
                 if (await session.exec(select(ApiClient).limit(1))).first() is None:
@@ -58,8 +59,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         settings=settings,
         title="Pathways intake",
         description="Receives FHIR referrals from GP and acute EHR systems and tracks each as a FHIR Task.",
-        tables=TABLES,
-        routers=[router],
+        tables=[*TABLES, *closed_loop.TABLES],
+        routers=[router, closed_loop.router],
         setup=setup,
     )
     app.state.cipher = field_cipher

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.intake.closed_loop import task_changed
 from services.intake.store import Referral
 from shared.bus import Delivery
 from shared.events import CaseStatus, Event
@@ -20,9 +21,13 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
         return
     referral.task_status = event.status
     referral.business_status = event.business_status
+    referral.business_status_code = event.business_status_code
     referral.status_reason = event.status_reason
+    if event.outputs:
+        referral.task_outputs = list(event.outputs)
     referral.last_updated = event.occurred_at
     session.add(referral)
+    await task_changed(session, referral)
 
 
 def register(runtime: Runtime) -> None:

@@ -44,6 +44,9 @@ class Referral(SQLModel, table=True):
     identifying: str = Field(sa_type=Text)
     task_status: str = Field(default=TaskStatus.requested, max_length=20)
     business_status: str = Field(default="received", max_length=200)
+    business_status_code: str | None = Field(default=None, max_length=60)
+    # Coded outcomes reported by providers (Task.output), kept current by case.status.
+    task_outputs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = utc_field(default_factory=utcnow)
     last_updated: datetime = utc_field(default_factory=utcnow, index=True)

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from services.intake.store import Referral
-from shared.fhir import TASK_BUSINESS_STATUS_SYSTEM
+from shared.fhir import TASK_BUSINESS_STATUS_SYSTEM, code_system
+
+OUTCOME_SYSTEM = code_system("referral-outcome")
+OUTCOME_TYPE = code_system("task-output-type")
+
+
+def business_status_code(referral: Referral) -> str:
+    """The coded business status: as sent with ``case.status``, else derived from its words (older events)."""
+    if referral.business_status_code:
+        return referral.business_status_code
+    return re.sub(r"[^a-z0-9]+", "-", referral.business_status.split(";")[0].lower()).strip("-") or "received"
 
 
 def task_resource(referral: Referral) -> dict[str, Any]:
@@ -16,7 +27,7 @@ def task_resource(referral: Referral) -> dict[str, Any]:
         "status": referral.task_status,
         "intent": "order",
         "businessStatus": {
-            "coding": [{"system": TASK_BUSINESS_STATUS_SYSTEM, "code": referral.business_status.split(" ")[0]}],
+            "coding": [{"system": TASK_BUSINESS_STATUS_SYSTEM, "code": business_status_code(referral)}],
             "text": referral.business_status,
         },
         "authoredOn": referral.created_at.isoformat(),
@@ -35,4 +46,12 @@ def task_resource(referral: Referral) -> dict[str, Any]:
         task["groupIdentifier"] = {"system": system, "value": value} if system else {"value": value}
     if referral.status_reason:
         task["statusReason"] = {"text": referral.status_reason}
+    if referral.task_outputs:
+        # One output per coded outcome the providers reported, in the order they happened.
+        task["output"] = [
+            {"type": {"coding": [{"system": OUTCOME_TYPE, "code": "outcome"}]},
+             "valueCodeableConcept": {"coding": [{"system": OUTCOME_SYSTEM, "code": code}],
+                                      "text": code.replace("-", " ")}}
+            for code in referral.task_outputs
+        ]
     return task

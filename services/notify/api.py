@@ -1,23 +1,30 @@
-"""The provider polling API: offers, acceptance, and the consent-gated handoff."""
+"""The provider polling API: a provider's own offers, its answer, the consent-gated handoff, outcomes."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import and_, or_
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.notify.domain import DeclineReason, Outcome, TaskView, safe_contact, task_for_outcome
+from services.notify.offers import announce_task
 from services.notify.settings import NotifySettings
 from services.notify.store import CaseConsent, Offer, OfferStatus
 from shared.audit import record
 from shared.auth import Caller, CallerKind, PresentedKey, hash_api_key
 from shared.consent import consent_covers
-from shared.events import CaseStatus, ConsentState, ConsentStatus, OfferAccepted, TaskStatus, utcnow
+from shared.events import ConsentState, ConsentStatus, OfferAccepted, OfferDeclined, utcnow
 from shared.outbox import enqueue
+from shared.search import InvalidSearch, last_updated_condition
 from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter(tags=["provider"])
@@ -30,8 +37,13 @@ class OfferPublic(BaseModel):
     service_name: str
     service_type: str
     status: str
+    status_reason: str | None
+    # The provider holds the handoff and must stop all contact (consent withdrawn, referral cancelled).
+    stop_contact: bool
+    stop_contact_reason: str | None
     summary: dict[str, Any]
     reasons: list[str]
+    outcomes: list[str]
     created_at: datetime
     respond_by: datetime
     last_updated: datetime
@@ -39,14 +51,29 @@ class OfferPublic(BaseModel):
 
     @classmethod
     def of(cls, offer: Offer) -> OfferPublic:
+        base = f"/offers/{offer.id}"
         return cls(
-            **offer.model_dump(include=set(cls.model_fields) - {"links"}),
-            links={
-                "self": f"/offers/{offer.id}",
-                "accept": f"/offers/{offer.id}/accept",
-                "handoff": f"/offers/{offer.id}/handoff",
-            },
+            **offer.model_dump(include=set(cls.model_fields) - {"links", "stop_contact"}),
+            stop_contact=offer.stop_contact_reason is not None,
+            links={"self": base, "accept": f"{base}/accept", "decline": f"{base}/decline",
+                   "handoff": f"{base}/handoff", "outcomes": f"{base}/outcomes"},
         )
+
+
+class DeclineRequest(BaseModel):
+    reason: DeclineReason
+    # Required for "other": the provider's own words about its service (never about the survivor).
+    text: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def other_needs_text(self) -> DeclineRequest:
+        if self.reason is DeclineReason.other and not (self.text or "").strip():
+            raise ValueError("a decline for reason 'other' needs a text")
+        return self
+
+
+class OutcomeRequest(BaseModel):
+    outcome: Outcome
 
 
 async def require_provider(key: PresentedKey, request: Request, runtime: RuntimeDep) -> Caller:
@@ -75,7 +102,7 @@ async def require_provider(key: PresentedKey, request: Request, runtime: Runtime
 ProviderDep = Annotated[Caller, Depends(require_provider)]
 
 
-async def own_offer(session: SessionDep, provider: Caller, offer_id: UUID) -> Offer:
+async def own_offer(session: AsyncSession, provider: Caller, offer_id: UUID) -> Offer:
     offer = await session.get(Offer, offer_id)
     # Another provider's offer is "not found": offers cannot be probed.
     if offer is None or offer.organisation_id != provider.id:
@@ -83,17 +110,58 @@ async def own_offer(session: SessionDep, provider: Caller, offer_id: UUID) -> Of
     return offer
 
 
-@router.get("/offers", response_model=list[OfferPublic], summary="This provider's offers")
+def _cursor(offer: Offer) -> str:
+    return base64.urlsafe_b64encode(json.dumps([offer.last_updated.isoformat(), str(offer.id)]).encode()).decode()
+
+
+def _after_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        at, offer_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(at), UUID(offer_id)
+    except (ValueError, TypeError):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="Unknown cursor: use the one from the Link header.") from None
+
+
+@router.get("/offers", response_model=list[OfferPublic], summary="This provider's offers, oldest change first",
+            description="Paged by cursor: a `Link: <…>; rel=\"next\"` header points at the next page. "
+                        "`_lastUpdated=gt<instant>` returns only offers changed since then.")
 async def list_offers(
-    session: SessionDep, provider: ProviderDep, offer_status: Annotated[OfferStatus | None, Query(alias="status")] = None
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    provider: ProviderDep,
+    runtime: RuntimeDep,
+    offer_status: Annotated[OfferStatus | None, Query(alias="status")] = None,
+    last_updated: Annotated[str | None, Query(alias="_lastUpdated")] = None,
+    count: Annotated[int | None, Query(alias="_count", ge=1)] = None,
+    cursor: Annotated[str | None, Query()] = None,
 ) -> list[OfferPublic]:
-    statement = select(Offer).where(Offer.organisation_id == provider.id).order_by(col(Offer.created_at), col(Offer.id))
+    settings: NotifySettings = runtime.settings  # type: ignore[assignment]
+    limit = min(count or settings.page_size_max, settings.page_size_max)
+    statement = select(Offer).where(Offer.organisation_id == provider.id)
     if offer_status is not None:
         statement = statement.where(Offer.status == offer_status)
-    return [OfferPublic.of(o) for o in (await session.exec(statement)).all()]
+    if last_updated:
+        try:
+            statement = statement.where(last_updated_condition(col(Offer.last_updated), last_updated))
+        except InvalidSearch as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
+    if cursor:
+        at, after_id = _after_cursor(cursor)
+        statement = statement.where(
+            or_(col(Offer.last_updated) > at, and_(col(Offer.last_updated) == at, col(Offer.id) > after_id))
+        )
+    rows = (
+        await session.exec(statement.order_by(col(Offer.last_updated), col(Offer.id)).limit(limit + 1))
+    ).all()
+    page = rows[:limit]
+    if len(rows) > limit:
+        next_url = request.url.include_query_params(cursor=_cursor(page[-1]))
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return [OfferPublic.of(o) for o in page]
 
 
-@router.get("/offers/{offer_id}", response_model=OfferPublic)
+@router.get("/offers/{offer_id}", response_model=OfferPublic, summary="One of this provider's offers")
 async def read_offer(offer_id: UUID, session: SessionDep, provider: ProviderDep) -> OfferPublic:
     return OfferPublic.of(await own_offer(session, provider, offer_id))
 
@@ -110,42 +178,68 @@ async def accept_offer(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
         offer.status = OfferStatus.accepted
         offer.last_updated = now
         session.add(offer)
-        enqueue(
-            session,
-            OfferAccepted(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
-                          organisation_id=offer.organisation_id),
-        )
-        enqueue(
-            session,
-            CaseStatus(case_id=offer.case_id, status=TaskStatus.accepted,
-                       business_status=f"accepted by {offer.service_name}", occurred_at=now),
-        )
+        enqueue(session, OfferAccepted(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
+                                       organisation_id=offer.organisation_id))
+        announce_task(session, offer.case_id, TaskView.accepted(offer.service_name), now=now)
         record(session, provider, "accept-offer", case_id=offer.case_id, detail=f"offer {offer.id}")
     return OfferPublic.of(offer)
 
 
-@router.get("/offers/{offer_id}/handoff", summary="The identifying handoff, once accepted and while consent allows")
+@router.post("/offers/{offer_id}/decline", response_model=OfferPublic,
+             summary="Decline an offer with a coded reason; the case goes on to the next service")
+async def decline_offer(offer_id: UUID, body: DeclineRequest, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
+    async with runtime.db.transaction() as session:
+        offer = await own_offer(session, provider, offer_id)
+        if offer.status == OfferStatus.declined:
+            return OfferPublic.of(offer)  # declining twice is harmless
+        if offer.status != OfferStatus.offered:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"The offer is {offer.status}; it cannot be declined.")
+        now = utcnow()
+        offer.status = OfferStatus.declined
+        offer.status_reason = body.reason.value
+        offer.status_text = body.text.strip() if body.text else None
+        offer.last_updated = now
+        session.add(offer)
+        # The coded reason only: the provider's text stays here, for ops, and never travels on the bus.
+        enqueue(session, OfferDeclined(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
+                                       organisation_id=offer.organisation_id, reason=body.reason.value))
+        announce_task(session, offer.case_id, TaskView.declined(offer.service_name), now=now)
+        record(session, provider, "decline-offer", case_id=offer.case_id, detail=f"offer {offer.id}; {body.reason}")
+    return OfferPublic.of(offer)
+
+
+def release_decision(offer: Offer, case: CaseConsent | None, now: datetime) -> tuple[int, str]:
+    """May the handoff for this offer be released now? (HTTP status, reason): 200 means yes.
+
+    Checked when the provider asks, and again just before the release is recorded: consent can be
+    withdrawn between the two.
+    """
+    if offer.status == OfferStatus.withdrawn or offer.stop_contact_reason is not None:
+        reason = offer.stop_contact_reason or offer.status_reason or "withdrawn"
+        return 410, f"The offer was withdrawn ({reason}): do not make contact."
+    if offer.status != OfferStatus.accepted:
+        return 409, f"The offer is {offer.status}: accept it before reading the handoff."
+    consent = ConsentState.model_validate(case.consent if case else {"status": ConsentStatus.not_asked})
+    permitted, reason = consent_covers(consent, service_type=offer.service_type, by_and_for=bool(offer.by_and_for),
+                                       organisation_id=offer.organisation_id, now=now)
+    if permitted:
+        return 200, reason
+    if consent.status is ConsentStatus.withdrawn:
+        return 410, "The survivor withdrew consent: do not make contact."
+    return 403, f"The handoff cannot be released: {reason}."
+
+
+@router.get("/offers/{offer_id}/handoff",
+            summary="The identifying handoff, once accepted and while consent (or a safeguarding basis) allows",
+            description="Safe-contact rules come first: `do_not_contact` and `no_voicemail` are flags a system can "
+                        "act on. 409 before acceptance, 403 outside the consent's scope, 410 once withdrawn.")
 async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDep) -> dict[str, Any]:
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
     async with runtime.db.session() as session:
         offer = await own_offer(session, provider, offer_id)
-        if offer.status != OfferStatus.accepted:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, detail=f"The offer is {offer.status}: accept it before reading the handoff."
-            )
-        case_consent = await session.get(CaseConsent, offer.case_id)
-    consent = ConsentState.model_validate(case_consent.consent if case_consent else {"status": "not-asked"})
-    if consent.status is ConsentStatus.withdrawn:
-        raise HTTPException(status.HTTP_410_GONE, detail="The survivor withdrew consent: do not make contact.")
-    permitted, reason = consent_covers(
-        consent,
-        service_type=offer.service_type,
-        by_and_for=bool(offer.by_and_for),
-        organisation_id=offer.organisation_id,
-        now=utcnow(),
-    )
-    if not permitted:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"The handoff cannot be released: {reason}.")
+        code, reason = release_decision(offer, await session.get(CaseConsent, offer.case_id), utcnow())
+    if code != 200:
+        raise HTTPException(code, detail=reason)
     response = await runtime.http.get(
         f"{settings.intake_url}/internal/referrals/{offer.case_id}/handoff",
         params={"organisation_id": offer.organisation_id},
@@ -155,12 +249,43 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="The handoff cannot be read right now.")
     details = response.json()
     async with runtime.db.transaction() as session:
-        record(session, provider, "read-handoff", case_id=offer.case_id, detail=f"offer {offer.id}; {reason}")
+        offer = await own_offer(session, provider, offer_id)
+        now = utcnow()
+        code, reason = release_decision(offer, await session.get(CaseConsent, offer.case_id), now)
+        if code == 200:
+            if offer.handoff_released_at is None:
+                offer.handoff_released_at = now
+                session.add(offer)
+            record(session, provider, "release-handoff", case_id=offer.case_id,
+                   detail=f"offer {offer.id}; to {offer.organisation_id}; {reason}")
+    if code != 200:
+        raise HTTPException(code, detail=reason)
     # Safe-contact rules first and plainly: they decide whether and how to make contact at all.
     return {
-        "safe_contact": details.pop("safe_contact", None),
+        "safe_contact": safe_contact(details.pop("safe_contact", None)),
         "offer_id": str(offer.id),
         "case_id": str(offer.case_id),
         "release_basis": reason,
         "survivor": details,
     }
+
+
+@router.post("/offers/{offer_id}/outcomes", response_model=OfferPublic,
+             summary="Report what happened after accepting; the referrer's Task shows it")
+async def report_outcome(offer_id: UUID, body: OutcomeRequest, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
+    async with runtime.db.transaction() as session:
+        offer = await own_offer(session, provider, offer_id)
+        if offer.status != OfferStatus.accepted:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"The offer is {offer.status}: only an accepted offer has outcomes.")
+        now = utcnow()
+        if body.outcome.value not in offer.outcomes:
+            offer.outcomes = [*offer.outcomes, body.outcome.value]
+        offer.last_updated = now
+        session.add(offer)
+        # Task.output lists every outcome any provider reported on the case.
+        case_offers = (await session.exec(select(Offer).where(Offer.case_id == offer.case_id))).all()
+        outputs = tuple(dict.fromkeys(o for each in case_offers for o in each.outcomes))
+        announce_task(session, offer.case_id, task_for_outcome(body.outcome, offer.service_name), now=now,
+                      outputs=outputs)
+        record(session, provider, "report-outcome", case_id=offer.case_id, detail=f"offer {offer.id}; {body.outcome}")
+    return OfferPublic.of(offer)

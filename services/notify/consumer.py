@@ -1,66 +1,115 @@
-"""Notify's bus handlers: turn each routed case into offers."""
+"""Notify's bus handlers: offers from routed cases, consent and cancellation stopping them, the ops queue."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notify.domain import respond_by
+from services.notify.domain import TaskView
+from services.notify.offers import announce_task, make_offer, remember_case, stop_offers
 from services.notify.settings import NotifySettings
-from services.notify.store import CaseConsent, Offer
+from services.notify.store import OPEN_OFFER_STATUSES, CaseConsent, Escalation, Offer, RoutingRecord
 from shared.bus import Delivery
-from shared.events import CaseRouted, CaseStatus, Event, OfferMade, RiskBand, TaskStatus, utcnow
-from shared.outbox import enqueue
+from shared.events import (
+    CaseEscalated,
+    CaseRouted,
+    ConsentStatus,
+    ConsentUpdated,
+    Event,
+    ReferralCancelled,
+    ReferralReceived,
+    utcnow,
+)
 from shared.service import Runtime
 
-
-def deadline_hours(settings: NotifySettings) -> dict[RiskBand, float]:
-    return {
-        RiskBand.high: settings.deadline_hours_high,
-        RiskBand.medium: settings.deadline_hours_medium,
-        RiskBand.standard: settings.deadline_hours_standard,
-    }
+CONSENT_WITHDRAWN = "consent-withdrawn"
+REFERRAL_CANCELLED = "referral-cancelled"
 
 
 def register(runtime: Runtime) -> None:
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
-    hours = deadline_hours(settings)
+
+    async def on_referral(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
+        assert isinstance(event, ReferralReceived)
+        # Known from the start, so that ops can assign a case the router could not place.
+        await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at,
+                            summary=event.summary)
 
     async def on_case_routed(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, CaseRouted)
         now = utcnow()
-        consent = await session.get(CaseConsent, event.case_id)
-        if consent is None:
-            session.add(CaseConsent(case_id=event.case_id, consent=event.consent.model_dump(mode="json")))
-        summary = event.summary.model_dump(mode="json")
-        for service in event.offer_to:
-            offer = Offer(
-                case_id=event.case_id,
-                decision_id=event.decision_id,
-                service_id=service.service_id,
-                service_name=service.name,
-                service_type=service.service_type,
-                organisation_id=service.organisation_id,
-                by_and_for=list(service.by_and_for),
-                summary=summary,
-                reasons=list(service.reasons),
-                created_at=now,
-                respond_by=respond_by(now, event.summary.risk_band, hours),
-                last_updated=now,
-            )
-            session.add(offer)
-            enqueue(
-                session,
-                OfferMade(
-                    case_id=event.case_id,
-                    offer_id=offer.id,
-                    service_id=service.service_id,
-                    organisation_id=service.organisation_id,
-                ),
-            )
-        names = ", ".join(s.name for s in event.offer_to)
-        enqueue(
-            session,
-            CaseStatus(case_id=event.case_id, status=TaskStatus.requested, business_status=f"offered to {names}"),
-        )
+        case = await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at,
+                                   summary=event.summary)
+        if await session.get(RoutingRecord, event.decision_id) is None:
+            session.add(RoutingRecord(decision_id=event.decision_id, case_id=event.case_id,
+                                      offer_to=[s.model_dump(mode="json") for s in event.offer_to]))
+        if case.closed_reason is not None:
+            return  # cancelled or withdrawn while the router worked: nobody is offered anything
+        made = [
+            offer
+            for service in event.offer_to
+            if (offer := await make_offer(session, settings, case_id=event.case_id, service=service,
+                                          summary=event.summary, decision_id=event.decision_id, now=now))
+        ]
+        if made:
+            names = ", ".join(o.service_name for o in made)
+            announce_task(session, event.case_id, TaskView.offered(names), now=now)
 
+    async def on_consent_updated(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
+        assert isinstance(event, ConsentUpdated)
+        now = utcnow()
+        case = await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at)
+        withdrawn = event.consent.status is ConsentStatus.withdrawn
+        if withdrawn:
+            case.closed_reason = case.closed_reason or CONSENT_WITHDRAWN
+        elif case.closed_reason == CONSENT_WITHDRAWN:
+            case.closed_reason = None  # consent given again: the case may be offered again
+        session.add(case)
+        # Any offer the consent no longer covers stops, whatever the new status: a narrower scope too.
+        await stop_offers(session, settings, case_id=event.case_id, reason=CONSENT_WITHDRAWN,
+                          consent=event.consent, source=str(event.event_id), now=now)
+        if withdrawn:
+            await _cancel_task_if_nothing_open(session, event, now, TaskView.stopped(
+                CONSENT_WITHDRAWN, "consent withdrawn", "the survivor withdrew consent"))
+
+    async def on_cancelled(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
+        assert isinstance(event, ReferralCancelled)
+        now = utcnow()
+        case = await session.get(CaseConsent, event.case_id)
+        if case is None:
+            # Cancelled before notify heard of the referral: remember that, so no offer is ever made.
+            case = CaseConsent(case_id=event.case_id, consent={"status": ConsentStatus.not_asked.value},
+                               consent_at=event.occurred_at)
+        case.closed_reason = REFERRAL_CANCELLED
+        session.add(case)
+        await stop_offers(session, settings, case_id=event.case_id, reason=REFERRAL_CANCELLED, consent=None,
+                          source=str(event.event_id), now=now)
+        await _cancel_task_if_nothing_open(session, event, now, TaskView.stopped(
+            "cancelled", "cancelled by the referrer", event.reason or "the referrer cancelled the referral"))
+
+    async def on_escalated(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
+        assert isinstance(event, CaseEscalated)
+        session.add(Escalation(case_id=event.case_id, reason=event.reason[:300], created_at=event.occurred_at,
+                               updated_at=event.occurred_at))
+
+    runtime.consume("notify-referrals", [ReferralReceived.subject], on_referral)
     runtime.consume("notify-case-routed", [CaseRouted.subject], on_case_routed)
+    runtime.consume("notify-consent", [ConsentUpdated.subject], on_consent_updated)
+    runtime.consume("notify-cancellations", [ReferralCancelled.subject], on_cancelled)
+    runtime.consume("notify-escalations", [CaseEscalated.subject], on_escalated)
+
+
+async def _cancel_task_if_nothing_open(session: AsyncSession, event: ConsentUpdated | ReferralCancelled,
+                                       now: datetime, view: TaskView) -> None:
+    """Tell the referrer the case stopped, unless an offer carries on (the MARAC on a safeguarding basis)."""
+    await session.flush()
+    still_open = (
+        await session.exec(
+            select(Offer).where(Offer.case_id == event.case_id, col(Offer.status).in_(OPEN_OFFER_STATUSES),
+                                col(Offer.stop_contact_reason).is_(None))
+        )
+    ).first()
+    if still_open is None:
+        announce_task(session, event.case_id, view, now=now)

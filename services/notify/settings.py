@@ -1,5 +1,6 @@
 from typing import ClassVar
 
+from shared.events import RiskBand
 from shared.settings import ServiceSettings, prefixed
 
 
@@ -8,11 +9,31 @@ class NotifySettings(ServiceSettings):
     model_config = prefixed("NOTIFY_")
 
     port: int = 8004
+    # Where providers reach this API: the links in webhook payloads point here.
+    public_url: str = "http://127.0.0.1:8004"
     intake_url: str = "http://127.0.0.1:8001"
     directory_url: str = "http://127.0.0.1:8003"
     # How long a provider's API key stays trusted after the directory confirmed it.
     provider_key_cache_seconds: float = 60.0
-    # Response deadlines by risk band, in hours.
+    # Response deadlines by risk band, in hours (high risk: hours, not days).
     deadline_hours_high: float = 4.0
     deadline_hours_medium: float = 48.0
     deadline_hours_standard: float = 120.0
+    # How often the deadline timer looks for overdue offers (deadlines themselves live in the database).
+    sla_check_seconds: float = 30.0
+    # Webhooks: retried with exponential backoff and jitter for this long, then the endpoint is disabled.
+    webhook_retry_hours: float = 24.0
+    webhook_backoff_base_seconds: float = 10.0
+    webhook_backoff_cap_seconds: float = 3600.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_poll_seconds: float = 5.0
+    # How long a provider's delivery settings (channel, URL, secrets) are reused before asking the directory.
+    delivery_cache_seconds: float = 60.0
+    page_size_max: int = 100
+
+    def deadline_hours(self) -> dict[RiskBand, float]:
+        return {
+            RiskBand.high: self.deadline_hours_high,
+            RiskBand.medium: self.deadline_hours_medium,
+            RiskBand.standard: self.deadline_hours_standard,
+        }

@@ -1,4 +1,5 @@
-"""Notify's tables: the case's consent as last known, and each offer made to a provider."""
+"""Notify's tables: what it knows of each case, the offers made to providers, their outcomes, webhook
+deliveries, and the ops queue of escalated cases."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from shared.audit import AuditRecord
@@ -23,20 +24,39 @@ class OfferStatus(StrEnum):
     withdrawn = "withdrawn"
 
 
+OPEN_OFFER_STATUSES = (OfferStatus.offered, OfferStatus.accepted)
+
+
 class CaseConsent(SQLModel, table=True):
-    """The consent state notify checks at the moment of each release."""
+    """What notify knows of a case: its summary and the consent it checks at the moment of each release."""
 
     __tablename__ = "case_consent"
 
     case_id: UUID = Field(primary_key=True)
     consent: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # When the consent above was stated, so that an older event never overwrites a newer state.
+    consent_at: datetime = utc_field(default_factory=utcnow)
+    summary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Set when the referral was cancelled: no new offers are made after that.
+    closed_reason: str | None = Field(default=None, max_length=60)
     updated_at: datetime = utc_field(default_factory=utcnow)
+
+
+class RoutingRecord(SQLModel, table=True):
+    """A routing decision as notify received it (``case.routed``), for ops to read."""
+
+    __tablename__ = "routing_record"
+
+    decision_id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    offer_to: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    received_at: datetime = utc_field(default_factory=utcnow)
 
 
 class Offer(SQLModel, table=True):
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     case_id: UUID = Field(index=True)
-    decision_id: UUID
+    decision_id: UUID | None = None
     service_id: str = Field(max_length=80)
     service_name: str = Field(max_length=200)
     service_type: str = Field(max_length=40)
@@ -47,8 +67,93 @@ class Offer(SQLModel, table=True):
     summary: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = utc_field(default_factory=utcnow)
-    respond_by: datetime = utc_field()
+    respond_by: datetime = utc_field(index=True)
     last_updated: datetime = utc_field(default_factory=utcnow, index=True)
+    # Why it was declined (coded) and, for "other", the provider's words; why it was withdrawn.
+    status_reason: str | None = Field(default=None, max_length=60)
+    status_text: str | None = Field(default=None, max_length=500)
+    # First release of the handoff: the provider now holds identifying data.
+    handoff_released_at: datetime | None = utc_field(default=None)
+    # Set when a provider that holds the handoff must stop (consent withdrawn, referral cancelled).
+    stop_contact_reason: str | None = Field(default=None, max_length=60)
+    outcomes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    assigned_by: str | None = Field(default=None, max_length=100)
 
 
-TABLES = [CaseConsent, Offer, AuditRecord]
+class WebhookStatus(StrEnum):
+    pending = "pending"
+    delivered = "delivered"
+    # The provider is reached by polling: nothing to send.
+    not_applicable = "not-applicable"
+    # Tried for the whole retry period, or the endpoint is disabled: ops was told.
+    failed = "failed"
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one provider's endpoint, persisted so that retries survive restarts."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (UniqueConstraint("source_key", name="uq_webhook_delivery_source"),)
+
+    # Sent as ``webhook-id``: the same on every attempt, so receivers can de-duplicate.
+    id: str = Field(default_factory=lambda: f"msg_{uuid4().hex}", primary_key=True, max_length=40)
+    # What caused it (event and offer), so a redelivered bus event never makes a second delivery.
+    source_key: str = Field(max_length=120)
+    organisation_id: str = Field(max_length=80, index=True)
+    event_type: str = Field(max_length=60)
+    offer_id: UUID
+    case_id: UUID = Field(index=True)
+    payload: str = Field(sa_type=Text)
+    status: str = Field(default=WebhookStatus.pending, max_length=20, index=True)
+    attempts: int = 0
+    created_at: datetime = utc_field(default_factory=utcnow)
+    next_attempt_at: datetime = utc_field(default_factory=utcnow, index=True)
+    last_attempt_at: datetime | None = utc_field(default=None)
+    # A status code or an exception type: never a response body (it is the receiver's to say).
+    last_error: str | None = Field(default=None, max_length=120)
+    delivered_at: datetime | None = utc_field(default=None)
+
+
+class WebhookEndpointState(SQLModel, table=True):
+    """An organisation's endpoint disabled after failing for the whole retry period."""
+
+    __tablename__ = "webhook_endpoint_state"
+
+    organisation_id: str = Field(primary_key=True, max_length=80)
+    disabled_at: datetime | None = utc_field(default=None)
+    disabled_reason: str | None = Field(default=None, max_length=200)
+    updated_at: datetime = utc_field(default_factory=utcnow)
+
+
+class EscalationStatus(StrEnum):
+    open = "open"
+    assigned = "assigned"
+
+
+class Escalation(SQLModel, table=True):
+    """A case in the ops queue (``case.escalated``)."""
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    case_id: UUID = Field(index=True)
+    reason: str = Field(max_length=300)
+    status: str = Field(default=EscalationStatus.open, max_length=20, index=True)
+    created_at: datetime = utc_field(default_factory=utcnow)
+    updated_at: datetime = utc_field(default_factory=utcnow, index=True)
+    assigned_service_id: str | None = Field(default=None, max_length=80)
+    assigned_by: str | None = Field(default=None, max_length=100)
+
+
+class EscalationNote(SQLModel, table=True):
+    __tablename__ = "escalation_note"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    escalation_id: UUID = Field(foreign_key="escalation.id", index=True)
+    at: datetime = utc_field(default_factory=utcnow)
+    author: str = Field(max_length=100)
+    # Ops' working note: stored for the case record, never logged, never put on the bus.
+    text: str = Field(max_length=2000)
+
+
+TABLES = [
+    CaseConsent, RoutingRecord, Offer, WebhookDelivery, WebhookEndpointState, Escalation, EscalationNote, AuditRecord,
+]

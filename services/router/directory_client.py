@@ -14,7 +14,7 @@ import logging
 import httpx
 
 from services.router.domain import DirectoryIndex
-from shared.background import WakeableLoop
+from shared.background import PeriodicWorker
 from shared.directory_contract import DirectorySnapshot
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,9 @@ class DirectoryCache:
         self.refreshes = 0
         self._lock = asyncio.Lock()
         # Until the first copy is held, retry every second; afterwards on a change or the timer.
-        self._loop = WakeableLoop(
-            "router-directory-refresh", self.refresh,
-            lambda: 1.0 if self.index is None else self.refresh_seconds,
+        self._loop = PeriodicWorker(
+            "router-directory-refresh", self._refresh_step,
+            interval=lambda: 1.0 if self.index is None else self.refresh_seconds,
         )
 
     async def fetch(self) -> DirectorySnapshot:
@@ -72,6 +72,10 @@ class DirectoryCache:
             log.info("directory copy %s: %d services", snapshot.version, len(snapshot.services))
             return True
 
+    async def _refresh_step(self) -> bool:
+        await self.refresh()
+        return False  # one snapshot per wake-up: never "run again at once"
+
     async def current(self) -> DirectoryIndex:
         """The copy to route from: the one held, else a fresh read, else ``DirectoryUnavailable``."""
         if self.index is None:
@@ -85,8 +89,7 @@ class DirectoryCache:
         self._loop.wake()
 
     def start(self) -> None:
-        self._loop.start()
-        self._loop.wake()  # read the first copy now rather than when the first case needs it
+        self._loop.start()  # the first step reads the first copy at once
 
     async def stop(self) -> None:
         await self._loop.stop()

@@ -53,7 +53,8 @@ def test_referral_is_offered_accepted_handed_off_and_the_task_follows(system: Sy
     handoff = httpx.get(f"{notify}/offers/{offer['id']}/handoff", headers=PROVIDER_KEY)
     assert handoff.status_code == 200, handoff.text
     body = handoff.json()
-    assert next(iter(body)) == "safe_contact" and "Do not leave voicemail" in body["safe_contact"]
+    assert next(iter(body)) == "safe_contact" and "Do not leave voicemail" in body["safe_contact"]["instructions"]
+    assert body["safe_contact"]["no_voicemail"] is True and "no-voicemail" in body["safe_contact"]["flags"]
     assert body["survivor"]["birth_date"] == "1990-04-01"
     assert body["survivor"]["address"][0]["postalCode"] == "LS7 9ZZ"
 
@@ -62,6 +63,57 @@ def test_referral_is_offered_accepted_handed_off_and_the_task_follows(system: Sy
         lambda t: t["status"] == "accepted",
     )
     assert final["businessStatus"]["text"] == "accepted by Community outreach (sample)"
+
+    # The provider reports contact: the referrer's Task moves on and lists the outcome.
+    reported = httpx.post(f"{notify}/offers/{offer['id']}/outcomes", json={"outcome": "contact-made"},
+                          headers=PROVIDER_KEY)
+    assert reported.status_code == 200, reported.text
+    in_progress = poll(
+        lambda: httpx.get(f"{intake}/fhir/Task/{task['id']}", headers=EHR_KEY).json(),
+        lambda t: t["status"] == "in-progress",
+    )
+    assert in_progress["businessStatus"]["coding"][0]["code"] == "contact-made"
+    assert [o["valueCodeableConcept"]["coding"][0]["code"] for o in in_progress["output"]] == ["contact-made"]
+    changed = httpx.get(f"{intake}/fhir/Task", params={"_lastUpdated": f"ge{final['meta']['lastUpdated']}"},
+                        headers=EHR_KEY).json()
+    assert [e["resource"]["id"] for e in changed["entry"]] == [task["id"]]
+
+
+def test_high_risk_case_without_consent_is_escalated_assigned_by_ops_and_still_gated_at_release(system: System):
+    intake, notify = system.url("intake"), system.url("notify")
+    ops = {"Authorization": f"Bearer {system.environment()['PATHWAYS_OPS_KEY']}"}
+    bundle = json.loads((EXAMPLES / "gp-referral.json").read_text())
+    bundle["identifier"]["value"] = "GP-REF-E2E-NO-CONSENT"
+    consent = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Consent")
+    consent["status"] = "rejected"
+    # High risk, consent refused, no recorded safeguarding basis: nothing may be offered, and ops must
+    # look (a lower-risk case without consent waits with its Task saying why, and is not escalated).
+    risk = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "RiskAssessment")
+    risk["extension"][0]["valueInteger"] = 16
+    posted = httpx.post(f"{intake}/fhir/Bundle", json=bundle,
+                        headers={**EHR_KEY, "Content-Type": "application/fhir+json"})
+    assert posted.status_code == 202, posted.text
+    case_id = posted.json()["id"]
+
+    # The router found no offer it may make: the case is in the ops queue, not dropped.
+    queue = poll(lambda: httpx.get(f"{notify}/ops/escalations", headers=ops).json(),
+                 lambda q: any(e["case_id"] == case_id for e in q))
+    escalation = next(e for e in queue if e["case_id"] == case_id)
+    assert "consent refused and no recorded safeguarding basis" in escalation["reason"]
+    assert httpx.get(f"{notify}/ops/escalations", headers=PROVIDER_KEY).status_code == 403
+
+    assigned = httpx.post(f"{notify}/ops/escalations/{escalation['id']}/assign",
+                          json={"service_id": "aire-valley-da-outreach"}, headers=ops)
+    assert assigned.status_code == 201, assigned.text
+    offer = poll(lambda: httpx.get(f"{notify}/offers", headers=PROVIDER_KEY).json(),
+                 lambda o: any(x["case_id"] == case_id for x in o))
+    offer = next(x for x in offer if x["case_id"] == case_id)
+    assert httpx.post(f"{notify}/offers/{offer['id']}/accept", headers=PROVIDER_KEY).status_code == 200
+    # Assigned by hand or not, identifying data is released only as consent allows.
+    refused = httpx.get(f"{notify}/offers/{offer['id']}/handoff", headers=PROVIDER_KEY)
+    assert refused.status_code == 403 and "consent refused" in refused.json()["detail"]
+    detail = httpx.get(f"{notify}/ops/escalations/{escalation['id']}", headers=ops).json()
+    assert [h["action"] for h in detail["history"]] == ["assign-service", "accept-offer"]
 
 
 def test_no_identifying_data_in_any_log(system: System):

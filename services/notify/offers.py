@@ -1,0 +1,202 @@
+"""Notify's service functions: every change to an offer goes through here, in the caller's transaction,
+together with the events it announces, the webhook it queues and the audit record it leaves."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.notify.domain import TaskView, WebhookEvent, respond_by, still_permitted, webhook_payload
+from services.notify.settings import NotifySettings
+from services.notify.store import (
+    OPEN_OFFER_STATUSES,
+    CaseConsent,
+    Offer,
+    OfferStatus,
+    WebhookDelivery,
+)
+from shared.audit import record
+from shared.auth import Caller, CallerKind
+from shared.events import (
+    CaseStatus,
+    CaseSummary,
+    ConsentState,
+    OfferExpired,
+    OfferMade,
+    OfferWithdrawn,
+    RoutedService,
+    utcnow,
+)
+from shared.outbox import enqueue
+
+NOTIFY = Caller(CallerKind.service, "notify")
+
+
+def announce_task(session: AsyncSession, case_id: UUID, view: TaskView, *, now: datetime,
+                  outputs: tuple[str, ...] = ()) -> None:
+    """Tell the referrer's Task (``case.status``) where the case stands."""
+    enqueue(session, CaseStatus(case_id=case_id, status=view.status, business_status=view.text,
+                                business_status_code=view.code, status_reason=view.reason, outputs=outputs,
+                                occurred_at=now))
+
+
+def queue_webhook(session: AsyncSession, settings: NotifySettings, offer: Offer, event: WebhookEvent,
+                  *, source: str, now: datetime) -> None:
+    """Queue a webhook for the offer's provider; the dispatcher decides whether it has an endpoint."""
+    session.add(
+        WebhookDelivery(
+            source_key=f"{event.value}:{offer.id}:{source}",
+            organisation_id=offer.organisation_id,
+            event_type=event.value,
+            offer_id=offer.id,
+            case_id=offer.case_id,
+            payload=webhook_payload(event, offer_id=offer.id, base_url=settings.public_url, at=now),
+            created_at=now,
+            next_attempt_at=now,
+        )
+    )
+
+
+async def case_record(session: AsyncSession, case_id: UUID) -> CaseConsent | None:
+    return await session.get(CaseConsent, case_id)
+
+
+async def remember_case(session: AsyncSession, case_id: UUID, *, consent: ConsentState, stated_at: datetime,
+                        summary: CaseSummary | None = None) -> CaseConsent:
+    """Record the case's consent (unless a newer state is already known) and its summary."""
+    case = await session.get(CaseConsent, case_id)
+    if case is None:
+        case = CaseConsent(case_id=case_id, consent=consent.model_dump(mode="json"), consent_at=stated_at)
+    elif case.consent_at < stated_at:
+        case.consent = consent.model_dump(mode="json")
+        case.consent_at = stated_at
+    if summary is not None:
+        case.summary = summary.model_dump(mode="json")
+    case.updated_at = utcnow()
+    session.add(case)
+    return case
+
+
+async def make_offer(
+    session: AsyncSession,
+    settings: NotifySettings,
+    *,
+    case_id: UUID,
+    service: RoutedService,
+    summary: CaseSummary,
+    decision_id: UUID | None,
+    now: datetime,
+    assigned_by: str | None = None,
+) -> Offer | None:
+    """Offer the case to one service, unless that service already holds an open offer for it."""
+    existing = (
+        await session.exec(
+            select(Offer).where(
+                Offer.case_id == case_id,
+                Offer.service_id == service.service_id,
+                col(Offer.status).in_(OPEN_OFFER_STATUSES),
+            )
+        )
+    ).first()
+    if existing is not None:
+        return None
+    offer = Offer(
+        case_id=case_id,
+        decision_id=decision_id,
+        service_id=service.service_id,
+        service_name=service.name,
+        service_type=service.service_type,
+        organisation_id=service.organisation_id,
+        by_and_for=list(service.by_and_for),
+        summary=summary.model_dump(mode="json"),
+        reasons=list(service.reasons),
+        created_at=now,
+        respond_by=respond_by(now, summary.risk_band, settings.deadline_hours()),
+        last_updated=now,
+        assigned_by=assigned_by,
+    )
+    session.add(offer)
+    enqueue(session, OfferMade(case_id=case_id, offer_id=offer.id, service_id=offer.service_id,
+                               organisation_id=offer.organisation_id,
+                               reason="assigned-by-ops" if assigned_by else None))
+    queue_webhook(session, settings, offer, WebhookEvent.offer_made, source="made", now=now)
+    return offer
+
+
+async def _claim(session: AsyncSession, offer: Offer, from_status: str, to_status: OfferStatus, now: datetime) -> bool:
+    """Move an offer on only if it is still in ``from_status``: with several notify instances (or a
+    provider answering as its deadline passes) exactly one transition wins."""
+    result = await session.exec(  # type: ignore[call-overload]
+        update(Offer)
+        .where(col(Offer.id) == offer.id, col(Offer.status) == from_status)
+        .values(status=to_status, last_updated=now)
+    )
+    if result.rowcount != 1:
+        return False
+    await session.refresh(offer)
+    return True
+
+
+async def expire_offer(session: AsyncSession, settings: NotifySettings, offer: Offer, *, now: datetime) -> bool:
+    """The deadline passed without an answer: the router offers the case to the next service."""
+    if not await _claim(session, offer, OfferStatus.offered, OfferStatus.expired, now):
+        return False
+    offer.status_reason = "no-response"
+    session.add(offer)
+    enqueue(session, OfferExpired(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
+                                  organisation_id=offer.organisation_id, reason="no-response"))
+    announce_task(session, offer.case_id, TaskView.expired(offer.service_name), now=now)
+    queue_webhook(session, settings, offer, WebhookEvent.offer_expired, source="expired", now=now)
+    record(session, NOTIFY, "expire-offer", case_id=offer.case_id, detail=f"offer {offer.id}; deadline passed")
+    return True
+
+
+async def stop_offers(
+    session: AsyncSession,
+    settings: NotifySettings,
+    *,
+    case_id: UUID,
+    reason: str,
+    consent: ConsentState | None,
+    source: str,
+    now: datetime,
+) -> list[Offer]:
+    """Withdraw the case's open offers that may no longer go ahead; tell providers holding the handoff to stop.
+
+    ``consent`` is the new consent (an offer it still permits carries on, such as the MARAC on a
+    recorded safeguarding basis); ``None`` stops every open offer (the referral was cancelled).
+    """
+    offers = (
+        await session.exec(
+            select(Offer).where(Offer.case_id == case_id, col(Offer.status).in_(OPEN_OFFER_STATUSES))
+        )
+    ).all()
+    stopped = []
+    for offer in offers:
+        if consent is not None and still_permitted(
+            consent, service_type=offer.service_type, by_and_for=bool(offer.by_and_for),
+            organisation_id=offer.organisation_id, now=now,
+        ):
+            continue
+        if offer.handoff_released_at is not None:
+            # The provider holds identifying data: the offer stays theirs, flagged so they stop contact.
+            offer.stop_contact_reason = reason
+            offer.last_updated = now
+            session.add(offer)
+            queue_webhook(session, settings, offer, WebhookEvent.contact_stop, source=source, now=now)
+            record(session, NOTIFY, "stop-contact", case_id=case_id, detail=f"offer {offer.id}; {reason}")
+        else:
+            if not await _claim(session, offer, offer.status, OfferStatus.withdrawn, now):
+                continue
+            offer.status_reason = reason
+            session.add(offer)
+            enqueue(session, OfferWithdrawn(case_id=case_id, offer_id=offer.id, service_id=offer.service_id,
+                                            organisation_id=offer.organisation_id, reason=reason))
+            queue_webhook(session, settings, offer, WebhookEvent.offer_withdrawn, source=source, now=now)
+            record(session, NOTIFY, "withdraw-offer", case_id=case_id, detail=f"offer {offer.id}; {reason}")
+        stopped.append(offer)
+    return stopped

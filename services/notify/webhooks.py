@@ -1,0 +1,225 @@
+"""Signed webhooks to providers (Standard Webhooks): persisted deliveries, retried across restarts.
+
+Each delivery row is one event for one provider; its id is the ``webhook-id`` on every attempt, so a
+receiver that saw it before can drop the repeat. A failed attempt is retried with exponential backoff
+and full jitter until the retry period (24 hours by default) has passed since the event; then the
+endpoint is disabled, its pending deliveries are marked failed, and every affected case is escalated
+to ops, so nothing is dropped silently (the provider can still see its offers by polling).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from standardwebhooks.webhooks import Webhook
+
+from services.notify.offers import NOTIFY
+from services.notify.settings import NotifySettings
+from services.notify.store import WebhookDelivery, WebhookEndpointState, WebhookStatus
+from shared.audit import record
+from shared.background import PeriodicWorker
+from shared.delivery import endpoint_refusal, retry_delay
+from shared.directory_contract import ProviderDelivery
+from shared.events import CaseEscalated, utcnow
+from shared.outbox import enqueue
+from shared.service import Runtime
+
+log = logging.getLogger(__name__)
+BATCH = 50
+
+
+class DirectoryUnavailable(RuntimeError):
+    pass
+
+
+class DeliverySettings:
+    """Providers' delivery settings from the directory, reused for a short while."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings: NotifySettings = runtime.settings  # type: ignore[assignment]
+        self._cache: dict[str, tuple[float, ProviderDelivery]] = {}
+
+    async def of(self, organisation_id: str) -> ProviderDelivery:
+        hit = self._cache.get(organisation_id)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        try:
+            response = await self.runtime.http.get(
+                f"{self.settings.directory_url}/internal/organisations/{organisation_id}/delivery",
+                headers={"Authorization": f"Bearer {self.settings.service_token.get_secret_value()}"},
+            )
+        except httpx.HTTPError as exc:
+            raise DirectoryUnavailable(type(exc).__name__) from None
+        if response.status_code == 404:
+            # Unknown to the directory (or a directory without delivery settings yet): it polls.
+            delivery = ProviderDelivery(organisation_id=organisation_id, channel="poll")
+        elif response.status_code == 200:
+            delivery = ProviderDelivery.model_validate(response.json())
+        else:
+            raise DirectoryUnavailable(f"HTTP {response.status_code}")
+        self._cache[organisation_id] = (time.monotonic() + self.settings.delivery_cache_seconds, delivery)
+        return delivery
+
+
+def sign(delivery_id: str, at: datetime, payload: str, secrets: tuple[str, ...]) -> str:
+    """The ``webhook-signature`` header: one ``v1,`` signature per secret, so rotation never breaks a receiver."""
+    return " ".join(Webhook(secret).sign(delivery_id, at, payload) for secret in secrets)
+
+
+class WebhookDispatcher:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings: NotifySettings = runtime.settings  # type: ignore[assignment]
+        self.directory = DeliverySettings(runtime)
+        self.worker = PeriodicWorker("notify-webhooks", self.step, interval=self.settings.webhook_poll_seconds)
+        runtime.db.on_commit.append(self.worker.wake)
+
+    async def step(self) -> bool:
+        now = utcnow()
+        async with self.runtime.db.session() as session:
+            due = (
+                await session.exec(
+                    select(WebhookDelivery)
+                    .where(WebhookDelivery.status == WebhookStatus.pending, col(WebhookDelivery.next_attempt_at) <= now)
+                    .order_by(col(WebhookDelivery.next_attempt_at))
+                    .limit(BATCH)
+                )
+            ).all()
+        for delivery in due:
+            await self.attempt(delivery)
+        return len(due) == BATCH
+
+    async def _lease(self, delivery: WebhookDelivery, now: datetime) -> bool:
+        """Take the delivery for one attempt; another notify instance that looked at the same time gets nothing."""
+        lease = timedelta(seconds=self.settings.webhook_timeout_seconds * 3)
+        async with self.runtime.db.transaction() as session:
+            result = await session.exec(  # type: ignore[call-overload]
+                update(WebhookDelivery)
+                .where(col(WebhookDelivery.id) == delivery.id, col(WebhookDelivery.status) == WebhookStatus.pending,
+                       col(WebhookDelivery.next_attempt_at) <= now)
+                .values(next_attempt_at=now + lease)
+            )
+            return bool(result.rowcount == 1)
+
+    async def attempt(self, delivery: WebhookDelivery) -> None:
+        now = utcnow()
+        if not await self._lease(delivery, now):
+            return
+        async with self.runtime.db.session() as session:
+            state = await session.get(WebhookEndpointState, delivery.organisation_id)
+        if state is not None and state.disabled_at is not None:
+            await self._finish(delivery, WebhookStatus.failed, error="endpoint disabled")
+            return
+        try:
+            target = await self.directory.of(delivery.organisation_id)
+        except DirectoryUnavailable as exc:
+            # Not the endpoint's fault: try again later without counting an attempt against it.
+            await self._reschedule(delivery, now, error=f"directory: {exc}", count=False)
+            return
+        if target.channel != "webhook" or not target.webhook_url:
+            await self._finish(delivery, WebhookStatus.not_applicable)
+            return
+        refusal = endpoint_refusal(target.webhook_url, development=self.settings.is_development)
+        if refusal is None and not target.signing_secrets:
+            refusal = "no signing secret configured"
+        if refusal is not None:
+            # A misconfiguration no retry can fix: disable now and let ops sort it out.
+            await self._disable(delivery, now, reason=refusal)
+            return
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": delivery.id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": sign(delivery.id, now, delivery.payload, target.signing_secrets),
+        }
+        try:
+            response = await self.runtime.http.post(
+                target.webhook_url, content=delivery.payload.encode(), headers=headers,
+                timeout=self.settings.webhook_timeout_seconds, follow_redirects=False,
+            )
+            error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            error = type(exc).__name__
+        if error is None:
+            await self._finish(delivery, WebhookStatus.delivered, delivered_at=now, attempted=now)
+        elif now - delivery.created_at >= timedelta(hours=self.settings.webhook_retry_hours):
+            await self._disable(delivery, now, reason=f"failing for {self.settings.webhook_retry_hours:g} h ({error})")
+        else:
+            await self._reschedule(delivery, now, error=error, count=True)
+
+    async def _finish(self, delivery: WebhookDelivery, status: WebhookStatus, *, error: str | None = None,
+                      delivered_at: datetime | None = None, attempted: datetime | None = None) -> None:
+        async with self.runtime.db.transaction() as session:
+            row = await session.get(WebhookDelivery, delivery.id)
+            assert row is not None
+            row.status = status
+            if error is not None:  # a success keeps the last failure on record, for ops
+                row.last_error = error
+            row.delivered_at = delivered_at
+            if attempted is not None:
+                row.attempts += 1
+                row.last_attempt_at = attempted
+            session.add(row)
+
+    async def _reschedule(self, delivery: WebhookDelivery, now: datetime, *, error: str, count: bool) -> None:
+        async with self.runtime.db.transaction() as session:
+            row = await session.get(WebhookDelivery, delivery.id)
+            assert row is not None
+            if count:
+                row.attempts += 1
+                row.last_attempt_at = now
+            row.last_error = error[:120]
+            row.next_attempt_at = now + retry_delay(
+                max(row.attempts, 1), base=self.settings.webhook_backoff_base_seconds,
+                cap=self.settings.webhook_backoff_cap_seconds,
+            )
+            session.add(row)
+        log.warning("webhook %s to %s failed (%s); retrying", delivery.id, delivery.organisation_id, error)
+
+    async def _disable(self, delivery: WebhookDelivery, now: datetime, *, reason: str) -> None:
+        async with self.runtime.db.transaction() as session:
+            await disable_endpoint(session, delivery.organisation_id, now=now, reason=reason,
+                                   failed_delivery=delivery.id)
+        log.error("webhook endpoint of %s disabled: %s; ops told", delivery.organisation_id, reason)
+
+
+async def disable_endpoint(session: AsyncSession, organisation_id: str, *, now: datetime, reason: str,
+                           failed_delivery: str) -> None:
+    """Disable an organisation's endpoint, fail its pending deliveries and escalate every case they concern."""
+    state = await session.get(WebhookEndpointState, organisation_id) or WebhookEndpointState(
+        organisation_id=organisation_id
+    )
+    state.disabled_at = now
+    state.disabled_reason = reason[:200]
+    state.updated_at = now
+    session.add(state)
+    pending = (
+        await session.exec(
+            select(WebhookDelivery).where(
+                WebhookDelivery.organisation_id == organisation_id,
+                col(WebhookDelivery.status) == WebhookStatus.pending,
+            )
+        )
+    ).all()
+    cases = set()
+    for row in pending:
+        row.status = WebhookStatus.failed
+        row.last_error = "endpoint disabled" if row.id != failed_delivery else reason[:120]
+        if row.id == failed_delivery:
+            row.attempts += 1
+            row.last_attempt_at = now
+        session.add(row)
+        cases.add(row.case_id)
+    for case_id in sorted(cases, key=str):
+        enqueue(session, CaseEscalated(
+            case_id=case_id,
+            reason=f"webhooks to {organisation_id} disabled ({reason}); the provider sees offers only by polling",
+        ))
+    record(session, NOTIFY, "disable-webhook-endpoint", case_id=None, detail=f"{organisation_id}: {reason}"[:500])

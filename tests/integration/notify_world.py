@@ -1,0 +1,173 @@
+"""A small world for notify's integration tests: real NATS, a real database, the real intake (over real
+HTTP, for the handoff read), a stub directory on a real local port, and a probe on the bus that plays
+the router."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+from fastapi import FastAPI
+from sqlmodel import select
+
+from services.intake.app import SAMPLE_CLIENT
+from services.intake.app import create_app as create_intake
+from services.intake.settings import IntakeSettings
+from services.notify.app import create_app as create_notify
+from services.notify.settings import NotifySettings
+from services.notify.store import Offer
+from shared.auth import hash_api_key
+from shared.bus import EVENTS_STREAM, Bus
+from shared.events import (
+    CareSetting,
+    CaseRouted,
+    CaseSummary,
+    ConsentScope,
+    ConsentState,
+    ConsentStatus,
+    Event,
+    RiskBand,
+    RoutedService,
+    decode_event,
+)
+from tests.conftest import EXAMPLES
+from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.servers import LocalServer, StubDirectory
+
+EHR = {"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}", "Content-Type": "application/fhir+json"}
+OPS_KEY = "pw_ops_test_key"
+OPS = {"Authorization": f"Bearer {OPS_KEY}"}
+
+
+def provider(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+SERVICES = {
+    "outreach": RoutedService(service_id="svc-outreach", organisation_id="org-outreach", service_type="community-outreach",
+                              name="Outreach (synthetic)", reasons=("serves Leeds (E08000035)",)),
+    "idva": RoutedService(service_id="svc-idva", organisation_id="org-idva", service_type="idva",
+                          name="IDVA (synthetic)", reasons=("high risk: IDVA",)),
+    "marac": RoutedService(service_id="svc-marac", organisation_id="org-marac", service_type="marac",
+                           name="Leeds MARAC (synthetic)", reasons=("high risk: MARAC",)),
+    "hooked": RoutedService(service_id="svc-hooked", organisation_id="org-hooked", service_type="community-outreach",
+                            name="Webhook provider (synthetic)", reasons=("serves Leeds (E08000035)",)),
+}
+KEYS = {f"key-{name}": service.organisation_id for name, service in SERVICES.items()}
+
+SUMMARY = CaseSummary(postcode_district="LS7", area_codes=("E08000035",), risk_band=RiskBand.high,
+                      setting=CareSetting.gp, needs=("housing",))
+GRANTED = ConsentState(status=ConsentStatus.granted, scopes=(ConsentScope.specialist_da, ConsentScope.idva))
+
+
+@dataclass
+class World:
+    nats_url: str
+    database_url: str
+    tmp_path: Path
+    directory: StubDirectory
+    directory_server: LocalServer
+    intake_server: LocalServer
+    probe: Bus
+    notify_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def notify_settings(self, **overrides: Any) -> NotifySettings:
+        values: dict[str, Any] = dict(
+            nats_url=self.nats_url, database_url=self.database_url, service_token=SERVICE_TOKEN,
+            directory_url=self.directory_server.url, intake_url=self.intake_server.url,
+            environment="development", ops_key_hashes=f"ops-alex:{hash_api_key(OPS_KEY)}",
+            webhook_backoff_base_seconds=0.05, webhook_backoff_cap_seconds=0.2, webhook_poll_seconds=0.05,
+            sla_check_seconds=0.05, delivery_cache_seconds=0.0, provider_key_cache_seconds=0.0,
+        )
+        values.update(self.notify_overrides)
+        values.update(overrides)
+        return NotifySettings(**values)
+
+    @asynccontextmanager
+    async def notify(self, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_notify(self.notify_settings(**overrides))
+        async with running(app) as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+    async def refer(self, *, identifier: str) -> UUID:
+        """A referral through the real intake: the case exists there, with its encrypted details."""
+        bundle = json.loads((EXAMPLES / "gp-referral.json").read_text())
+        bundle["identifier"]["value"] = identifier
+        async with httpx.AsyncClient(base_url=self.intake_server.url) as client:
+            response = await client.post("/fhir/Bundle", json=bundle, headers=EHR)
+        assert response.status_code == 202, response.text
+        return UUID(response.json()["id"])
+
+    async def route(self, case_id: UUID, *services: str, consent: ConsentState = GRANTED,
+                    summary: CaseSummary = SUMMARY) -> CaseRouted:
+        """What the router would publish."""
+        event = CaseRouted(case_id=case_id, decision_id=uuid4(), summary=summary, consent=consent,
+                           offer_to=tuple(SERVICES[s] for s in services))
+        await self.probe.publish(event)
+        return event
+
+    async def published(self, subject: str) -> list[Event]:
+        """Every event on a subject so far (read with an ephemeral consumer)."""
+        sub = await self.probe.js.pull_subscribe(subject, durable=None, stream=EVENTS_STREAM)
+        found: list[Event] = []
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(100, timeout=0.3)
+                except TimeoutError:  # nats-py raises its own subclass or, near the deadline, a plain one
+                    break
+                for msg in msgs:
+                    found.append(decode_event(msg.subject, msg.data))
+                    await msg.ack()
+        finally:
+            await sub.unsubscribe()
+        return found
+
+    async def offers_of(self, app: FastAPI, case_id: UUID) -> list[Offer]:
+        async with app.state.runtime.db.session() as session:
+            return list((await session.exec(select(Offer).where(Offer.case_id == case_id))).all())
+
+
+async def offer_for(notify: httpx.AsyncClient, key: str, case_id: UUID) -> dict[str, Any]:
+    """Wait for the provider to see its offer for the case (events cross NATS asynchronously)."""
+    found: dict[str, Any] = {}
+
+    async def visible() -> bool:
+        response = await notify.get("/offers", headers=provider(key))
+        assert response.status_code == 200, response.text
+        mine = [o for o in response.json() if o["case_id"] == str(case_id)]
+        if mine:
+            found.update(mine[0])
+        return bool(mine)
+
+    await eventually(visible)
+    return found
+
+
+@asynccontextmanager
+async def world_for(nats_url: str, database_url: str, tmp_path: Path, encryption_keys: str) -> AsyncIterator[World]:
+    directory = StubDirectory(SERVICE_TOKEN, providers=dict(KEYS))
+    intake = create_intake(IntakeSettings(
+        nats_url=nats_url, database_url=f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}", service_token=SERVICE_TOKEN,
+        encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,
+    ))
+    directory_server = LocalServer(directory.app())
+    intake_server = LocalServer(intake, lifespan="on")
+    probe = Bus(nats_url, name="probe")
+    await directory_server.start()
+    await intake_server.start()
+    await probe.start()
+    try:
+        await probe.wait_ready(15)
+        yield World(nats_url, database_url, tmp_path, directory, directory_server, intake_server, probe)
+    finally:
+        await probe.close()
+        await intake_server.stop()
+        await directory_server.stop()

@@ -1,0 +1,242 @@
+"""Notify's two-phase handoff, with real NATS, a real database, the real intake and a stub directory on a
+real port: offers, answers, the consent gate at the moment of release, withdrawal, outcomes, paging."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from sqlmodel import select
+
+from services.launcher import NatsServer
+from shared.audit import AuditRecord
+from shared.events import (
+    CaseStatus,
+    ConsentScope,
+    ConsentState,
+    ConsentStatus,
+    ConsentUpdated,
+    OfferDeclined,
+    OfferWithdrawn,
+    ReferralCancelled,
+    TaskStatus,
+)
+from tests.harness import eventually
+from tests.integration.notify_world import World, offer_for, provider, world_for
+
+IDENTIFYING = ("Alex", "Example", "1990-04-01", "LS7 9ZZ", "07700", "Synthetic Street")
+
+
+@pytest.fixture
+async def world(nats_server: NatsServer, database_url: str, tmp_path: Path, encryption_keys: str) -> AsyncIterator[World]:
+    async with world_for(nats_server.url, database_url, tmp_path, encryption_keys) as w:
+        yield w
+
+
+async def case_statuses(world: World, case_id: UUID) -> list[CaseStatus]:
+    return [e for e in await world.published(CaseStatus.subject) if e.case_id == case_id]  # type: ignore[attr-defined]
+
+
+async def test_offer_then_accept_then_handoff_then_outcomes_reach_the_referrer(world: World):
+    async with world.notify() as notify:
+        case_id = await world.refer(identifier="two-phase")
+        await world.route(case_id, "outreach")
+        offer = await offer_for(notify, "key-outreach", case_id)
+
+        # The offer: a non-identifying summary, why this service, and the deadline.
+        assert offer["status"] == "offered" and offer["summary"]["risk_band"] == "high"
+        assert offer["reasons"] == ["serves Leeds (E08000035)"] and offer["respond_by"]
+        assert not any(word in json.dumps(offer) for word in IDENTIFYING)
+        # Another provider sees nothing of it.
+        assert (await notify.get(f"/offers/{offer['id']}", headers=provider("key-idva"))).status_code == 404
+        assert (await notify.get("/offers", headers=provider("key-idva"))).json() == []
+
+        # Phase one: no handoff before acceptance.
+        refused = await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-outreach"))
+        assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
+        accepted = await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-outreach"))
+        assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"
+
+        # Phase two: the handoff, safe-contact rules first, with flags a system can act on.
+        handoff = await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-outreach"))
+        assert handoff.status_code == 200, handoff.text
+        body = handoff.json()
+        assert next(iter(body)) == "safe_contact"
+        assert body["safe_contact"]["no_voicemail"] is True and body["safe_contact"]["do_not_contact"] is False
+        assert "Do not leave voicemail" in body["safe_contact"]["instructions"]
+        assert body["survivor"]["birth_date"] == "1990-04-01"
+        assert body["release_basis"] == "consent covers specialist-da-service"
+        async with notify.app.state.runtime.db.session() as session:
+            released = (await session.exec(select(AuditRecord).where(AuditRecord.action == "release-handoff"))).all()
+        assert [r.actor_id for r in released] == ["org-outreach"] and released[0].case_id == case_id
+
+        for outcome in ("contact-made", "survivor-engaged", "closed"):
+            response = await notify.post(f"/offers/{offer['id']}/outcomes", json={"outcome": outcome},
+                                         headers=provider("key-outreach"))
+            assert response.status_code == 200, response.text
+        assert response.json()["outcomes"] == ["contact-made", "survivor-engaged", "closed"]
+
+        async def task_closed() -> bool:
+            statuses = await case_statuses(world, case_id)
+            return any(s.status is TaskStatus.completed for s in statuses)
+
+        await eventually(task_closed)
+        statuses = await case_statuses(world, case_id)
+        assert [s.status for s in statuses] == [TaskStatus.requested, TaskStatus.accepted, TaskStatus.in_progress,
+                                                TaskStatus.in_progress, TaskStatus.completed]
+        assert statuses[1].business_status == "accepted by Outreach (synthetic)"
+        assert statuses[2].business_status == "contact made" and statuses[2].outputs == ("contact-made",)
+        assert statuses[-1].outputs == ("contact-made", "survivor-engaged", "closed")
+
+
+async def test_decline_needs_a_coded_reason_and_goes_back_to_the_router(world: World):
+    async with world.notify() as notify:
+        case_id = await world.refer(identifier="decline")
+        await world.route(case_id, "outreach")
+        offer = await offer_for(notify, "key-outreach", case_id)
+        url = f"/offers/{offer['id']}/decline"
+        assert (await notify.post(url, json={"reason": "busy"}, headers=provider("key-outreach"))).status_code == 422
+        assert (await notify.post(url, json={"reason": "other"}, headers=provider("key-outreach"))).status_code == 422
+        declined = await notify.post(url, json={"reason": "out-of-area"}, headers=provider("key-outreach"))
+        assert declined.status_code == 200 and declined.json()["status_reason"] == "out-of-area"
+        # Declined offers cannot be accepted, nor their handoff read.
+        assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-outreach"))).status_code == 409
+        assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-outreach"))).status_code == 409
+
+        async def announced() -> bool:
+            return any(e.offer_id == UUID(offer["id"]) for e in await world.published(OfferDeclined.subject))  # type: ignore[attr-defined]
+
+        await eventually(announced)
+        [event] = [e for e in await world.published(OfferDeclined.subject) if e.case_id == case_id]  # type: ignore[attr-defined]
+        assert (event.service_id, event.organisation_id, event.reason) == ("svc-outreach", "org-outreach", "out-of-area")
+
+
+async def test_handoff_refused_for_a_provider_outside_the_consents_scope(world: World):
+    async with world.notify() as notify:
+        case_id = await world.refer(identifier="scope")
+        only_idva = ConsentState(status=ConsentStatus.granted, scopes=(ConsentScope.idva,))
+        await world.route(case_id, "outreach", "idva", consent=only_idva)
+        outside = await offer_for(notify, "key-outreach", case_id)
+        inside = await offer_for(notify, "key-idva", case_id)
+        for key, offer in (("key-outreach", outside), ("key-idva", inside)):
+            assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider(key))).status_code == 200
+        refused = await notify.get(f"/offers/{outside['id']}/handoff", headers=provider("key-outreach"))
+        assert refused.status_code == 403 and "specialist-da-service" in refused.json()["detail"]
+        allowed = await notify.get(f"/offers/{inside['id']}/handoff", headers=provider("key-idva"))
+        assert allowed.status_code == 200 and allowed.json()["release_basis"] == "consent covers idva"
+
+
+async def test_marac_receives_the_handoff_on_the_recorded_safeguarding_basis_without_consent(world: World):
+    async with world.notify() as notify:
+        case_id = await world.refer(identifier="marac")
+        no_consent = ConsentState(status=ConsentStatus.refused, safeguarding_basis=True)
+        await world.route(case_id, "marac", "idva", consent=no_consent)
+        marac = await offer_for(notify, "key-marac", case_id)
+        idva = await offer_for(notify, "key-idva", case_id)
+        for key, offer in (("key-marac", marac), ("key-idva", idva)):
+            assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider(key))).status_code == 200
+        released = await notify.get(f"/offers/{marac['id']}/handoff", headers=provider("key-marac"))
+        assert released.status_code == 200
+        assert released.json()["release_basis"] == "recorded high-risk safeguarding basis (MARAC)"
+        # The safeguarding basis is the MARAC's alone.
+        assert (await notify.get(f"/offers/{idva['id']}/handoff", headers=provider("key-idva"))).status_code == 403
+
+
+async def test_consent_withdrawn_withdraws_pending_offers_and_stops_providers_holding_the_handoff(world: World):
+    async with world.notify() as notify:
+        case_id = await world.refer(identifier="withdrawal")
+        await world.route(case_id, "outreach", "idva")
+        holding = await offer_for(notify, "key-outreach", case_id)
+        pending = await offer_for(notify, "key-idva", case_id)
+        assert (await notify.post(f"/offers/{holding['id']}/accept", headers=provider("key-outreach"))).status_code == 200
+        assert (await notify.get(f"/offers/{holding['id']}/handoff", headers=provider("key-outreach"))).status_code == 200
+
+        await world.probe.publish(ConsentUpdated(case_id=case_id, consent=ConsentState(status=ConsentStatus.withdrawn)))
+
+        async def stopped() -> bool:
+            response = await notify.get(f"/offers/{holding['id']}", headers=provider("key-outreach"))
+            return bool(response.json()["stop_contact"])
+
+        await eventually(stopped)
+        # Every later handoff read answers 410 Gone, for both providers.
+        for key, offer in (("key-outreach", holding), ("key-idva", pending)):
+            gone = await notify.get(f"/offers/{offer['id']}/handoff", headers=provider(key))
+            assert gone.status_code == 410, gone.text
+        now_pending = (await notify.get(f"/offers/{pending['id']}", headers=provider("key-idva"))).json()
+        assert now_pending["status"] == "withdrawn" and now_pending["status_reason"] == "consent-withdrawn"
+        # Polling shows the stop plainly.
+        stopped_offer = (await notify.get(f"/offers/{holding['id']}", headers=provider("key-outreach"))).json()
+        assert stopped_offer["stop_contact_reason"] == "consent-withdrawn"
+
+        async def announced() -> bool:
+            events = [e for e in await world.published(OfferWithdrawn.subject) if e.case_id == case_id]  # type: ignore[attr-defined]
+            return [e.offer_id for e in events] == [UUID(pending["id"])]
+
+        await eventually(announced)
+
+        async def task_cancelled() -> bool:
+            return any(s.status is TaskStatus.cancelled for s in await case_statuses(world, case_id))
+
+        await eventually(task_cancelled)
+        # No new offer after the withdrawal, even if a routing decision was already on its way.
+        await world.route(case_id, "marac")
+        await world.route(case_id, "hooked")
+
+        async def both_routes_seen() -> bool:
+            async with notify.app.state.runtime.db.session() as session:
+                from services.notify.store import RoutingRecord
+
+                return len((await session.exec(select(RoutingRecord).where(RoutingRecord.case_id == case_id))).all()) == 3
+
+        await eventually(both_routes_seen)
+        assert len(await world.offers_of(notify.app, case_id)) == 2
+
+
+async def test_referral_cancelled_withdraws_pending_offers(world: World):
+    async with world.notify() as notify:
+        case_id = await world.refer(identifier="cancelled")
+        await world.route(case_id, "outreach")
+        offer = await offer_for(notify, "key-outreach", case_id)
+        await world.probe.publish(ReferralCancelled(case_id=case_id, reason="entered in error"))
+
+        async def withdrawn() -> bool:
+            response = await notify.get(f"/offers/{offer['id']}", headers=provider("key-outreach"))
+            return response.json()["status"] == "withdrawn"
+
+        await eventually(withdrawn)
+        assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-outreach"))).status_code == 409
+        assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-outreach"))).status_code == 410
+
+
+async def test_polling_pages_by_cursor_and_filters_by_status_and_last_updated(world: World):
+    async with world.notify() as notify:
+        cases = [await world.refer(identifier=f"paging-{i}") for i in range(5)]
+        for case_id in cases:
+            await world.route(case_id, "outreach")
+        for case_id in cases:
+            await offer_for(notify, "key-outreach", case_id)
+
+        seen: list[str] = []
+        url: str | None = "/offers?_count=2"
+        pages = 0
+        while url:
+            response = await notify.get(url, headers=provider("key-outreach"))
+            assert response.status_code == 200
+            seen += [o["id"] for o in response.json()]
+            pages += 1
+            link = response.headers.get("link")
+            url = link[link.index("<") + 1 : link.index(">")] if link else None
+        assert pages == 3 and len(seen) == len(set(seen)) == 5
+
+        everything = (await notify.get("/offers", headers=provider("key-outreach"))).json()
+        first, since = everything[0], everything[-1]["last_updated"]
+        accepted = await notify.post(f"/offers/{first['id']}/accept", headers=provider("key-outreach"))
+        changed = await notify.get("/offers", params={"_lastUpdated": f"gt{since}"}, headers=provider("key-outreach"))
+        assert [o["id"] for o in changed.json()] == [first["id"]] == [accepted.json()["id"]]
+        only_accepted = await notify.get("/offers", params={"status": "accepted"}, headers=provider("key-outreach"))
+        assert [o["id"] for o in only_accepted.json()] == [first["id"]]
+        assert (await notify.get("/offers", params={"_lastUpdated": "gtyesterday"},
+                                 headers=provider("key-outreach"))).status_code == 400

@@ -1,0 +1,199 @@
+"""Signed webhooks to a real local receiver that verifies them with ``standardwebhooks``: thin payloads,
+secret rotation, retries through a receiver outage and a notify restart with no event lost, and an
+endpoint disabled (with ops told) once it fails past the retry period or is not HTTPS."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from services.launcher import NatsServer
+from services.notify.store import Escalation, WebhookDelivery, WebhookStatus
+from shared.events import ConsentState, ConsentStatus, ConsentUpdated
+from tests.harness import eventually
+from tests.integration.notify_world import OPS, World, offer_for, provider, world_for
+from tests.servers import LocalServer, WebhookReceiver
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@pytest.fixture
+async def world(nats_server: NatsServer, database_url: str, tmp_path: Path, encryption_keys: str) -> AsyncIterator[World]:
+    async with world_for(nats_server.url, database_url, tmp_path, encryption_keys) as w:
+        yield w
+
+
+async def deliveries(app, organisation_id: str = "org-hooked") -> list[WebhookDelivery]:
+    async with app.state.runtime.db.session() as session:
+        return list((await session.exec(
+            select(WebhookDelivery).where(WebhookDelivery.organisation_id == organisation_id)
+        )).all())
+
+
+async def test_offer_webhook_is_signed_thin_and_verifies_during_secret_rotation(world: World):
+    old, new = new_secret(), new_secret()
+    receiver = WebhookReceiver(new)  # the receiver already moved to the new secret
+    async with LocalServerContext(receiver) as endpoint, world.notify() as notify:
+        world.directory.deliveries["org-hooked"] = {
+            "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [old, new],
+        }
+        case_id = await world.refer(identifier="hook-thin")
+        await world.route(case_id, "hooked")
+        offer = await offer_for(notify, "key-hooked", case_id)
+
+        async def received() -> bool:
+            return bool(receiver.received)
+
+        await eventually(received)
+        [hook] = receiver.received
+        assert receiver.rejected == 0
+        assert hook["payload"]["type"] == "offer.made"
+        assert hook["payload"]["data"]["offer_id"] == offer["id"]
+        assert hook["payload"]["data"]["links"]["offer"].endswith(f"/offers/{offer['id']}")
+        # Thin: nothing about the survivor or even the case, just where to read with the API key.
+        assert set(hook["payload"]) == {"type", "timestamp", "data"} and set(hook["payload"]["data"]) == {"offer_id", "links"}
+        assert str(case_id) not in hook["raw"].decode()
+        async def recorded() -> bool:  # the receiver answers before notify commits what it heard
+            return [(r.id, r.status) for r in await deliveries(notify.app)] == [(hook["id"], WebhookStatus.delivered)]
+
+        await eventually(recorded)
+        # A provider on polling gets no webhook at all.
+        await world.route(case_id, "outreach")
+        await offer_for(notify, "key-outreach", case_id)
+
+        async def settled() -> bool:
+            rows = await deliveries(notify.app, "org-outreach")
+            return bool(rows) and rows[0].status == WebhookStatus.not_applicable
+
+        await eventually(settled)
+
+
+class LocalServerContext:
+    """The receiver on a real port for the length of a block."""
+
+    def __init__(self, receiver: WebhookReceiver, port: int | None = None) -> None:
+        self.server = LocalServer(receiver.app(), port)
+
+    async def __aenter__(self) -> LocalServer:
+        await self.server.start()
+        return self.server
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.server.stop()
+
+
+async def test_webhooks_survive_a_receiver_outage_and_a_notify_restart_without_loss(world: World):
+    secret = new_secret()
+    receiver = WebhookReceiver(secret)
+    endpoint = LocalServer(receiver.app())  # down: nothing listens on its port yet
+    world.directory.deliveries["org-hooked"] = {
+        "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [secret],
+    }
+    cases = []
+    async with world.notify() as notify:
+        for i in range(3):
+            cases.append(await world.refer(identifier=f"outage-{i}"))
+            await world.route(cases[-1], "hooked")
+        for case_id in cases:
+            await offer_for(notify, "key-hooked", case_id)
+
+        async def retried() -> bool:
+            rows = await deliveries(notify.app)
+            return len(rows) == 3 and all(r.attempts >= 2 and r.status == WebhookStatus.pending for r in rows)
+
+        await eventually(retried, timeout=60)
+        ids_before = sorted(r.id for r in await deliveries(notify.app))
+    # Notify stops while deliveries are still pending; the receiver comes back; a new notify starts.
+    await endpoint.start()
+    try:
+        async with world.notify() as notify:
+            async def delivered() -> bool:
+                rows = await deliveries(notify.app)
+                return all(r.status == WebhookStatus.delivered for r in rows)
+
+            await eventually(delivered, timeout=60)
+            # Each event arrived, verified, under the webhook-id it had from the start.
+            assert sorted(receiver.ids()) == ids_before and receiver.rejected == 0
+            assert receiver.types() == ["offer.made"] * 3
+            # The failures before the restart are on record.
+            assert all(r.attempts >= 3 and r.last_error == "ConnectError" for r in await deliveries(notify.app))
+    finally:
+        await endpoint.stop()
+
+
+async def test_endpoint_failing_past_the_retry_period_is_disabled_and_ops_is_told(world: World):
+    receiver = WebhookReceiver(new_secret())
+    endpoint = LocalServer(receiver.app())  # never started
+    world.directory.deliveries["org-hooked"] = {
+        "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [new_secret()],
+    }
+    async with world.notify(webhook_retry_hours=0.0) as notify:
+        case_id = await world.refer(identifier="disabled")
+        await world.route(case_id, "hooked")
+        offer = await offer_for(notify, "key-hooked", case_id)
+
+        async def escalated() -> bool:
+            async with notify.app.state.runtime.db.session() as session:
+                return (await session.exec(select(Escalation).where(Escalation.case_id == case_id))).first() is not None
+
+        await eventually(escalated)
+        [row] = await deliveries(notify.app)
+        assert row.status == WebhookStatus.failed and row.attempts == 1
+        endpoints = (await notify.get("/ops/webhook-endpoints", headers=OPS)).json()
+        assert [e["organisation_id"] for e in endpoints] == ["org-hooked"]
+        assert "failing for 0 h" in endpoints[0]["disabled_reason"]
+        # Nothing is lost for the provider: the offer is still there by polling.
+        assert (await notify.get(f"/offers/{offer['id']}", headers=provider("key-hooked"))).status_code == 200
+        enabled = await notify.post("/ops/webhook-endpoints/org-hooked/enable", headers=OPS)
+        assert enabled.status_code == 200 and enabled.json()["disabled_at"] is None
+
+
+async def test_endpoints_must_be_https_outside_development(world: World):
+    receiver = WebhookReceiver(new_secret())
+    async with LocalServerContext(receiver) as endpoint, world.notify(environment="production") as notify:
+        world.directory.deliveries["org-hooked"] = {
+            "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [new_secret()],
+        }
+        case_id = await world.refer(identifier="plain-http")
+        await world.route(case_id, "hooked")
+
+        async def refused() -> bool:
+            rows = await deliveries(notify.app)
+            return bool(rows) and rows[0].status == WebhookStatus.failed
+
+        await eventually(refused)
+        assert receiver.received == [] and receiver.rejected == 0
+        endpoints = (await notify.get("/ops/webhook-endpoints", headers=OPS)).json()
+        assert endpoints[0]["disabled_reason"] == "endpoint must use HTTPS"
+
+
+async def test_provider_holding_the_handoff_is_told_by_webhook_to_stop_when_consent_is_withdrawn(world: World):
+    secret = new_secret()
+    receiver = WebhookReceiver(secret)
+    async with LocalServerContext(receiver) as endpoint, world.notify() as notify:
+        world.directory.deliveries["org-hooked"] = {
+            "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [secret],
+        }
+        case_id = await world.refer(identifier="hook-stop")
+        await world.route(case_id, "hooked")
+        offer = await offer_for(notify, "key-hooked", case_id)
+        assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-hooked"))).status_code == 200
+        assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))).status_code == 200
+
+        await world.probe.publish(ConsentUpdated(case_id=case_id, consent=ConsentState(status=ConsentStatus.withdrawn)))
+
+        async def told() -> bool:
+            return sorted(receiver.types()) == ["offer.contact-stop", "offer.made"]
+
+        await eventually(told)
+        assert receiver.rejected == 0
+        stop = receiver.received[-1]["payload"]["data"]
+        assert stop["offer_id"] == offer["id"] and stop["links"]["handoff"].endswith(f"/offers/{offer['id']}/handoff")
+        assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))).status_code == 410

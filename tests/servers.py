@@ -1,0 +1,139 @@
+"""Real local HTTP servers for tests: an app served by uvicorn on a loopback port (so services call it
+over real HTTP), a stub directory, and a provider's webhook receiver that verifies Standard Webhooks
+signatures with the ``standardwebhooks`` package."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request, Response
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from services.launcher import free_port
+from shared.auth import ServiceCaller
+
+
+class LocalServer:
+    """An ASGI app on 127.0.0.1:<port>; can be stopped and started again on the same port (an outage)."""
+
+    def __init__(self, app: Any, port: int | None = None, *, lifespan: str = "off") -> None:
+        self.app = app
+        self.port = port or free_port()
+        self.lifespan = lifespan
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, lifespan=self.lifespan,
+                                log_level="warning", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._server = self._task = None
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, port: int | None = None, *, lifespan: str = "off") -> AsyncIterator[LocalServer]:
+    server = LocalServer(app, port, lifespan=lifespan)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@dataclass
+class StubDirectory:
+    """The directory's internal contract, as notify uses it: provider keys, delivery settings, services."""
+
+    service_token: str
+    providers: dict[str, str] = field(default_factory=dict)  # api key → organisation id
+    deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+        # shared.auth.require_service reads the expected token from app.state.settings.
+        app.state.settings = type("Settings", (), {"service_token": _Token(self.service_token)})()
+
+        @app.post("/internal/providers/authenticate")
+        async def authenticate(body: dict[str, str], _caller: ServiceCaller) -> dict[str, str]:
+            organisation_id = self.providers.get(body["api_key"])
+            if organisation_id is None:
+                raise HTTPException(404)
+            return {"organisation_id": organisation_id, "name": organisation_id}
+
+        @app.get("/internal/organisations/{organisation_id}/delivery")
+        async def delivery(organisation_id: str, _caller: ServiceCaller) -> dict[str, Any]:
+            if organisation_id not in self.deliveries:
+                raise HTTPException(404)
+            return {"organisation_id": organisation_id, **self.deliveries[organisation_id]}
+
+        @app.get("/services/{service_id}")
+        async def service(service_id: str) -> dict[str, Any]:
+            if service_id not in self.services:
+                raise HTTPException(404)
+            return self.services[service_id]
+
+        return app
+
+
+class _Token:
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_secret_value(self) -> str:
+        return self._token
+
+
+class WebhookReceiver:
+    """A provider's endpoint: records every request, and whether its signature verified."""
+
+    def __init__(self, secret: str) -> None:
+        self.verifier = Webhook(secret)
+        self.received: list[dict[str, Any]] = []
+        self.rejected = 0
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/hooks")
+        async def hook(request: Request) -> Response:
+            body = await request.body()
+            try:
+                payload = self.verifier.verify(body, dict(request.headers))
+            except WebhookVerificationError:
+                self.rejected += 1
+                return Response(status_code=400)
+            self.received.append({"id": request.headers["webhook-id"], "payload": payload, "raw": body})
+            return Response(status_code=204)
+
+        return app
+
+    def ids(self) -> list[str]:
+        return [r["id"] for r in self.received]
+
+    def types(self) -> list[str]:
+        return [r["payload"]["type"] for r in self.received]
+
+    def raw(self) -> str:
+        return "".join(json.dumps(r["payload"]) for r in self.received)
