@@ -262,7 +262,7 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
         raise HTTPException(code, detail=reason)
     # Safe-contact rules first and plainly: they decide whether and how to make contact at all.
     return {
-        "safe_contact": safe_contact(details.pop("safe_contact", None)),
+        "safe_contact": safe_contact(details.pop("safe_contact", None), details.pop("safe_contact_rules", None)),
         "offer_id": str(offer.id),
         "case_id": str(offer.case_id),
         "release_basis": reason,

@@ -93,11 +93,19 @@ _FLAG_PATTERNS: tuple[tuple[SafeContactFlag, re.Pattern[str]], ...] = (
 )
 
 
-def safe_contact(raw: Any) -> dict[str, Any]:
+# Intake's structured safe-contact rules (the referral profile's safe-contact extension) as flags.
+_RULE_FLAGS = (
+    ("do_not_contact", True, SafeContactFlag.do_not_contact),
+    ("voicemail_allowed", False, SafeContactFlag.no_voicemail),
+    ("letters_allowed", False, SafeContactFlag.no_letters),
+)
+
+
+def safe_contact(raw: Any, rules: Any = None) -> dict[str, Any]:
     """Safe-contact rules as a provider's system needs them: machine-actionable flags and the referrer's words.
 
-    Intake may send structured flags (``{"flags": [...], "instructions": "..."}``) or only the
-    clinician's instruction text; flags are also read from that text, because a missed "no voicemail"
+    Flags come from intake's structured rules (``safe_contact_rules``: do_not_contact, voicemail_allowed,
+    letters_allowed, …) and are also read from the instruction text, because a missed "no voicemail"
     can put a survivor in danger while an extra flag costs a provider one more careful step.
     """
     if isinstance(raw, dict):
@@ -106,6 +114,8 @@ def safe_contact(raw: Any) -> dict[str, Any]:
     else:
         instructions = raw if isinstance(raw, str) else None
         given = set()
+    if isinstance(rules, dict):
+        given |= {flag for key, value, flag in _RULE_FLAGS if rules.get(key) is value}
     found = {flag for flag, pattern in _FLAG_PATTERNS if instructions and pattern.search(instructions)}
     flags = sorted(given | found)
     return {

@@ -76,3 +76,13 @@ def test_webhook_payload_is_thin():
     assert body == ('{"type":"offer.contact-stop","timestamp":"2026-11-22T10:00:00+00:00","data":{"offer_id":'
                     '"00000000-0000-0000-0000-000000000001","links":{"offer":"https://n/offers/00000000-0000-0000-0000-'
                     '000000000001","handoff":"https://n/offers/00000000-0000-0000-0000-000000000001/handoff"}}}')
+
+
+def test_structured_safe_contact_rules_from_intake_become_flags():
+    from services.notify.domain import safe_contact
+
+    rules = {"do_not_contact": False, "voicemail_allowed": False, "letters_allowed": False, "safe_times": "10-12"}
+    result = safe_contact("Safe times: 10-12.", rules)
+    assert result["flags"] == ["no-letters", "no-voicemail"]
+    assert result["no_voicemail"] is True and result["do_not_contact"] is False
+    assert safe_contact(None, {"do_not_contact": True})["do_not_contact"] is True
