@@ -180,7 +180,7 @@ def gazetteer_import(
 
     The districts in the file replace what the gazetteer held for them; a running directory publishes
     ``directory.changed`` from its outbox."""
-    from services.directory.gazetteer import GazetteerFormatError, import_onspd, load_reference_if_empty
+    from services.directory.gazetteer import GazetteerFormatError, import_onspd
     from services.directory.settings import DirectorySettings
     from services.directory.store import TABLES
     from shared.db import Database
@@ -191,7 +191,6 @@ def gazetteer_import(
         db = Database(settings.resolved_database_url(), TABLES)
         try:
             await db.create_all()
-            await load_reference_if_empty(db)
             summary = await import_onspd(db, file)
         finally:
             await db.dispose()

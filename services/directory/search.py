@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.directory.domain import ResolvedArea, coverage_reason
 from services.directory.store import Organisation, Service
+from shared.geography import canonical_code
 from shared.reference import NATIONAL
 
 
@@ -158,7 +159,7 @@ class SearchIndex:
                 if code == NATIONAL:
                     national.append(i)
                 else:
-                    by_code.setdefault(code, []).append(i)
+                    by_code.setdefault(canonical_code(code), []).append(i)
         self.entries, self.by_code, self.national, self.version = list(entries), by_code, national, version
 
     def matching(self, area: ResolvedArea, filters: SearchFilters) -> list[tuple[Entry, str | None]]:

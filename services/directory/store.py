@@ -130,4 +130,17 @@ class LocalAuthority(SQLModel, table=True):
     icb_code: str | None = Field(default=None, max_length=9)
 
 
-TABLES = [Organisation, Service, DistrictArea, AreaCentroid, Postcode, LocalAuthority]
+class GazetteerImport(SQLModel, table=True):
+    """One ONSPD/NSPL import: which file, when, how much. Imported districts take precedence over the
+    shipped default; this table says which source is in force."""
+
+    __tablename__ = "gazetteer_import"
+
+    id: int | None = Field(default=None, primary_key=True)
+    file_name: str = Field(max_length=200)
+    imported_at: datetime = utc_field(default_factory=utcnow)
+    postcodes: int
+    districts: int
+
+
+TABLES = [Organisation, Service, DistrictArea, AreaCentroid, Postcode, LocalAuthority, GazetteerImport]

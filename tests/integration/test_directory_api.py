@@ -55,11 +55,21 @@ async def test_provider_authentication_is_for_services_only(directory):
     assert ok.json() == {"organisation_id": "aire-valley-da", "name": "Aire Valley Domestic Abuse Service (sample)"}
 
 
-async def test_snapshot_gives_the_router_every_service_and_district(directory):
+async def test_snapshot_gives_the_router_every_service_and_the_gazetteer_in_force(directory):
     assert (await directory.get("/internal/snapshot")).status_code == 401
     body = (await directory.get("/internal/snapshot", headers={"X-API-Key": SERVICE_TOKEN})).json()
     services = {s["id"]: s for s in body["services"]}
     assert services["kinara-outreach"]["by_and_for"] == ["black-minoritised"]
     assert services["national-da-helpline"]["coverage"] == ["national"]
-    ls7 = next(a for a in body["areas"] if a["district"] == "LS7")
-    assert ls7["lad_codes"] == ["E08000035"] and ls7["names"] == {"E08000035": "Leeds"}
+    assert (await directory.get("/internal/gazetteer")).status_code == 401
+    copy = (await directory.get("/internal/gazetteer", headers={"X-API-Key": SERVICE_TOKEN})).json()
+    assert copy["version"] == body["gazetteer_version"] and copy["source"] == "ons-derived-default"
+    assert copy["sectors"]["LS7 3"] == [[["E08000035", 1.0]], [["E54000054", 1.0]]]
+    assert len(copy["sectors"]) == 10_062 and len(copy["authorities"]) == 296
+
+
+async def test_the_directory_says_which_gazetteer_is_in_force_with_its_attribution(directory):
+    body = (await directory.get("/gazetteer")).json()
+    assert body["source"] == "ons-derived-default" and body["imports"] == [] and body["imported_districts"] == 0
+    assert body["attribution"][0].startswith("Source: Office for National Statistics")
+    assert any("Royal Mail" in line for line in body["attribution"])

@@ -10,9 +10,9 @@ from fhir.resources.healthcareservice import HealthcareService
 from pydantic import ValidationError
 
 from services.directory import fhir_view, hsds
+from services.directory.default_gazetteer import default_gazetteer
 from services.directory.domain import (
     AreaKind,
-    AreaPart,
     InvalidArea,
     OrganisationCreate,
     ResolvedArea,
@@ -23,6 +23,7 @@ from services.directory.gazetteer import DistrictTable, GazetteerFormatError, re
 from services.directory.sample import sample_directory
 from services.directory.search import SearchFilters, SearchIndex, entry_for
 from services.directory.store import Organisation, Service
+from shared.geography import locate
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -213,7 +214,14 @@ def build(**overrides: object) -> tuple[Service, Organisation]:
                                                    by_and_for=["deaf"] if overrides.get("id") == "deaf" else [])
 
 
-LEEDS = ResolvedArea("LS7", "LS7", (AreaPart("E08000035", "Leeds", "E08000035", "E54000054", 1.0),))
+def located(query: str) -> ResolvedArea:
+    """An area as the directory resolves it from the shipped default gazetteer."""
+    area = locate(default_gazetteer(), query)
+    names = {c: n for c in area.material if (n := default_gazetteer().name(c))}
+    return ResolvedArea(query, AreaKind.sector, area, (), names)
+
+
+LEEDS = located("LS7 3")
 
 
 @pytest.fixture
@@ -244,8 +252,22 @@ def test_search_by_area_lists_local_before_national_and_says_why(index):
     assert [s["id"] for s in results][-1] == "helpline" and "bradford" not in [s["id"] for s in results]
     reasons = {s["id"]: s["match_reason"] for s in results}
     assert reasons["idva"] == "serves Leeds (E08000035)"
-    assert reasons["icb-wide"] == "covers E54000054"
+    assert reasons["icb-wide"] == "serves NHS West Yorkshire Integrated Care Board (E54000054)"
     assert reasons["helpline"] == "national service"
+
+
+def test_a_service_keyed_on_a_july_2022_icb_code_matches_its_april_2024_successor():
+    surrey = ServiceCreate.model_validate(service(id="surrey-2022", coverage=["E54000052"], coverage_level="regional"))
+    sussex = ServiceCreate.model_validate(service(id="sussex-2022", coverage=["E54000053"], coverage_level="regional"))
+    idx = SearchIndex()
+    idx.rebuild([entry_for(Service(**s.columns()), Organisation(id="org", name="Org (sample)"))
+                 for s in (surrey, sussex)], version=None)
+    guildford = located("GU1 1")
+    assert guildford.area.icbs[0].code == "E54000063"
+    [(found, reason)] = [(s["id"], s["match_reason"]) for s in idx.search(guildford, SearchFilters())]
+    assert found == "surrey-2022"
+    assert reason == "serves NHS Surrey Heartlands Integrated Care Board (E54000063, formerly E54000052)"
+    assert [s["id"] for s in idx.search(located("BN1 1"), SearchFilters())] == ["sussex-2022"]
 
 
 def test_search_filters(index):
