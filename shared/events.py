@@ -233,6 +233,8 @@ class CaseRouted(Event):
     summary: CaseSummary
     consent: ConsentState
     offer_to: tuple[RoutedService, ...]
+    # What the referrer's Task says beside the offer, e.g. why only a national helpline was offered.
+    referrer_note: str | None = None
 
 
 class OfferEvent(Event):

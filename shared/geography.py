@@ -132,11 +132,14 @@ def area_from_shares(
         material.append(district)
     main: list[str] = []
     if largest_lad:
-        main.extend((largest_lad, gazetteer.authorities.get(largest_lad, (largest_lad, "", ""))[0]))
+        utla, region, _ = gazetteer.authorities.get(largest_lad, (largest_lad, "", ""))
+        main.extend((largest_lad, utla, region))
     if largest_icb:
         main.append(largest_icb)
     if district:
         main.append(district)
+    if country:
+        main.append(country)
     return CaseArea(
         status=status, sector=sector, district=district, precision=precision,  # type: ignore[arg-type]
         lads=lad_shares, upper_tiers=utla_shares, icbs=icb_shares,

@@ -44,13 +44,13 @@ from shared.events import (
     RiskBand,
 )
 from tests.harness import SERVICE_TOKEN, eventually, running
-from tests.unit.router_directory import snapshot
+from tests.unit.router_directory import GAZETTEER, snapshot
 
 OPS_KEY = "pw_ops_test_key"
 
 
 class StubDirectory:
-    """Serves ``GET /internal/snapshot`` on a real port; can be stopped, restarted and changed."""
+    """Serves ``GET /internal/snapshot`` (and the gazetteer) on a real port; can be stopped, restarted and changed."""
 
     def __init__(self, snap: DirectorySnapshot) -> None:
         self.snapshot = snap
@@ -66,6 +66,12 @@ class StubDirectory:
                 raise HTTPException(403)
             self.reads += 1
             return Response(self.snapshot.model_dump_json(), media_type="application/json")
+
+        @app.get("/internal/gazetteer")
+        async def read_gazetteer(authorization: str = Header("")) -> Response:
+            if authorization != f"Bearer {SERVICE_TOKEN}":
+                raise HTTPException(403)
+            return Response(GAZETTEER.model_dump_json(), media_type="application/json")
 
         self.app = app
 

@@ -33,7 +33,8 @@ def test_a_postcode_resolves_to_its_sector_authority_icb_and_region(gazetteer, p
     assert area.upper_tiers[0].code == lad  # unitary / metropolitan / London borough: its own upper tier
     assert area.icbs[0].code == icb and gazetteer.name(icb) == icb_name
     assert gazetteer.name(area.region or "") == region
-    assert area.main == (lad, icb, postcode.split()[0])  # the main authority's codes: its services rank first
+    # The main authority's codes: its services rank first.
+    assert area.main == (lad, area.region, icb, postcode.split()[0], "E92000001")
 
 
 def test_a_two_tier_district_has_its_county_as_upper_tier(gazetteer):
