@@ -187,16 +187,16 @@ def locate(gazetteer: Gazetteer, value: str | None) -> CaseArea:
 def describe(gazetteer: Gazetteer, area: CaseArea) -> str:
     """Why an area is outside what Pathways routes locally, in words for the referrer's Task and for ops."""
     where = area.sector or area.district or "no postcode"
+    what = f"postcode {'sector' if area.sector else 'district'} {where}"
     if area.status is AreaStatus.missing:
         return "no postcode: no area can be derived"
     if area.status in (AreaStatus.wales, AreaStatus.scotland, AreaStatus.northern_ireland):
-        return (f"postcode sector {where} is in {COUNTRY_NAMES[area.country or '']}: Pathways' local services "
-                "are in England")
+        return f"{what} is in {COUNTRY_NAMES[area.country or '']}: Pathways' local services are in England"
     if area.status is AreaStatus.crown_dependency:
         place = CROWN_DEPENDENCIES[_postcode_area(area.district or "")]
-        return f"postcode {where} is in {place}, a Crown dependency outside Pathways' area"
+        return f"{what} is in {place}, a Crown dependency outside Pathways' area"
     if area.status is AreaStatus.non_geographic:
         return f"{NON_GEOGRAPHIC_AREAS[_postcode_area(area.district or '')]} ({where}) has no area to route by"
     if area.status is AreaStatus.unknown:
-        return f"postcode {'sector' if area.sector else 'district'} {where} is not in the gazetteer"
-    return f"postcode sector {where}"
+        return f"{what} is not in the gazetteer"
+    return what
