@@ -44,6 +44,7 @@ COVERAGE_ENTITIES = {
     "S92": "country",
     "N92": "country",
 }
+NATION_PREFIXES = frozenset({"W92", "S92", "N92"})
 SECTOR_RE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9])$")
 FULL_RE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9])([A-Z]{2})$")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,79}$")
@@ -190,10 +191,14 @@ class ServiceIn(BaseModel):
         national = NATIONAL in self.coverage
         if national and len(self.coverage) > 1:
             raise ValueError("a national service covers 'national' only")
-        if national != (self.coverage_level is CoverageLevel.national):
-            raise ValueError("coverage 'national' and coverage_level 'national' go together")
-        if self.service_type is ServiceType.national_helpline and not national:
-            raise ValueError("a national helpline covers 'national'")
+        # 'national' is England (where Pathways routes); a helpline for Wales, Scotland or Northern Ireland
+        # covers that nation's ONS country code, so a survivor there is offered the helpline that serves them.
+        nation = len(self.coverage) == 1 and self.coverage[0][:3] in NATION_PREFIXES
+        if (national or nation) != (self.coverage_level is CoverageLevel.national):
+            raise ValueError("coverage 'national' (or one nation's country code) and coverage_level 'national' "
+                             "go together")
+        if self.service_type is ServiceType.national_helpline and not (national or nation):
+            raise ValueError("a national helpline covers 'national' or one nation's country code")
         if self.service_type is ServiceType.marac and national:
             raise ValueError("a MARAC serves one local area, never 'national'")
         if self.service_type is ServiceType.perpetrator_programme and self.accepting:

@@ -144,7 +144,7 @@ class DirectoryIndex:
         for service in sorted(snapshot.services, key=lambda s: s.id):
             if service.service_type in NOT_FOR_SURVIVORS:
                 continue
-            if NATIONAL in service.coverage or service.coverage_level == CoverageLevel.national:
+            if NATIONAL in service.coverage:
                 national.append(service)
             for code in service.coverage:
                 if code != NATIONAL:

@@ -56,7 +56,9 @@ def test_a_valid_service_is_normalised():
         ({"coverage": ["E05001234"]}, "cannot cover"),  # a ward: too small to be a service area
         ({"coverage": ["national", "E08000035"], "coverage_level": "national"}, "covers 'national' only"),
         ({"coverage": ["national"]}, "go together"),
-        ({"service_type": "national-helpline"}, "covers 'national'"),
+        ({"service_type": "national-helpline"}, "covers 'national' or one nation's country code"),
+        ({"service_type": "national-helpline", "coverage": ["W92000004", "S92000003"], "coverage_level": "national"},
+         "go together"),
         ({"service_type": "marac", "coverage": ["national"], "coverage_level": "national"}, "never 'national'"),
         ({"service_type": "perpetrator-programme"}, "never a referral target"),
         ({"min_age": 18, "max_age": 16}, "min_age is above max_age"),
@@ -108,12 +110,36 @@ def test_the_sample_directory_is_valid_and_names_national_helplines_without_cont
     helplines = {s.name: s for s in services if s.service_type == "national-helpline"}
     assert set(helplines) == {
         "National Domestic Abuse Helpline", "Galop", "Men's Advice Line", "Karma Nirvana",
-        "Rape Crisis 24/7 Support Line", "Hourglass", "SignHealth",
+        "Rape Crisis 24/7 Support Line", "Hourglass", "SignHealth", "Live Fear Free Helpline (Wales)",
+        "Scotland's Domestic Abuse and Forced Marriage Helpline", "Domestic and Sexual Abuse Helpline (Northern Ireland)",
     }
+    assert helplines["Live Fear Free Helpline (Wales)"].coverage == ["W92000004"]
     assert all(s.contact_phone is None and s.contact_email is None for s in helplines.values())
     assert all(o.contact_phone is None and o.contact_email is None for o, _ in organisations)
     local_names = [s.name for s in services if s.service_type != "national-helpline"]
     assert all("(sample)" in name for name in local_names)
+
+
+@pytest.mark.parametrize(("icb", "lads"), [
+    ("E54000054", {"E08000035", "E08000032"}),  # West Yorkshire: Leeds, Bradford
+    ("E54000029", {"E09000030", "E09000012"}),  # North East London: Tower Hamlets, Hackney
+    ("E54000036", {"E06000052", "E06000053"}),  # Cornwall and the Isles of Scilly
+])
+def test_the_sample_covers_three_icbs_with_each_kind_of_local_service(icb, lads):
+    _, services = sample_directory()
+    local = [s for s in services if icb in s.coverage or set(s.coverage) & lads]
+    kinds = {s.service_type for s in local}
+    assert {"idva", "health-idva", "marac", "community-outreach", "refuge"} <= kinds, icb
+    assert all("(sample)" in s.name for s in local)
+
+
+def test_the_sample_has_by_and_for_services_in_some_areas_and_deliberate_gaps_in_others():
+    _, services = sample_directory()
+    by_and_for_areas = {code for s in services if s.by_and_for and "national" not in s.coverage for code in s.coverage}
+    assert "E08000035" in by_and_for_areas and "E54000029" in by_and_for_areas  # Leeds, North East London
+    assert not by_and_for_areas & {"E06000052", "E06000053", "E54000036"}  # none in Cornwall
+    havering = [s for s in services if "E09000016" in s.coverage]
+    assert havering == []  # only ICB-wide services reach Havering
 
 
 # --- Areas ---------------------------------------------------------------------------------------
