@@ -181,7 +181,8 @@ def locate(gazetteer: Gazetteer, value: str | None) -> CaseArea:
     else:
         status, country = AreaStatus.unknown, None
     return CaseArea(status=status, sector=sector, district=district, country=country,
-                    material=(country,) if country else (), source=gazetteer.source)
+                    material=(country,) if country else (), main=(country,) if country else (),
+                    source=gazetteer.source)
 
 
 def describe(gazetteer: Gazetteer, area: CaseArea) -> str:

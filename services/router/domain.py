@@ -38,7 +38,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from shared.consent import consent_covers
-from shared.geography import MATERIAL_SHARE, Gazetteer, canonical_code, describe, locate
+from shared.geography import MATERIAL_SHARE, Gazetteer, canonical_code, describe, locate, split_area
 from shared.directory_contract import DirectorySnapshot, ServiceRecord
 from shared.events import (
     AreaStatus,
@@ -136,6 +136,21 @@ class DirectoryIndex:
     by_code: Mapping[str, tuple[ServiceRecord, ...]]
     national: tuple[ServiceRecord, ...]
     gazetteer: Gazetteer
+    # Located areas by sector or district (each at most once): a case builds nothing to find its area.
+    located: dict[str, RoutingArea] = field(default_factory=dict, compare=False)
+
+    def locate(self, query: str | None) -> RoutingArea:
+        """``shared.geography.locate``, remembered by sector or district (never by a full postcode)."""
+        sector, district = split_area(query or "")
+        key = sector or district
+        if key is None:
+            return RoutingArea.of(locate(self.gazetteer, query), self.gazetteer)
+        area = self.located.get(key)
+        if area is None:
+            if len(self.located) >= MAX_LOCATED:
+                self.located.clear()  # well-formed nonsense sent to /explain must not grow it without end
+            area = self.located[key] = RoutingArea.of(locate(self.gazetteer, key), self.gazetteer)
+        return area
 
     @classmethod
     def from_snapshot(cls, snapshot: DirectorySnapshot, gazetteer: Gazetteer | None = None) -> DirectoryIndex:
@@ -160,34 +175,46 @@ class DirectoryIndex:
 
 
 EMPTY_GAZETTEER = Gazetteer(source="none", version="none")
+MAX_LOCATED = 50_000
 
 
 @dataclass(frozen=True)
 class RoutingArea:
     """Where a case is: the located area, the codes to match coverage against (material candidates first),
-    the main authority's codes, and the words to explain it."""
+    the main authority's codes, each candidate's share, and the words to explain it."""
 
     area: CaseArea
     codes: tuple[str, ...]
     main: frozenset[str]
     names: Mapping[str, str]
     known: bool
+    shares: Mapping[str, float]
+    split: bool
 
     @property
     def district(self) -> str | None:
         return self.area.district
 
+    @classmethod
+    def of(cls, area: CaseArea, gazetteer: Gazetteer, extra: tuple[str, ...] = ()) -> RoutingArea:
+        codes = tuple(dict.fromkeys((*area.material, *extra)))
+        return cls(
+            area=area, codes=codes, main=frozenset(area.main) | frozenset(extra),
+            names={c: name for c in codes if (name := gazetteer.name(c))},
+            known=area.status is AreaStatus.england or bool(extra),
+            shares={s.code: s.share for s in (*area.lads, *area.upper_tiers, *area.icbs)},
+            split=len(area.lads) > 1 or len(area.icbs) > 1,
+        )
+
 
 def resolve_case_area(summary: CaseSummary, index: DirectoryIndex) -> RoutingArea:
     """Locate the case's sector (or, for an older event, its district) in the gazetteer copy; any codes
     the caller supplied are matched too. A full postcode (typed into /explain) is reduced to its sector."""
-    area = locate(index.gazetteer, summary.postcode_sector or summary.postcode_district)
+    located = index.locate(summary.postcode_sector or summary.postcode_district)
+    if not summary.area_codes:
+        return located
     extra = tuple(canonical_code(c.upper()) for c in summary.area_codes)
-    codes = tuple(dict.fromkeys((*area.material, *extra)))
-    names = {c: name for c in codes if (name := index.gazetteer.name(c))}
-    known = area.status is AreaStatus.england or bool(extra)
-    main = frozenset(area.main) | frozenset(extra)
-    return RoutingArea(area, codes, main, names, known=known)
+    return RoutingArea.of(located.area, index.gazetteer, extra)
 
 
 # ---- the decision -----------------------------------------------------------------------------------
@@ -270,8 +297,7 @@ def _candidates(area: RoutingArea, index: DirectoryIndex) -> list[_Candidate]:
     Where the sector spans several authorities, a service covering only a smaller (material) candidate is
     local too, ranked after the main authority's, and its reason gives the candidate's share."""
     found: dict[str, _Candidate] = {}
-    shares = {s.code: s.share for s in (*area.area.lads, *area.area.upper_tiers, *area.area.icbs)}
-    split = len(area.area.lads) > 1 or len(area.area.icbs) > 1
+    shares, split = area.shares, area.split
     where = area.area.sector or area.district
     for code in area.codes:
         for service in index.by_code.get(code, ()):
