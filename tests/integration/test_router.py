@@ -169,7 +169,11 @@ async def test_decline_and_expiry_move_along_the_ranking_then_ops_is_told(
         await notify.answer(case.case_id, "kinara-outreach", OfferDeclined, reason="no-capacity")
         await eventually(lambda: _async(notify.offers(case.case_id) == ["kinara-outreach", "leeds-outreach"]))
         reoffer = notify.routed[-1]
-        assert reoffer.decision_id != notify.routed[0].decision_id and reoffer.summary == case.summary
+        first = notify.routed[0]
+        assert reoffer.decision_id != first.decision_id and reoffer.summary == first.summary
+        # The routed case carries its resolved area beside what intake sent.
+        assert first.summary.area is not None and first.summary.area.lads[0].code == "E08000035"
+        assert first.summary.model_copy(update={"area": None}) == case.summary
         assert "next in the ranking: offer to kinara-outreach declined (no-capacity)" in reoffer.offer_to[0].reasons
 
         await notify.answer(case.case_id, "leeds-outreach", OfferExpired)
