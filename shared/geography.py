@@ -40,6 +40,7 @@ _OUTWARD = r"[A-Z]{1,2}[0-9][A-Z0-9]?"
 _FULL = re.compile(rf"^({_OUTWARD}) ?([0-9])[A-Z]{{2}}$")
 _SECTOR = re.compile(rf"^({_OUTWARD}) ([0-9])$")
 _DISTRICT = re.compile(rf"^({_OUTWARD})$")
+_LETTERS = re.compile(r"[A-Z]*")
 
 Shares = tuple[tuple[str, float], ...]
 
@@ -91,7 +92,9 @@ def split_area(value: str) -> tuple[str | None, str | None]:
 
 
 def _postcode_area(district: str) -> str:
-    return re.match(r"[A-Z]*", district).group()  # type: ignore[union-attr] - "*" always matches
+    """The letters of an outward code ("LS7" → "LS")."""
+    match = _LETTERS.match(district)
+    return match.group() if match else ""
 
 
 def _shares(pairs: Iterable[tuple[str, float]]) -> tuple[AreaShare, ...]:

@@ -16,6 +16,7 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared.geography import ICB_ALIASES  # noqa: E402 - recorded beside the data for provenance
@@ -34,7 +35,7 @@ def shares(parts: dict[str, int], total: int) -> list[list[object]]:
     return [[code, round(n / total, 4)] for code, n in sorted(parts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-def build(folder: Path) -> dict[str, object]:
+def build(folder: Path) -> dict[str, Any]:
     names = {r["code"]: r["name"] for r in rows(folder, "gss_names.csv") if r["type"] in ("LAD", "UTLA", "RGN", "ICB")}
     authorities = {}
     icb_nhs = {}
@@ -101,8 +102,8 @@ def main(source: str, out: str | None = None) -> None:
     raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
     with target.open("wb") as stream, gzip.GzipFile(fileobj=stream, mode="wb", mtime=0, filename="") as gz:
         gz.write(raw)
-    print(f"{target}: {len(data['sectors'])} sectors, {len(data['districts'])} districts, "  # type: ignore[arg-type]
-          f"{len(data['authorities'])} authorities; {len(raw):,} bytes, {target.stat().st_size:,} gzipped")
+    counts = ", ".join(f"{len(data[part])} {part}" for part in ("sectors", "districts", "authorities"))
+    print(f"{target}: {counts}; {len(raw):,} bytes, {target.stat().st_size:,} gzipped")
 
 
 if __name__ == "__main__":

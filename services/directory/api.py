@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.directory import fhir_view, gazetteer, hsds
+from services.directory.default_gazetteer import attribution, default_gazetteer
 from services.directory.domain import (
     InvalidArea,
     OrganisationCreate,
@@ -23,13 +24,12 @@ from services.directory.domain import (
     ServiceIn,
 )
 from services.directory.search import SearchFilters, SearchIndex
-from services.directory.default_gazetteer import attribution, default_gazetteer
 from services.directory.store import Organisation, OrganisationBase, Service, ServiceBase
 from shared.auth import OpsCaller, ServiceCaller, generate_api_key, hash_api_key
 from shared.directory_contract import DirectorySnapshot, ProviderDelivery, ServiceRecord
 from shared.events import AreaStatus, DirectoryChanged, RiskBand, utcnow
-from shared.geography import COUNTRY_NAMES, Gazetteer, describe
 from shared.fhir import FHIR_JSON
+from shared.geography import COUNTRY_NAMES, Gazetteer, describe
 from shared.outbox import enqueue
 from shared.problems import problem
 from shared.reference import AbuseType, Community, Gender, ServiceStatus, ServiceType

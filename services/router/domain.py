@@ -38,19 +38,19 @@ from enum import StrEnum
 from functools import lru_cache
 
 from shared.consent import consent_covers
-from shared.geography import MATERIAL_SHARE, Gazetteer, canonical_code, describe, locate, split_area
 from shared.directory_contract import DirectorySnapshot, ServiceRecord
 from shared.events import (
     AreaStatus,
     ByAndForPreference,
-    CaseArea,
     CareSetting,
+    CaseArea,
     CaseSummary,
     ConsentState,
     ConsentStatus,
     RiskBand,
     RoutedService,
 )
+from shared.geography import MATERIAL_SHARE, Gazetteer, canonical_code, describe, locate, split_area
 from shared.reference import (
     NATIONAL,
     AgeBand,

@@ -10,7 +10,15 @@ import pytest
 
 from services.directory.default_gazetteer import default_gazetteer
 from services.router.domain import DirectoryIndex, Lane, Outcome, resolve_case_area, route
-from shared.events import AreaStatus, CareSetting, CaseSummary, ConsentScope, ConsentState, ConsentStatus, RiskBand
+from shared.events import (
+    AreaStatus,
+    CareSetting,
+    CaseSummary,
+    ConsentScope,
+    ConsentState,
+    ConsentStatus,
+    RiskBand,
+)
 from tests.unit.router_directory import BRADFORD, LEEDS, SERVICES, WY_ICB, service, snapshot
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.domain import DirectoryIndex, Outcome, route
+from services.router.domain import Outcome, route
 from shared.consent import consent_covers
 from shared.events import (
     ByAndForPreference,
