@@ -74,6 +74,12 @@ Follow the referral's Task (id from the first answer):
 
   curl -s {system.url('intake')}/fhir/Task/TASK_ID -H 'Authorization: Bearer pw_sample_ehr_client'
 
+Any postcode in England resolves (the sample directory covers West Yorkshire, North East London, and
+Cornwall and the Isles of Scilly); which gazetteer is in force:
+
+  curl -s '{system.url('directory')}/areas/E1%206AN'
+  curl -s {system.url('directory')}/gazetteer
+
 Ops endpoints take the development ops key: {system.environment()['PATHWAYS_OPS_KEY']}
 
 Press Ctrl-C to stop.

@@ -121,13 +121,20 @@ class DistrictTable:
                 total[2] += 1
 
     def district_rows(self, names: dict[str, str]) -> list[dict[str, object]]:
+        """One row per (district, LAD): its share, upper tier, and the ICB most of its postcodes there are in
+        (an LAD split between ICBs, such as North Yorkshire, can be in two within one district; the
+        district's own ICB shares come from its postcodes, see ``gazetteer_in_force``)."""
         rows = []
         for district, parts in self.counts.items():
             total = sum(parts.values())
+            by_lad: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
             for (lad, utla, icb), n in parts.items():
+                by_lad[lad][(utla, icb)] = n
+            for lad, split in by_lad.items():
+                utla, icb = max(split, key=lambda key: (split[key], key))
                 rows.append(
                     {"district": district, "lad_code": lad, "lad_name": names.get(lad, lad), "utla_code": utla,
-                     "icb_code": icb, "share": round(n / total, 4)}
+                     "icb_code": icb, "share": round(sum(split.values()) / total, 4)}
                 )
         return rows
 
@@ -379,10 +386,20 @@ async def gazetteer_in_force(session: AsyncSession, version: str) -> Gazetteer:
     )).all():
         counts.setdefault(sector, {})[(lad, icb)] = n
     imported_sectors = {}
+    district_icbs: dict[str, dict[str, int]] = {}
     for sector, parts in counts.items():
         total = sum(parts.values())
         imported_sectors[sector] = (_pairs((lad, n / total) for (lad, _), n in parts.items()),
                                     _pairs((icb, n / total) for (_, icb), n in parts.items()))
+        per_district = district_icbs.setdefault(sector.split(" ")[0], {})
+        for (_, icb), n in parts.items():
+            per_district[icb] = per_district.get(icb, 0) + n
+    for district, icbs in district_icbs.items():
+        # The district's ICB shares from its own postcodes (its rows hold each LAD's main ICB only).
+        if district in imported_districts:
+            total = sum(icbs.values())
+            imported_districts[district] = (imported_districts[district][0],
+                                            _pairs((icb, n / total) for icb, n in icbs.items()))
     # An imported district replaces the default's sectors of that district too.
     sectors = {s: v for s, v in default.sectors.items() if s.split(" ")[0] not in imported_districts}
     return default.model_copy(update={

@@ -61,7 +61,7 @@ from shared.reference import (
     ServiceType,
 )
 
-RULE_VERSION = "2026.11-2"
+RULE_VERSION = "2026.11-3"  # 3: sector areas, material shares, main authority first, edge outcomes
 
 # Hospital settings, where a health IDVA (based in the hospital) is offered before a community IDVA.
 ACUTE_SETTINGS = frozenset({CareSetting.emergency_department, CareSetting.maternity})

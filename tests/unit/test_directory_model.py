@@ -231,6 +231,19 @@ def test_district_shares_count_live_postcodes_per_authority():
     assert centroids["ZZ1"] == (53.83, -1.53, 4) and centroids["ZZ1 2"] == (53.85, -1.55, 2)
 
 
+def test_a_district_where_one_authority_lies_in_two_icbs_keeps_one_row_per_authority():
+    """North Yorkshire is split between ICBs: one district can hold its postcodes in two of them."""
+    table = DistrictTable()
+    rows = [onspd_row("ZZ5 1AA", "E06000065", "E54000051", "54.0", "-1.5"),
+            onspd_row("ZZ5 1AB", "E06000065", "E54000051", "54.0", "-1.5"),
+            onspd_row("ZZ5 2AA", "E06000065", "E54000054", "54.0", "-2.0"),
+            onspd_row("ZZ5 2AB", "E08000035", "E54000054", "53.8", "-1.5")]
+    for row in read_onspd(io.StringIO("\n".join([ONSPD_HEADER, *rows]) + "\n")):
+        table.add(row)
+    district = sorted((r["lad_code"], r["icb_code"], r["share"]) for r in table.district_rows({}))
+    assert district == [("E06000065", "E54000051", 0.75), ("E08000035", "E54000054", 0.25)]
+
+
 # --- Search filters ------------------------------------------------------------------------------
 
 
@@ -280,6 +293,12 @@ def test_search_by_area_lists_local_before_national_and_says_why(index):
     assert reasons["idva"] == "serves Leeds (E08000035)"
     assert reasons["icb-wide"] == "serves NHS West Yorkshire Integrated Care Board (E54000054)"
     assert reasons["helpline"] == "national service"
+
+
+def test_search_in_a_sector_spanning_two_authorities_lists_the_main_authoritys_services_first(index):
+    # BD3 7: Bradford 87%, Leeds 13% (both material).
+    found = [s["id"] for s in index.search(located("BD3 7"), SearchFilters())]
+    assert found[0] == "bradford" and "idva" in found and found[-1] == "helpline"
 
 
 def test_a_service_keyed_on_a_july_2022_icb_code_matches_its_april_2024_successor():
