@@ -32,7 +32,7 @@ KEY_PREFIX = "pw_ehr"
 KIND = "ehr-client"
 
 # ODS organisation codes: 3 to 10 letters and digits (practices "A81001", trusts "RX1", sites "RX1AB").
-OdsCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{3,10}$", to_upper=True, strip_whitespace=True)]
+OdsCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{3,10}$", to_upper=True, strip_whitespace=True)]
 ClientId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,78}[a-z0-9]$")]
 
 
