@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import HTTPException, status
 from pydantic import AwareDatetime, BaseModel
@@ -86,6 +86,23 @@ class CredentialPublic(BaseModel):
     @classmethod
     def fields_of(cls, row: KeyCredential) -> dict[str, Any]:
         return {**row.model_dump(include=set(CredentialPublic.model_fields) - {"state"}), "state": row.state()}
+
+
+class ShownOnce(BaseModel):
+    """Added to an answer that issues or rotates a key: the only time the key is shown."""
+
+    api_key: str = PydanticField(description="Shown once: only its digest is stored")
+
+
+T = TypeVar("T", bound=KeyCredential)
+
+
+async def find(session: AsyncSession, table: type[T], key: Any, what: str) -> T:
+    """The credential with this primary key, or a 404 naming ``what`` was looked for."""
+    row = await session.get(table, key)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No {what}.")
+    return row
 
 
 class CredentialConflict(Exception):

@@ -22,7 +22,14 @@ from services.directory.domain import (
     ServiceIn,
 )
 from services.directory.search import SearchFilters, SearchIndex
-from services.directory.store import DistrictArea, Organisation, OrganisationBase, Service, ServiceBase
+from services.directory.store import (
+    DistrictArea,
+    Organisation,
+    OrganisationBase,
+    ProviderKey,
+    Service,
+    ServiceBase,
+)
 from shared.audit import record
 from shared.auth import Caller, OpsCaller, ServiceCaller
 from shared.directory_contract import AreaResolution, DirectorySnapshot, ProviderDelivery, ServiceRecord
@@ -216,6 +223,10 @@ async def delete_organisation(organisation_id: str, runtime: RuntimeDep, caller:
         if (await session.exec(select(Service.id).where(Service.organisation_id == organisation_id).limit(1))).first():
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 detail="The organisation still has services: remove or move them first.")
+        # Its keys go with it (they could reach nothing); their issue and revocation stay in the audit trail.
+        for key in (await session.exec(select(ProviderKey).where(ProviderKey.organisation_id == organisation_id))).all():
+            await session.delete(key)
+        await session.flush()
         await session.delete(organisation)
         _changed(session, caller, "organisation", organisation_id, "deleted")
     return Response(status_code=204)

@@ -25,8 +25,10 @@ from shared.credentials import (
     EndAction,
     ExpireRequest,
     RotateRequest,
+    ShownOnce,
     Validity,
     change,
+    find,
     issue,
     new_key,
 )
@@ -57,8 +59,8 @@ class ProviderKeyPublic(CredentialPublic):
         return cls(organisation_id=key.organisation_id, **cls.fields_of(key))
 
 
-class ProviderKeyIssued(ProviderKeyPublic):
-    api_key: str = Field(description="Shown once: only its digest is stored")
+class ProviderKeyIssued(ProviderKeyPublic, ShownOnce):
+    pass
 
 
 class OpsUserCreate(Validity):
@@ -74,8 +76,8 @@ class OpsUserPublic(CredentialPublic):
         return cls(id=user.id, **cls.fields_of(user))
 
 
-class OpsUserIssued(OpsUserPublic):
-    api_key: str = Field(description="Shown once: only its digest is stored")
+class OpsUserIssued(OpsUserPublic, ShownOnce):
+    pass
 
 
 class ProviderKeyQuery(BaseModel):
@@ -212,10 +214,7 @@ async def bootstrap_ops_user(db: Database, body: OpsUserCreate, *, api_key: str 
 
 
 async def _ops_user(session: AsyncSession, user_id: str) -> OpsUser:
-    user = await session.get(OpsUser, user_id)
-    if user is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No ops user '{user_id}'.")
-    return user
+    return await find(session, OpsUser, user_id, f"ops user '{user_id}'")
 
 
 @ops.post("/ops-users", response_model=OpsUserIssued, status_code=201,

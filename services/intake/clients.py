@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -16,11 +16,14 @@ from services.intake.store import ApiClient, ApiClientOds
 from shared.auth import Caller, OpsCaller, hash_api_key
 from shared.credentials import (
     CredentialPublic,
+    EndAction,
     NewKey,
+    ShownOnce,
     ExpireRequest,
     RotateRequest,
     Validity,
     change,
+    find,
     issue,
     new_key,
 )
@@ -51,8 +54,8 @@ class ClientPublic(CredentialPublic):
         return cls(id=client.id, ods_codes=client.ods_codes, **cls.fields_of(client))
 
 
-class ClientIssued(ClientPublic):
-    api_key: str = Field(description="Shown once: only its digest is stored")
+class ClientIssued(ClientPublic, ShownOnce):
+    pass
 
 
 async def register(session: AsyncSession, caller: Caller, body: ClientCreate, *, api_key: str | None = None,
@@ -71,10 +74,7 @@ async def register(session: AsyncSession, caller: Caller, body: ClientCreate, *,
 
 
 async def _client(session: AsyncSession, client_id: str) -> ApiClient:
-    client = await session.get(ApiClient, client_id)
-    if client is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No EHR client '{client_id}'.")
-    return client
+    return await find(session, ApiClient, client_id, f"EHR client '{client_id}'")
 
 
 @router.post("", response_model=ClientIssued, status_code=201,
@@ -107,22 +107,13 @@ async def rotate_client(client_id: str, runtime: RuntimeDep, caller: OpsCaller,
     return ClientIssued(api_key=key, **ClientPublic.of(client).model_dump())
 
 
-@router.post("/{client_id}/expire", response_model=ClientPublic,
-             summary="Bring the key's expiry forward (default: now)")
-async def expire_client(client_id: str, runtime: RuntimeDep, caller: OpsCaller,
-                        body: ExpireRequest | None = None) -> ClientPublic:
+@router.post("/{client_id}/{action}", response_model=ClientPublic,
+             summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`, for good: its referrals "
+                     "and Tasks stay); the key stops working at once")
+async def end_client(client_id: str, action: EndAction, runtime: RuntimeDep, caller: OpsCaller,
+                     body: ExpireRequest | None = None) -> ClientPublic:
     async with runtime.db.transaction() as session:
         client = await _client(session, client_id)
-        await change(session, caller, client, "expire", kind=KIND, subject=f"EHR client {client_id}",
+        await change(session, caller, client, action, kind=KIND, subject=f"EHR client {client_id}",
                      prefix=KEY_PREFIX, expiry=body)
-    return ClientPublic.of(client)
-
-
-@router.post("/{client_id}/revoke", response_model=ClientPublic,
-             summary="Revoke for good: the key stops working at once (its referrals and Tasks stay)")
-async def revoke_client(client_id: str, runtime: RuntimeDep, caller: OpsCaller) -> ClientPublic:
-    async with runtime.db.transaction() as session:
-        client = await _client(session, client_id)
-        await change(session, caller, client, "revoke", kind=KIND, subject=f"EHR client {client_id}",
-                     prefix=KEY_PREFIX)
     return ClientPublic.of(client)

@@ -23,7 +23,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         consumer.register(runtime)
 
         async def on_directory_changed(event: Event) -> None:
-            if isinstance(event, DirectoryChanged) and event.entity == "provider-key":
+            if isinstance(event, DirectoryChanged) and event.entity in ("provider-key", "organisation"):
                 app.state.provider_keys.clear()
 
         # Every replica holds its own cache, so every replica hears (the cache's expiry backs this up).
