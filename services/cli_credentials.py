@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import httpx
@@ -31,7 +31,7 @@ OpsKey = Annotated[str, typer.Option("--ops-key", envvar="PATHWAYS_OPS_KEY", sho
 IntakeUrl = Annotated[str, typer.Option("--intake-url", envvar="PATHWAYS_INTAKE_URL")]
 DirectoryUrl = Annotated[str, typer.Option("--directory-url", envvar="PATHWAYS_DIRECTORY_URL")]
 ValidDays = Annotated[int, typer.Option("--valid-days", min=1, help="Days until the key expires")]
-At = Annotated[datetime | None, typer.Option("--at", help="When it expires (default: now), e.g. 2026-12-01T00:00:00+00:00")]
+At = Annotated[str | None, typer.Option("--at", help="When it expires (default: now): ISO 8601, UTC unless a zone is given")]
 INTAKE = "http://127.0.0.1:8001"
 DIRECTORY = "http://127.0.0.1:8003"
 SHOWN_ONCE = "The api_key above is shown once: store it now (only its digest is kept)."
@@ -58,12 +58,14 @@ def call(method: str, url: str, ops_key: str, body: dict[str, Any] | None = None
     return answer
 
 
-def expiry(at: datetime | None) -> dict[str, Any] | None:
+def expiry(at: str | None) -> dict[str, Any] | None:
     if at is None:
         return None
-    if at.tzinfo is None:
-        raise typer.BadParameter("give a time zone, e.g. +00:00", param_hint="--at")
-    return {"at": at.isoformat()}
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        raise typer.BadParameter("an ISO 8601 time, e.g. 2026-12-01T09:00:00+00:00", param_hint="--at") from None
+    return {"at": (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()}
 
 
 # --- EHR clients (intake) ---------------------------------------------------------------------------

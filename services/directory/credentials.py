@@ -260,7 +260,11 @@ async def find_ops_user(session: AsyncSession, api_key: str) -> OpsUser | None:
 async def verify_ops(request: Request, key: str, session: AsyncSession) -> Caller | None:
     """The directory's own ``OpsVerifier``: a lookup in the request's session."""
     user = await find_ops_user(session, key)
-    return Caller(CallerKind.ops, user.id) if user else None
+    caller = Caller(CallerKind.ops, user.id) if user else None
+    # End the read so the connection goes back to the pool: handlers that write open their own
+    # transaction, and a request must not hold one connection while it waits for another.
+    await session.rollback()
+    return caller
 
 
 @internal.post(AUTHENTICATE_PATH, response_model=OpsIdentity,
