@@ -190,6 +190,10 @@ class RoutingArea:
     known: bool
     shares: Mapping[str, float]
     split: bool
+    # Why only national services can be matched (outside England, non-geographic, unknown), or None.
+    outside: str | None
+    # The decision's notes about the area (the same for every case in it, so written once).
+    notes: tuple[str, ...]
 
     @property
     def district(self) -> str | None:
@@ -198,12 +202,24 @@ class RoutingArea:
     @classmethod
     def of(cls, area: CaseArea, gazetteer: Gazetteer, extra: tuple[str, ...] = ()) -> RoutingArea:
         codes = tuple(dict.fromkeys((*area.material, *extra)))
+        names = {c: name for c in (*codes, *(s.code for s in area.lads)) if (name := gazetteer.name(c))}
+        known = area.status is AreaStatus.england or bool(extra)
+        outside = None if known else describe(gazetteer, area)
+        if outside is not None:
+            notes = [f"{outside}: only {'its country and ' if codes else ''}national services can be matched"]
+        else:
+            words = [f"{names[c]} ({c})" if c in names else c for c in codes]
+            notes = [f"area: {', '.join(words)}" + (f"; postcode sector {area.sector}" if area.sector else "")]
+            if len(area.lads) > 1:
+                spans = ", ".join(f"{names.get(s.code, s.code)} ({s.share:.0%})" for s in area.lads)
+                main = names.get(area.lads[0].code, area.lads[0].code)
+                notes.append(
+                    f"postcode sector {area.sector or area.district} spans {spans}: services covering any authority "
+                    f"holding at least {MATERIAL_SHARE:.0%} are local; {main}'s (the main authority) rank first")
         return cls(
-            area=area, codes=codes, main=frozenset(area.main) | frozenset(extra),
-            names={c: name for c in codes if (name := gazetteer.name(c))},
-            known=area.status is AreaStatus.england or bool(extra),
+            area=area, codes=codes, main=frozenset(area.main) | frozenset(extra), names=names, known=known,
             shares={s.code: s.share for s in (*area.lads, *area.upper_tiers, *area.icbs)},
-            split=len(area.lads) > 1 or len(area.icbs) > 1,
+            split=len(area.lads) > 1 or len(area.icbs) > 1, outside=outside, notes=tuple(notes),
         )
 
 
@@ -419,20 +435,8 @@ def route(
     granted = consent.status is ConsentStatus.granted and not expired
     consent_words = "expired" if consent.status is ConsentStatus.granted and expired else str(consent.status)
 
-    outside = None if area.known else describe(index.gazetteer, area.area)
-    if outside is not None:
-        decision.notes.append(f"{outside}: only {'its country and ' if area.codes else ''}national services "
-                              "can be matched")
-    else:
-        words = [f"{area.names[c]} ({c})" if c in area.names else c for c in area.codes]
-        at = f"; postcode sector {area.area.sector}" if area.area.sector else ""
-        decision.notes.append(f"area: {', '.join(words)}{at}")
-        if len(area.area.lads) > 1:
-            spans = ", ".join(f"{area.names.get(s.code, s.code)} ({s.share:.0%})" for s in area.area.lads)
-            main = area.names.get(area.area.lads[0].code, area.area.lads[0].code)
-            decision.notes.append(
-                f"postcode sector {area.area.sector or area.district} spans {spans}: services covering any authority "
-                f"holding at least {MATERIAL_SHARE:.0%} are local; {main}'s (the main authority) rank first")
+    outside = area.outside
+    decision.notes.extend(area.notes)
     if high:
         decision.notes.append(
             "high risk: an IDVA service and the area's MARAC, in parallel"
