@@ -15,15 +15,14 @@ from sqlalchemy import and_, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notify.domain import DeclineReason, Outcome, TaskView, safe_contact, task_for_outcome
-from services.notify.offers import announce_task
+from services.notify import offers
+from services.notify.domain import DeclineReason, Outcome, safe_contact
 from services.notify.settings import NotifySettings
 from services.notify.store import CaseConsent, Offer, OfferStatus
 from shared.audit import record
 from shared.auth import Caller, CallerKind, PresentedKey, hash_api_key
 from shared.consent import consent_covers
-from shared.events import ConsentState, ConsentStatus, OfferAccepted, OfferDeclined, utcnow
-from shared.outbox import enqueue
+from shared.events import ConsentState, ConsentStatus, utcnow
 from shared.search import InvalidSearch, last_updated_condition
 from shared.service import RuntimeDep, SessionDep
 
@@ -166,45 +165,25 @@ async def read_offer(offer_id: UUID, session: SessionDep, provider: ProviderDep)
     return OfferPublic.of(await own_offer(session, provider, offer_id))
 
 
-@router.post("/offers/{offer_id}/accept", response_model=OfferPublic, summary="Accept an offer")
+@router.post("/offers/{offer_id}/accept", response_model=OfferPublic, summary="Accept an offer",
+             description="Accepting again is harmless. An offer that was declined, expired or withdrawn cannot be "
+                         "accepted (409).")
 async def accept_offer(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
     async with runtime.db.transaction() as session:
         offer = await own_offer(session, provider, offer_id)
-        if offer.status == OfferStatus.accepted:
-            return OfferPublic.of(offer)  # accepting twice is harmless
-        if offer.status != OfferStatus.offered:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"The offer is {offer.status}; it cannot be accepted.")
-        now = utcnow()
-        offer.status = OfferStatus.accepted
-        offer.last_updated = now
-        session.add(offer)
-        enqueue(session, OfferAccepted(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
-                                       organisation_id=offer.organisation_id))
-        announce_task(session, offer.case_id, TaskView.accepted(offer.service_name), now=now)
-        record(session, provider, "accept-offer", case_id=offer.case_id, detail=f"offer {offer.id}")
+        await offers.accept_offer(session, offer, provider, now=utcnow())
     return OfferPublic.of(offer)
 
 
 @router.post("/offers/{offer_id}/decline", response_model=OfferPublic,
-             summary="Decline an offer with a coded reason; the case goes on to the next service")
+             summary="Decline an offer with a coded reason; the case goes on to the next service",
+             description="Declining again is harmless. An offer that was accepted, expired or withdrawn cannot be "
+                         "declined (409).")
 async def decline_offer(offer_id: UUID, body: DeclineRequest, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
     async with runtime.db.transaction() as session:
         offer = await own_offer(session, provider, offer_id)
-        if offer.status == OfferStatus.declined:
-            return OfferPublic.of(offer)  # declining twice is harmless
-        if offer.status != OfferStatus.offered:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"The offer is {offer.status}; it cannot be declined.")
-        now = utcnow()
-        offer.status = OfferStatus.declined
-        offer.status_reason = body.reason.value
-        offer.status_text = body.text.strip() if body.text else None
-        offer.last_updated = now
-        session.add(offer)
-        # The coded reason only: the provider's text stays here, for ops, and never travels on the bus.
-        enqueue(session, OfferDeclined(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
-                                       organisation_id=offer.organisation_id, reason=body.reason.value))
-        announce_task(session, offer.case_id, TaskView.declined(offer.service_name), now=now)
-        record(session, provider, "decline-offer", case_id=offer.case_id, detail=f"offer {offer.id}; {body.reason}")
+        await offers.decline_offer(session, offer, provider, reason=body.reason,
+                                   text=body.text.strip() if body.text else None, now=utcnow())
     return OfferPublic.of(offer)
 
 
@@ -271,21 +250,12 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
 
 
 @router.post("/offers/{offer_id}/outcomes", response_model=OfferPublic,
-             summary="Report what happened after accepting; the referrer's Task shows it")
+             summary="Report what happened after accepting; the referrer's Task shows it",
+             description="Outcomes only move forwards (unable to contact → contact made → survivor engaged or "
+                         "declined support → closed; steps may be skipped) and `closed` is final: a step back is "
+                         "a 409. Reporting the current outcome again changes nothing.")
 async def report_outcome(offer_id: UUID, body: OutcomeRequest, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
     async with runtime.db.transaction() as session:
         offer = await own_offer(session, provider, offer_id)
-        if offer.status != OfferStatus.accepted:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"The offer is {offer.status}: only an accepted offer has outcomes.")
-        now = utcnow()
-        if body.outcome.value not in offer.outcomes:
-            offer.outcomes = [*offer.outcomes, body.outcome.value]
-        offer.last_updated = now
-        session.add(offer)
-        # Task.output lists every outcome any provider reported on the case.
-        case_offers = (await session.exec(select(Offer).where(Offer.case_id == offer.case_id))).all()
-        outputs = tuple(dict.fromkeys(o for each in case_offers for o in each.outcomes))
-        announce_task(session, offer.case_id, task_for_outcome(body.outcome, offer.service_name), now=now,
-                      outputs=outputs)
-        record(session, provider, "report-outcome", case_id=offer.case_id, detail=f"offer {offer.id}; {body.outcome}")
+        await offers.report_outcome(session, offer, provider, outcome=body.outcome, now=utcnow())
     return OfferPublic.of(offer)

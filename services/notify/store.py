@@ -11,17 +11,10 @@ from uuid import UUID, uuid4
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from services.notify.domain import OfferStatus
 from shared.audit import AuditRecord
 from shared.db import utc_field
 from shared.events import utcnow
-
-
-class OfferStatus(StrEnum):
-    offered = "offered"
-    accepted = "accepted"
-    declined = "declined"
-    expired = "expired"
-    withdrawn = "withdrawn"
 
 
 OPEN_OFFER_STATUSES = (OfferStatus.offered, OfferStatus.accepted)
@@ -77,6 +70,8 @@ class Offer(SQLModel, table=True):
     # Set when a provider that holds the handoff must stop (consent withdrawn, referral cancelled).
     stop_contact_reason: str | None = Field(default=None, max_length=60)
     outcomes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The latest outcome (services.notify.domain.OUTCOME_STATES); ``outcomes`` keeps the history.
+    outcome: str | None = Field(default=None, max_length=40)
     assigned_by: str | None = Field(default=None, max_length=100)
 
 
