@@ -4,22 +4,25 @@ and the internal endpoints the router and notify call. Thin: rules live in ``dom
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.directory import fhir_view, gazetteer, hsds
 from services.directory.domain import (
+    MAX_OPEN_OFFERS,
     InvalidArea,
     OrganisationCreate,
     OrganisationIn,
     ResolvedArea,
     ServiceCreate,
     ServiceIn,
+    WaitBand,
 )
 from services.directory.search import SearchFilters, SearchIndex
 from services.directory.store import DistrictArea, Organisation, OrganisationBase, Service, ServiceBase
@@ -32,6 +35,7 @@ from shared.problems import problem
 from shared.reference import AbuseType, Community, Gender, ServiceStatus, ServiceType
 from shared.service import RuntimeDep, SessionDep
 
+T = TypeVar("T")
 router = APIRouter(tags=["directory"])
 ops = APIRouter(tags=["ops"])
 internal = APIRouter(tags=["internal"])
@@ -91,8 +95,8 @@ class CapacityUpdate(BaseModel):
 
     accepting: bool | None = None
     status: ServiceStatus | None = None
-    max_open_offers: int | None = None
-    wait_band: str | None = None
+    max_open_offers: int | None = Field(default=None, ge=0, le=MAX_OPEN_OFFERS)
+    wait_band: WaitBand | None = None
 
 
 class HsdsImportResult(BaseModel):
@@ -207,7 +211,7 @@ async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep, _op
         organisation = Organisation(**body.columns())
         session.add(organisation)
         _changed(session, "organisation", body.id, "created")
-    return OrganisationPublic.of(organisation)
+        return _readable(lambda: OrganisationPublic.of(organisation))
 
 
 @ops.put("/organisations/{organisation_id}", response_model=OrganisationPublic, summary="Replace an organisation")
@@ -218,7 +222,7 @@ async def replace_organisation(
         organisation = await _organisation(session, organisation_id)
         _assign(session, organisation, body.columns())
         _changed(session, "organisation", organisation_id, "updated")
-    return OrganisationPublic.of(organisation)
+        return _readable(lambda: OrganisationPublic.of(organisation))
 
 
 @ops.delete("/organisations/{organisation_id}", status_code=204, summary="Remove an organisation")
@@ -260,8 +264,8 @@ async def create_service(body: ServiceCreate, runtime: RuntimeDep, _ops: OpsCall
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Service '{body.id}' already exists.")
         session.add(Service(**body.columns()))
         _changed(session, "service", body.id, "created")
-    async with runtime.db.session() as session:
-        return _public(*await _service_view(session, body.id))
+        view = await _service_view(session, body.id)
+        return _readable(lambda: _public(*view))
 
 
 @ops.put("/services/{service_id}", response_model=ServicePublic, summary="Replace a service")
@@ -273,8 +277,8 @@ async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep,
         await _check_organisation(session, body.organisation_id)
         _assign(session, service, body.columns())
         _changed(session, "service", service_id, "updated")
-    async with runtime.db.session() as session:
-        return _public(*await _service_view(session, service_id))
+        view = await _service_view(session, service_id)
+        return _readable(lambda: _public(*view))
 
 
 @ops.patch("/services/{service_id}/capacity", response_model=ServicePublic,
@@ -293,8 +297,17 @@ async def update_capacity(
             raise _unprocessable(exc) from exc
         _assign(session, service, checked.columns())
         _changed(session, "service", service_id, "updated")
-    async with runtime.db.session() as session:
-        return _public(*await _service_view(session, service_id))
+        view = await _service_view(session, service_id)
+        return _readable(lambda: _public(*view))
+
+
+def _readable(build: Callable[[], T]) -> T:
+    """The public view of a change, built before its transaction commits: what could not be read back
+    (a value the public model refuses) is refused with 422 and never stored."""
+    try:
+        return build()
+    except ValidationError as exc:
+        raise _unprocessable(exc) from exc
 
 
 def _unprocessable(exc: ValidationError) -> HTTPException:

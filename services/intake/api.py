@@ -28,6 +28,8 @@ from shared.service import RuntimeDep, SessionDep
 router = APIRouter()
 ACCEPTED_CONTENT_TYPES = ("application/fhir+json", "application/json")
 MAX_REQUEST_ID = 200
+# Every integer a caller sends is bounded: far beyond any real page, well inside a database integer.
+MAX_OFFSET = 1_000_000
 FHIR_BODY = {
     "required": True,
     "content": {FHIR_JSON: {"schema": {"type": "object", "description": "A FHIR R4 resource (see the profile)."}}},
@@ -173,7 +175,7 @@ async def search_tasks(
     ] = None,
     last_updated: Annotated[list[str] | None, Query(alias="_lastUpdated")] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(alias="_offset", ge=0)] = 0,
+    offset: Annotated[int, Query(alias="_offset", ge=0, le=MAX_OFFSET)] = 0,
 ) -> JSONResponse:
     # Oldest change first, so a poller can walk forward with _lastUpdated=gt<last seen>.
     statement = select(Referral).where(Referral.client_id == client.id)

@@ -132,7 +132,8 @@ async def list_offers(
     runtime: RuntimeDep,
     offer_status: Annotated[OfferStatus | None, Query(alias="status")] = None,
     last_updated: Annotated[str | None, Query(alias="_lastUpdated")] = None,
-    count: Annotated[int | None, Query(alias="_count", ge=1)] = None,
+    count: Annotated[int | None, Query(alias="_count", ge=1, le=1000,
+                                       description="Page size; at most the configured maximum is returned")] = None,
     cursor: Annotated[str | None, Query()] = None,
 ) -> list[OfferPublic]:
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]

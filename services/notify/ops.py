@@ -4,6 +4,7 @@ and disabled webhook endpoints. Every action, reads included, is audited."""
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import quote
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -27,6 +28,7 @@ from services.notify.store import (
 )
 from shared.audit import AuditRecord, record
 from shared.auth import OpsCaller
+from shared.directory_contract import DirectoryId
 from shared.events import CaseSummary, RoutedService, utcnow
 from shared.service import RuntimeDep
 
@@ -75,7 +77,7 @@ class EscalationDetail(BaseModel):
 
 
 class AssignRequest(BaseModel):
-    service_id: str = Field(max_length=80)
+    service_id: DirectoryId
 
 
 class NoteRequest(BaseModel):
@@ -141,7 +143,8 @@ async def read_escalation(escalation_id: UUID, runtime: RuntimeDep, caller: OpsC
 async def assign_service(escalation_id: UUID, body: AssignRequest, runtime: RuntimeDep,
                          caller: OpsCaller) -> OfferForOps:
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
-    response = await runtime.http.get(f"{settings.directory_url}/services/{body.service_id}")
+    # Validated as a directory id, and escaped all the same: an id is a path segment, never a path.
+    response = await runtime.http.get(f"{settings.directory_url}/services/{quote(body.service_id, safe='')}")
     if response.status_code == 404:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"The directory has no service '{body.service_id}'.")
     if response.status_code != 200:

@@ -1,0 +1,85 @@
+"""What the fuzzer found, each pinned: input limits as strict as storage, bounded integers, ids that
+cannot inject a path, and OPTIONS answering with the methods a path has."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from services.directory.app import create_app as create_directory
+from services.directory.settings import DirectorySettings
+from services.launcher import NatsServer
+from services.notify.app import create_app as create_notify
+from services.notify.settings import NotifySettings
+from shared.auth import hash_api_key
+from tests.harness import SERVICE_TOKEN, running
+from tests.integration.conftest import EHR
+from tests.servers import StubDirectory, serving
+
+OPS_KEY = "pw_ops_test_key"
+OPS = {"Authorization": f"Bearer {OPS_KEY}"}
+ORGANISATION = {"id": "fenside-da", "name": "Fenside Domestic Abuse Service (sample)", "website": "https://fenside.example"}
+
+
+@pytest.fixture
+async def directory(nats_server: NatsServer, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_directory(DirectorySettings(nats_url=nats_server.url, database_url=database_url,
+                                             service_token=SERVICE_TOKEN, ops_key_hashes=f"ops-test:{hash_api_key(OPS_KEY)}"))
+    async with running(app) as client:
+        yield client
+
+
+@pytest.mark.parametrize("change", [
+    {"website": "https://fenside.example/" + "a" * 600},
+    {"webhook_url": "https://fenside.example/" + "h" * 600, "delivery": "webhook",
+     "signing_secrets": ["whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]},
+    {"charity_number": "SC12345678-1234567890123"},
+    {"by_and_for_other": ["a community named at length " * 3]},
+])
+async def test_an_organisation_that_could_not_be_read_back_is_refused_and_nothing_changes(directory, change):
+    created = await directory.post("/organisations", json=ORGANISATION, headers=OPS)
+    assert created.status_code == 201, created.text
+    body = {k: v for k, v in ORGANISATION.items() if k != "id"} | change
+    refused = await directory.put(f"/organisations/{ORGANISATION['id']}", json=body, headers=OPS)
+    assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json", refused.text
+    # Everyone can still read the directory, and it holds what it held.
+    one = await directory.get(f"/organisations/{ORGANISATION['id']}")
+    assert one.status_code == 200 and one.json()["website"] == "https://fenside.example/"
+    assert (await directory.get("/organisations")).status_code == 200
+
+
+async def test_an_offset_too_large_for_the_database_is_an_operation_outcome(intake):
+    response = await intake.get("/fhir/Task", params={"_offset": "99999999999999999999"}, headers=EHR)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/fhir+json"
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert "_offset" in response.json()["issue"][0]["diagnostics"]
+
+
+@pytest.fixture
+async def notify(nats_server: NatsServer, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    stub = StubDirectory(SERVICE_TOKEN)
+    async with serving(stub.app()) as directory_server:
+        app = create_notify(NotifySettings(nats_url=nats_server.url, database_url=database_url,
+                                           service_token=SERVICE_TOKEN, directory_url=directory_server.url,
+                                           ops_key_hashes=f"ops-alex:{hash_api_key(OPS_KEY)}"))
+        async with running(app) as client:
+            yield client
+
+
+@pytest.mark.parametrize("service_id", ["svc\x01../../internal/snapshot", "svc/../organisations", "", "a" * 81])
+async def test_assigning_a_malformed_service_id_is_a_clear_422(notify, service_id):
+    response = await notify.post(f"/ops/escalations/{uuid4()}/assign", json={"service_id": service_id}, headers=OPS)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["loc"] == ["body", "service_id"]
+
+
+async def test_options_names_the_allowed_methods(notify):
+    response = await notify.options(f"/offers/{uuid4()}/accept")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.headers["content-type"] == "application/problem+json"
