@@ -30,6 +30,7 @@ from shared.auth import OpsCaller, ServiceCaller, generate_api_key, hash_api_key
 from shared.directory_contract import AreaResolution, DirectorySnapshot, ProviderDelivery, ServiceRecord
 from shared.events import DirectoryChanged, RiskBand, utcnow
 from shared.fhir import FHIR_JSON
+from shared.openapi import FhirResponse, errors, fhir_resource
 from shared.outbox import enqueue
 from shared.problems import problem
 from shared.reference import AbuseType, Community, Gender, ServiceStatus, ServiceType
@@ -118,7 +119,8 @@ async def resolve_area(session: AsyncSession, area: str) -> ResolvedArea:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
 
-@router.get("/areas/{area}", response_model=AreaOut, summary="Resolve a postcode, sector, district or code")
+@router.get("/areas/{area}", response_model=AreaOut, summary="Resolve a postcode, sector, district or code",
+            responses=errors(400, 404))
 async def get_area(area: str, session: SessionDep) -> AreaOut:
     resolved = await resolve_area(session, area)
     return AreaOut(
@@ -131,7 +133,7 @@ async def get_area(area: str, session: SessionDep) -> AreaOut:
 
 
 @router.get("/services", response_model=list[ServicePublic], summary="Services that cover an area",
-            response_class=JSONResponse)
+            response_class=JSONResponse, responses=errors(400, 404))
 async def search_services(
     request: Request,
     session: SessionDep,
@@ -174,7 +176,7 @@ def _public(service: Service, organisation: Organisation) -> ServicePublic:
                          organisation_by_and_for=organisation.by_and_for)
 
 
-@router.get("/services/{service_id}", response_model=ServicePublic)
+@router.get("/services/{service_id}", response_model=ServicePublic, responses=errors(404))
 async def get_service(service_id: str, session: SessionDep) -> ServicePublic:
     return _public(*await _service_view(session, service_id))
 
@@ -191,7 +193,7 @@ async def _organisation(session: AsyncSession, organisation_id: str) -> Organisa
     return organisation
 
 
-@router.get("/organisations/{organisation_id}", response_model=OrganisationPublic)
+@router.get("/organisations/{organisation_id}", response_model=OrganisationPublic, responses=errors(404))
 async def get_organisation(organisation_id: str, session: SessionDep) -> OrganisationPublic:
     return OrganisationPublic.of(await _organisation(session, organisation_id))
 
@@ -203,7 +205,8 @@ def _changed(session: AsyncSession, entity: str, entity_id: str, change: str) ->
     enqueue(session, DirectoryChanged(entity=entity, entity_id=entity_id, change=change))  # type: ignore[arg-type]
 
 
-@ops.post("/organisations", response_model=OrganisationPublic, status_code=201, summary="Add an organisation")
+@ops.post("/organisations", response_model=OrganisationPublic, status_code=201, summary="Add an organisation",
+          responses=errors(409, 422))
 async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep, _ops: OpsCaller) -> OrganisationPublic:
     async with runtime.db.transaction() as session:
         if await session.get(Organisation, body.id) is not None:
@@ -214,7 +217,8 @@ async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep, _op
         return _readable(lambda: OrganisationPublic.of(organisation))
 
 
-@ops.put("/organisations/{organisation_id}", response_model=OrganisationPublic, summary="Replace an organisation")
+@ops.put("/organisations/{organisation_id}", response_model=OrganisationPublic, summary="Replace an organisation",
+         responses=errors(404, 422))
 async def replace_organisation(
     organisation_id: str, body: OrganisationIn, runtime: RuntimeDep, _ops: OpsCaller
 ) -> OrganisationPublic:
@@ -225,7 +229,8 @@ async def replace_organisation(
         return _readable(lambda: OrganisationPublic.of(organisation))
 
 
-@ops.delete("/organisations/{organisation_id}", status_code=204, summary="Remove an organisation")
+@ops.delete("/organisations/{organisation_id}", status_code=204, summary="Remove an organisation",
+            responses=errors(404, 409))
 async def delete_organisation(organisation_id: str, runtime: RuntimeDep, _ops: OpsCaller) -> Response:
     async with runtime.db.transaction() as session:
         organisation = await _organisation(session, organisation_id)
@@ -238,7 +243,7 @@ async def delete_organisation(organisation_id: str, runtime: RuntimeDep, _ops: O
 
 
 @ops.post("/organisations/{organisation_id}/api-key", response_model=IssuedKey, status_code=201,
-          summary="Issue the provider's API key (replaces any previous key; shown once)")
+          summary="Issue the provider's API key (replaces any previous key; shown once)", responses=errors(404))
 async def issue_api_key(organisation_id: str, runtime: RuntimeDep, _ops: OpsCaller) -> IssuedKey:
     key = generate_api_key("pw")
     async with runtime.db.transaction() as session:
@@ -256,7 +261,8 @@ async def _check_organisation(session: AsyncSession, organisation_id: str) -> No
                             detail=f"No organisation with id '{organisation_id}' to own the service.")
 
 
-@ops.post("/services", response_model=ServicePublic, status_code=201, summary="Add a service")
+@ops.post("/services", response_model=ServicePublic, status_code=201, summary="Add a service",
+          responses=errors(409, 422))
 async def create_service(body: ServiceCreate, runtime: RuntimeDep, _ops: OpsCaller) -> ServicePublic:
     async with runtime.db.transaction() as session:
         await _check_organisation(session, body.organisation_id)
@@ -268,7 +274,8 @@ async def create_service(body: ServiceCreate, runtime: RuntimeDep, _ops: OpsCall
         return _readable(lambda: _public(*view))
 
 
-@ops.put("/services/{service_id}", response_model=ServicePublic, summary="Replace a service")
+@ops.put("/services/{service_id}", response_model=ServicePublic, summary="Replace a service",
+         responses=errors(404, 422))
 async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep, _ops: OpsCaller) -> ServicePublic:
     async with runtime.db.transaction() as session:
         service = await session.get(Service, service_id)
@@ -282,7 +289,7 @@ async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep,
 
 
 @ops.patch("/services/{service_id}/capacity", response_model=ServicePublic,
-           summary="Pause or resume referrals, change status or capacity")
+           summary="Pause or resume referrals, change status or capacity", responses=errors(404, 422))
 async def update_capacity(
     service_id: str, body: CapacityUpdate, runtime: RuntimeDep, _ops: OpsCaller
 ) -> ServicePublic:
@@ -315,7 +322,7 @@ def _unprocessable(exc: ValidationError) -> HTTPException:
     return HTTPException(422, detail=errors)
 
 
-@ops.delete("/services/{service_id}", status_code=204, summary="Remove a service")
+@ops.delete("/services/{service_id}", status_code=204, summary="Remove a service", responses=errors(404))
 async def delete_service(service_id: str, runtime: RuntimeDep, _ops: OpsCaller) -> Response:
     async with runtime.db.transaction() as session:
         service = await session.get(Service, service_id)
@@ -336,7 +343,8 @@ async def export_hsds(session: SessionDep) -> dict[str, Any]:
     return hsds.export_document(organisations, services)
 
 
-@ops.post("/hsds", response_model=HsdsImportResult, summary="Import (create or replace) from HSDS JSON")
+@ops.post("/hsds", response_model=HsdsImportResult, summary="Import (create or replace) from HSDS JSON",
+          responses=errors(422))
 async def import_hsds(
     document: Annotated[dict[str, Any], Body()], runtime: RuntimeDep, caller: OpsCaller
 ) -> HsdsImportResult | JSONResponse:
@@ -376,7 +384,9 @@ def _assign(session: AsyncSession, row: Organisation | Service, columns: dict[st
     session.add(row)
 
 
-@router.get("/fhir/HealthcareService", summary="Services as a FHIR searchset of HealthcareService")
+@router.get("/fhir/HealthcareService", summary="Services as a FHIR searchset of HealthcareService",
+            response_class=FhirResponse, responses={**fhir_resource("Bundle", description="A searchset Bundle"),
+                                                    **errors(400, 404)})
 async def fhir_services(
     request: Request,
     session: SessionDep,
@@ -393,7 +403,8 @@ async def fhir_services(
     return JSONResponse(fhir_view.bundle(resources), media_type=FHIR_JSON)
 
 
-@router.get("/fhir/HealthcareService/{service_id}", summary="One service as a FHIR HealthcareService")
+@router.get("/fhir/HealthcareService/{service_id}", summary="One service as a FHIR HealthcareService",
+            response_class=FhirResponse, responses={**fhir_resource("HealthcareService"), **errors(404)})
 async def fhir_service(service_id: str, session: SessionDep) -> JSONResponse:
     return JSONResponse(fhir_view.healthcare_service(*await _service_view(session, service_id)), media_type=FHIR_JSON)
 
@@ -402,7 +413,7 @@ async def fhir_service(service_id: str, session: SessionDep) -> JSONResponse:
 
 
 @internal.post("/internal/providers/authenticate", response_model=ProviderIdentity,
-               summary="Which provider holds this API key (for notify)")
+               summary="Which provider holds this API key (for notify)", responses=errors(404))
 async def authenticate_provider(body: ProviderKey, session: SessionDep, _caller: ServiceCaller) -> ProviderIdentity:
     organisation = (
         await session.exec(select(Organisation).where(Organisation.api_key_hash == hash_api_key(body.api_key)))
@@ -413,7 +424,7 @@ async def authenticate_provider(body: ProviderKey, session: SessionDep, _caller:
 
 
 @internal.get("/internal/organisations/{organisation_id}/delivery", response_model=ProviderDelivery,
-              summary="How notify reaches a provider: channel, webhook URL, signing secrets")
+              summary="How notify reaches a provider: channel, webhook URL, signing secrets", responses=errors(404))
 async def provider_delivery(organisation_id: str, session: SessionDep, _caller: ServiceCaller) -> ProviderDelivery:
     organisation = await _organisation(session, organisation_id)
     return ProviderDelivery(

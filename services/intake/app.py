@@ -63,6 +63,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         tables=[*TABLES, *closed_loop.TABLES],
         routers=[router, closed_loop.router],
         setup=setup,
+        fhir_prefix="/fhir",
     )
     app.state.cipher = field_cipher
 

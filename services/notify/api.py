@@ -24,6 +24,7 @@ from shared.auth import Caller, CallerKind, PresentedKey, hash_api_key
 from shared.consent import consent_covers
 from shared.events import ConsentState, ConsentStatus, utcnow
 from shared.search import InvalidSearch, last_updated_condition
+from shared.openapi import errors
 from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter(tags=["provider"])
@@ -123,7 +124,8 @@ def _after_cursor(cursor: str) -> tuple[datetime, UUID]:
 
 @router.get("/offers", response_model=list[OfferPublic], summary="This provider's offers, oldest change first",
             description="Paged by cursor: a `Link: <…>; rel=\"next\"` header points at the next page. "
-                        "`_lastUpdated=gt<instant>` returns only offers changed since then.")
+                        "`_lastUpdated=gt<instant>` returns only offers changed since then.",
+            responses=errors(400))
 async def list_offers(
     request: Request,
     response: Response,
@@ -161,12 +163,13 @@ async def list_offers(
     return [OfferPublic.of(o) for o in page]
 
 
-@router.get("/offers/{offer_id}", response_model=OfferPublic, summary="One of this provider's offers")
+@router.get("/offers/{offer_id}", response_model=OfferPublic, summary="One of this provider's offers",
+            responses=errors(404))
 async def read_offer(offer_id: UUID, session: SessionDep, provider: ProviderDep) -> OfferPublic:
     return OfferPublic.of(await own_offer(session, provider, offer_id))
 
 
-@router.post("/offers/{offer_id}/accept", response_model=OfferPublic, summary="Accept an offer",
+@router.post("/offers/{offer_id}/accept", response_model=OfferPublic, summary="Accept an offer", responses=errors(404, 409),
              description="Accepting again is harmless. An offer that was declined, expired or withdrawn cannot be "
                          "accepted (409).")
 async def accept_offer(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
@@ -178,6 +181,7 @@ async def accept_offer(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
 
 @router.post("/offers/{offer_id}/decline", response_model=OfferPublic,
              summary="Decline an offer with a coded reason; the case goes on to the next service",
+             responses=errors(404, 409),
              description="Declining again is harmless. An offer that was accepted, expired or withdrawn cannot be "
                          "declined (409).")
 async def decline_offer(offer_id: UUID, body: DeclineRequest, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
@@ -211,6 +215,7 @@ def release_decision(offer: Offer, case: CaseConsent | None, now: datetime) -> t
 
 @router.get("/offers/{offer_id}/handoff",
             summary="The identifying handoff, once accepted and while consent (or a safeguarding basis) allows",
+            responses=errors(403, 404, 409, 410),
             description="Safe-contact rules come first: `do_not_contact` and `no_voicemail` are flags a system can "
                         "act on. 409 before acceptance, 403 outside the consent's scope, 410 once withdrawn.")
 async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDep) -> dict[str, Any]:
@@ -252,6 +257,7 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
 
 @router.post("/offers/{offer_id}/outcomes", response_model=OfferPublic,
              summary="Report what happened after accepting; the referrer's Task shows it",
+             responses=errors(404, 409),
              description="Outcomes only move forwards (unable to contact → contact made → survivor engaged or "
                          "declined support → closed; steps may be skipped) and `closed` is final: a step back is "
                          "a 409. Reporting the current outcome again changes nothing.")

@@ -30,6 +30,7 @@ from shared.audit import AuditRecord, record
 from shared.auth import OpsCaller
 from shared.directory_contract import DirectoryId
 from shared.events import CaseSummary, RoutedService, utcnow
+from shared.openapi import errors
 from shared.service import RuntimeDep
 
 router = APIRouter(prefix="/ops", tags=["ops"])
@@ -106,7 +107,8 @@ async def list_escalations(
 
 
 @router.get("/escalations/{escalation_id}", response_model=EscalationDetail,
-            summary="An escalated case: why, the routing decisions, offers, notes and audit history")
+            summary="An escalated case: why, the routing decisions, offers, notes and audit history",
+            responses=errors(404))
 async def read_escalation(escalation_id: UUID, runtime: RuntimeDep, caller: OpsCaller) -> EscalationDetail:
     async with runtime.db.transaction() as session:
         escalation = await _escalation(session, escalation_id)
@@ -139,7 +141,7 @@ async def read_escalation(escalation_id: UUID, runtime: RuntimeDep, caller: OpsC
 
 
 @router.post("/escalations/{escalation_id}/assign", response_model=OfferForOps, status_code=201,
-             summary="Offer the case to a named service by hand")
+             summary="Offer the case to a named service by hand", responses=errors(404, 409))
 async def assign_service(escalation_id: UUID, body: AssignRequest, runtime: RuntimeDep,
                          caller: OpsCaller) -> OfferForOps:
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
@@ -181,7 +183,7 @@ async def assign_service(escalation_id: UUID, body: AssignRequest, runtime: Runt
 
 
 @router.post("/escalations/{escalation_id}/notes", response_model=NotePublic, status_code=201,
-             summary="Add a note to an escalated case")
+             summary="Add a note to an escalated case", responses=errors(404))
 async def add_note(escalation_id: UUID, body: NoteRequest, runtime: RuntimeDep, caller: OpsCaller) -> NotePublic:
     async with runtime.db.transaction() as session:
         escalation = await _escalation(session, escalation_id)
@@ -210,7 +212,7 @@ async def disabled_endpoints(runtime: RuntimeDep, caller: OpsCaller) -> list[End
 
 
 @router.post("/webhook-endpoints/{organisation_id}/enable", response_model=EndpointPublic,
-             summary="Enable a provider's endpoint again once it is fixed")
+             summary="Enable a provider's endpoint again once it is fixed", responses=errors(404))
 async def enable_endpoint(organisation_id: str, runtime: RuntimeDep, caller: OpsCaller) -> EndpointPublic:
     async with runtime.db.transaction() as session:
         state = await session.get(WebhookEndpointState, organisation_id)
