@@ -24,6 +24,7 @@ from shared.bus import Bus, ConsumerSpec, Delivery
 from shared.db import Database
 from shared.events import Event
 from shared.outbox import OutboxRelay
+from shared.methods import AllowHeader
 from shared.openapi import install_openapi
 from shared.problems import install_problem_handlers, problem
 from shared.settings import ServiceSettings
@@ -110,6 +111,7 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
     install_openapi(app, fhir_prefix=fhir_prefix)
+    app.add_middleware(AllowHeader, document=app.openapi)
 
     @app.get("/healthz", tags=["probes"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

@@ -4,23 +4,30 @@ cannot inject a path, and OPTIONS answering with the methods a path has."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from uuid import uuid4
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from services.directory.app import create_app as create_directory
 from services.directory.settings import DirectorySettings
 from services.launcher import NatsServer
+from services.notify import api, offers
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
+from services.notify.store import Offer
 from shared.auth import hash_api_key
+from shared.events import utcnow
+from shared.outbox import OutboxMessage
 from tests.harness import SERVICE_TOKEN, running
 from tests.integration.conftest import EHR
 from tests.servers import StubDirectory, serving
 
 OPS_KEY = "pw_ops_test_key"
 OPS = {"Authorization": f"Bearer {OPS_KEY}"}
+PROVIDER_KEY = "pw_provider_test_key"
 ORGANISATION = {"id": "fenside-da", "name": "Fenside Domestic Abuse Service (sample)", "website": "https://fenside.example"}
 
 
@@ -61,13 +68,41 @@ async def test_an_offset_too_large_for_the_database_is_an_operation_outcome(inta
 
 @pytest.fixture
 async def notify(nats_server: NatsServer, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    stub = StubDirectory(SERVICE_TOKEN)
+    stub = StubDirectory(SERVICE_TOKEN, providers={PROVIDER_KEY: "org-synthetic"})
     async with serving(stub.app()) as directory_server:
         app = create_notify(NotifySettings(nats_url=nats_server.url, database_url=database_url,
                                            service_token=SERVICE_TOKEN, directory_url=directory_server.url,
                                            ops_key_hashes=f"ops-alex:{hash_api_key(OPS_KEY)}"))
         async with running(app) as client:
+            client.app = app  # type: ignore[attr-defined]
             yield client
+
+
+async def test_an_accept_that_races_the_deadline_is_a_409_and_the_offer_stays_expired(notify, monkeypatch):
+    """Read as 'offered', expired by the deadline timer before the provider's write: the expiry stands."""
+    runtime = notify.app.state.runtime
+    now = utcnow()
+    offer = Offer(case_id=uuid4(), service_id="svc-synthetic", service_name="Synthetic service",
+                  service_type="community-outreach", organisation_id="org-synthetic", summary={"risk_band": "high"},
+                  created_at=now, respond_by=now + timedelta(hours=4), last_updated=now)
+    async with runtime.db.transaction() as session:
+        session.add(offer)
+    read = api.own_offer
+
+    async def read_then_expire(session, provider, offer_id):
+        seen = await read(session, provider, offer_id)
+        async with runtime.db.transaction() as timer:
+            await offers.expire_offer(timer, runtime.settings, await timer.get(Offer, offer_id), now=utcnow())
+        return seen
+
+    monkeypatch.setattr(api, "own_offer", read_then_expire)
+    response = await notify.post(f"/offers/{offer.id}/accept", headers={"Authorization": f"Bearer {PROVIDER_KEY}"})
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    async with runtime.db.session() as session:
+        assert (await session.get(Offer, offer.id)).status == "expired"
+        subjects = (await session.exec(select(OutboxMessage.subject))).all()
+    assert "case.offer.expired" in subjects and "case.offer.accepted" not in subjects
 
 
 @pytest.mark.parametrize("service_id", ["svc\x01../../internal/snapshot", "svc/../organisations", "", "a" * 81])
@@ -78,8 +113,14 @@ async def test_assigning_a_malformed_service_id_is_a_clear_422(notify, service_i
     assert response.json()["errors"][0]["loc"] == ["body", "service_id"]
 
 
-async def test_options_names_the_allowed_methods(notify):
-    response = await notify.options(f"/offers/{uuid4()}/accept")
-    assert response.status_code == 405
-    assert response.headers["allow"] == "POST"
-    assert response.headers["content-type"] == "application/problem+json"
+async def test_options_and_405_name_every_method_the_path_has(directory, intake):
+    # One path, a public GET and the ops PUT and DELETE: all are named, whoever serves them.
+    options = await directory.options("/organisations/fenside-da")
+    assert options.status_code == 204 and options.headers["allow"] == "DELETE, GET, OPTIONS, PUT"
+    refused = await directory.patch("/organisations/fenside-da", json={}, headers=OPS)
+    assert refused.status_code == 405 and refused.headers["allow"] == "DELETE, GET, OPTIONS, PUT"
+    assert refused.headers["content-type"] == "application/problem+json"
+    subscription = await intake.post(f"/fhir/Subscription/{uuid4()}", headers=EHR)
+    assert subscription.status_code == 405 and subscription.headers["allow"] == "DELETE, GET, OPTIONS"
+    assert subscription.headers["content-type"] == "application/fhir+json"
+    assert (await intake.options("/no/such/path")).status_code == 404
