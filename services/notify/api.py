@@ -76,6 +76,23 @@ class OutcomeRequest(BaseModel):
     outcome: Outcome
 
 
+class SafeContact(BaseModel):
+    do_not_contact: bool
+    no_voicemail: bool
+    flags: list[str]
+    instructions: str | None
+
+
+class Handoff(BaseModel):
+    """The identifying handoff: safe-contact rules first, then who the survivor is and how to reach them."""
+
+    safe_contact: SafeContact
+    offer_id: UUID
+    case_id: UUID
+    release_basis: str
+    survivor: dict[str, Any]
+
+
 async def require_provider(key: PresentedKey, request: Request, runtime: RuntimeDep) -> Caller:
     """A provider, identified by its API key as the directory knows it (cached briefly)."""
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
@@ -218,7 +235,7 @@ def release_decision(offer: Offer, case: CaseConsent | None, now: datetime) -> t
             responses=errors(403, 404, 409, 410),
             description="Safe-contact rules come first: `do_not_contact` and `no_voicemail` are flags a system can "
                         "act on. 409 before acceptance, 403 outside the consent's scope, 410 once withdrawn.")
-async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDep) -> dict[str, Any]:
+async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDep) -> Handoff:
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
     async with runtime.db.session() as session:
         offer = await own_offer(session, provider, offer_id)
@@ -246,13 +263,13 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
     if code != 200:
         raise HTTPException(code, detail=reason)
     # Safe-contact rules first and plainly: they decide whether and how to make contact at all.
-    return {
-        "safe_contact": safe_contact(details.pop("safe_contact", None), details.pop("safe_contact_rules", None)),
-        "offer_id": str(offer.id),
-        "case_id": str(offer.case_id),
-        "release_basis": reason,
-        "survivor": details,
-    }
+    return Handoff(
+        safe_contact=SafeContact(**safe_contact(details.pop("safe_contact", None), details.pop("safe_contact_rules", None))),
+        offer_id=offer.id,
+        case_id=offer.case_id,
+        release_basis=reason,
+        survivor=details,
+    )
 
 
 @router.post("/offers/{offer_id}/outcomes", response_model=OfferPublic,

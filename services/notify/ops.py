@@ -18,6 +18,7 @@ from services.notify.domain import TaskView
 from services.notify.offers import announce_task, make_offer
 from services.notify.settings import NotifySettings
 from services.notify.store import (
+    ESCALATION_STATES,
     CaseConsent,
     Escalation,
     EscalationNote,
@@ -170,11 +171,8 @@ async def assign_service(escalation_id: UUID, body: AssignRequest, runtime: Runt
                                  assigned_by=caller.id)
         if offer is None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail="That service already holds an open offer for the case.")
-        escalation.status = EscalationStatus.assigned
-        escalation.assigned_service_id = service.service_id
-        escalation.assigned_by = caller.id
-        escalation.updated_at = now
-        session.add(escalation)
+        await ESCALATION_STATES.advance(session, escalation, EscalationStatus.assigned,
+                                        assigned_service_id=service.service_id, assigned_by=caller.id, updated_at=now)
         announce_task(session, escalation.case_id, TaskView.offered(service.name), now=now)
         record(session, caller, "assign-service", case_id=escalation.case_id,
                detail=f"escalation {escalation.id}; service {service.service_id}; offer {offer.id}")

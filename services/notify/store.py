@@ -15,6 +15,7 @@ from services.notify.domain import OfferStatus
 from shared.audit import AuditRecord
 from shared.db import utc_field
 from shared.events import utcnow
+from shared.state_machine import StateMachine
 
 
 OPEN_OFFER_STATUSES = (OfferStatus.offered, OfferStatus.accepted)
@@ -124,6 +125,13 @@ class EscalationStatus(StrEnum):
     open = "open"
     assigned = "assigned"
 
+
+# Ops assign a service to an open escalation; assigning another later (the first could not help) keeps it assigned.
+ESCALATION_STATES = StateMachine.of(
+    "escalation", "status",
+    {EscalationStatus.open: (EscalationStatus.assigned,), EscalationStatus.assigned: (EscalationStatus.assigned,)},
+    self_moves=(EscalationStatus.assigned,),
+)
 
 class Escalation(SQLModel, table=True):
     """A case in the ops queue (``case.escalated``)."""

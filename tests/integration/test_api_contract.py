@@ -4,7 +4,6 @@ cannot inject a path, and OPTIONS answering with the methods a path has."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from uuid import uuid4
 
 import httpx
@@ -23,6 +22,7 @@ from shared.events import utcnow
 from shared.outbox import OutboxMessage
 from tests.harness import SERVICE_TOKEN, running
 from tests.integration.conftest import EHR
+from tests.integration.notify_world import synthetic_offer
 from tests.servers import StubDirectory, serving
 
 OPS_KEY = "pw_ops_test_key"
@@ -81,10 +81,7 @@ async def notify(nats_server: NatsServer, database_url: str) -> AsyncIterator[ht
 async def test_an_accept_that_races_the_deadline_is_a_409_and_the_offer_stays_expired(notify, monkeypatch):
     """Read as 'offered', expired by the deadline timer before the provider's write: the expiry stands."""
     runtime = notify.app.state.runtime
-    now = utcnow()
-    offer = Offer(case_id=uuid4(), service_id="svc-synthetic", service_name="Synthetic service",
-                  service_type="community-outreach", organisation_id="org-synthetic", summary={"risk_band": "high"},
-                  created_at=now, respond_by=now + timedelta(hours=4), last_updated=now)
+    offer = synthetic_offer("org-synthetic")
     async with runtime.db.transaction() as session:
         session.add(offer)
     read = api.own_offer

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 from hypothesis import given, settings
@@ -29,22 +30,30 @@ from shared.db import Database
 from shared.events import CaseStatus, TaskStatus, utcnow
 from shared.outbox import OutboxMessage
 from shared.state_machine import IllegalTransition
+from tests.integration.notify_world import synthetic_offer
 
 PROVIDER = Caller(CallerKind.provider, "org-synthetic")
 SETTINGS = NotifySettings(public_url="http://notify.test")
 
 
-def new_offer() -> Offer:
-    now = utcnow()
-    return Offer(case_id=uuid4(), service_id="svc-synthetic", service_name="Synthetic service",
-                 service_type="community-outreach", organisation_id=PROVIDER.id, summary={"risk_band": "high"},
-                 created_at=now, respond_by=now + timedelta(hours=4), last_updated=now)
-
-
-async def open_db(url: str) -> Database:
+@asynccontextmanager
+async def one_offer(url: str) -> AsyncIterator[tuple[Database, Offer]]:
+    """Notify's tables on a real database, holding one offer just made."""
     db = Database(url, TABLES)
     await db.create_all()
-    return db
+    try:
+        async with db.transaction() as session:
+            offer = synthetic_offer(PROVIDER.id)
+            session.add(offer)
+        yield db, offer
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+async def made(database_url: str) -> AsyncIterator[tuple[Database, Offer]]:
+    async with one_offer(database_url) as made:
+        yield made
 
 
 async def events(db: Database) -> Counter[str]:
@@ -52,47 +61,34 @@ async def events(db: Database) -> Counter[str]:
         return Counter((await session.exec(select(OutboxMessage.subject))).all())
 
 
-async def test_an_accept_racing_the_deadline_cannot_overwrite_expired(database_url: str):
+async def test_an_accept_racing_the_deadline_cannot_overwrite_expired(made: tuple[Database, Offer]):
     """The provider read the offer as 'offered'; before its write, the deadline timer expired it."""
-    db = await open_db(database_url)
-    try:
-        async with db.transaction() as session:
-            offer = new_offer()
-            session.add(offer)
-        async with db.transaction() as provider_session:
-            seen = await provider_session.get(Offer, offer.id)
-            assert seen is not None and seen.status == OfferStatus.offered
-            async with db.transaction() as timer_session:
-                due = await timer_session.get(Offer, offer.id)
-                assert await offers.expire_offer(timer_session, SETTINGS, due, now=utcnow())
-            with pytest.raises(IllegalTransition, match="expired, which is final"):
-                await offers.accept_offer(provider_session, seen, PROVIDER, now=utcnow())
-        async with db.session() as session:
-            assert (await session.get(Offer, offer.id)).status == OfferStatus.expired
-        published = await events(db)
-        assert published["case.offer.expired"] == 1 and published["case.offer.accepted"] == 0
-    finally:
-        await db.dispose()
+    db, offer = made
+    async with db.transaction() as provider_session:
+        seen = await provider_session.get(Offer, offer.id)
+        assert seen is not None and seen.status == OfferStatus.offered
+        async with db.transaction() as timer_session:
+            due = await timer_session.get(Offer, offer.id)
+            assert await offers.expire_offer(timer_session, SETTINGS, due, now=utcnow())
+        with pytest.raises(IllegalTransition, match="expired, which is final"):
+            await offers.accept_offer(provider_session, seen, PROVIDER, now=utcnow())
+    async with db.session() as session:
+        assert (await session.get(Offer, offer.id)).status == OfferStatus.expired
+    published = await events(db)
+    assert published["case.offer.expired"] == 1 and published["case.offer.accepted"] == 0
 
 
-async def test_a_decline_racing_an_accept_loses_cleanly(database_url: str):
-    db = await open_db(database_url)
-    try:
-        async with db.transaction() as session:
-            offer = new_offer()
-            session.add(offer)
-        async with db.transaction() as declining:
-            seen = await declining.get(Offer, offer.id)
-            async with db.transaction() as accepting:
-                assert await offers.accept_offer(accepting, await accepting.get(Offer, offer.id), PROVIDER,
-                                                 now=utcnow())
-            with pytest.raises(IllegalTransition, match="accepted"):
-                await offers.decline_offer(declining, seen, PROVIDER, reason=DeclineReason.no_capacity, text=None,
-                                           now=utcnow())
-        published = await events(db)
-        assert published["case.offer.accepted"] == 1 and published["case.offer.declined"] == 0
-    finally:
-        await db.dispose()
+async def test_a_decline_racing_an_accept_loses_cleanly(made: tuple[Database, Offer]):
+    db, offer = made
+    async with db.transaction() as declining:
+        seen = await declining.get(Offer, offer.id)
+        async with db.transaction() as accepting:
+            assert await offers.accept_offer(accepting, await accepting.get(Offer, offer.id), PROVIDER, now=utcnow())
+        with pytest.raises(IllegalTransition, match="accepted"):
+            await offers.decline_offer(declining, seen, PROVIDER, reason=DeclineReason.no_capacity, text=None,
+                                       now=utcnow())
+    published = await events(db)
+    assert published["case.offer.accepted"] == 1 and published["case.offer.declined"] == 0
 
 
 # --- Random sequences (hypothesis) ---------------------------------------------------------------
@@ -119,11 +115,7 @@ async def act(db: Database, offer_id: object, action: str) -> bool:
 
 
 async def run_offer_sequence(url: str, actions: list[str]) -> None:
-    db = await open_db(url)
-    try:
-        async with db.transaction() as session:
-            offer = new_offer()
-            session.add(offer)
+    async with one_offer(url) as (db, offer):
         status, outcome, moves = OfferStatus.offered.value, None, 0
         before = await events(db)
         for action in actions:
@@ -155,8 +147,6 @@ async def run_offer_sequence(url: str, actions: list[str]) -> None:
         assert published["case.offer.withdrawn"] <= 1
         # Every move told the referrer's Task (withdrawals are told by the router's re-routing).
         assert published["case.status"] == moves - published["case.offer.withdrawn"]
-    finally:
-        await db.dispose()
 
 
 @settings(max_examples=25, deadline=None)
