@@ -65,30 +65,9 @@ def test_served_documents_are_the_checked_in_ones(system: System, service: str) 
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
 
-def fuzz(case: Any, system: System, service: str) -> None:
+@schemathesis.pytest.parametrize(**SCHEMAS)
+@FUZZ
+def test_api(case: Any, system: System) -> None:
+    service = case.operation.schema.raw_schema["info"]["title"].removeprefix("Pathways ")
     case.call_and_validate(base_url=system.url(service), headers=credentials(system, case.operation.tags),
                            checks=CHECKS, timeout=30)
-
-
-@SCHEMAS["intake"].parametrize()
-@FUZZ
-def test_intake(case: Any, system: System) -> None:
-    fuzz(case, system, "intake")
-
-
-@SCHEMAS["router"].parametrize()
-@FUZZ
-def test_router(case: Any, system: System) -> None:
-    fuzz(case, system, "router")
-
-
-@SCHEMAS["directory"].parametrize()
-@FUZZ
-def test_directory(case: Any, system: System) -> None:
-    fuzz(case, system, "directory")
-
-
-@SCHEMAS["notify"].parametrize()
-@FUZZ
-def test_notify(case: Any, system: System) -> None:
-    fuzz(case, system, "notify")
