@@ -43,6 +43,8 @@ class OfferPublic(BaseModel):
     stop_contact_reason: str | None
     summary: dict[str, Any]
     reasons: list[str]
+    # The latest outcome reported (they only move forwards; "closed" is final), and all of them in order.
+    outcome: str | None
     outcomes: list[str]
     created_at: datetime
     respond_by: datetime

@@ -87,6 +87,7 @@ async def test_offer_then_accept_then_handoff_then_outcomes_reach_the_referrer(w
         again = await notify.post(f"/offers/{offer['id']}/outcomes", json={"outcome": "closed"},
                                   headers=provider("key-outreach"))
         assert again.status_code == 200 and again.json()["outcomes"] == ["contact-made", "survivor-engaged", "closed"]
+        assert again.json()["outcome"] == "closed"
 
         async def task_closed() -> bool:
             statuses = await case_statuses(world, case_id)
