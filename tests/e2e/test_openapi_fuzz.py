@@ -2,7 +2,7 @@
 valid credentials for the role each operation is for: no server error, every status code and content
 type documented, every response body matching its schema.
 
-The run is bounded (``PATHWAYS_FUZZ_EXAMPLES`` examples per operation, 8 by default) and derandomised
+The run is bounded (``PATHWAYS_FUZZ_EXAMPLES`` examples per operation, 20 by default) and derandomised
 when ``CI`` is set (the hypothesis "ci" profile in tests/conftest.py). A longer local run:
 
     PATHWAYS_FUZZ_EXAMPLES=200 make test PYTEST_ARGS='tests/e2e/test_openapi_fuzz.py'
@@ -28,7 +28,7 @@ from services.intake.app import SAMPLE_CLIENT
 from services.launcher import System
 from services.openapi_docs import APPS, DOCS, render
 
-EXAMPLES = int(os.environ.get("PATHWAYS_FUZZ_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("PATHWAYS_FUZZ_EXAMPLES", "20"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # The sample provider's key (loaded with the sample directory by the launcher).
 PROVIDER_KEY = "pw_sample_aire_valley_da"
