@@ -36,14 +36,15 @@ class AllowHeader:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        allowed = self.allowed(scope["path"])
-        if scope["method"] == "OPTIONS" and allowed:
+        # Only OPTIONS and 405s look the path up (the document is built on first use, not on every request).
+        if scope["method"] == "OPTIONS" and (allowed := self.allowed(scope["path"])):
             await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", allowed.encode())]})
             await send({"type": "http.response.body", "body": b""})
             return
 
         async def send_with_allow(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 405 and allowed:
+            if (message["type"] == "http.response.start" and message["status"] == 405
+                    and (allowed := self.allowed(scope["path"]))):
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
                 message = {**message, "headers": [*headers, (b"allow", allowed.encode())]}
             await send(message)
