@@ -4,7 +4,7 @@ cannot inject a path, and OPTIONS answering with the methods a path has."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -12,17 +12,19 @@ from sqlmodel import select
 
 from services.directory.app import create_app as create_directory
 from services.directory.settings import DirectorySettings
+from services.intake.consumer import on_case_status
 from services.launcher import NatsServer
 from services.notify import api, offers
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
 from services.notify.store import Offer
 from shared.auth import hash_api_key
-from shared.events import utcnow
+from shared.events import CaseStatus, TaskStatus, utcnow
 from shared.outbox import OutboxMessage
 from tests.harness import SERVICE_TOKEN, running
 from tests.integration.conftest import EHR
 from tests.integration.notify_world import synthetic_offer
+from tests.integration.test_intake_referrals import cancellation, load
 from tests.servers import StubDirectory, serving
 
 OPS_KEY = "pw_ops_test_key"
@@ -121,3 +123,18 @@ async def test_options_and_405_name_every_method_the_path_has(directory, intake)
     assert subscription.status_code == 405 and subscription.headers["allow"] == "DELETE, GET, OPTIONS"
     assert subscription.headers["content-type"] == "application/fhir+json"
     assert (await intake.options("/no/such/path")).status_code == 404
+
+
+async def test_a_completed_referral_cannot_be_cancelled_and_its_task_never_goes_back(intake):
+    task = (await intake.post("/fhir/Bundle", json=load("gp-referral.json"), headers=EHR)).json()
+    db = intake.app.state.runtime.db
+    for status in (TaskStatus.accepted, TaskStatus.completed, TaskStatus.in_progress):  # the last one is stale news
+        async with db.transaction() as session:
+            await on_case_status(session, CaseStatus(case_id=UUID(task["id"]), status=status, business_status=status),
+                                 None)  # type: ignore[arg-type]
+    assert (await intake.get(f"/fhir/Task/{task['id']}", headers=EHR)).json()["status"] == "completed"
+    refused = await intake.post("/fhir/Bundle", json=cancellation(id=task["id"]), headers=EHR)
+    assert refused.status_code == 409 and refused.headers["content-type"] == "application/fhir+json"
+    [issue] = refused.json()["issue"]
+    assert issue["code"] == "business-rule" and "completed, which is final" in issue["diagnostics"]
+    assert (await intake.get(f"/fhir/Task/{task['id']}", headers=EHR)).json()["status"] == "completed"
