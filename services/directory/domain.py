@@ -108,7 +108,7 @@ def _slug(value: str) -> str:
     return value
 
 
-Slug = Annotated[str, AfterValidator(_slug)]
+Slug = Annotated[str, Field(min_length=2, max_length=80), AfterValidator(_slug)]
 # As long as the column that stores it (store.OrganisationBase): the limits of the input are the storage's.
 Url = Annotated[HttpUrl, UrlConstraints(max_length=500)]
 Communities = Annotated[list[str], _vocabulary(Community)]
@@ -129,7 +129,7 @@ class OrganisationIn(BaseModel):
     signing_secrets: list[Annotated[str, Field(pattern=WEBHOOK_SECRET_RE.pattern)]] = Field(default=[], max_length=3)
     contact_name: str | None = Field(default=None, max_length=200)
     contact_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)
-    contact_phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{6,20}$")
+    contact_phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{6,20}$", max_length=40)
     website: Url | None = None
 
     @model_validator(mode="after")
@@ -181,7 +181,7 @@ class ServiceIn(BaseModel):
     status: ServiceStatus = ServiceStatus.active
     contact_name: str | None = Field(default=None, max_length=200)
     contact_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)
-    contact_phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{6,20}$")
+    contact_phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{6,20}$", max_length=40)
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceIn:
