@@ -36,7 +36,8 @@ ORGANISATION = {"id": "fenside-da", "name": "Fenside Domestic Abuse Service (sam
 @pytest.fixture
 async def directory(nats_server: NatsServer, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_directory(DirectorySettings(nats_url=nats_server.url, database_url=database_url,
-                                             service_token=SERVICE_TOKEN, ops_key_hashes=f"ops-test:{hash_api_key(OPS_KEY)}"))
+                                             service_token=SERVICE_TOKEN, load_sample=True,
+                                             sample_ops_key_hash=hash_api_key(OPS_KEY)))
     async with running(app) as client:
         yield client
 
@@ -70,11 +71,10 @@ async def test_an_offset_too_large_for_the_database_is_an_operation_outcome(inta
 
 @pytest.fixture
 async def notify(nats_server: NatsServer, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    stub = StubDirectory(SERVICE_TOKEN, providers={PROVIDER_KEY: "org-synthetic"})
+    stub = StubDirectory(SERVICE_TOKEN, providers={PROVIDER_KEY: "org-synthetic"}, ops_users={OPS_KEY: "ops-alex"})
     async with serving(stub.app()) as directory_server:
         app = create_notify(NotifySettings(nats_url=nats_server.url, database_url=database_url,
-                                           service_token=SERVICE_TOKEN, directory_url=directory_server.url,
-                                           ops_key_hashes=f"ops-alex:{hash_api_key(OPS_KEY)}"))
+                                           service_token=SERVICE_TOKEN, directory_url=directory_server.url))
         async with running(app) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
