@@ -7,7 +7,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.intake.closed_loop import task_changed
 from services.intake.store import Referral
 from shared.bus import Delivery
-from shared.events import CaseStatus, Event
+from shared.events import CaseStatus, Event, TaskStatus
+from shared.metrics import REFERRAL_TO_ACCEPTANCE
 from shared.service import Runtime
 
 
@@ -19,6 +20,8 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
     # Events can arrive out of order after a retry: never move a Task back in time.
     if referral.last_updated > event.occurred_at:
         return
+    if event.status == TaskStatus.accepted and referral.task_status == TaskStatus.requested:
+        REFERRAL_TO_ACCEPTANCE.observe(max((event.occurred_at - referral.created_at).total_seconds(), 0.0))
     referral.task_status = event.status
     referral.business_status = event.business_status
     referral.business_status_code = event.business_status_code

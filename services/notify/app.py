@@ -9,7 +9,7 @@ from services.notify.api import router
 from services.notify.deadlines import DeadlineTimer
 from services.notify.ops import router as ops_router
 from services.notify.settings import NotifySettings
-from services.notify.store import TABLES
+from services.notify.store import TABLES, offers_by_state
 from services.notify.webhooks import WebhookDispatcher
 from shared.service import Runtime, create_service_app
 
@@ -19,6 +19,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
 
     async def setup(runtime: Runtime) -> None:
         consumer.register(runtime)
+        runtime.metric_refreshers.append(lambda: offers_by_state(runtime.db))
         for worker in (WebhookDispatcher(runtime).worker, DeadlineTimer(runtime).worker):
             worker.start()
             runtime.stop_hooks.append(worker.stop)
