@@ -144,6 +144,13 @@ class Bus:
         for subjects, handler in list(self._broadcasts):
             await self._subscribe_broadcast(subjects, handler)
 
+    async def connect_once(self, *, timeout: float = 5.0) -> None:
+        """Connect without declaring streams or starting consumers (for tools that only look)."""
+        self.nc = await nats.connect(
+            servers=[self.url], name=self.name, connect_timeout=timeout, allow_reconnect=False,
+            max_reconnect_attempts=0, error_cb=self._on_error,
+        )
+
     async def _on_error(self, exc: Exception) -> None:
         log.warning("bus %s: %s", self.name, type(exc).__name__)
 
