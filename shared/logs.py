@@ -20,6 +20,7 @@ BASE_FIELDS = ("asctime", "levelname", "name", "message")
 def log_fields(fields: dict[str, Any], record: logging.LogRecord, service: str) -> dict[str, Any]:
     """What one log line holds: time, level, logger, message, service, and the current trace."""
     fields["service"] = service
+    fields.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         fields["trace_id"] = format(context.trace_id, "032x")

@@ -179,6 +179,16 @@ def test_each_service_exports_its_metrics_and_no_label_identifies_anyone(observe
     assert any(s.labels == {"reason": "structure"} and s.value >= 1 for s in after)
 
 
+def test_every_log_line_is_one_json_object_naming_its_service(observed: Observed):
+    for service in SERVICES:
+        lines = (observed.system.log_dir / f"{service}.log").read_text().splitlines()
+        assert lines, service
+        for line in lines:
+            entry = json.loads(line)
+            assert entry["service"] == service and {"time", "level", "logger", "message"} <= set(entry)
+            assert "9ZZ" not in line and "color_message" not in entry
+
+
 def pathways(system: System, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
     env.update({f"{name.upper()}_PORT": str(port) for name, port in system.ports.items()},
@@ -214,3 +224,4 @@ def test_pathways_status_shows_readiness_lag_dead_letters_and_outboxes(observed:
     assert down.returncode == 1
     directory = next(s for s in json.loads(down.stdout)["services"] if s["name"] == "directory")
     assert directory["ready"] is False and directory["state"].startswith("down")
+
