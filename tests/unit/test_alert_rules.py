@@ -10,7 +10,9 @@ from prometheus_client import REGISTRY
 
 import shared.metrics  # noqa: F401 - registers every Pathways metric family
 
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+OPERATIONS = ROOT / "docs" / "operations.md"
 # Prometheus' own series about a scrape target.
 PROMETHEUS_SERIES = {"up"}
 
@@ -47,3 +49,9 @@ def test_every_alert_parses_and_reads_exported_metrics():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
     assert len({r["alert"] for r in rules}) == len(rules)
+
+
+def test_the_operations_guide_says_what_each_alert_means():
+    guide = OPERATIONS.read_text()
+    rules = [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+    assert [r["alert"] for r in rules if f"`{r['alert']}`" not in guide] == []
