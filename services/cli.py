@@ -105,6 +105,7 @@ Follow the referral's Task (id from the first answer):
   curl -s {system.url('intake')}/fhir/Task/TASK_ID -H 'Authorization: Bearer pw_sample_ehr_client'
 
 Ops endpoints take the development ops key: {system.environment()['PATHWAYS_OPS_KEY']}
+Readiness, consumer lag, dead letters and outboxes at a glance: pathways status (metrics at /metrics)
 
 Press Ctrl-C to stop.
 """
