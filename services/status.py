@@ -118,7 +118,7 @@ def render(status: SystemStatus, console: Console) -> None:
     console.print(
         f"NATS {nats.url}: stream {EVENTS_STREAM} holds {nats.stream_messages} message(s); "
         + (f"[red]{dead} dead letter(s) in {DLQ_STREAM}[/red] (pathways dlq replay)" if dead
-           else f"[green]no dead letters[/green]")
+           else "[green]no dead letters[/green]")
     )
     consumers = Table(title="Consumers (lag)", title_justify="left")
     for column in ("consumer", "pending", "ack pending", "redelivered"):

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -155,7 +155,7 @@ class ThreadedServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> ThreadedServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         while not self._server.started:
             if not self._thread.is_alive():
