@@ -20,6 +20,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("pathways.access")
+# Probes and scrapes: frequent, and not what anyone means by "requests to Pathways".
+QUIET_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})
 
 REFERRALS_RECEIVED = Counter(
     "pathways_referrals_received", "Referrals accepted by intake (new ones, not idempotent repeats)", ["risk_band"]
@@ -58,8 +61,9 @@ HTTP_DURATION = Histogram(
 Refresh = Callable[[], Awaitable[None]]
 
 
-class HttpMetrics:
-    """ASGI middleware timing each request under its route template (``unmatched`` when none)."""
+class HttpRequests:
+    """ASGI middleware: times each request under its route template (``unmatched`` when none) and
+    writes the access-log line, by template too, so a raw path never reaches a label or a log."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
@@ -83,10 +87,13 @@ class HttpMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            if template != "/metrics":
-                HTTP_DURATION.labels(self.service, scope.get("method", ""), template, str(status)).observe(
-                    time.perf_counter() - started
-                )
+            method = scope.get("method", "")
+            seconds = time.perf_counter() - started
+            if template not in QUIET_ROUTES:
+                HTTP_DURATION.labels(self.service, method, template, str(status)).observe(seconds)
+                access_log.info("%s %s %d %.1f ms", method, template, status, seconds * 1000,
+                                extra={"http_method": method, "http_route": template, "http_status": status,
+                                       "duration_ms": round(seconds * 1000, 1)})
 
 
 async def metrics_response(refreshers: list[Refresh], *, timeout: float = 3.0) -> Response:

@@ -120,7 +120,7 @@ def create_service_app(
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
-    app.add_middleware(metrics.HttpMetrics, service=name)
+    app.add_middleware(metrics.HttpRequests, service=name)
     instrument_app(app)
     app.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], tags=["probes"],
                       summary="Prometheus metrics", include_in_schema=True)
@@ -162,7 +162,7 @@ def run_service(create_app: Callable[[], FastAPI], settings: ServiceSettings) ->
     import uvicorn
 
     configure_logging(settings.service_name)
-    # uvicorn's access log would print raw paths (``/areas/<postcode>``): traces and the route-labelled
-    # latency metric record requests instead.
+    # uvicorn's access log would print raw paths (``/areas/<postcode>``): ``metrics.HttpRequests`` logs
+    # each request by its route template instead.
     uvicorn.run(create_app(), host=settings.host, port=settings.port, log_level="info", lifespan="on",
                 log_config=None, access_log=False)

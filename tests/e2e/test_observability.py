@@ -187,6 +187,11 @@ def test_every_log_line_is_one_json_object_naming_its_service(observed: Observed
             entry = json.loads(line)
             assert entry["service"] == service and {"time", "level", "logger", "message"} <= set(entry)
             assert "9ZZ" not in line and "color_message" not in entry
+    # Requests are logged by route template, inside their trace.
+    directory = [json.loads(line) for line in (observed.system.log_dir / "directory.log").read_text().splitlines()]
+    lookup = next(e for e in directory if e.get("http_route") == "/areas/{area}")
+    assert lookup["logger"] == "pathways.access" and lookup["message"].startswith("GET /areas/{area} ")
+    assert len(lookup["trace_id"]) == 32
 
 
 def pathways(system: System, *args: str) -> subprocess.CompletedProcess[str]:
