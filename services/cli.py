@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from services import cli_credentials
 from services.launcher import DATA_DIR_DEFAULT, DEFAULT_PORTS, SERVICES, System
 
 app = typer.Typer(help="Pathways: referral routes from NHS settings to specialist domestic abuse services.",
@@ -22,6 +23,9 @@ keys = typer.Typer(help="Encryption keys for the identifying data intake stores.
 app.add_typer(keys, name="keys")
 gazetteer = typer.Typer(help="The directory's postcode gazetteer (ONS Postcode Directory / NSPL).")
 app.add_typer(gazetteer, name="gazetteer")
+app.add_typer(cli_credentials.clients, name="clients")
+app.add_typer(cli_credentials.providers, name="providers")
+app.add_typer(cli_credentials.ops_users, name="ops-users")
 
 EXAMPLE = "examples/gp-referral.json"
 
@@ -29,6 +33,8 @@ EXAMPLE = "examples/gp-referral.json"
 @app.command()
 def up(
     data_dir: Annotated[Path, typer.Option(help="Where NATS, SQLite, logs and dev secrets live")] = DATA_DIR_DEFAULT,
+    sample: Annotated[bool, typer.Option(
+        help="Load the sample directory, EHR client and ops user (--no-sample: start empty, for a real area)")] = True,
 ) -> None:
     """Start NATS (unless NATS_URL is set) and the four services on SQLite (unless DATABASE_URL is set)."""
     system = System(
@@ -36,6 +42,7 @@ def up(
         ports=configured_ports(),
         nats_url=os.environ.get("NATS_URL") or None,
         database_url=os.environ.get("DATABASE_URL") or None,
+        sample=sample,
     )
     stop = {"requested": False}
 
@@ -78,8 +85,9 @@ def say(text: str, *, err: bool = False) -> None:
 
 def banner(system: System) -> str:
     nats = system.nats_url or (system.nats.url if system.nats else "")
-    return (
-        f"""
+    env = system.environment()
+    guide = sample_guide(system) if env["DIRECTORY_LOAD_SAMPLE"].lower() == "true" else empty_guide(system)
+    return f"""
 Pathways is running (logs in {system.log_dir}).
 
   NATS       {nats}{'  (bundled, JetStream store in ' + str(system.data_dir / 'nats') + ')' if system.nats else ''}
@@ -88,7 +96,15 @@ Pathways is running (logs in {system.log_dir}).
   directory  {system.url('directory')}      providers and coverage     {system.url('directory')}/docs
   notify     {system.url('notify')}      provider offers, handoffs  {system.url('notify')}/docs
 
-Post the example referral as an EHR would (sample client key):
+{guide}
+Readiness, consumer lag, dead letters and outboxes at a glance: pathways status (metrics at /metrics)
+
+Press Ctrl-C to stop.
+"""
+
+
+def sample_guide(system: System) -> str:
+    return f"""Post the example referral as an EHR would (sample client key):
 
   curl -s -X POST {system.url('intake')}/fhir/Bundle \\
     -H 'Content-Type: application/fhir+json' -H 'Authorization: Bearer pw_sample_ehr_client' \\
@@ -105,11 +121,19 @@ Follow the referral's Task (id from the first answer):
   curl -s {system.url('intake')}/fhir/Task/TASK_ID -H 'Authorization: Bearer pw_sample_ehr_client'
 
 Ops endpoints take the development ops key: {system.environment()['PATHWAYS_OPS_KEY']}
-Readiness, consumer lag, dead letters and outboxes at a glance: pathways status (metrics at /metrics)
-
-Press Ctrl-C to stop.
 """
-    )
+
+
+def empty_guide(system: System) -> str:
+    return f"""No sample data: the directory, EHR clients and ops users are yours to add (README: "Onboarding an area").
+
+  pathways ops-users bootstrap YOUR.HANDLE --database-url sqlite+aiosqlite:///{system.data_dir / 'directory.db'}
+  export PATHWAYS_OPS_KEY=…   # the api_key it printed
+  curl -s -X POST {system.url('directory')}/hsds -H "Authorization: Bearer $PATHWAYS_OPS_KEY" \\
+    -H 'Content-Type: application/json' --data @your-directory.json
+  pathways clients create YOUR-EHR --name '…' --ods YOUR-ODS-CODE
+  pathways providers keys create ORGANISATION-ID case-system
+"""
 
 
 @app.command()

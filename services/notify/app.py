@@ -11,6 +11,8 @@ from services.notify.ops import router as ops_router
 from services.notify.settings import NotifySettings
 from services.notify.store import TABLES, offers_by_state
 from services.notify.webhooks import WebhookDispatcher
+from shared.events import DirectoryChanged, Event
+from shared.ops_users import RemoteOpsVerifier
 from shared.service import Runtime, create_service_app
 
 
@@ -20,6 +22,13 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     async def setup(runtime: Runtime) -> None:
         consumer.register(runtime)
         runtime.metric_refreshers.append(lambda: offers_by_state(runtime.db))
+
+        async def on_directory_changed(event: Event) -> None:
+            if isinstance(event, DirectoryChanged) and event.entity in ("provider-key", "organisation"):
+                app.state.provider_keys.clear()
+
+        # Every replica holds its own cache, so every replica hears (the cache's expiry backs this up).
+        await runtime.bus.broadcast([DirectoryChanged.subject], on_directory_changed)
         for worker in (WebhookDispatcher(runtime).worker, DeadlineTimer(runtime).worker):
             worker.start()
             runtime.stop_hooks.append(worker.stop)
@@ -33,4 +42,5 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         setup=setup,
     )
     app.state.provider_keys = {}
+    app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
     return app

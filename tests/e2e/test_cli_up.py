@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from services.launcher import free_port
+from tests.e2e.conftest import read_banner
 
 NAMES = ("intake", "router", "directory", "notify", "nats", "nats_monitor")
 
@@ -25,7 +26,7 @@ def listening(port: int) -> bool:
 
 
 def start_up(cwd: Path, data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, int], str]:
-    """Run `pathways up` until it says it is ready; returns the process, its ports and what it printed."""
+    """Run `pathways up` until it says it is running; returns the process, its ports and what it printed."""
     ports = {name: free_port() for name in NAMES}
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
     env.update({f"{name.upper()}_PORT": str(port) for name, port in ports.items()})
@@ -33,20 +34,14 @@ def start_up(cwd: Path, data_dir: Path) -> tuple[subprocess.Popen[str], dict[str
         [str(Path(sys.executable).parent / "pathways"), "up", "--data-dir", str(data_dir)],
         env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    output = ""
-    deadline = time.monotonic() + 90
-    assert up.stdout is not None
-    while "Press Ctrl-C to stop." not in output:
-        line = up.stdout.readline()
-        if not line and up.poll() is not None:
-            up.stdout.close()
-            raise AssertionError(output)
-        output += line
-        if time.monotonic() > deadline:
-            up.kill()
-            up.stdout.close()
-            raise AssertionError(output)
-    return up, ports, output
+    try:
+        return up, ports, read_banner(up)
+    except BaseException:
+        up.send_signal(signal.SIGINT)
+        up.wait(60)
+        assert up.stdout is not None
+        up.stdout.close()
+        raise
 
 
 def assert_ports_released(ports: dict[str, int]) -> None:
