@@ -39,7 +39,7 @@ from shared.auth import Caller, OpsCaller, ServiceCaller
 from shared.directory_contract import DirectorySnapshot, ProviderDelivery, ServiceRecord
 from shared.events import AreaStatus, DirectoryChanged, RiskBand, utcnow
 from shared.fhir import FHIR_JSON
-from shared.geography import COUNTRY_NAMES, Gazetteer, describe
+from shared.geography import COUNTRY_NAMES, describe
 from shared.openapi import FhirResponse, errors, fhir_resource
 from shared.outbox import enqueue
 from shared.problems import problem
@@ -495,8 +495,10 @@ async def snapshot(session: SessionDep, _caller: ServiceCaller) -> DirectorySnap
     )
 
 
-@internal.get("/internal/gazetteer", response_model=Gazetteer,
-              summary="The gazetteer in force (default with imports laid over), for the router's copy")
+@internal.get("/internal/gazetteer", summary="The gazetteer in force (default with imports laid over), for the router's copy",
+              responses={200: {"description": "``shared.geography.Gazetteer`` as JSON: sectors and districts → "
+                               "[[LAD, share], …], [[ICB, share], …]; LAD → [upper tier, region, main ICB]; names",
+                               "content": {"application/json": {"schema": {"type": "object"}}}}})
 async def internal_gazetteer(request: Request, session: SessionDep, _caller: ServiceCaller) -> Response:
     version = (await gazetteer.gazetteer_status(session)).version
     cached: tuple[str, bytes] | None = getattr(request.app.state, "gazetteer_json", None)
