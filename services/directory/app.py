@@ -8,8 +8,8 @@ from services.directory.api import internal, ops, router
 from services.directory.gazetteer import load_reference_if_empty
 from services.directory.sample import load_sample_if_empty
 from services.directory.search import SearchIndex
+from services.directory.migrations import MIGRATIONS
 from services.directory.settings import DirectorySettings
-from services.directory.store import TABLES
 from shared.service import Runtime, create_service_app
 
 
@@ -27,7 +27,7 @@ def create_app(settings: DirectorySettings | None = None) -> FastAPI:
         settings=settings,
         title="Pathways directory",
         description="Local and by-and-for domestic abuse services, what they serve and where.",
-        tables=TABLES,
+        migrations=MIGRATIONS,
         routers=[router, ops, internal],
         setup=setup,
     )

@@ -14,8 +14,9 @@ from starlette.exceptions import HTTPException
 
 from services.intake import closed_loop, consumer
 from services.intake.api import router
+from services.intake.migrations import MIGRATIONS
 from services.intake.settings import IntakeSettings
-from services.intake.store import TABLES, ApiClient
+from services.intake.store import ApiClient
 from shared.auth import hash_api_key
 from shared.crypto import FieldCipher
 from shared.fhir import FhirError, Issue, outcome_response
@@ -59,7 +60,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         settings=settings,
         title="Pathways intake",
         description="Receives FHIR referrals from GP and acute EHR systems and tracks each as a FHIR Task.",
-        tables=[*TABLES, *closed_loop.TABLES],
+        migrations=MIGRATIONS,
         routers=[router, closed_loop.router],
         setup=setup,
     )
