@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+SHARED_TABLES = ("processed_event", "outbox", "audit_record")
+
 
 def add_shared_tables(metadata: sa.MetaData, *, audit: bool) -> None:
     """Add the inbox and outbox every service has, and the audit trail where the service keeps one."""

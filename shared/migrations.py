@@ -18,12 +18,14 @@ service is the baseline: exactly the tables release 0.1 created with ``create_al
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -37,8 +39,10 @@ from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
 from shared.db import Database, UTCDateTime
+from shared.migration_baseline import SHARED_TABLES
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ENVIRONMENT = Path(__file__).with_name("migration_env")
 # Arbitrary but fixed: the first half of every Pathways migration lock key (the second is the service).
@@ -175,14 +179,20 @@ async def new_revision(
         assert script is not None and not isinstance(script, list)
         return Path(script.path)
 
-    async with db.engine.begin() as conn:
-        return await conn.run_sync(work)
+    return await _locked(db, migrations, work)
 
 
-async def _locked(db: Database, migrations: ServiceMigrations, work: Callable[[Connection], Any]) -> None:
-    async with db.engine.begin() as conn:
+# Alembic's commands work through module-level proxies (``alembic.context``, ``alembic.op``), so two
+# migrations interleaving on one event loop (several services in one test process) would trip over
+# each other: one at a time per loop here, one at a time per database through the database's lock.
+_loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+async def _locked(db: Database, migrations: ServiceMigrations, work: Callable[[Connection], T]) -> T:
+    lock = _loop_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock, db.engine.begin() as conn:
         await conn.run_sync(lambda sync: _lock(sync, db, migrations))
-        await conn.run_sync(work)
+        return await conn.run_sync(work)
 
 
 def _lock(conn: Connection, db: Database, migrations: ServiceMigrations) -> None:
@@ -205,7 +215,8 @@ def _current(conn: Connection, migrations: ServiceMigrations) -> str | None:
     return context.get_current_revision()
 
 
-def _baseline(migrations: ServiceMigrations) -> tuple[str, sa.MetaData]:
+def baseline(migrations: ServiceMigrations) -> tuple[str, sa.MetaData]:
+    """The service's baseline revision and its frozen tables (release 0.1's ``create_all``)."""
     scripts = migrations.scripts()
     (base,) = scripts.get_bases()
     module = scripts.get_revision(base).module  # type: ignore[union-attr]
@@ -229,18 +240,47 @@ def _adopt_if_unversioned(conn: Connection, migrations: ServiceMigrations, cfg: 
     inspector = sa.inspect(conn)
     if inspector.has_table(migrations.version_table):
         return
-    base, baseline = _baseline(migrations)
-    present = set(inspector.get_table_names()) & set(baseline.tables)
-    if not present:
-        return  # an empty database: the upgrade creates everything
-    differences = _differences(conn, baseline, migrations)
+    base, frozen = baseline(migrations)
+    if not set(inspector.get_table_names()) & set(frozen.tables):
+        if not _move_from_public(conn, migrations, frozen):
+            return  # an empty database: the upgrade creates everything
+    differences = _differences(conn, frozen, migrations)
     if differences:
         raise MigrationError(
             f"{migrations.service}: the database has tables but no version table, and they are not release "
-            f"0.1's (so they cannot be adopted): {_describe(differences)}"
+            f"0.1's, so they cannot be adopted ({_describe(differences)}). On SQLite each service needs a "
+            "database file of its own."
         )
     command.stamp(cfg, base)
     log.info("%s: adopted a database made before migrations (stamped %s)", migrations.service, base)
+
+
+def _move_from_public(conn: Connection, migrations: ServiceMigrations, frozen: sa.MetaData) -> bool:
+    """PostgreSQL: release 0.1 kept its tables in ``public``; move this service's into its own schema.
+
+    Only when ``public`` holds this service's tables and nothing else: release 0.1 given one database
+    for all four services mixed their inbox, outbox and audit tables, which no rule can split safely.
+    """
+    schema = conn.dialect.default_schema_name
+    if conn.dialect.name != "postgresql" or schema in (None, "public"):
+        return False
+    in_public = {name for name in sa.inspect(conn).get_table_names(schema="public")
+                 if not name.startswith("alembic_version")}
+    ours = set(frozen.tables)
+    if not (ours - set(SHARED_TABLES)) & in_public:
+        return False
+    if in_public != ours:
+        others, missing = sorted(in_public - ours), sorted(ours - in_public)
+        raise MigrationError(
+            f"{migrations.service}: schema public holds this service's release-0.1 tables"
+            + (f" beside others' ({', '.join(others)})" if others else "")
+            + (f" without {', '.join(missing)}" if missing else "")
+            + f"; move them into schema {schema} by hand (docs/operations.md, 'Upgrading (migrations)')"
+        )
+    for name in sorted(ours):
+        conn.execute(sa.text(f'ALTER TABLE public."{name}" SET SCHEMA "{schema}"'))
+    log.info("%s: moved release 0.1's tables from schema public into schema %s", migrations.service, schema)
+    return True
 
 
 def _describe(differences: Sequence[Any]) -> str:
