@@ -8,6 +8,9 @@ each service that has the table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -55,11 +58,27 @@ def add_shared_tables(metadata: sa.MetaData, *, audit: bool) -> None:
         )
 
 
-def create_baseline(metadata: sa.MetaData) -> None:
-    """A baseline revision's upgrade: create its frozen tables (never "if not exists": a clash is an error)."""
-    metadata.create_all(op.get_bind(), checkfirst=False)
+@dataclass(frozen=True)
+class Baseline:
+    """A service's revision 0001: its own tables plus the shared ones, created on upgrade (never "if
+    not exists": a clash is an error) and dropped, with every row they hold, on downgrade."""
 
+    service_tables: Callable[[sa.MetaData], None]
+    audit: bool
 
-def drop_baseline(metadata: sa.MetaData) -> None:
-    """A baseline revision's downgrade: drop its tables, and with them every row they hold."""
-    metadata.drop_all(op.get_bind(), checkfirst=False)
+    def metadata(self) -> sa.MetaData:
+        metadata = sa.MetaData()
+        self.service_tables(metadata)
+        add_shared_tables(metadata, audit=self.audit)
+        return metadata
+
+    def upgrade(self) -> None:
+        self.metadata().create_all(op.get_bind(), checkfirst=False)
+
+    def downgrade(self) -> None:
+        self.metadata().drop_all(op.get_bind(), checkfirst=False)
+
+    def revision(self) -> tuple[Callable[[], sa.MetaData], Callable[[], None], Callable[[], None]]:
+        """What the revision module exports: ``baseline_metadata`` (read to adopt an unversioned
+        database), ``upgrade`` and ``downgrade``."""
+        return self.metadata, self.upgrade, self.downgrade

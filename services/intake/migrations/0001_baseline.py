@@ -1,26 +1,17 @@
-"""Baseline: intake's tables exactly as release 0.1 created them (``create_all``, before migrations).
-
-Frozen: never edit. ``shared.migrations`` compares a database without a version table with
-``baseline_metadata()`` to adopt it. A change to a table is a new revision.
-
-Revision ID: 0001
-Revises:
-"""
+"""Baseline: intake's tables exactly as release 0.1 created them (frozen: never edit; see
+shared/migration_baseline.py)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from shared.migration_baseline import add_shared_tables, create_baseline, drop_baseline
+from shared.migration_baseline import Baseline
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
-def baseline_metadata() -> sa.MetaData:
-    metadata = sa.MetaData()
+def service_tables(metadata: sa.MetaData) -> None:
     sa.Table(
         "api_client",
         metadata,
@@ -106,13 +97,6 @@ def baseline_metadata() -> sa.MetaData:
         sa.Index("ix_subscription_notification_status", "status"),
         sa.Index("ix_subscription_notification_subscription_id", "subscription_id"),
     )
-    add_shared_tables(metadata, audit=True)
-    return metadata
 
 
-def upgrade() -> None:
-    create_baseline(baseline_metadata())
-
-
-def downgrade() -> None:
-    drop_baseline(baseline_metadata())
+baseline_metadata, upgrade, downgrade = Baseline(service_tables, audit=True).revision()

@@ -1,26 +1,17 @@
-"""Baseline: notify's tables exactly as release 0.1 created them (``create_all``, before migrations).
-
-Frozen: never edit. ``shared.migrations`` compares a database without a version table with
-``baseline_metadata()`` to adopt it. A change to a table is a new revision.
-
-Revision ID: 0001
-Revises:
-"""
+"""Baseline: notify's tables exactly as release 0.1 created them (frozen: never edit; see
+shared/migration_baseline.py)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from shared.migration_baseline import add_shared_tables, create_baseline, drop_baseline
+from shared.migration_baseline import Baseline
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
-def baseline_metadata() -> sa.MetaData:
-    metadata = sa.MetaData()
+def service_tables(metadata: sa.MetaData) -> None:
     sa.Table(
         "case_consent",
         metadata,
@@ -133,13 +124,6 @@ def baseline_metadata() -> sa.MetaData:
         sa.PrimaryKeyConstraint("id"),
         sa.Index("ix_escalation_note_escalation_id", "escalation_id"),
     )
-    add_shared_tables(metadata, audit=True)
-    return metadata
 
 
-def upgrade() -> None:
-    create_baseline(baseline_metadata())
-
-
-def downgrade() -> None:
-    drop_baseline(baseline_metadata())
+baseline_metadata, upgrade, downgrade = Baseline(service_tables, audit=True).revision()
