@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.util import CommandError
 from alembic.migration import MigrationContext
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
@@ -130,6 +131,11 @@ async def upgrade(db: Database, migrations: ServiceMigrations, revision: str = "
         cfg = migrations.config(conn, models(db))
         _adopt_if_unversioned(conn, migrations, cfg)
         before = _current(conn, migrations)
+        if before is not None and not _known(migrations, before):
+            raise MigrationError(
+                f"{migrations.service}: the database is at revision {before}, which this release does not know "
+                "(a newer release migrated it): downgrade it with that release's `pathways db downgrade` first"
+            )
         command.upgrade(cfg, revision)
         after = _current(conn, migrations)
         if before != after:
@@ -201,13 +207,23 @@ def _lock(conn: Connection, db: Database, migrations: ServiceMigrations) -> None
         key = zlib.crc32(migrations.service.encode()) & 0x7FFFFFFF
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:cls, :key)"), {"cls": LOCK_CLASS, "key": key})
         if db.schema:
-            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
+            found = conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": db.schema})
+            if found.first() is None:
+                # Only when missing: a role without CREATE on the database can use a schema a DBA made.
+                conn.execute(sa.text(f'CREATE SCHEMA "{db.schema}"'))
             # The dialect read current_schema() on its first connection, perhaps before the schema existed.
             conn.dialect.default_schema_name = db.schema
     elif conn.dialect.name == "sqlite":
         # pysqlite opens no transaction before DDL by itself: this makes the migration one exclusive
         # transaction, so a second process waits (busy timeout) and then sees the finished work.
         conn.exec_driver_sql("BEGIN EXCLUSIVE")
+
+
+def _known(migrations: ServiceMigrations, revision: str) -> bool:
+    try:
+        return migrations.scripts().get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def _current(conn: Connection, migrations: ServiceMigrations) -> str | None:

@@ -233,3 +233,41 @@ async def test_one_database_shared_by_release_0_1_services_is_not_split_by_guess
     finally:
         await db.dispose()
     assert "referral" in (await tables_by_schema(database_url))["public"]
+
+
+async def test_a_database_migrated_by_a_newer_release_is_not_touched(database_url: str):
+    migrations = migrations_of("router")
+    db = migrations.database(database_url)
+    try:
+        await upgrade(db, migrations)
+        async with db.engine.begin() as conn:
+            await conn.execute(sa.text(f"UPDATE {migrations.version_table} SET version_num = '0999'"))
+        with pytest.raises(MigrationError, match="at revision 0999, which this release does not know"):
+            await upgrade(db, migrations)
+        assert await current(db, migrations) == "0999"
+    finally:
+        await db.dispose()
+
+
+def test_pathways_db_shows_upgrades_and_downgrades_each_services_development_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With no DATABASE_URL the commands work on the development files under .data/, as `make run` does."""
+    from typer.testing import CliRunner
+
+    from services.cli import app as cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    runner = CliRunner()
+    before = runner.invoke(cli, ["db", "current"])
+    assert before.exit_code == 0 and before.output.count("not migrated (behind: head is 0001)") == 4, before.output
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    assert sorted(p.name for p in (tmp_path / ".data").glob("*.db")) == [f"{s}.db" for s in sorted(SERVICES)]
+    assert runner.invoke(cli, ["db", "current"]).output.count("0001 (up to date)") == 4
+    down = runner.invoke(cli, ["db", "downgrade", "base", "--service", "router"])
+    assert down.exit_code == 0 and "router     at base (no tables)" in down.output, down.output
+    after = runner.invoke(cli, ["db", "current"]).output
+    assert "router     not migrated" in after and after.count("0001 (up to date)") == 3
+    unknown = runner.invoke(cli, ["db", "current", "--service", "billing"])
+    assert unknown.exit_code == 2 and "unknown service(s): billing" in unknown.output
