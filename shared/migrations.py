@@ -196,9 +196,27 @@ _loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] 
 
 async def _locked(db: Database, migrations: ServiceMigrations, work: Callable[[Connection], T]) -> T:
     lock = _loop_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-    async with lock, db.engine.begin() as conn:
-        await conn.run_sync(lambda sync: _lock(sync, db, migrations))
-        return await conn.run_sync(work)
+    async with lock, db.engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite's way to alter a table (batch mode: copy, drop, rename) cannot drop a table that
+            # others reference (escalation, fhir_subscription) while foreign keys are enforced, and the
+            # pragma only changes outside a transaction: off here, checked before commit, on again after.
+            await conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+        try:
+            await conn.run_sync(lambda sync: _lock(sync, db, migrations))
+            result = await conn.run_sync(work)
+            if sqlite and (await conn.exec_driver_sql("PRAGMA foreign_key_check")).first() is not None:
+                raise MigrationError(f"{migrations.service}: the migration left rows whose references are broken")
+            await conn.commit()
+            return result
+        except BaseException:
+            await conn.rollback()
+            raise
+        finally:
+            if sqlite:
+                await conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+                await conn.commit()
 
 
 def _lock(conn: Connection, db: Database, migrations: ServiceMigrations) -> None:

@@ -271,3 +271,45 @@ def test_pathways_db_shows_upgrades_and_downgrades_each_services_development_dat
     assert "router     not migrated" in after and after.count("0001 (up to date)") == 3
     unknown = runner.invoke(cli, ["db", "current", "--service", "billing"])
     assert unknown.exit_code == 2 and "unknown service(s): billing" in unknown.output
+
+
+async def test_a_later_revision_can_rebuild_a_table_that_others_reference(database_url: str, tmp_path: Path):
+    """What a later revision will do on SQLite (batch mode: copy, drop, rename) works on a table with
+    rows pointing at it, and the rows and the foreign-key checks survive."""
+    notify = migrations_of("notify")
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "0001_baseline.py").write_text((notify.versions / "0001_baseline.py").read_text())
+    (versions / "0002_longer_reason.py").write_text(
+        'import sqlalchemy as sa\nfrom alembic import op\n\nrevision = "0002"\ndown_revision = "0001"\n\n\n'
+        "def upgrade() -> None:\n"
+        '    with op.batch_alter_table("escalation") as batch:\n'
+        '        batch.alter_column("reason", type_=sa.String(length=600), existing_nullable=False)\n\n\n'
+        "def downgrade() -> None:\n    pass\n"
+    )
+    migrations = ServiceMigrations("notify", tables=notify.tables, versions=versions)
+    db = migrations.database(database_url)
+    _, frozen = baseline(migrations)
+    escalation_id, now = uuid4(), datetime(2026, 11, 1, tzinfo=UTC)
+    try:
+        await upgrade(db, migrations, "0001")
+        async with db.engine.begin() as conn:
+            await conn.execute(frozen.tables["escalation"].insert().values(
+                id=escalation_id, case_id=uuid4(), reason="no local service", status="open", created_at=now,
+                updated_at=now,
+            ))
+            await conn.execute(frozen.tables["escalation_note"].insert().values(
+                id=uuid4(), escalation_id=escalation_id, at=now, author="ops-1", text="called the helpline",
+            ))
+        await upgrade(db, migrations)
+        assert await current(db, migrations) == "0002"
+        async with db.engine.begin() as conn:
+            notes = frozen.tables["escalation_note"]
+            assert (await conn.execute(sa.select(notes.c.escalation_id))).scalars().all() == [escalation_id]
+        with pytest.raises(sa.exc.IntegrityError):  # references are still enforced afterwards
+            async with db.engine.begin() as conn:
+                await conn.execute(notes.insert().values(
+                    id=uuid4(), escalation_id=uuid4(), at=now, author="ops-1", text="orphan",
+                ))
+    finally:
+        await db.dispose()
