@@ -257,17 +257,15 @@ def baseline(migrations: ServiceMigrations) -> tuple[str, sa.MetaData]:
     return base, module.baseline_metadata()
 
 
-def _differences(conn: Connection, metadata: sa.MetaData, migrations: ServiceMigrations) -> list[Any]:
-    """``compare_metadata`` restricted to the given tables (other tables in the database are not ours)."""
-    context = MigrationContext.configure(
-        conn,
-        opts={
-            "compare_type": True,
-            "version_table": migrations.version_table,
-            "include_name": lambda name, kind, _parent: kind != "table" or name in metadata.tables,
-        },
-    )
-    return list(compare_metadata(context, metadata))
+def _differences(
+    conn: Connection, metadata: sa.MetaData, migrations: ServiceMigrations, *, only_these: bool = False
+) -> list[Any]:
+    """``compare_metadata``; ``only_these`` looks at the metadata's tables only (when adopting, other
+    tables in the database are not for this service to judge)."""
+    opts: dict[str, Any] = {"compare_type": True, "version_table": migrations.version_table}
+    if only_these:
+        opts["include_name"] = lambda name, kind, _parent: kind != "table" or name in metadata.tables
+    return list(compare_metadata(MigrationContext.configure(conn, opts=opts), metadata))
 
 
 def _adopt_if_unversioned(conn: Connection, migrations: ServiceMigrations, cfg: Config) -> None:
@@ -278,7 +276,7 @@ def _adopt_if_unversioned(conn: Connection, migrations: ServiceMigrations, cfg: 
     if not set(inspector.get_table_names()) & set(frozen.tables):
         if not _move_from_public(conn, migrations, frozen):
             return  # an empty database: the upgrade creates everything
-    differences = _differences(conn, frozen, migrations)
+    differences = _differences(conn, frozen, migrations, only_these=True)
     if differences:
         raise MigrationError(
             f"{migrations.service}: the database has tables but no version table, and they are not release "
