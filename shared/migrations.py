@@ -121,6 +121,9 @@ def _render_item(type_: str, obj: Any, _autogen: Any) -> str | bool:
         return f"sa.String(length={obj.length})" if obj.length else "sa.String()"
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if type_ == "type" and type(obj).__module__.startswith("sqlalchemy.dialects."):
+        # Downgrades are rendered from the scratch database's reflected (SQLite) types.
+        return f"sa.{obj.as_generic()!r}"
     return False
 
 

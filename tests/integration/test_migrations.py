@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import func, select
 
 from services.intake.app import SAMPLE_CLIENT, create_app
-from services.intake.store import Referral
+from services.directory.store import ProviderKey
+from services.intake.store import ApiClient, Referral
 from services.launcher import SERVICES, NatsServer
 from shared.audit import AuditRecord
 from shared.auth import hash_api_key
@@ -181,6 +182,8 @@ async def test_a_previous_release_database_with_referrals_is_upgraded_and_stays_
         assert task.json()["status"] == "accepted"
         db: Database = app.state.runtime.db
         async with db.session() as session:
+            client = await session.get(ApiClient, SAMPLE_CLIENT["id"])
+            assert client is not None and client.usable() and client.ods_codes == sorted(SAMPLE_CLIENT["ods_codes"])
             referral = await session.get(Referral, referral_id)
             assert referral is not None and referral.created_at == datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
             assert json.loads(cipher.decrypt(referral.identifying, aad=referral_id.bytes)) == before["identifying"]
@@ -192,6 +195,32 @@ async def test_a_previous_release_database_with_referrals_is_upgraded_and_stays_
     if database_url.startswith("postgresql"):
         schemas = await tables_by_schema(database_url)
         assert "public" not in schemas and "referral" in schemas["intake"]
+
+
+async def test_an_organisations_release_0_1_key_becomes_its_default_provider_key(database_url: str):
+    migrations = migrations_of("directory")
+    base, frozen = baseline(migrations)
+    db = migrations.database(database_url)
+    organisation = frozen.tables["organisation"]
+    values = {column.name: "" for column in organisation.columns if not column.nullable}
+    values.update(id="org-sample", name="Sample refuge (sample)", by_and_for=[], by_and_for_other=[],
+                  signing_secrets=[], updated_at=datetime(2026, 11, 1, tzinfo=UTC))
+    try:
+        await upgrade(db, migrations, base)
+        async with db.engine.begin() as conn:
+            await conn.execute(organisation.insert().values(**values, api_key_hash=hash_api_key("pw_sample_key")))
+        await upgrade(db, migrations)
+        async with db.session() as session:
+            (key,) = (await session.exec(select(ProviderKey))).all()
+        assert (key.organisation_id, key.name, key.key_hash) == ("org-sample", "default", hash_api_key("pw_sample_key"))
+        assert key.usable()
+        assert await drift(db, migrations) == []
+        await downgrade(db, migrations, base)  # and back: the previous release finds its key again
+        async with db.engine.connect() as conn:
+            restored = (await conn.execute(sa.select(organisation.c.api_key_hash))).scalar_one()
+        assert restored == hash_api_key("pw_sample_key")
+    finally:
+        await db.dispose()
 
 
 async def test_tables_unlike_the_previous_release_stop_the_start_up_and_change_nothing(database_url: str):
@@ -261,14 +290,14 @@ def test_pathways_db_shows_upgrades_and_downgrades_each_services_development_dat
     monkeypatch.delenv("DATABASE_URL", raising=False)
     runner = CliRunner()
     before = runner.invoke(cli, ["db", "current"])
-    assert before.exit_code == 0 and before.output.count("not migrated (behind: head is 0001)") == 4, before.output
+    assert before.exit_code == 0 and before.output.count("not migrated (behind: head is 000") == 4, before.output
     assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
     assert sorted(p.name for p in (tmp_path / ".data").glob("*.db")) == [f"{s}.db" for s in sorted(SERVICES)]
-    assert runner.invoke(cli, ["db", "current"]).output.count("0001 (up to date)") == 4
+    assert runner.invoke(cli, ["db", "current"]).output.count("(up to date)") == 4
     down = runner.invoke(cli, ["db", "downgrade", "base", "--service", "router"])
     assert down.exit_code == 0 and "router     at base (no tables)" in down.output, down.output
     after = runner.invoke(cli, ["db", "current"]).output
-    assert "router     not migrated" in after and after.count("0001 (up to date)") == 3
+    assert "router     not migrated" in after and after.count("(up to date)") == 3
     unknown = runner.invoke(cli, ["db", "current", "--service", "billing"])
     assert unknown.exit_code == 2 and "unknown service(s): billing" in unknown.output
 
