@@ -42,20 +42,25 @@ def add_shared_tables(metadata: sa.MetaData, *, audit: bool) -> None:
         sa.Index("ix_outbox_published_at", "published_at"),
     )
     if audit:
-        sa.Table(
-            "audit_record",
-            metadata,
-            sa.Column("id", sa.Uuid(), nullable=False),
-            sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-            sa.Column("actor_kind", sa.String(length=20), nullable=False),
-            sa.Column("actor_id", sa.String(length=100), nullable=False),
-            sa.Column("action", sa.String(length=60), nullable=False),
-            sa.Column("case_id", sa.Uuid(), nullable=True),
-            sa.Column("detail", sa.String(length=500), nullable=False),
-            sa.PrimaryKeyConstraint("id"),
-            sa.Index("ix_audit_record_at", "at"),
-            sa.Index("ix_audit_record_case_id", "case_id"),
-        )
+        audit_record(metadata)
+
+
+def audit_record(metadata: sa.MetaData) -> sa.Table:
+    """The audit trail's table as release 0.1 defined it (also what a service that gains one creates)."""
+    return sa.Table(
+        "audit_record",
+        metadata,
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor_kind", sa.String(length=20), nullable=False),
+        sa.Column("actor_id", sa.String(length=100), nullable=False),
+        sa.Column("action", sa.String(length=60), nullable=False),
+        sa.Column("case_id", sa.Uuid(), nullable=True),
+        sa.Column("detail", sa.String(length=500), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.Index("ix_audit_record_at", "at"),
+        sa.Index("ix_audit_record_case_id", "case_id"),
+    )
 
 
 @dataclass(frozen=True)

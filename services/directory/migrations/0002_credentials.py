@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from alembic import op
 
+from shared.migration_baseline import audit_record
+
 revision = "0002"
 down_revision = "0001"
 
@@ -46,19 +48,7 @@ def _credential_columns() -> list[sa.Column[object]]:
 
 
 def upgrade() -> None:
-    op.create_table(
-        "audit_record",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("actor_kind", sa.String(length=20), nullable=False),
-        sa.Column("actor_id", sa.String(length=100), nullable=False),
-        sa.Column("action", sa.String(length=60), nullable=False),
-        sa.Column("case_id", sa.Uuid(), nullable=True),
-        sa.Column("detail", sa.String(length=500), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_index("ix_audit_record_at", "audit_record", ["at"], unique=False)
-    op.create_index("ix_audit_record_case_id", "audit_record", ["case_id"], unique=False)
+    audit_record(sa.MetaData()).create(op.get_bind())  # the audit trail intake and notify already have
     op.create_table(
         "ops_user",
         *_credential_columns(),
@@ -110,6 +100,4 @@ def downgrade() -> None:
     op.drop_index("ix_provider_key_organisation_id", table_name="provider_key")
     op.drop_table("provider_key")
     op.drop_table("ops_user")
-    op.drop_index("ix_audit_record_case_id", table_name="audit_record")
-    op.drop_index("ix_audit_record_at", table_name="audit_record")
-    op.drop_table("audit_record")
+    audit_record(sa.MetaData()).drop(op.get_bind())
