@@ -253,8 +253,7 @@ DatabaseUrlOption = Annotated[
 def _service_schema(name: str, database_url: str) -> tuple[ServiceSettings, ServiceMigrations]:
     import importlib
 
-    module = importlib.import_module(f"services.{name}.settings")
-    settings_class = next(v for k, v in vars(module).items() if k.endswith("Settings") and k != "ServiceSettings")
+    settings_class = getattr(importlib.import_module(f"services.{name}.settings"), f"{name.capitalize()}Settings")
     settings = settings_class(database_url=database_url) if database_url else settings_class()
     return settings, importlib.import_module(f"services.{name}.migrations").MIGRATIONS
 
