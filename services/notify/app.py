@@ -10,6 +10,7 @@ from services.notify.deadlines import DeadlineTimer
 from services.notify.ops import router as ops_router
 from services.notify.migrations import MIGRATIONS
 from services.notify.settings import NotifySettings
+from services.notify.store import offers_by_state
 from services.notify.webhooks import WebhookDispatcher
 from shared.events import DirectoryChanged, Event
 from shared.ops_users import RemoteOpsVerifier
@@ -21,6 +22,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
 
     async def setup(runtime: Runtime) -> None:
         consumer.register(runtime)
+        runtime.metric_refreshers.append(lambda: offers_by_state(runtime.db))
 
         async def on_directory_changed(event: Event) -> None:
             if isinstance(event, DirectoryChanged) and event.entity in ("provider-key", "organisation"):

@@ -9,19 +9,15 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, func, select
 
+from services.notify.domain import OfferStatus
 from shared.audit import AuditRecord
-from shared.db import utc_field
+from shared.db import Database, utc_field
 from shared.events import utcnow
-
-
-class OfferStatus(StrEnum):
-    offered = "offered"
-    accepted = "accepted"
-    declined = "declined"
-    expired = "expired"
-    withdrawn = "withdrawn"
+from shared.state_machine import StateMachine
+from shared.metrics import OFFERS
+from shared.telemetry import stored_context
 
 
 OPEN_OFFER_STATUSES = (OfferStatus.offered, OfferStatus.accepted)
@@ -77,6 +73,8 @@ class Offer(SQLModel, table=True):
     # Set when a provider that holds the handoff must stop (consent withdrawn, referral cancelled).
     stop_contact_reason: str | None = Field(default=None, max_length=60)
     outcomes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The latest outcome (services.notify.domain.OUTCOME_STATES); ``outcomes`` keeps the history.
+    outcome: str | None = Field(default=None, max_length=40)
     assigned_by: str | None = Field(default=None, max_length=100)
 
 
@@ -112,6 +110,8 @@ class WebhookDelivery(SQLModel, table=True):
     # A status code or an exception type: never a response body (it is the receiver's to say).
     last_error: str | None = Field(default=None, max_length=120)
     delivered_at: datetime | None = utc_field(default=None)
+    # The W3C trace context of the work that queued it, so each attempt joins the referral's trace.
+    trace_context: str = Field(default_factory=stored_context, sa_type=Text)
 
 
 class WebhookEndpointState(SQLModel, table=True):
@@ -129,6 +129,13 @@ class EscalationStatus(StrEnum):
     open = "open"
     assigned = "assigned"
 
+
+# Ops assign a service to an open escalation; assigning another later (the first could not help) keeps it assigned.
+ESCALATION_STATES = StateMachine.of(
+    "escalation", "status",
+    {EscalationStatus.open: (EscalationStatus.assigned,), EscalationStatus.assigned: (EscalationStatus.assigned,)},
+    self_moves=(EscalationStatus.assigned,),
+)
 
 class Escalation(SQLModel, table=True):
     """A case in the ops queue (``case.escalated``)."""
@@ -157,3 +164,11 @@ class EscalationNote(SQLModel, table=True):
 TABLES = [
     CaseConsent, RoutingRecord, Offer, WebhookDelivery, WebhookEndpointState, Escalation, EscalationNote, AuditRecord,
 ]
+
+
+async def offers_by_state(db: Database) -> None:
+    """Set the offers-by-state gauge from the table (every state, so one that empties reads 0)."""
+    async with db.session() as session:
+        counts = dict((await session.exec(select(Offer.status, func.count()).group_by(Offer.status))).all())
+    for state in OfferStatus:
+        OFFERS.labels(state.value).set(counts.get(state.value, 0))
