@@ -1,9 +1,9 @@
 """Directory search latency on a 10,000-service directory (prints figures; not part of the tests).
 
-Builds a throw-away SQLite directory: the sample directory and gazetteer plus 10,000 synthetic
+Builds a throw-away SQLite directory: the sample directory (on the shipped national gazetteer) plus 10,000 synthetic
 services spread over England as a national directory would be (each covering one to three of the
 296 local authorities, 42 ICBs or the sample's Leeds postcode districts; one in 500 national), then times ``GET /services`` in-process through the ASGI stack (routing, validation, area
-resolution in the database, the index version check, filtering, serialisation; no network).
+resolution in the gazetteer, the index version check, filtering, serialisation; no network).
 
     .venv/bin/python bench/directory_search.py [--services 10000] [--requests 300]
 """
@@ -24,13 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 
 from services.directory.app import create_app
-from services.directory.gazetteer import reference_authorities, reference_icbs
+from services.directory.default_gazetteer import default_gazetteer
 from services.directory.settings import DirectorySettings
 from services.directory.store import Service
 from services.launcher import NatsServer
 from shared.reference import Community, ServiceType
 
-AREAS = [la.lad_code for la in reference_authorities()] + list(reference_icbs()) + [f"LS{n}" for n in range(1, 29)]
+GAZETTEER = default_gazetteer()
+AREAS = [*GAZETTEER.authorities, *sorted({icb for _, _, icb in GAZETTEER.authorities.values()}),
+         *(f"LS{n}" for n in range(1, 29))]
 QUERIES = [
     {"area": "LS7"},
     {"area": "LS7 3AB", "accepting": "true"},

@@ -1,23 +1,27 @@
 """Per-case match time of the routing rules on a 10,000-service directory (target: p99 under 1 ms).
 
-Synthetic and seeded: 300 local authorities in 42 ICBs, 2,400 postcode districts, about 30 services
-per authority (some by-and-for, some with eligibility limits, some paused or full), ICB-wide services
-and national ones. Cases mix areas, risk bands, settings, characteristics, needs, preferences and
-consent. Prints figures; asserts nothing.
+The areas are real: the shipped national gazetteer (10,062 postcode sectors, 296 English local
+authorities, 42 ICBs), so each case is located in it (sector → candidates with shares → material codes)
+as in production. The services are synthetic and seeded: about 30 per authority (some by-and-for, some
+with eligibility limits, some paused or full), ICB-wide services and national ones. Cases are spread
+over every sector (a few unknown or outside England), and mix risk bands, settings, characteristics,
+needs, preferences and consent. Prints figures; asserts nothing.
 
     make bench        # or: .venv/bin/python bench/router_match.py [services] [cases]
 """
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import sys
 import time
 from datetime import UTC, datetime
 
+from services.directory.default_gazetteer import default_gazetteer
 from services.router.domain import DirectoryIndex, route
-from shared.directory_contract import AreaResolution, DirectorySnapshot, ServiceRecord
+from shared.directory_contract import DirectorySnapshot, ServiceRecord
 from shared.events import (
     ByAndForPreference,
     CareSetting,
@@ -28,6 +32,7 @@ from shared.events import (
     RiskBand,
     RoutingPreferences,
 )
+from shared.geography import Gazetteer
 
 LOCAL_TYPES = ["community-outreach"] * 5 + ["idva"] * 2 + ["health-idva", "marac", "refuge", "isva",
                                                           "sexual-violence-counselling", "chidva"]
@@ -35,20 +40,13 @@ COMMUNITIES = ["black-minoritised", "deaf", "disabled", "lgbt+", "gypsy-roma-tra
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
 
-def build_directory(n_services: int, rng: random.Random) -> DirectorySnapshot:
-    lads = [f"E0{8000000 + i:07d}" for i in range(300)]
-    icbs = [f"E54{i:06d}" for i in range(42)]
-    lad_icb = {lad: icbs[i % len(icbs)] for i, lad in enumerate(lads)}
-    areas = [
-        AreaResolution(district=f"D{i}", lad_codes=(lads[i % 300],) if i % 10 else (lads[i % 300], lads[(i + 1) % 300]),
-                       utla_codes=(lads[i % 300],), icb_codes=(lad_icb[lads[i % 300]],),
-                       names={lads[i % 300]: f"Authority {i % 300}"})
-        for i in range(2400)
-    ]
+def build_directory(n_services: int, rng: random.Random, gazetteer: Gazetteer) -> DirectorySnapshot:
+    lads = sorted(gazetteer.authorities)
+    icbs = sorted({icb for _, _, icb in gazetteer.authorities.values()})
     services: list[ServiceRecord] = []
     n_national, n_icb = 60, 420
     for i in range(n_services - n_national - n_icb):
-        lad = lads[i % 300]
+        lad = lads[i % len(lads)]
         kind = LOCAL_TYPES[rng.randrange(len(LOCAL_TYPES))]
         services.append(ServiceRecord(
             id=f"svc-{i:05d}", organisation_id=f"org-{i // 3:05d}", organisation_name=f"Org {i // 3}",
@@ -67,7 +65,7 @@ def build_directory(n_services: int, rng: random.Random) -> DirectorySnapshot:
     for i in range(n_icb):
         services.append(ServiceRecord(
             id=f"icb-{i:04d}", organisation_id=f"icb-org-{i}", organisation_name=f"ICB org {i}", name=f"ICB service {i}",
-            service_type="community-outreach", coverage=(icbs[i % 42],), coverage_level="regional",
+            service_type="community-outreach", coverage=(icbs[i % len(icbs)],), coverage_level="regional",
             by_and_for=(COMMUNITIES[i % len(COMMUNITIES)],), bsl=i % 7 == 1,
         ))
     for i in range(n_national):
@@ -77,12 +75,15 @@ def build_directory(n_services: int, rng: random.Random) -> DirectorySnapshot:
             service_type=kind, coverage=("national",), coverage_level="national",
             by_and_for=(COMMUNITIES[i % len(COMMUNITIES)],) if i % 3 else (),
         ))
-    return DirectorySnapshot(version="bench", generated_at=NOW, services=tuple(services), areas=tuple(areas))
+    return DirectorySnapshot(version="bench", generated_at=NOW, services=tuple(services),
+                             gazetteer_version=gazetteer.version)
 
 
-def make_case(rng: random.Random) -> tuple[CaseSummary, ConsentState]:
+def make_case(rng: random.Random, sectors: list[str]) -> tuple[CaseSummary, ConsentState]:
+    sector = rng.choice(sectors)
     summary = CaseSummary(
-        postcode_district=f"D{rng.randrange(2500)}",  # some districts unknown on purpose
+        postcode_district=sector.split(" ")[0],
+        postcode_sector=sector,
         risk_band=rng.choice(list(RiskBand)),
         setting=rng.choice(list(CareSetting)),
         characteristics=tuple(rng.sample(COMMUNITIES, rng.choice([0, 0, 1, 2]))),
@@ -104,32 +105,44 @@ def make_case(rng: random.Random) -> tuple[CaseSummary, ConsentState]:
 
 def main(n_services: int = 10_000, n_cases: int = 20_000) -> None:
     rng = random.Random(5)
-    snapshot = build_directory(n_services, rng)
+    gazetteer = default_gazetteer()
+    snapshot = build_directory(n_services, rng, gazetteer)
     started = time.perf_counter()
-    index = DirectoryIndex.from_snapshot(snapshot)
+    index = DirectoryIndex.from_snapshot(snapshot, gazetteer)
     build_ms = (time.perf_counter() - started) * 1000
     open_offers = {s.id: rng.randrange(60) for s in snapshot.services if rng.random() < 0.3}
-    cases = [make_case(rng) for _ in range(n_cases)]
+    # Every sector, and some that are unknown or outside England on purpose.
+    sectors = [*gazetteer.sectors, "ZZ9 9", "CF10 1", "EH1 1", "BT1 1", "GY1 1"]
+    cases = [make_case(rng, sectors) for _ in range(n_cases)]
     for summary, consent in cases[:500]:  # warm up
         route(summary, consent, index, open_offers=open_offers, now=NOW)
     timings: list[float] = []
+    # CPU time of this thread too: on a shared machine wall time also counts waiting for a core.
+    cpu: list[float] = []
     candidates = 0
     for summary, consent in cases:
-        t0 = time.perf_counter_ns()
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         decision = route(summary, consent, index, open_offers=open_offers, now=NOW)
+        cpu.append((time.thread_time_ns() - c0) / 1e6)
         timings.append((time.perf_counter_ns() - t0) / 1e6)
         candidates += len(decision.ranking()) + len(decision.excluded) + len(decision.passed_over)
     timings.sort()
+    cpu.sort()
 
-    def pct(p: float) -> float:
-        return timings[min(len(timings) - 1, int(p / 100 * len(timings)))]
+    def pct(p: float, values: list[float] = timings) -> float:
+        return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
-    print(f"directory: {len(snapshot.services):,} services, {len(snapshot.areas):,} districts; "
+    print(f"directory: {len(snapshot.services):,} services; gazetteer: {len(gazetteer.sectors):,} sectors, "
+          f"{len(gazetteer.districts):,} districts, {len(gazetteer.authorities)} authorities ({gazetteer.source}); "
           f"index built in {build_ms:.1f} ms")
     print(f"cases: {n_cases:,}; candidates looked at per case: {candidates / n_cases:.1f} on average")
     print(f"per-case match time (ms): mean {statistics.fmean(timings):.3f}  p50 {pct(50):.3f}  "
           f"p95 {pct(95):.3f}  p99 {pct(99):.3f}  max {timings[-1]:.3f}")
-    print(f"target p99 < 1 ms: {'met' if pct(99) < 1 else 'NOT met'}  (python {sys.version.split()[0]})")
+    print(f"per-case CPU time (ms):   mean {statistics.fmean(cpu):.3f}  p50 {pct(50, cpu):.3f}  "
+          f"p95 {pct(95, cpu):.3f}  p99 {pct(99, cpu):.3f}  max {cpu[-1]:.3f}")
+    print(f"target p99 < 1 ms: {'met' if pct(99) < 1 else 'NOT met'} (wall), "
+          f"{'met' if pct(99, cpu) < 1 else 'NOT met'} (CPU)  (python {sys.version.split()[0]}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,12 @@ Follow the referral's Task (id from the first answer):
 
   curl -s {system.url('intake')}/fhir/Task/TASK_ID -H 'Authorization: Bearer pw_sample_ehr_client'
 
+Any postcode in England resolves (the sample directory covers West Yorkshire, North East London, and
+Cornwall and the Isles of Scilly); which gazetteer is in force:
+
+  curl -s '{system.url('directory')}/areas/E1%206AN'
+  curl -s {system.url('directory')}/gazetteer
+
 Ops endpoints take the development ops key: {system.environment()['PATHWAYS_OPS_KEY']}
 """
 
@@ -261,7 +267,7 @@ def gazetteer_import(
 
     The districts in the file replace what the gazetteer held for them; a running directory publishes
     ``directory.changed`` from its outbox."""
-    from services.directory.gazetteer import GazetteerFormatError, import_onspd, load_reference_if_empty
+    from services.directory.gazetteer import GazetteerFormatError, import_onspd
     from services.directory.migrations import MIGRATIONS
     from services.directory.settings import DirectorySettings
     from shared.migrations import upgrade
@@ -272,7 +278,6 @@ def gazetteer_import(
         db = MIGRATIONS.database(settings.resolved_database_url())
         try:
             await upgrade(db, MIGRATIONS)
-            await load_reference_if_empty(db)
             summary = await import_onspd(db, file)
         finally:
             await db.dispose()

@@ -1,4 +1,5 @@
-"""What the directory tells the router: every service, with what routing needs, in one snapshot.
+"""What the directory tells the router: every service, with what routing needs, in one snapshot, and
+the version of the gazetteer in force (read separately: it changes only on an import).
 
 The router keeps the latest snapshot in memory (refreshed on ``directory.changed``) and routes from
 its last good copy while the directory is away. Vocabularies come from ``shared.reference``.
@@ -52,23 +53,12 @@ class ServiceRecord(BaseModel):
     response_sla_hours: dict[str, float] = {}
 
 
-class AreaResolution(BaseModel):
-    """A postcode district's areas: every LAD it falls in (with its share), their upper tiers and ICBs."""
-
-    model_config = ConfigDict(frozen=True)
-
-    district: str
-    lad_codes: tuple[str, ...]
-    utla_codes: tuple[str, ...] = ()
-    icb_codes: tuple[str, ...] = ()
-    names: dict[str, str] = {}
-
-
 class DirectorySnapshot(BaseModel):
     version: str
     generated_at: datetime
     services: tuple[ServiceRecord, ...]
-    areas: tuple[AreaResolution, ...] = ()
+    # The gazetteer in force (``GET /internal/gazetteer``): the router re-reads it only when this changes.
+    gazetteer_version: str | None = None
 
 
 class ProviderDelivery(BaseModel):

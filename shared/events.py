@@ -1,8 +1,9 @@
 """Versioned event contracts: the only things that travel on the bus.
 
 Data minimisation is the rule here: no event carries a name, a date of birth, contact details, a full
-postcode or free text. Routing needs the postcode *district* (outward code), the risk band, the setting,
-needs, the characteristics the survivor chose to share, their preferences and the consent state.
+postcode or free text. Routing needs the postcode *sector* ("LS7 3", never the full postcode) and the areas
+it resolves to, the risk band, the setting, needs, the characteristics the survivor chose to share, their
+preferences and the consent state.
 Every event has a unique ``event_id``, which the bus also sends as ``Nats-Msg-Id``.
 """
 
@@ -100,13 +101,63 @@ class Event(BaseModel):
     occurred_at: datetime = Field(default_factory=utcnow)
 
 
+class AreaStatus(StrEnum):
+    """Where a postcode is, as far as routing is concerned (``shared.geography.locate``)."""
+
+    england = "england"  # resolved to English authorities (a cross-border sector counts if any part is English)
+    wales = "wales"
+    scotland = "scotland"
+    northern_ireland = "northern-ireland"
+    crown_dependency = "crown-dependency"  # Guernsey (GY), Jersey (JE), Isle of Man (IM)
+    non_geographic = "non-geographic"  # BFPO (BF), non-geographic BX
+    unknown = "unknown"  # well formed, but in no gazetteer
+    missing = "missing"  # no postcode at all
+
+
+class AreaShare(BaseModel):
+    """An area code and the share of the sector's (or district's) postcodes that fall in it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    share: float
+
+
+class CaseArea(BaseModel):
+    """The most precise area that does not identify the survivor: the postcode sector and what it resolves to.
+
+    Every candidate authority is kept with its share (main first). ``icbs`` come from the sector's own
+    sub-ICB shares, not from its LADs. ``material`` lists the codes that make a service local to the case.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    status: AreaStatus
+    sector: str | None = None
+    district: str | None = None
+    precision: Literal["sector", "district", "none"] = "none"
+    lads: tuple[AreaShare, ...] = ()
+    upper_tiers: tuple[AreaShare, ...] = ()
+    icbs: tuple[AreaShare, ...] = ()
+    region: str | None = None
+    country: str | None = None  # ONS country code (E92000001, W92000004, S92000003, N92000002)
+    material: tuple[str, ...] = ()
+    # The main (largest-share) authority's codes: its services rank first.
+    main: tuple[str, ...] = ()
+    source: str | None = None
+
+
 class CaseSummary(BaseModel):
     """What routing and an offer may know of a case: nothing that identifies the survivor."""
 
     model_config = ConfigDict(frozen=True)
 
     postcode_district: str | None
-    # Local authority / ICB codes of the district, when intake or the router resolved them.
+    # The postcode sector ("LS7 3"): intake derives it; older events carry the district only.
+    postcode_sector: str | None = None
+    # What the sector resolves to (the router fills it from its gazetteer copy before offering).
+    area: CaseArea | None = None
+    # Extra local authority / ICB codes a caller supplied (e.g. /explain); matched like resolved ones.
     area_codes: tuple[str, ...] = ()
     risk_band: RiskBand
     setting: CareSetting
@@ -124,6 +175,8 @@ class CaseSummary(BaseModel):
 class ReferralReceived(Event):
     subject: ClassVar[str] = "referral.received"
 
+    # 2: the summary gained postcode_sector and area (additive: version-1 readers ignore them).
+    schema_version: int = 2
     case_id: UUID
     referrer_ods: str
     summary: CaseSummary
@@ -173,11 +226,15 @@ class CaseRouted(Event):
 
     subject: ClassVar[str] = "case.routed"
 
+    # 2: the summary carries the resolved area (sector, every candidate with its share).
+    schema_version: int = 2
     case_id: UUID
     decision_id: UUID
     summary: CaseSummary
     consent: ConsentState
     offer_to: tuple[RoutedService, ...]
+    # What the referrer's Task says beside the offer, e.g. why only a national helpline was offered.
+    referrer_note: str | None = None
 
 
 class OfferEvent(Event):

@@ -5,6 +5,7 @@ and the internal endpoints the router and notify call. Thin: rules live in ``dom
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
@@ -14,6 +15,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.directory import fhir_view, gazetteer, hsds
+from services.directory.default_gazetteer import attribution, default_gazetteer
 from services.directory.domain import (
     MAX_OPEN_OFFERS,
     InvalidArea,
@@ -26,7 +28,6 @@ from services.directory.domain import (
 )
 from services.directory.search import SearchFilters, SearchIndex
 from services.directory.store import (
-    DistrictArea,
     Organisation,
     OrganisationBase,
     ProviderKey,
@@ -35,9 +36,10 @@ from services.directory.store import (
 )
 from shared.audit import record
 from shared.auth import Caller, OpsCaller, ServiceCaller
-from shared.directory_contract import AreaResolution, DirectorySnapshot, ProviderDelivery, ServiceRecord
-from shared.events import DirectoryChanged, RiskBand, utcnow
+from shared.directory_contract import DirectorySnapshot, ProviderDelivery, ServiceRecord
+from shared.events import AreaStatus, DirectoryChanged, RiskBand, utcnow
 from shared.fhir import FHIR_JSON
+from shared.geography import COUNTRY_NAMES, describe
 from shared.openapi import FhirResponse, errors, fhir_resource
 from shared.outbox import enqueue
 from shared.problems import problem
@@ -58,12 +60,50 @@ class AreaPartOut(BaseModel):
     share: float
 
 
+class AreaCodeOut(BaseModel):
+    code: str
+    name: str | None
+    share: float
+
+
 class AreaOut(BaseModel):
+    """A resolved area. ``parts`` are the local authorities with their shares (``icb_code`` there is each
+    authority's main ICB); ``icbs`` are the area's own, from its sub-ICB shares. ``material`` lists the codes
+    that make a service local (a candidate holding at least 5% of the postcodes, and the main one)."""
+
     query: str
     kind: str
+    status: AreaStatus
+    precision: str
+    sector: str | None
     district: str | None
     parts: list[AreaPartOut]
+    upper_tiers: list[AreaCodeOut] = []
+    icbs: list[AreaCodeOut] = []
+    region: AreaCodeOut | None = None
+    country: AreaCodeOut | None = None
+    material: list[str] = []
+    source: str | None = None
+    note: str | None = None
     centroid: tuple[float, float] | None = None
+
+
+class GazetteerImportOut(BaseModel):
+    file_name: str
+    imported_at: datetime
+    postcodes: int
+    districts: int
+
+
+class GazetteerOut(BaseModel):
+    """Which gazetteer is in force: the shipped ONS-derived default, or an ONSPD/NSPL import over it."""
+
+    source: str
+    version: str
+    default: str
+    imported_districts: int
+    imports: list[GazetteerImportOut]
+    attribution: list[str]
 
 
 class ServicePublic(ServiceBase):
@@ -116,12 +156,38 @@ async def resolve_area(session: AsyncSession, area: str) -> ResolvedArea:
             responses=errors(400, 404))
 async def get_area(area: str, session: SessionDep) -> AreaOut:
     resolved = await resolve_area(session, area)
+    located, names = resolved.area, resolved.names
+
+    def coded(code: str | None, share: float = 1.0) -> AreaCodeOut | None:
+        return AreaCodeOut(code=code, name=names.get(code) or COUNTRY_NAMES.get(code), share=share) if code else None
+
     return AreaOut(
         query=resolved.query,
         kind=resolved.kind,
-        district=resolved.district,
+        status=located.status,
+        precision=located.precision,
+        sector=located.sector,
+        district=located.district,
         parts=[AreaPartOut(**part.__dict__) for part in resolved.parts],
+        upper_tiers=[AreaCodeOut(code=s.code, name=names.get(s.code), share=s.share) for s in located.upper_tiers],
+        icbs=[AreaCodeOut(code=s.code, name=names.get(s.code), share=s.share) for s in located.icbs],
+        region=coded(located.region),
+        country=coded(located.country),
+        material=list(located.material),
+        source=located.source,
+        note=None if located.status is AreaStatus.england else describe(default_gazetteer(), located),
         centroid=resolved.centroid,
+    )
+
+
+@router.get("/gazetteer", response_model=GazetteerOut, summary="Which gazetteer is in force, and its attribution")
+async def get_gazetteer(session: SessionDep) -> GazetteerOut:
+    status_ = await gazetteer.gazetteer_status(session)
+    return GazetteerOut(
+        source=status_.source, version=status_.version, default=default_gazetteer().version,
+        imported_districts=status_.imported_districts,
+        imports=[GazetteerImportOut.model_validate(i, from_attributes=True) for i in status_.imports],
+        attribution=list(attribution()),
     )
 
 
@@ -411,7 +477,7 @@ async def provider_delivery(organisation_id: str, session: SessionDep, _caller: 
 
 
 @internal.get("/internal/snapshot", response_model=DirectorySnapshot,
-              summary="Every service and district resolution, for the router's in-memory copy")
+              summary="Every service, and the gazetteer version in force, for the router's in-memory copy")
 async def snapshot(session: SessionDep, _caller: ServiceCaller) -> DirectorySnapshot:
     rows = (await session.exec(select(Service, Organisation).join(Organisation).order_by(col(Service.id)))).all()
     services = tuple(
@@ -422,22 +488,24 @@ async def snapshot(session: SessionDep, _caller: ServiceCaller) -> DirectorySnap
         )
         for service, organisation in rows
     )
-    districts: dict[str, list[DistrictArea]] = {}
-    for area in (await session.exec(select(DistrictArea).order_by(col(DistrictArea.district)))).all():
-        districts.setdefault(area.district, []).append(area)
-    areas = tuple(
-        AreaResolution(
-            district=district,
-            lad_codes=tuple(p.lad_code for p in sorted(parts, key=lambda p: (-p.share, p.lad_code))),
-            utla_codes=tuple(sorted({p.utla_code for p in parts})),
-            icb_codes=tuple(sorted({p.icb_code for p in parts if p.icb_code})),
-            names={p.lad_code: p.lad_name for p in parts},
-        )
-        for district, parts in districts.items()
-    )
     latest = max((service.updated_at for service, _ in rows), default=utcnow())
     return DirectorySnapshot(
-        version=f"{len(services)}:{latest.isoformat()}", generated_at=utcnow(), services=services, areas=areas
+        version=f"{len(services)}:{latest.isoformat()}", generated_at=utcnow(), services=services,
+        gazetteer_version=(await gazetteer.gazetteer_status(session)).version,
     )
+
+
+@internal.get("/internal/gazetteer", summary="The gazetteer in force (default with imports laid over), for the router's copy",
+              responses={200: {"description": "``shared.geography.Gazetteer`` as JSON: sectors and districts → "
+                               "[[LAD, share], …], [[ICB, share], …]; LAD → [upper tier, region, main ICB]; names",
+                               "content": {"application/json": {"schema": {"type": "object"}}}}})
+async def internal_gazetteer(request: Request, session: SessionDep, _caller: ServiceCaller) -> Response:
+    version = (await gazetteer.gazetteer_status(session)).version
+    cached: tuple[str, bytes] | None = getattr(request.app.state, "gazetteer_json", None)
+    if cached is None or cached[0] != version:
+        # Encoded once per version: about a megabyte, read by each router on start and after an import.
+        cached = (version, (await gazetteer.gazetteer_in_force(session, version)).model_dump_json().encode())
+        request.app.state.gazetteer_json = cached
+    return Response(cached[1], media_type="application/json")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.directory.api import internal, ops, router
-from services.directory.gazetteer import load_reference_if_empty
 from services.directory import credentials
+from services.directory.default_gazetteer import default_gazetteer
 from services.directory.sample import add_development_ops_user, load_sample_if_empty
 from services.directory.search import SearchIndex
 from services.directory.migrations import MIGRATIONS
@@ -19,8 +19,8 @@ def create_app(settings: DirectorySettings | None = None) -> FastAPI:
 
     async def setup(runtime: Runtime) -> None:
         runtime.db.on_commit.append(app.state.search_index.invalidate)
-        # Local authority names and the LAD → ICB table are reference data, not sample data.
-        await load_reference_if_empty(runtime.db)
+        # The shipped gazetteer for all of England is reference data, not sample data: held in memory.
+        default_gazetteer()
         if settings.load_sample:
             await load_sample_if_empty(runtime.db)
             if settings.sample_ops_key_hash:

@@ -6,15 +6,16 @@ Pure functions and pydantic models, unit-tested without I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, UrlConstraints, model_validator
 
 from shared.directory_contract import DIRECTORY_ID_PATTERN
-from shared.events import RiskBand
+from shared.events import CaseArea, RiskBand
+from shared.geography import canonical_code
 from shared.reference import (
     DISTRICT_RE,
     NATIONAL,
@@ -40,7 +41,11 @@ COVERAGE_ENTITIES = {
     "E12": "region",
     "E92": "country",
     "W06": "Welsh unitary authority",
+    "W92": "country",
+    "S92": "country",
+    "N92": "country",
 }
+NATION_PREFIXES = frozenset({"W92", "S92", "N92"})
 SECTOR_RE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9])$")
 FULL_RE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9])([A-Z]{2})$")
 SLUG_RE = re.compile(DIRECTORY_ID_PATTERN)
@@ -190,10 +195,14 @@ class ServiceIn(BaseModel):
         national = NATIONAL in self.coverage
         if national and len(self.coverage) > 1:
             raise ValueError("a national service covers 'national' only")
-        if national != (self.coverage_level is CoverageLevel.national):
-            raise ValueError("coverage 'national' and coverage_level 'national' go together")
-        if self.service_type is ServiceType.national_helpline and not national:
-            raise ValueError("a national helpline covers 'national'")
+        # 'national' is England (where Pathways routes); a helpline for Wales, Scotland or Northern Ireland
+        # covers that nation's ONS country code, so a survivor there is offered the helpline that serves them.
+        nation = len(self.coverage) == 1 and self.coverage[0][:3] in NATION_PREFIXES
+        if (national or nation) != (self.coverage_level is CoverageLevel.national):
+            raise ValueError("coverage 'national' (or one nation's country code) and coverage_level 'national' "
+                             "go together")
+        if self.service_type is ServiceType.national_helpline and not (national or nation):
+            raise ValueError("a national helpline covers 'national' or one nation's country code")
         if self.service_type is ServiceType.marac and national:
             raise ValueError("a MARAC serves one local area, never 'national'")
         if self.service_type is ServiceType.perpetrator_programme and self.accepting:
@@ -259,6 +268,11 @@ def parse_area(area: str) -> AreaQuery:
 
 @dataclass(frozen=True)
 class AreaPart:
+    """One local authority a queried area falls in, with its share of the area's postcodes.
+
+    ``icb_code`` is the authority's own (main) ICB; the area's ICBs, from its own sub-ICB shares, are in
+    ``ResolvedArea.area.icbs``."""
+
     lad_code: str
     lad_name: str
     utla_code: str
@@ -268,34 +282,35 @@ class AreaPart:
 
 @dataclass(frozen=True)
 class ResolvedArea:
+    """A resolved query: the case-level area (sector, candidates, shares), per-LAD parts, names, position."""
+
     query: str
-    district: str | None
-    parts: tuple[AreaPart, ...]
-    kind: AreaKind = AreaKind.district
+    kind: AreaKind
+    area: CaseArea
+    parts: tuple[AreaPart, ...] = ()
+    names: Mapping[str, str] = field(default_factory=dict)
     centroid: tuple[float, float] | None = None
+    extra_codes: tuple[str, ...] = ()
+
+    @property
+    def district(self) -> str | None:
+        return self.area.district
 
     @property
     def codes(self) -> frozenset[str]:
-        codes = {self.query}
-        if self.district:
-            codes.add(self.district)
-        for part in self.parts:
-            codes.update((part.lad_code, part.utla_code, part.icb_code))
-        codes.discard("")
-        return frozenset(codes)
-
-    @property
-    def names(self) -> dict[str, str]:
-        return {p.lad_code: p.lad_name for p in self.parts}
+        """Codes a service's coverage is matched against: the material candidates (and a queried code)."""
+        return frozenset(c for c in (*self.area.material, *self.extra_codes) if c)
 
 
 def coverage_reason(coverage: Sequence[str], area: ResolvedArea) -> str | None:
     """Why a service's coverage includes the area, or ``None`` when it does not."""
     wanted = area.codes
     names = area.names
-    for code in coverage:
+    for raw in coverage:
+        code = canonical_code(raw)
         if code in wanted:
-            return f"serves {names[code]} ({code})" if code in names else f"covers {code}"
+            former = f", formerly {raw}" if code != raw else ""
+            return f"serves {names[code]} ({code}{former})" if code in names else f"covers {code}{former}"
     if NATIONAL in coverage:
         return "national service"
     return None

@@ -1,4 +1,5 @@
-"""Load the bundled sample directory and default gazetteer into empty tables (development and demos)."""
+"""Load the bundled sample directory into empty tables (development and demos); the gazetteer is not
+sample data (``default_gazetteer``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from services.directory.domain import OrganisationCreate, ServiceCreate
-from services.directory.store import AreaCentroid, DistrictArea, OpsUser, Organisation, Service
+from services.directory.store import OpsUser, Organisation, Service
 from services.directory.credentials import ProviderKeyCreate, add_provider_key
 from shared.credentials import SAMPLE_DATA, Validity, issue
 from shared.db import Database
@@ -35,7 +36,7 @@ def sample_directory() -> tuple[list[tuple[OrganisationCreate, str | None]], lis
 
 
 async def load_sample_if_empty(db: Database) -> bool:
-    """Load ``sample/directory.json`` and ``sample/gazetteer.json``; returns whether it loaded."""
+    """Load ``sample/directory.json``; returns whether it loaded."""
     async with db.transaction() as session:
         if (await session.exec(select(Organisation).limit(1))).first() is not None:
             return False
@@ -48,12 +49,6 @@ async def load_sample_if_empty(db: Database) -> bool:
                 await add_provider_key(session, SAMPLE_DATA, org.id, ProviderKeyCreate(name="sample"), api_key=key)
         for service in services:
             session.add(Service(**service.columns()))
-        if (await session.exec(select(DistrictArea).limit(1))).first() is None:
-            gazetteer = json.loads((SAMPLE_DIR / "gazetteer.json").read_text())
-            for row in gazetteer["districts"]:
-                session.add(DistrictArea(**row))
-            for row in gazetteer.get("centroids", []):
-                session.add(AreaCentroid(**row))
         enqueue(session, DirectoryChanged(entity="organisation", entity_id="*", change="imported"))
     log.info("loaded the sample directory (%d organisations)", len(organisations))
     return True

@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.directory.domain import ResolvedArea, coverage_reason
 from services.directory.store import Organisation, Service
+from shared.geography import canonical_code
 from shared.reference import NATIONAL
 
 
@@ -158,17 +159,19 @@ class SearchIndex:
                 if code == NATIONAL:
                     national.append(i)
                 else:
-                    by_code.setdefault(code, []).append(i)
+                    by_code.setdefault(canonical_code(code), []).append(i)
         self.entries, self.by_code, self.national, self.version = list(entries), by_code, national, version
 
     def matching(self, area: ResolvedArea, filters: SearchFilters) -> list[tuple[Entry, str | None]]:
-        """Services covering the area that pass the filters, with why they cover it: local ones
-        first, then national, each by id."""
+        """Services covering the area that pass the filters, with why they cover it: the main authority's
+        first, then the other material candidates', then national ones, each by id."""
+        main: set[int] = set()
         local: set[int] = set()
         for code in area.codes:
-            local.update(self.by_code.get(code, ()))
+            (main if code in area.area.main or not area.area.main else local).update(self.by_code.get(code, ()))
+        local -= main
         results = []
-        for group in (sorted(local), [i for i in self.national if i not in local]):
+        for group in (sorted(main), sorted(local), [i for i in self.national if i not in local | main]):
             for i in group:
                 entry = self.entries[i]
                 if entry.matches(filters):

@@ -132,6 +132,19 @@ class LocalAuthority(SQLModel, table=True):
     icb_code: str | None = Field(default=None, max_length=9)
 
 
+class GazetteerImport(SQLModel, table=True):
+    """One ONSPD/NSPL import: which file, when, how much. Imported districts take precedence over the
+    shipped default; this table says which source is in force."""
+
+    __tablename__ = "gazetteer_import"
+
+    id: int | None = Field(default=None, primary_key=True)
+    file_name: str = Field(max_length=200)
+    imported_at: datetime = utc_field(default_factory=utcnow)
+    postcodes: int
+    districts: int
+
+
 class ProviderKey(KeyCredential, table=True):
     """One of an organisation's named API keys: it reaches that organisation's offers and nothing else."""
 
@@ -150,5 +163,5 @@ class OpsUser(KeyCredential, table=True):
     id: str = Field(primary_key=True, max_length=100)
 
 
-TABLES = [Organisation, Service, DistrictArea, AreaCentroid, Postcode, LocalAuthority, ProviderKey, OpsUser,
-          AuditRecord]
+TABLES = [Organisation, Service, DistrictArea, AreaCentroid, Postcode, LocalAuthority, GazetteerImport, ProviderKey,
+          OpsUser, AuditRecord]

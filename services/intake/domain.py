@@ -37,6 +37,7 @@ from shared.events import (
     RoutingPreferences,
 )
 from shared.fhir import ODS_SYSTEM, FhirError, Issue, fhirpath
+from shared.geography import postcode_sector
 from shared.reference import AbuseType, AgeBand, Community, Gender, Need, ServiceType, postcode_district
 
 M = TypeVar("M", Bundle, Consent)
@@ -438,7 +439,9 @@ def _patient(ctx: _Bundle, path: str, patient: Patient, now: datetime) -> tuple[
     if not patient.name:
         ctx.issues.append(Issue("required", "Patient.name is required: the service must know whom to contact.",
                                 f"{path}.name"))
+    # The sector ("LS7 3") is the most precise area that does not identify: the full postcode stays here.
     routing["postcode_district"] = district
+    routing["postcode_sector"] = postcode_sector(postcode) if district and postcode else None
     if patient.gender:
         routing["gender"] = str(ctx.code(f"{path}.gender", patient.gender, Gender, "gender") or Gender.unknown)
     if patient.birthDate:

@@ -92,8 +92,8 @@ class TaskView:
     reason: str | None = None
 
     @classmethod
-    def offered(cls, names: str) -> TaskView:
-        return cls(TaskStatus.requested, "offered", f"offered to {names}")
+    def offered(cls, names: str, reason: str | None = None) -> TaskView:
+        return cls(TaskStatus.requested, "offered", f"offered to {names}", reason)
 
     @classmethod
     def accepted(cls, name: str) -> TaskView:

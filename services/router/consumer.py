@@ -133,6 +133,8 @@ async def route_case(
     ``case`` is given when a case that waited (no consent) is routed again: a new decision, same case."""
     decision, codes = await decide(session, router, summary=summary, consent=consent, index=index)
     CASES_ROUTED.labels(decision.outcome.value).inc()
+    # The case carries its sector and what it resolved to (every candidate with its share), never more.
+    summary = summary.model_copy(update={"area": decision.area})
     state = {Outcome.routed: CaseState.routed, Outcome.fallback: CaseState.fallback,
              Outcome.no_offer: CaseState.no_offer}[decision.outcome]
     if case is None:
@@ -150,7 +152,7 @@ async def route_case(
     session.add(row)
     if decision.offer_to:
         enqueue(session, CaseRouted(case_id=case_id, decision_id=row.id, summary=summary, consent=consent,
-                                    offer_to=tuple(decision.offer_to)))
+                                    offer_to=tuple(decision.offer_to), referrer_note=decision.referrer_note))
     else:
         enqueue(session, no_offer_status(case_id, decision.no_offer_reason or "no offer made", decision.advice))
     if decision.escalation:

@@ -16,6 +16,7 @@ import httpx
 from services.router.domain import DirectoryIndex
 from shared.background import PeriodicWorker
 from shared.directory_contract import DirectorySnapshot
+from shared.geography import Gazetteer
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +43,36 @@ class DirectoryCache:
             interval=lambda: 1.0 if self.index is None else self.refresh_seconds,
         )
 
-    async def fetch(self) -> DirectorySnapshot:
+    async def _get(self, path: str) -> bytes:
         try:
             response = await self.http.get(
-                f"{self.base_url}/internal/snapshot",
-                headers={"Authorization": f"Bearer {self.token}"},
-                timeout=self.timeout,
+                f"{self.base_url}{path}", headers={"Authorization": f"Bearer {self.token}"}, timeout=self.timeout,
             )
         except httpx.HTTPError as exc:
             raise DirectoryUnavailable(type(exc).__name__) from exc
         if response.status_code != 200:
             raise DirectoryUnavailable(f"directory answered {response.status_code}")
-        return DirectorySnapshot.model_validate_json(response.content)
+        return response.content
+
+    async def fetch(self) -> DirectorySnapshot:
+        return DirectorySnapshot.model_validate_json(await self._get("/internal/snapshot"))
+
+    async def gazetteer_for(self, snapshot: DirectorySnapshot) -> Gazetteer | None:
+        """The gazetteer copy for this snapshot: the one held while its version is unchanged (it changes only
+        on an import), else a fresh read."""
+        held = self.index.gazetteer if self.index is not None else None
+        if snapshot.gazetteer_version is None:
+            return held
+        if held is not None and held.version == snapshot.gazetteer_version:
+            return held
+        return Gazetteer.model_validate_json(await self._get("/internal/gazetteer"))
 
     async def refresh(self) -> bool:
         """Replace the copy with a fresh snapshot; on failure keep the last good copy. Returns success."""
         async with self._lock:
             try:
                 snapshot = await self.fetch()
+                gazetteer = await self.gazetteer_for(snapshot)
             except (DirectoryUnavailable, ValueError) as exc:
                 log.warning("directory snapshot unavailable (%s); routing from the copy held", type(exc).__name__)
                 return False
@@ -67,7 +80,7 @@ class DirectoryCache:
                 # An empty directory (a restore in progress, a fresh database) is not a better copy.
                 log.warning("directory snapshot %s is empty; keeping copy %s", snapshot.version, self.index.version)
                 return False
-            self.index = DirectoryIndex.from_snapshot(snapshot)
+            self.index = DirectoryIndex.from_snapshot(snapshot, gazetteer)
             self.refreshes += 1
             log.info("directory copy %s: %d services", snapshot.version, len(snapshot.services))
             return True

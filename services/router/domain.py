@@ -3,8 +3,13 @@ decision. No I/O here: the consumer and the API feed these functions and store w
 
 The rules (issue 5), in the order they are applied to every candidate service:
 
-1. **Area**: services whose coverage includes the case's postcode district, local authority (LAD or
-   upper tier) or ICB, then regional and national services of the same kind, in that order.
+1. **Area**: the case's postcode sector is located in the gazetteer copy (``shared.geography.locate``).
+   Services covering any candidate authority (LAD or upper tier), ICB (from the sector's own sub-ICB
+   shares), region or postcode district that holds a material share (``MATERIAL_SHARE``, 5%) are local;
+   the main (largest-share) authority's services rank before the other candidates', and the reasons say
+   so. Then regional and national services of the same kind, in that order. A postcode outside England
+   (Wales, Scotland, Northern Ireland, a Crown dependency), a non-geographic or an unknown one gets the
+   services covering its country (if any) and the national ones, and is escalated to ops with the reason.
 2. **Risk**: high risk goes, in parallel, to an IDVA service (a health IDVA first in an emergency
    department or maternity setting) and to the area's MARAC; medium and standard risk go to community
    specialist services. A service that does not take the case's risk band is excluded.
@@ -33,16 +38,19 @@ from enum import StrEnum
 from functools import lru_cache
 
 from shared.consent import consent_covers
-from shared.directory_contract import AreaResolution, DirectorySnapshot, ServiceRecord
+from shared.directory_contract import DirectorySnapshot, ServiceRecord
 from shared.events import (
+    AreaStatus,
     ByAndForPreference,
     CareSetting,
+    CaseArea,
     CaseSummary,
     ConsentState,
     ConsentStatus,
     RiskBand,
     RoutedService,
 )
+from shared.geography import MATERIAL_SHARE, Gazetteer, canonical_code, describe, locate, split_area
 from shared.reference import (
     NATIONAL,
     AgeBand,
@@ -51,11 +59,9 @@ from shared.reference import (
     Need,
     ServiceStatus,
     ServiceType,
-    normalise_postcode,
-    postcode_district,
 )
 
-RULE_VERSION = "2026.11-2"
+RULE_VERSION = "2026.11-3"  # 3: sector areas, material shares, main authority first, edge outcomes
 
 # Hospital settings, where a health IDVA (based in the hospital) is offered before a community IDVA.
 ACUTE_SETTINGS = frozenset({CareSetting.emergency_department, CareSetting.maternity})
@@ -122,61 +128,109 @@ TIER_WORDS = ("local", "regional", "national")
 
 @dataclass(frozen=True)
 class DirectoryIndex:
-    """A snapshot indexed for matching: coverage code → services, so a case looks at tens, not thousands."""
+    """A snapshot indexed for matching: coverage code → services, so a case looks at tens, not thousands;
+    and the gazetteer copy that places a case."""
 
     version: str
     services: Mapping[str, ServiceRecord]
     by_code: Mapping[str, tuple[ServiceRecord, ...]]
     national: tuple[ServiceRecord, ...]
-    areas: Mapping[str, AreaResolution]
+    gazetteer: Gazetteer
+    # Located areas by sector or district (each at most once): a case builds nothing to find its area.
+    located: dict[str, RoutingArea] = field(default_factory=dict, compare=False)
+
+    def locate(self, query: str | None) -> RoutingArea:
+        """``shared.geography.locate``, remembered by sector or district (never by a full postcode)."""
+        sector, district = split_area(query or "")
+        key = sector or district
+        if key is None:
+            return RoutingArea.of(locate(self.gazetteer, query), self.gazetteer)
+        area = self.located.get(key)
+        if area is None:
+            if len(self.located) >= MAX_LOCATED:
+                self.located.clear()  # well-formed nonsense sent to /explain must not grow it without end
+            area = self.located[key] = RoutingArea.of(locate(self.gazetteer, key), self.gazetteer)
+        return area
 
     @classmethod
-    def from_snapshot(cls, snapshot: DirectorySnapshot) -> DirectoryIndex:
+    def from_snapshot(cls, snapshot: DirectorySnapshot, gazetteer: Gazetteer | None = None) -> DirectoryIndex:
         by_code: dict[str, list[ServiceRecord]] = {}
         national: list[ServiceRecord] = []
         for service in sorted(snapshot.services, key=lambda s: s.id):
             if service.service_type in NOT_FOR_SURVIVORS:
                 continue
-            if NATIONAL in service.coverage or service.coverage_level == CoverageLevel.national:
+            if NATIONAL in service.coverage:
                 national.append(service)
             for code in service.coverage:
                 if code != NATIONAL:
-                    by_code.setdefault(code.upper(), []).append(service)
+                    # A July 2022 ICB code covers its April 2024 successor.
+                    by_code.setdefault(canonical_code(code.upper()), []).append(service)
         return cls(
             version=snapshot.version,
             services={s.id: s for s in snapshot.services},
             by_code={code: tuple(services) for code, services in by_code.items()},
             national=tuple(national),
-            areas={a.district.upper(): a for a in snapshot.areas},
+            gazetteer=gazetteer or EMPTY_GAZETTEER,
         )
 
 
-@dataclass(frozen=True)
-class CaseArea:
-    """Where a case is, as codes to match coverage against, and the words to explain it."""
+EMPTY_GAZETTEER = Gazetteer(source="none", version="none")
+MAX_LOCATED = 50_000
 
-    district: str | None
+
+@dataclass(frozen=True)
+class RoutingArea:
+    """Where a case is: the located area, the codes to match coverage against (material candidates first),
+    the main authority's codes, each candidate's share, and the words to explain it."""
+
+    area: CaseArea
     codes: tuple[str, ...]
+    main: frozenset[str]
     names: Mapping[str, str]
     known: bool
+    shares: Mapping[str, float]
+    split: bool
+    # Why only national services can be matched (outside England, non-geographic, unknown), or None.
+    outside: str | None
+    # The decision's notes about the area (the same for every case in it, so written once).
+    notes: tuple[str, ...]
+
+    @property
+    def district(self) -> str | None:
+        return self.area.district
+
+    @classmethod
+    def of(cls, area: CaseArea, gazetteer: Gazetteer, extra: tuple[str, ...] = ()) -> RoutingArea:
+        codes = tuple(dict.fromkeys((*area.material, *extra)))
+        names = {c: name for c in (*codes, *(s.code for s in area.lads)) if (name := gazetteer.name(c))}
+        known = area.status is AreaStatus.england or bool(extra)
+        outside = None if known else describe(gazetteer, area)
+        if outside is not None:
+            notes = [f"{outside}: only {'its country and ' if codes else ''}national services can be matched"]
+        else:
+            words = [f"{names[c]} ({c})" if c in names else c for c in codes]
+            notes = [f"area: {', '.join(words)}" + (f"; postcode sector {area.sector}" if area.sector else "")]
+            if len(area.lads) > 1:
+                spans = ", ".join(f"{names.get(s.code, s.code)} ({s.share:.0%})" for s in area.lads)
+                main = names.get(area.lads[0].code, area.lads[0].code)
+                notes.append(
+                    f"postcode sector {area.sector or area.district} spans {spans}: services covering any authority "
+                    f"holding at least {MATERIAL_SHARE:.0%} are local; {main}'s (the main authority) rank first")
+        return cls(
+            area=area, codes=codes, main=frozenset(area.main) | frozenset(extra), names=names, known=known,
+            shares={s.code: s.share for s in (*area.lads, *area.upper_tiers, *area.icbs)},
+            split=len(area.lads) > 1 or len(area.icbs) > 1, outside=outside, notes=tuple(notes),
+        )
 
 
-def resolve_case_area(summary: CaseSummary, index: DirectoryIndex) -> CaseArea:
-    """The case's district, its LADs (largest share first), upper tiers and ICBs, and any codes intake sent."""
-    raw = normalise_postcode(summary.postcode_district or "")
-    # A full postcode (typed into /explain, say) is reduced to its district: routing needs no more.
-    district = postcode_district(raw) or raw or None
-    resolution = index.areas.get(district) if district else None
-    codes: list[str] = []
-    names: dict[str, str] = {}
-    if resolution is not None:
-        codes.extend((*resolution.lad_codes, *resolution.utla_codes, *resolution.icb_codes))
-        names.update(resolution.names)
-    codes.extend(c.upper() for c in summary.area_codes)
-    if district:
-        codes.append(district)
-    unique = tuple(dict.fromkeys(codes))
-    return CaseArea(district, unique, names, known=resolution is not None or bool(summary.area_codes))
+def resolve_case_area(summary: CaseSummary, index: DirectoryIndex) -> RoutingArea:
+    """Locate the case's sector (or, for an older event, its district) in the gazetteer copy; any codes
+    the caller supplied are matched too. A full postcode (typed into /explain) is reduced to its sector."""
+    located = index.locate(summary.postcode_sector or summary.postcode_district)
+    if not summary.area_codes:
+        return located
+    extra = tuple(canonical_code(c.upper()) for c in summary.area_codes)
+    return RoutingArea.of(located.area, index.gazetteer, extra)
 
 
 # ---- the decision -----------------------------------------------------------------------------------
@@ -195,6 +249,9 @@ class Decision:
     escalation: str | None = None
     no_offer_reason: str | None = None
     advice: str | None = None
+    # What the referrer's Task says beside an offer (why only national services were matched).
+    referrer_note: str | None = None
+    area: CaseArea | None = None
     rule_version: str = RULE_VERSION
     directory_version: str = ""
 
@@ -208,6 +265,8 @@ class _Candidate:
     record: ServiceRecord
     tier: int
     area_reason: str
+    # 0: covers the main authority (or the whole case's area); 1: covers another material candidate only.
+    area_rank: int = 0
 
 
 def _community_words(communities: Iterable[str]) -> str:
@@ -248,20 +307,31 @@ def _tier(service: ServiceRecord) -> int:
     return 1 if service.coverage_level == CoverageLevel.regional else 0
 
 
-def _candidates(area: CaseArea, index: DirectoryIndex) -> list[_Candidate]:
-    """Services covering the case's area (with the code that matched), then national ones."""
+def _candidates(area: RoutingArea, index: DirectoryIndex) -> list[_Candidate]:
+    """Services covering the case's area (with the code that matched), then national ones.
+
+    Where the sector spans several authorities, a service covering only a smaller (material) candidate is
+    local too, ranked after the main authority's, and its reason gives the candidate's share."""
     found: dict[str, _Candidate] = {}
+    shares, split = area.shares, area.split
+    where = area.area.sector or area.district
     for code in area.codes:
         for service in index.by_code.get(code, ()):
-            if service.id in found:
+            previous = found.get(service.id)
+            rank = 0 if code in area.main else 1
+            if previous is not None and previous.area_rank <= rank:
                 continue
             name = area.names.get(code)
             tier = _tier(service)
             place = f"{name} ({code})" if name else code
+            if split and code in shares:
+                place += (f", the main area of postcode sector {where} ({shares[code]:.0%})" if rank == 0
+                          else f", {shares[code]:.0%} of postcode sector {where}; the main area's services rank first")
             reason = f"serves {place}" if tier == 0 else f"{TIER_WORDS[tier]} service covering {place}"
-            found[service.id] = _Candidate(service, tier, reason)
+            found[service.id] = _Candidate(service, tier, reason, rank)
     for service in index.national:
-        found.setdefault(service.id, _Candidate(service, 2, "national service"))
+        # Behind a national service that matched the case's own country code (a helpline for Wales, say).
+        found.setdefault(service.id, _Candidate(service, 2, "national service", area_rank=1))
     return list(found.values())
 
 
@@ -358,21 +428,15 @@ def route(
     high = summary.risk_band is RiskBand.high
     acute = summary.setting in ACUTE_SETTINGS
     area = resolve_case_area(summary, index)
-    decision = Decision(outcome=Outcome.routed, directory_version=index.version)
+    decision = Decision(outcome=Outcome.routed, directory_version=index.version, area=area.area)
     shared = survivor_communities(summary)
     wants_by_and_for = summary.preferences.by_and_for is not ByAndForPreference.declined
     expired = consent.expires_at is not None and consent.expires_at <= now
     granted = consent.status is ConsentStatus.granted and not expired
     consent_words = "expired" if consent.status is ConsentStatus.granted and expired else str(consent.status)
 
-    if not area.known:
-        decision.notes.append(
-            f"postcode district {area.district} is not in the gazetteer: only national services can be matched"
-            if area.district else "no postcode district: only national services can be matched"
-        )
-    else:
-        words = [f"{area.names[c]} ({c})" if c in area.names else c for c in area.codes]
-        decision.notes.append(f"area: {', '.join(words)}")
+    outside = area.outside
+    decision.notes.extend(area.notes)
     if high:
         decision.notes.append(
             "high risk: an IDVA service and the area's MARAC, in parallel"
@@ -392,7 +456,8 @@ def route(
 
     # High risk: IDVA services, and community services only as a by-and-for offer beside them.
     route_types = (IDVA_TYPES | COMMUNITY_TYPES) if high else COMMUNITY_TYPES
-    pools: dict[Lane, list[tuple[tuple[int, int, int, int, int, str], RoutedService]]] = {lane: [] for lane in Lane}
+    pools: dict[Lane, list[tuple[tuple[int, int, int, int, int, int, str], RoutedService]]] = {
+        lane: [] for lane in Lane}
     respond_within = (sla_hours or {}).get(summary.risk_band)
 
     for candidate in sorted(_candidates(area, index), key=lambda c: c.record.id):
@@ -452,7 +517,7 @@ def route(
         # A young person's children's IDVA is the IDVA route for them.
         if lane is Lane.idva and kind == ServiceType.chidva:
             setting_rank = -1
-        key = (candidate.tier, setting_rank, bf_class, -specialism, -preference, service.id)
+        key = (candidate.tier, candidate.area_rank, setting_rank, bf_class, -specialism, -preference, service.id)
         routed = RoutedService(
             service_id=service.id,
             organisation_id=service.organisation_id,
@@ -518,8 +583,9 @@ def route(
         missing.append("no MARAC available for this area")
     if not high and not decision.lanes:
         missing.append("no community specialist service available")
-    if not area.known:
-        missing.append("postcode district not recognised")
+    if outside is not None:
+        missing.append(outside)
+        decision.referrer_note = f"{outside[:1].upper()}{outside[1:]}: national services only; ops have been told"
     if no_idva or not decision.lanes:
         if helplines:
             fallback = helplines[0].model_copy(

@@ -72,3 +72,52 @@ def test_no_example_survivor_appears_in_any_log(system: System):
         for value in (patient["birthDate"], patient["address"][0]["postalCode"], patient["address"][0]["line"][0],
                       patient["name"][0]["family"], patient["telecom"][0]["value"]):
             assert value not in logs, f"{path.name}: identifying data in a log"
+
+
+def gp_referral_in(postcode: str, reference: str) -> bytes:
+    """The GP example, for a survivor at another (synthetic) address, under its own referral identifier."""
+    body = json.loads((EXAMPLES / "gp-referral.json").read_text())
+    for entry in body["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "Patient":
+            resource["address"][0]["postalCode"] = postcode
+        if resource["resourceType"] == "ServiceRequest":
+            resource["identifier"][0]["value"] = reference
+    body["identifier"]["value"] = reference
+    return json.dumps(body).encode()
+
+
+def routed_task(system: System, bundle: bytes) -> dict:
+    posted = httpx.post(f"{system.url('intake')}/fhir/Bundle", content=bundle, headers=FHIR)
+    assert posted.status_code == 202, posted.text
+    task_url = f"{system.url('intake')}/fhir/Task/{posted.json()['id']}"
+    return poll(lambda: httpx.get(task_url, headers=EHR_KEY).json(),
+                lambda t: t["businessStatus"]["text"] != "received", timeout=30)
+
+
+@pytest.mark.parametrize(("postcode", "offered", "provider_key"), [
+    ("LS7 3AB", "Community outreach (sample)", "pw_sample_aire_valley_da"),  # West Yorkshire
+    ("E1 6AN", "Community outreach (sample)", "pw_sample_thames_gateway_da"),  # North East London
+    ("TR1 1AA", "Community outreach, including outreach to the islands (sample)", "pw_sample_kernow_da"),  # Cornwall
+])
+def test_a_referral_in_each_sample_icb_reaches_that_areas_services(system: System, postcode, offered, provider_key):
+    task = routed_task(system, gp_referral_in(postcode, f"GP-REF-ICB-{postcode.replace(' ', '')}"))
+    assert task["businessStatus"]["text"] == f"offered to {offered}"
+    offers = poll(lambda: httpx.get(f"{system.url('notify')}/offers",
+                                    headers={"Authorization": f"Bearer {provider_key}"}).json(),
+                  lambda found: any(o["case_id"] == task["id"] for o in found))
+    [offer] = [o for o in offers if o["case_id"] == task["id"]]
+    # The provider learns the sector and its areas, never the full postcode.
+    assert postcode.split(" ")[0] in json.dumps(offer) and postcode not in json.dumps(offer)
+
+
+@pytest.mark.parametrize(("postcode", "helpline", "why"), [
+    ("CF10 1AA", "Live Fear Free Helpline (Wales)", "Postcode sector CF10 1 is in Wales"),
+    ("EH1 1AA", "Scotland's Domestic Abuse and Forced Marriage Helpline", "Postcode sector EH1 1 is in Scotland"),
+    ("ZZ9 9ZZ", "National Domestic Abuse Helpline", "Postcode sector ZZ9 9 is not in the gazetteer"),
+])
+def test_a_referral_outside_england_gets_its_nations_helpline_and_a_task_that_says_why(system: System, postcode,
+                                                                                       helpline, why):
+    task = routed_task(system, gp_referral_in(postcode, f"GP-REF-OUT-{postcode.replace(' ', '')}"))
+    assert task["businessStatus"]["text"] == f"offered to {helpline}"
+    assert task["statusReason"]["text"].startswith(why) and "ops have been told" in task["statusReason"]["text"]

@@ -57,11 +57,49 @@ async def test_provider_authentication_is_for_services_only(directory):
         "aire-valley-da", "Aire Valley Domestic Abuse Service (sample)", "sample")
 
 
-async def test_snapshot_gives_the_router_every_service_and_district(directory):
+async def test_snapshot_gives_the_router_every_service_and_the_gazetteer_in_force(directory):
     assert (await directory.get("/internal/snapshot")).status_code == 401
     body = (await directory.get("/internal/snapshot", headers={"X-API-Key": SERVICE_TOKEN})).json()
     services = {s["id"]: s for s in body["services"]}
     assert services["kinara-outreach"]["by_and_for"] == ["black-minoritised"]
     assert services["national-da-helpline"]["coverage"] == ["national"]
-    ls7 = next(a for a in body["areas"] if a["district"] == "LS7")
-    assert ls7["lad_codes"] == ["E08000035"] and ls7["names"] == {"E08000035": "Leeds"}
+    assert (await directory.get("/internal/gazetteer")).status_code == 401
+    copy = (await directory.get("/internal/gazetteer", headers={"X-API-Key": SERVICE_TOKEN})).json()
+    assert copy["version"] == body["gazetteer_version"] and copy["source"] == "ons-derived-default"
+    assert copy["sectors"]["LS7 3"] == [[["E08000035", 1.0]], [["E54000054", 1.0]]]
+    assert len(copy["sectors"]) == 10_062 and len(copy["authorities"]) == 296
+
+
+async def test_the_directory_says_which_gazetteer_is_in_force_with_its_attribution(directory):
+    body = (await directory.get("/gazetteer")).json()
+    assert body["source"] == "ons-derived-default" and body["imports"] == [] and body["imported_districts"] == 0
+    assert body["attribution"][0].startswith("Source: Office for National Statistics")
+    assert any("Royal Mail" in line for line in body["attribution"])
+
+
+async def test_any_english_postcode_resolves_on_the_shipped_default_with_names(directory):
+    for postcode, lad, icb in [("LS7 3AB", "Leeds", "NHS West Yorkshire Integrated Care Board"),
+                               ("E1 6AN", "Tower Hamlets", "NHS North East London Integrated Care Board"),
+                               ("TR1 1AA", "Cornwall", "NHS Cornwall and the Isles of Scilly Integrated Care Board")]:
+        body = (await directory.get(f"/areas/{postcode}")).json()
+        assert body["status"] == "england" and body["precision"] == "sector" and body["source"] == "ons-derived-default"
+        assert body["sector"] == postcode[:-2] and body["parts"][0]["lad_name"] == lad
+        assert body["icbs"][0]["name"] == icb and body["region"]["name"]
+    split = (await directory.get("/areas/BD3 7")).json()
+    assert [(p["lad_name"], p["share"]) for p in split["parts"]] == [("Bradford", 0.8698), ("Leeds", 0.1302)]
+    craven = (await directory.get("/areas/BD23 1")).json()
+    assert craven["parts"][0]["lad_name"] == "North Yorkshire"
+    assert craven["parts"][0]["icb_code"] == "E54000051"  # the authority's main ICB …
+    assert [i["code"] for i in craven["icbs"]] == ["E54000054"]  # … but the sector's own is West Yorkshire
+
+
+async def test_postcodes_outside_england_get_a_specific_answer(directory):
+    wales = (await directory.get("/areas/CF10 1AA")).json()
+    assert wales["status"] == "wales" and wales["parts"][0]["lad_name"] == "Cardiff"
+    assert wales["country"]["name"] == "Wales" and "is in Wales" in wales["note"]
+    scotland = (await directory.get("/areas/EH1 1AA")).json()
+    assert scotland["status"] == "scotland" and scotland["parts"] == []
+    helplines = (await directory.get("/services", params={"area": "EH1 1AA", "type": "national-helpline"})).json()
+    assert helplines[0]["id"] == "scotland-da-helpline"
+    unknown = await directory.get("/areas/ZZ9")
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "Postcode district ZZ9 is not in the gazetteer."

@@ -115,3 +115,16 @@ def test_the_import_command_loads_a_file_into_the_directory_database(tmp_path):
     bad.write_text("postcode,lat,long\nZZ1 1AA,53.8,-1.5\n")
     refused = CliRunner().invoke(cli, ["gazetteer", "import", str(bad), "--database-url", database])
     assert refused.exit_code == 2 and "not an ONSPD/NSPL file" in refused.output
+
+
+async def test_an_import_is_in_force_for_its_districts_and_the_default_for_the_rest(directory):
+    status = (await directory.get("/gazetteer")).json()
+    assert status["source"] == "onspd-import" and status["imported_districts"] == 2
+    assert [(i["file_name"], i["postcodes"]) for i in status["imports"]] == [("ONSPD_SAMPLE_UK.csv", 5)]
+    assert (await directory.get("/areas/ZZ1 2")).json()["source"] == "onspd-import"
+    leeds = (await directory.get("/areas/LS7 3AB")).json()
+    assert leeds["source"] == "ons-derived-default" and leeds["parts"][0]["lad_name"] == "Leeds"
+    copy = (await directory.get("/internal/gazetteer", headers={"X-API-Key": SERVICE_TOKEN})).json()
+    assert copy["version"] == status["version"] and copy["source"] == "onspd-import"
+    assert copy["sectors"]["ZZ1 2"] == [[[BRADFORD, 0.5], [LEEDS, 0.5]], [[WEST_YORKSHIRE, 1.0]]]
+    assert copy["sectors"]["LS7 3"] == [[[LEEDS, 1.0]], [[WEST_YORKSHIRE, 1.0]]]

@@ -44,13 +44,13 @@ from shared.events import (
     RiskBand,
 )
 from tests.harness import SERVICE_TOKEN, eventually, running
-from tests.unit.router_directory import snapshot
+from tests.unit.router_directory import GAZETTEER, snapshot
 
 OPS_KEY = "pw_ops_test_key"
 
 
 class StubDirectory:
-    """Serves ``GET /internal/snapshot`` on a real port; can be stopped, restarted and changed."""
+    """Serves ``GET /internal/snapshot`` (and the gazetteer) on a real port; can be stopped, restarted and changed."""
 
     def __init__(self, snap: DirectorySnapshot) -> None:
         self.snapshot = snap
@@ -66,6 +66,12 @@ class StubDirectory:
                 raise HTTPException(403)
             self.reads += 1
             return Response(self.snapshot.model_dump_json(), media_type="application/json")
+
+        @app.get("/internal/gazetteer")
+        async def read_gazetteer(authorization: str = Header("")) -> Response:
+            if authorization != f"Bearer {SERVICE_TOKEN}":
+                raise HTTPException(403)
+            return Response(GAZETTEER.model_dump_json(), media_type="application/json")
 
         @app.post(AUTHENTICATE_PATH)
         async def authenticate_ops(body: dict[str, str], authorization: str = Header("")) -> dict[str, str]:
@@ -171,7 +177,11 @@ async def test_decline_and_expiry_move_along_the_ranking_then_ops_is_told(
         await notify.answer(case.case_id, "kinara-outreach", OfferDeclined, reason="no-capacity")
         await eventually(lambda: _async(notify.offers(case.case_id) == ["kinara-outreach", "leeds-outreach"]))
         reoffer = notify.routed[-1]
-        assert reoffer.decision_id != notify.routed[0].decision_id and reoffer.summary == case.summary
+        first = notify.routed[0]
+        assert reoffer.decision_id != first.decision_id and reoffer.summary == first.summary
+        # The routed case carries its resolved area beside what intake sent.
+        assert first.summary.area is not None and first.summary.area.lads[0].code == "E08000035"
+        assert first.summary.model_copy(update={"area": None}) == case.summary
         assert "next in the ranking: offer to kinara-outreach declined (no-capacity)" in reoffer.offer_to[0].reasons
 
         await notify.answer(case.case_id, "leeds-outreach", OfferExpired)

@@ -2,6 +2,7 @@
 
 Every organisation here is invented. Leeds has a full set of services; Bradford a few; Calderdale
 none of its own (only what covers the whole ICB or the nation); "WF10" straddles Wakefield and Leeds.
+The gazetteer here is a synthetic four-district one; tests of the shipped national one use it directly.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.directory_contract import AreaResolution, DirectorySnapshot, ServiceRecord
+from services.router.domain import DirectoryIndex
+from shared.directory_contract import DirectorySnapshot, ServiceRecord
+from shared.geography import Gazetteer
 
 LEEDS, BRADFORD, CALDERDALE, WAKEFIELD, WY_ICB = "E08000035", "E08000032", "E08000033", "E08000036", "E54000054"
 ALL_BANDS = ("standard", "medium", "high")
@@ -58,19 +61,28 @@ SERVICES = (
 )
 
 
-def area(district: str, *lads: str, icb: str = WY_ICB, names: dict[str, str] | None = None) -> AreaResolution:
-    return AreaResolution(district=district, lad_codes=lads, utla_codes=tuple(sorted(lads)), icb_codes=(icb,),
-                          names=names or {})
+def _district(*lads: tuple[str, float]) -> tuple[tuple[tuple[str, float], ...], tuple[tuple[str, float], ...]]:
+    return tuple(lads), ((WY_ICB, 1.0),)
 
 
-AREAS = (
-    area("LS7", LEEDS, names={LEEDS: "Leeds"}),
-    area("BD1", BRADFORD, names={BRADFORD: "Bradford"}),
-    area("HX1", CALDERDALE, names={CALDERDALE: "Calderdale"}),
-    area("WF10", WAKEFIELD, LEEDS, names={WAKEFIELD: "Wakefield", LEEDS: "Leeds"}),
+GAZETTEER = Gazetteer(
+    source="test", version="test-gazetteer-1",
+    names={LEEDS: "Leeds", BRADFORD: "Bradford", CALDERDALE: "Calderdale", WAKEFIELD: "Wakefield"},
+    authorities={code: (code, "", WY_ICB) for code in (LEEDS, BRADFORD, CALDERDALE, WAKEFIELD)},
+    districts={
+        "LS7": _district((LEEDS, 1.0)),
+        "BD1": _district((BRADFORD, 1.0)),
+        "HX1": _district((CALDERDALE, 1.0)),
+        "WF10": _district((WAKEFIELD, 0.6), (LEEDS, 0.4)),
+    },
 )
 
 
 def snapshot(services: tuple[ServiceRecord, ...] = SERVICES, version: str = "test-1") -> DirectorySnapshot:
     return DirectorySnapshot(version=version, generated_at=datetime(2026, 11, 22, tzinfo=UTC), services=services,
-                             areas=AREAS)
+                             gazetteer_version=GAZETTEER.version)
+
+
+def directory_index(services: tuple[ServiceRecord, ...] = SERVICES, version: str = "test-1") -> DirectoryIndex:
+    """The router's indexed copy of ``snapshot`` with the synthetic gazetteer."""
+    return DirectoryIndex.from_snapshot(snapshot(services, version), GAZETTEER)

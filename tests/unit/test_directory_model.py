@@ -10,9 +10,9 @@ from fhir.resources.healthcareservice import HealthcareService
 from pydantic import ValidationError
 
 from services.directory import fhir_view, hsds
+from services.directory.default_gazetteer import default_gazetteer
 from services.directory.domain import (
     AreaKind,
-    AreaPart,
     InvalidArea,
     OrganisationCreate,
     ResolvedArea,
@@ -23,6 +23,7 @@ from services.directory.gazetteer import DistrictTable, GazetteerFormatError, re
 from services.directory.sample import sample_directory
 from services.directory.search import SearchFilters, SearchIndex, entry_for
 from services.directory.store import Organisation, Service
+from shared.geography import locate
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -55,7 +56,9 @@ def test_a_valid_service_is_normalised():
         ({"coverage": ["E05001234"]}, "cannot cover"),  # a ward: too small to be a service area
         ({"coverage": ["national", "E08000035"], "coverage_level": "national"}, "covers 'national' only"),
         ({"coverage": ["national"]}, "go together"),
-        ({"service_type": "national-helpline"}, "covers 'national'"),
+        ({"service_type": "national-helpline"}, "covers 'national' or one nation's country code"),
+        ({"service_type": "national-helpline", "coverage": ["W92000004", "S92000003"], "coverage_level": "national"},
+         "go together"),
         ({"service_type": "marac", "coverage": ["national"], "coverage_level": "national"}, "never 'national'"),
         ({"service_type": "perpetrator-programme"}, "never a referral target"),
         ({"min_age": 18, "max_age": 16}, "min_age is above max_age"),
@@ -107,12 +110,36 @@ def test_the_sample_directory_is_valid_and_names_national_helplines_without_cont
     helplines = {s.name: s for s in services if s.service_type == "national-helpline"}
     assert set(helplines) == {
         "National Domestic Abuse Helpline", "Galop", "Men's Advice Line", "Karma Nirvana",
-        "Rape Crisis 24/7 Support Line", "Hourglass", "SignHealth",
+        "Rape Crisis 24/7 Support Line", "Hourglass", "SignHealth", "Live Fear Free Helpline (Wales)",
+        "Scotland's Domestic Abuse and Forced Marriage Helpline", "Domestic and Sexual Abuse Helpline (Northern Ireland)",
     }
+    assert helplines["Live Fear Free Helpline (Wales)"].coverage == ["W92000004"]
     assert all(s.contact_phone is None and s.contact_email is None for s in helplines.values())
     assert all(o.contact_phone is None and o.contact_email is None for o, _ in organisations)
     local_names = [s.name for s in services if s.service_type != "national-helpline"]
     assert all("(sample)" in name for name in local_names)
+
+
+@pytest.mark.parametrize(("icb", "lads"), [
+    ("E54000054", {"E08000035", "E08000032"}),  # West Yorkshire: Leeds, Bradford
+    ("E54000029", {"E09000030", "E09000012"}),  # North East London: Tower Hamlets, Hackney
+    ("E54000036", {"E06000052", "E06000053"}),  # Cornwall and the Isles of Scilly
+])
+def test_the_sample_covers_three_icbs_with_each_kind_of_local_service(icb, lads):
+    _, services = sample_directory()
+    local = [s for s in services if icb in s.coverage or set(s.coverage) & lads]
+    kinds = {s.service_type for s in local}
+    assert {"idva", "health-idva", "marac", "community-outreach", "refuge"} <= kinds, icb
+    assert all("(sample)" in s.name for s in local)
+
+
+def test_the_sample_has_by_and_for_services_in_some_areas_and_deliberate_gaps_in_others():
+    _, services = sample_directory()
+    by_and_for_areas = {code for s in services if s.by_and_for and "national" not in s.coverage for code in s.coverage}
+    assert "E08000035" in by_and_for_areas and "E54000029" in by_and_for_areas  # Leeds, North East London
+    assert not by_and_for_areas & {"E06000052", "E06000053", "E54000036"}  # none in Cornwall
+    havering = [s for s in services if "E09000016" in s.coverage]
+    assert havering == []  # only ICB-wide services reach Havering
 
 
 # --- Areas ---------------------------------------------------------------------------------------
@@ -204,6 +231,19 @@ def test_district_shares_count_live_postcodes_per_authority():
     assert centroids["ZZ1"] == (53.83, -1.53, 4) and centroids["ZZ1 2"] == (53.85, -1.55, 2)
 
 
+def test_a_district_where_one_authority_lies_in_two_icbs_keeps_one_row_per_authority():
+    """North Yorkshire is split between ICBs: one district can hold its postcodes in two of them."""
+    table = DistrictTable()
+    rows = [onspd_row("ZZ5 1AA", "E06000065", "E54000051", "54.0", "-1.5"),
+            onspd_row("ZZ5 1AB", "E06000065", "E54000051", "54.0", "-1.5"),
+            onspd_row("ZZ5 2AA", "E06000065", "E54000054", "54.0", "-2.0"),
+            onspd_row("ZZ5 2AB", "E08000035", "E54000054", "53.8", "-1.5")]
+    for row in read_onspd(io.StringIO("\n".join([ONSPD_HEADER, *rows]) + "\n")):
+        table.add(row)
+    district = sorted((r["lad_code"], r["icb_code"], r["share"]) for r in table.district_rows({}))
+    assert district == [("E06000065", "E54000051", 0.75), ("E08000035", "E54000054", 0.25)]
+
+
 # --- Search filters ------------------------------------------------------------------------------
 
 
@@ -213,7 +253,14 @@ def build(**overrides: object) -> tuple[Service, Organisation]:
                                                    by_and_for=["deaf"] if overrides.get("id") == "deaf" else [])
 
 
-LEEDS = ResolvedArea("LS7", "LS7", (AreaPart("E08000035", "Leeds", "E08000035", "E54000054", 1.0),))
+def located(query: str) -> ResolvedArea:
+    """An area as the directory resolves it from the shipped default gazetteer."""
+    area = locate(default_gazetteer(), query)
+    names = {c: n for c in area.material if (n := default_gazetteer().name(c))}
+    return ResolvedArea(query, AreaKind.sector, area, (), names)
+
+
+LEEDS = located("LS7 3")
 
 
 @pytest.fixture
@@ -244,8 +291,28 @@ def test_search_by_area_lists_local_before_national_and_says_why(index):
     assert [s["id"] for s in results][-1] == "helpline" and "bradford" not in [s["id"] for s in results]
     reasons = {s["id"]: s["match_reason"] for s in results}
     assert reasons["idva"] == "serves Leeds (E08000035)"
-    assert reasons["icb-wide"] == "covers E54000054"
+    assert reasons["icb-wide"] == "serves NHS West Yorkshire Integrated Care Board (E54000054)"
     assert reasons["helpline"] == "national service"
+
+
+def test_search_in_a_sector_spanning_two_authorities_lists_the_main_authoritys_services_first(index):
+    # BD3 7: Bradford 87%, Leeds 13% (both material).
+    found = [s["id"] for s in index.search(located("BD3 7"), SearchFilters())]
+    assert found[0] == "bradford" and "idva" in found and found[-1] == "helpline"
+
+
+def test_a_service_keyed_on_a_july_2022_icb_code_matches_its_april_2024_successor():
+    surrey = ServiceCreate.model_validate(service(id="surrey-2022", coverage=["E54000052"], coverage_level="regional"))
+    sussex = ServiceCreate.model_validate(service(id="sussex-2022", coverage=["E54000053"], coverage_level="regional"))
+    idx = SearchIndex()
+    idx.rebuild([entry_for(Service(**s.columns()), Organisation(id="org", name="Org (sample)"))
+                 for s in (surrey, sussex)], version=None)
+    guildford = located("GU1 1")
+    assert guildford.area.icbs[0].code == "E54000063"
+    [(found, reason)] = [(s["id"], s["match_reason"]) for s in idx.search(guildford, SearchFilters())]
+    assert found == "surrey-2022"
+    assert reason == "serves NHS Surrey Heartlands Integrated Care Board (E54000063, formerly E54000052)"
+    assert [s["id"] for s in idx.search(located("BN1 1"), SearchFilters())] == ["sussex-2022"]
 
 
 def test_search_filters(index):

@@ -51,6 +51,8 @@ def parse(body: dict):
 def test_example_referral_gives_routing_attributes_without_identifying_data():
     parsed = parse(example())
     assert parsed.summary.postcode_district == "LS7"
+    # The sector, the most precise area that does not identify; never the full postcode.
+    assert parsed.summary.postcode_sector == "LS7 9" and "9ZZ" not in parsed.summary.model_dump_json()
     assert parsed.summary.risk_band is RiskBand.standard
     assert parsed.referrer_ods == "Y00001"
     assert parsed.consent.status is ConsentStatus.granted

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.domain import DirectoryIndex, Outcome, route
+from services.router.domain import Outcome, route
 from shared.consent import consent_covers
 from shared.events import (
     ByAndForPreference,
@@ -21,10 +21,10 @@ from shared.events import (
     RoutingPreferences,
 )
 from shared.reference import AbuseType, AgeBand, Community, Need
-from tests.unit.router_directory import SERVICES, snapshot
+from tests.unit.router_directory import SERVICES, directory_index
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
-INDEX = DirectoryIndex.from_snapshot(snapshot())
+INDEX = directory_index()
 RECORDS = {s.id: s for s in SERVICES}
 
 summaries = st.builds(
@@ -65,7 +65,7 @@ def test_every_decision_is_safe_explained_and_stable(summary, consent, open_offe
     # The same case and directory, listed in another order, give the same decision.
     shuffled = list(SERVICES)
     random.Random(seed).shuffle(shuffled)
-    assert route(summary, consent, DirectoryIndex.from_snapshot(snapshot(tuple(shuffled))),
+    assert route(summary, consent, directory_index(tuple(shuffled)),
                  open_offers=open_offers, now=NOW) == decision
 
     declined = set(summary.preferences.declined_service_types)

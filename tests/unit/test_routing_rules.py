@@ -23,10 +23,10 @@ from shared.events import (
     RiskBand,
     RoutingPreferences,
 )
-from tests.unit.router_directory import BRADFORD, SERVICES, snapshot
+from tests.unit.router_directory import BRADFORD, SERVICES, directory_index
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
-INDEX = DirectoryIndex.from_snapshot(snapshot())
+INDEX = directory_index()
 S, M, H = RiskBand.standard, RiskBand.medium, RiskBand.high
 ALL = tuple(ConsentScope)
 LEEDS = "serves Leeds (E08000035)"
@@ -99,10 +99,10 @@ ROWS = [
     Row("high risk with no local IDVA or MARAC: helpline and ops", case(H, district="HX1"), ["national-da-helpline"],
         outcome=Outcome.fallback, escalation="no IDVA service available; no MARAC available for this area"),
     Row("unknown district: only national services, and ops told", case(district="ZZ9"), ["national-da-helpline"],
-        outcome=Outcome.fallback, escalation="postcode district not recognised"),
+        outcome=Outcome.fallback, escalation="postcode district ZZ9 is not in the gazetteer"),
     Row("a BSL need where nothing has BSL, not even a helpline: no offer, and ops told exactly why",
         case(district="ZZ9", needs=("bsl",)), [], outcome=Outcome.no_offer,
-        escalation="no community specialist service available; postcode district not recognised; "
+        escalation="no community specialist service available; postcode district ZZ9 is not in the gazetteer; "
                    "no national helpline the survivor can use (no BSL provision, which the survivor needs)",
         advice="national-da-helpline (sample)"),
     Row("no district at all: helpline and ops", case(district=None), ["national-da-helpline"],
@@ -226,7 +226,7 @@ def index_for(row: Row) -> DirectoryIndex:
     if not row.paused:
         return INDEX
     services = tuple(s.model_copy(update={"accepting": False}) if s.id in row.paused else s for s in SERVICES)
-    return DirectoryIndex.from_snapshot(snapshot(services))
+    return directory_index(services)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
@@ -267,7 +267,7 @@ def test_no_consent_at_lower_risk_is_not_an_escalation_but_the_task_says_why() -
 
 @pytest.mark.parametrize("row", ROWS[:12], ids=[r.name for r in ROWS[:12]])
 def test_ranking_does_not_depend_on_the_order_of_the_directory(row: Row) -> None:
-    backwards = DirectoryIndex.from_snapshot(snapshot(tuple(reversed(SERVICES))))
+    backwards = directory_index(tuple(reversed(SERVICES)))
     forwards = route(row.summary, row.consent, INDEX, open_offers=row.open_offers, now=NOW)
     assert route(row.summary, row.consent, backwards, open_offers=row.open_offers, now=NOW) == forwards
 
@@ -275,7 +275,7 @@ def test_ranking_does_not_depend_on_the_order_of_the_directory(row: Row) -> None
 def test_explanation_names_area_risk_and_characteristics() -> None:
     decision = route(case(H, characteristics=("lgbt+",)), consent(), INDEX, open_offers={}, now=NOW)
     assert decision.notes == [
-        "area: Leeds (E08000035), E54000054, LS7",
+        "area: Leeds (E08000035), E54000054, LS7, England (E92000001)",
         "high risk: an IDVA service and the area's MARAC, in parallel",
         "survivor shared: LGBT+; matching by-and-for services rank first",
     ]
@@ -290,7 +290,7 @@ def test_perpetrator_programmes_are_never_candidates() -> None:
 def test_sla_is_the_shorter_of_the_service_and_the_area_protocol() -> None:
     services = tuple(s.model_copy(update={"response_sla_hours": {"high": 2.0}}) if s.id == "leeds-idva" else s
                      for s in SERVICES)
-    decision = route(case(H), consent(), DirectoryIndex.from_snapshot(snapshot(services)), open_offers={}, now=NOW,
+    decision = route(case(H), consent(), directory_index(services), open_offers={}, now=NOW,
                      sla_hours={"high": 4.0})
     assert [s.respond_within_hours for s in decision.offer_to] == [2.0, 4.0]
 
@@ -299,7 +299,7 @@ def test_next_in_lane_skips_offered_paused_full_and_removed_services() -> None:
     decision = route(case(H), consent(), INDEX, open_offers={}, now=NOW)
     lane = decision.lanes[Lane.idva]
     services = tuple(s.model_copy(update={"accepting": False}) if s.id == "leeds-idva-b" else s for s in SERVICES)
-    now_paused = DirectoryIndex.from_snapshot(snapshot(services))
+    now_paused = directory_index(services)
     nxt, passed = next_in_lane(lane, offered=["leeds-idva"], index=now_paused, open_offers={})
     assert nxt is not None and nxt.service_id == "northgate-health-idva"
     assert passed == {"leeds-idva-b": "passed over: not accepting referrals (paused)"}
