@@ -30,3 +30,8 @@ async def eventually(predicate: Callable[[], Awaitable[bool]], timeout: float = 
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+def url_for(database_url: str, service: str) -> str:
+    """SQLite: a file per service, as ``make run`` has. PostgreSQL: one database for all four (a schema each)."""
+    return database_url.replace("test.db", f"{service}.db") if database_url.startswith("sqlite") else database_url

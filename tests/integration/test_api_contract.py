@@ -21,7 +21,7 @@ from services.notify.store import Offer
 from shared.auth import hash_api_key
 from shared.events import CaseStatus, TaskStatus, utcnow
 from shared.outbox import OutboxMessage
-from tests.harness import SERVICE_TOKEN, running
+from tests.harness import SERVICE_TOKEN, running, url_for
 from tests.integration.conftest import EHR
 from tests.integration.notify_world import synthetic_offer
 from tests.integration.test_intake_referrals import cancellation, load
@@ -35,7 +35,7 @@ ORGANISATION = {"id": "fenside-da", "name": "Fenside Domestic Abuse Service (sam
 
 @pytest.fixture
 async def directory(nats_server: NatsServer, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_directory(DirectorySettings(nats_url=nats_server.url, database_url=database_url,
+    app = create_directory(DirectorySettings(nats_url=nats_server.url, database_url=url_for(database_url, "directory"),
                                              service_token=SERVICE_TOKEN, load_sample=True,
                                              sample_ops_key_hash=hash_api_key(OPS_KEY)))
     async with running(app) as client:

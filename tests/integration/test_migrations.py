@@ -28,17 +28,12 @@ from shared.crypto import FieldCipher
 from shared.db import Database
 from shared.migrations import MigrationError, ServiceMigrations, baseline, current, downgrade, drift, head, upgrade
 from shared.outbox import OutboxMessage
-from tests.harness import running
+from tests.harness import running, url_for
 from tests.integration.conftest import EHR, intake_settings
 
 
 def migrations_of(service: str) -> ServiceMigrations:
     return importlib.import_module(f"services.{service}.migrations").MIGRATIONS  # type: ignore[no-any-return]
-
-
-def url_for(database_url: str, service: str) -> str:
-    """SQLite: a file per service, as ``make run`` has. PostgreSQL: one database for all four."""
-    return database_url.replace("test.db", f"{service}.db") if database_url.startswith("sqlite") else database_url
 
 
 async def tables_by_schema(database_url: str) -> dict[str, set[str]]:
