@@ -133,7 +133,7 @@ async def test_task_follows_case_status_and_is_private_to_its_client(intake, nat
 
 async def test_handoff_details_only_for_services_and_every_read_is_audited(intake):
     task_id = (await intake.post("/fhir/Bundle", json=example(), headers=EHR)).json()["id"]
-    path = f"/internal/referrals/{task_id}/handoff?organisation_id=org-1&service_type=idva&consent_version=1"
+    path = f"/internal/referrals/{task_id}/handoff?organisation_id=org-1&service_type=community-outreach&consent_version=1"
     assert (await intake.get(path, headers={"Authorization": "Bearer wrong"})).status_code == 403
     assert (await intake.get(path, headers={"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}"})).status_code == 403
     details = await intake.get(path, headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
@@ -145,7 +145,7 @@ async def test_handoff_details_only_for_services_and_every_read_is_audited(intak
         audits = (await session.exec(select(AuditRecord))).all()
     assert [(a.action, str(a.case_id), a.detail) for a in audits] == [
         ("release-identifying-data", task_id,
-         "to organisation org-1; consent names this organisation; consent version 1")
+         "to organisation org-1; consent covers specialist-da-service; consent version 1")
     ]
 
 

@@ -268,7 +268,8 @@ async def test_no_consent_waits_with_the_task_saying_why_then_consent_routes_it(
             "to route it. Advice: national-da-helpline (sample)"
         )
         assert notify.routed == [] and notify.escalated == []
-        granted = ConsentState(status=ConsentStatus.granted, scopes=(ConsentScope.specialist_da,))
+        # Intake numbers the change: version 2 (the referral arrived with version 1).
+        granted = ConsentState(status=ConsentStatus.granted, scopes=(ConsentScope.specialist_da,), version=2)
         await notify.bus.publish(ConsentUpdated(case_id=case.case_id, consent=granted))
         await eventually(lambda: _async(notify.offers(case.case_id) == ["leeds-outreach"]))
         assert notify.routed[0].consent == granted
