@@ -3,12 +3,9 @@ PostgreSQL, while the old key still decrypts whatever has not been rotated yet."
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import os
 import secrets
-import sys
 from pathlib import Path
 from uuid import UUID
 
@@ -18,7 +15,7 @@ from services.intake.app import create_app
 from services.intake.store import Referral
 from services.launcher import NatsServer
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, running
+from tests.harness import SERVICE_TOKEN, pathways, running
 from tests.integration.conftest import EHR, intake_settings
 
 SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
@@ -26,15 +23,6 @@ SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 
 def new_key(key_id: str) -> str:
     return f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
-
-
-async def pathways(*args: str, env: dict[str, str]) -> tuple[int, str]:
-    command = Path(sys.executable).parent / "pathways"
-    process = await asyncio.create_subprocess_exec(
-        str(command), *args, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    output, _ = await process.communicate()
-    return process.returncode or 0, output.decode()
 
 
 async def stored(app) -> dict[UUID, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -372,3 +373,31 @@ async def test_polling_pages_by_cursor_and_filters_by_status_and_last_updated(wo
         assert [o["id"] for o in only_accepted.json()] == [first["id"]]
         assert (await notify.get("/offers", params={"_lastUpdated": "gtyesterday"},
                                  headers=provider("key-outreach"))).status_code == 400
+
+
+async def test_consent_expiring_between_acceptance_and_the_handoff_read_stops_the_release(
+    world: World, monkeypatch: pytest.MonkeyPatch
+):
+    async with world.notify() as notify:
+        case_id = await world.refer(identifier="expiring")
+        consent = await world.consent_in_intake(case_id)
+        assert consent.expires_at is not None  # the example's consent runs to the end of its period
+        await world.route(case_id, "outreach")
+        offer = await offer_for(notify, "key-outreach", case_id)
+        assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-outreach"))).status_code == 200
+
+        # The consent's period ends before the provider reads the handoff. Intake's clock first: its own
+        # check refuses even while notify's copy still looks current.
+        after_expiry = consent.expires_at + timedelta(minutes=1)
+        monkeypatch.setattr("services.intake.api.utcnow", lambda: after_expiry)
+        refused = await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-outreach"))
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["detail"] == "The handoff cannot be released: consent expired."
+        # Notify's own gate says the same once its clock passes the expiry too.
+        monkeypatch.setattr("services.notify.api.utcnow", lambda: after_expiry)
+        refused = await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-outreach"))
+        assert refused.status_code == 403 and refused.json()["detail"].endswith("consent expired.")
+        async with notify.app.state.runtime.db.session() as session:
+            released = (await session.exec(select(AuditRecord).where(AuditRecord.case_id == case_id,
+                                                                     AuditRecord.action == "release-handoff"))).all()
+        assert released == []
