@@ -181,6 +181,18 @@ class World:
             return list((await session.exec(select(Offer).where(Offer.case_id == case_id))).all())
 
 
+async def accepted_offer(world: World, notify: httpx.AsyncClient, *, identifier: str,
+                         service: str = "outreach") -> tuple[UUID, dict[str, Any]]:
+    """A referral through intake, routed to one service, which accepts its offer: (case id, offer)."""
+    case_id = await world.refer(identifier=identifier)
+    await world.route(case_id, service)
+    key = f"key-{service}"
+    offer = await offer_for(notify, key, case_id)
+    accepted = await notify.post(f"/offers/{offer['id']}/accept", headers=provider(key))
+    assert accepted.status_code == 200, accepted.text
+    return case_id, accepted.json()  # type: ignore[no-any-return]
+
+
 async def offer_for(notify: httpx.AsyncClient, key: str, case_id: UUID) -> dict[str, Any]:
     """Wait for the provider to see its offer for the case (events cross NATS asynchronously)."""
     found: dict[str, Any] = {}

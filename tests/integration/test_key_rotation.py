@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from pathlib import Path
 from uuid import UUID
 
 from sqlmodel import select

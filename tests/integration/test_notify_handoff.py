@@ -30,7 +30,15 @@ from shared.events import (
     TaskStatus,
 )
 from tests.harness import eventually
-from tests.integration.notify_world import World, fhir_consent, offer_for, provider, withdrawal, world_for
+from tests.integration.notify_world import (
+    World,
+    accepted_offer,
+    fhir_consent,
+    offer_for,
+    provider,
+    withdrawal,
+    world_for,
+)
 
 IDENTIFYING = ("Alex", "Example", "1990-04-01", "LS7 9ZZ", "07700", "Synthetic Street")
 
@@ -251,10 +259,7 @@ async def test_a_late_route_with_older_consent_cannot_widen_a_narrowed_consent(w
 
 async def test_intake_refuses_the_handoff_when_consent_was_withdrawn_before_notify_heard(world: World):
     async with world.notify() as notify:
-        case_id = await world.refer(identifier="release-check")
-        await world.route(case_id, "outreach")
-        offer = await offer_for(notify, "key-outreach", case_id)
-        assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-outreach"))).status_code == 200
+        case_id, offer = await accepted_offer(world, notify, identifier="release-check")
 
         # Intake's events stay in its outbox: notify cannot hear of the withdrawal.
         relay = world.intake.state.runtime.relay
@@ -281,10 +286,7 @@ async def test_intake_refuses_the_handoff_when_consent_was_withdrawn_before_noti
 
 async def test_withdrawal_after_the_case_closed_stops_the_provider_and_purges_the_data(world: World):
     async with world.notify() as notify:
-        case_id = await world.refer(identifier="closed-then-withdrawn")
-        await world.route(case_id, "outreach")
-        offer = await offer_for(notify, "key-outreach", case_id)
-        assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-outreach"))).status_code == 200
+        case_id, offer = await accepted_offer(world, notify, identifier="closed-then-withdrawn")
         assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-outreach"))).status_code == 200
         closed = await notify.post(f"/offers/{offer['id']}/outcomes", json={"outcome": "closed"},
                                    headers=provider("key-outreach"))
@@ -379,12 +381,9 @@ async def test_consent_expiring_between_acceptance_and_the_handoff_read_stops_th
     world: World, monkeypatch: pytest.MonkeyPatch
 ):
     async with world.notify() as notify:
-        case_id = await world.refer(identifier="expiring")
+        case_id, offer = await accepted_offer(world, notify, identifier="expiring")
         consent = await world.consent_in_intake(case_id)
         assert consent.expires_at is not None  # the example's consent runs to the end of its period
-        await world.route(case_id, "outreach")
-        offer = await offer_for(notify, "key-outreach", case_id)
-        assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-outreach"))).status_code == 200
 
         # The consent's period ends before the provider reads the handoff. Intake's clock first: its own
         # check refuses even while notify's copy still looks current.
