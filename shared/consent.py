@@ -47,6 +47,11 @@ def consent_covers(
     return False, f"consent does not cover {scope}"
 
 
+# The RFC 9457 problem type of a release refused for consent (intake to notify), so that a caller can tell
+# it from a refused credential, which has the same status code.
+CONSENT_REFUSAL = "https://pathways.example.org/problems/consent-refusal"
+
+
 def release_verdict(
     consent: ConsentState,
     *,

@@ -21,10 +21,11 @@ from services.intake.store import ApiClient, Referral
 from services.intake.task import task_resource
 from shared.audit import record
 from shared.auth import PresentedKey, ServiceCaller, hash_api_key
-from shared.consent import release_verdict
+from shared.consent import CONSENT_REFUSAL, release_verdict
 from shared.crypto import FieldCipher
 from shared.events import utcnow
 from shared.fhir import FHIR_JSON, FhirError, Issue
+from shared.problems import problem
 from shared.search import InvalidSearch, last_updated_condition
 from shared.service import RuntimeDep, SessionDep
 
@@ -220,10 +221,12 @@ async def metadata(runtime: RuntimeDep) -> JSONResponse:
 @router.get(
     "/internal/referrals/{case_id}/handoff",
     tags=["internal"],
+    response_model=None,
     summary="Identifying details for a handoff (notify only; every read is audited)",
     description="Intake checks its own, authoritative consent (or the recorded safeguarding basis) for the "
                 "named organisation and kind of service at this moment: 410 once consent is withdrawn or the "
-                "data purged, 403 outside the consent's scope, 409 for a consent version intake never issued.",
+                "data purged, 403 outside the consent's scope (both with the problem type "
+                f"`{CONSENT_REFUSAL}`), 409 for a consent version intake never issued.",
 )
 async def read_handoff_details(
     case_id: UUID,
@@ -234,7 +237,7 @@ async def read_handoff_details(
     caller: ServiceCaller,
     request: Request,
     by_and_for: bool = False,
-) -> dict[str, Any]:
+) -> dict[str, Any] | JSONResponse:
     async with runtime.db.transaction() as session:
         referral = await session.get(Referral, case_id)
         if referral is None:
@@ -247,9 +250,10 @@ async def read_handoff_details(
         code, basis = release_verdict(consent, service_type=service_type, by_and_for=by_and_for,
                                       organisation_id=organisation_id, now=utcnow())
         if code != status.HTTP_200_OK:
-            raise HTTPException(code, detail=basis)
+            return problem(code, basis, type=CONSENT_REFUSAL)
         if referral.purged_at is not None:
-            raise HTTPException(status.HTTP_410_GONE, detail="The identifying data was purged: do not make contact.")
+            return problem(status.HTTP_410_GONE, "The identifying data was purged: do not make contact.",
+                           type=CONSENT_REFUSAL)
         details = json.loads(cipher(request).decrypt(referral.identifying, aad=referral.id.bytes))
         record(session, caller, "release-identifying-data", case_id=case_id,
                detail=f"to organisation {organisation_id}; {basis}; consent version {consent.version}")

@@ -21,9 +21,10 @@ from services.notify.settings import NotifySettings
 from services.notify.store import CaseConsent, Offer, OfferStatus
 from shared.audit import record
 from shared.auth import Caller, CallerKind, PresentedKey, hash_api_key
-from shared.consent import release_verdict
+from shared.consent import CONSENT_REFUSAL, release_verdict
 from shared.events import OfferAccepted, OfferDeclined, utcnow
 from shared.outbox import enqueue
+from shared.problems import PROBLEM_JSON
 from shared.search import InvalidSearch, last_updated_condition
 from shared.service import RuntimeDep, SessionDep
 
@@ -244,8 +245,9 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
                 "by_and_for": bool(offer.by_and_for), "consent_version": consent_version},
         headers={"Authorization": f"Bearer {settings.service_token.get_secret_value()}"},
     )
-    if response.status_code in (status.HTTP_403_FORBIDDEN, status.HTTP_410_GONE):
-        raise HTTPException(response.status_code, detail=response.json().get("detail", "The handoff cannot be released."))
+    refusal = response.json() if response.headers.get("content-type") == PROBLEM_JSON else {}
+    if refusal.get("type") == CONSENT_REFUSAL:
+        raise HTTPException(response.status_code, detail=refusal["detail"])
     if response.status_code != 200:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="The handoff cannot be read right now.")
     details = response.json()

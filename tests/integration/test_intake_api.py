@@ -13,6 +13,7 @@ from sqlmodel import select
 from services.intake.app import SAMPLE_CLIENT
 from services.intake.store import Referral
 from shared.bus import Bus
+from shared.consent import CONSENT_REFUSAL
 from shared.events import CaseStatus, ReferralReceived, TaskStatus
 from shared.outbox import OutboxMessage
 from tests.conftest import EXAMPLES
@@ -140,6 +141,14 @@ async def test_handoff_details_only_for_services_and_every_read_is_audited(intak
     assert (await intake.get(path, headers={"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}"})).status_code == 403
     details = await intake.get(path, headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
     assert details.status_code == 200 and details.json()["birth_date"] == "1990-04-01"
+
+    # Intake checks its own consent: the example's does not reach an IDVA, and only intake numbers versions.
+    service = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    outside = await intake.get(path.replace("community-outreach", "idva"), headers=service)
+    assert outside.status_code == 403 and outside.json()["type"] == CONSENT_REFUSAL
+    assert outside.json()["detail"] == "The handoff cannot be released: consent does not cover idva."
+    unissued = await intake.get(path.replace("consent_version=1", "consent_version=2"), headers=service)
+    assert unissued.status_code == 409 and "never issued" in unissued.json()["detail"]
 
     from shared.audit import AuditRecord
 
