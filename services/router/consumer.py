@@ -267,6 +267,10 @@ def register(runtime: Runtime, router: Router) -> None:
 
         async def work(session: AsyncSession) -> None:
             case = await case_for_update(session, event.case_id)  # type: ignore[attr-defined]
+            if case is None and isinstance(event, ConsentUpdated):
+                # The referral is on its way on another consumer: retry, so the change is not lost and
+                # the case is never routed on the consent it replaced.
+                raise LookupError("consent update for a case this router has not routed yet")
             if case is None or case.state == CaseState.closed:
                 return
             if isinstance(event, ConsentUpdated) and not event.consent.newer_than(

@@ -445,3 +445,23 @@ async def test_a_referral_the_router_cannot_route_is_dead_lettered_and_ops_repla
         finally:
             await stub.stop()
         assert (await notify.bus.js.stream_info(DLQ_STREAM)).state.messages == 0
+
+
+async def test_a_consent_change_that_arrives_before_its_referral_is_applied_once_the_case_is_routed(
+    nats_server: NatsServer, database_url: str, directory: StubDirectory, notify: Notify
+) -> None:
+    app = create_app(router_settings(nats_server, database_url, directory))
+    async with running(app):
+        case = referral()
+        narrowed = ConsentState(status=ConsentStatus.granted, scopes=(ConsentScope.idva,), version=2)
+        # Intake published both in order, but they travel on different consumers: the change comes first.
+        await notify.bus.publish(ConsentUpdated(case_id=case.case_id, consent=narrowed))
+        await notify.bus.publish(case)
+        await eventually(lambda: _async(len(notify.routed) == 1))
+
+        async def narrowed_here() -> bool:
+            async with app.state.runtime.db.session() as session:
+                stored = await session.get(RoutedCase, case.case_id)
+                return stored is not None and ConsentState.model_validate(stored.consent) == narrowed
+
+        await eventually(narrowed_here, timeout=30)
