@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -36,6 +37,7 @@ from shared.events import (
     RiskBand,
     RoutedService,
     decode_event,
+    utcnow,
 )
 from tests.conftest import EXAMPLES
 from tests.harness import SERVICE_TOKEN, eventually, running
@@ -190,6 +192,14 @@ async def accepted_offer(world: World, notify: httpx.AsyncClient, *, identifier:
     accepted = await notify.post(f"/offers/{offer['id']}/accept", headers=provider(key))
     assert accepted.status_code == 200, accepted.text
     return case_id, accepted.json()  # type: ignore[no-any-return]
+
+
+def synthetic_offer(organisation_id: str) -> Offer:
+    """An offer just made to a synthetic service, for tests that drive offers without routing a case."""
+    now = utcnow()
+    return Offer(case_id=uuid4(), service_id="svc-synthetic", service_name="Synthetic service",
+                 service_type="community-outreach", organisation_id=organisation_id, summary={"risk_band": "high"},
+                 created_at=now, respond_by=now + timedelta(hours=4), last_updated=now)
 
 
 async def offer_for(notify: httpx.AsyncClient, key: str, case_id: UUID) -> dict[str, Any]:
