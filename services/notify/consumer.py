@@ -30,6 +30,7 @@ from shared.events import (
     utcnow,
 )
 from shared.service import Runtime
+from shared.telemetry import safe_attributes, tracer
 
 CONSENT_WITHDRAWN = "consent-withdrawn"
 REFERRAL_CANCELLED = "referral-cancelled"
@@ -62,9 +63,14 @@ def register(runtime: Runtime) -> None:
             if not still_permitted(consent, service_type=service.service_type, by_and_for=bool(service.by_and_for),
                                    organisation_id=service.organisation_id, now=now):
                 hold_back(session, event.case_id, service, consent)
-            elif offer := await make_offer(session, settings, case_id=event.case_id, service=service,
-                                           summary=event.summary, decision_id=event.decision_id, now=now):
-                made.append(offer)
+                continue
+            # The span is current while the offer's webhook is queued: the delivery continues this trace.
+            with tracer().start_as_current_span("offer") as span:
+                offer = await make_offer(session, settings, case_id=event.case_id, service=service,
+                                         summary=event.summary, decision_id=event.decision_id, now=now)
+                if offer is not None:
+                    span.set_attributes(safe_attributes(pathways__offer_id=offer.id))
+                    made.append(offer)
         if made:
             names = ", ".join(o.service_name for o in made)
             announce_task(session, event.case_id, TaskView.offered(names), now=now)
