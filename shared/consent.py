@@ -1,4 +1,5 @@
-"""The consent gate: one rule, used by the router (whom to offer) and by notify (whether to release)."""
+"""The consent gate: one rule, used by the router (whom to offer), by notify (whether to release) and by
+intake (whether to hand over the identifying data it holds)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,28 @@ def consent_covers(
     if scope in consent.scopes:
         return True, f"consent covers {scope}"
     return False, f"consent does not cover {scope}"
+
+
+# The RFC 9457 problem type of a release refused for consent (intake to notify), so that a caller can tell
+# it from a refused credential, which has the same status code.
+CONSENT_REFUSAL = "https://pathways.example.org/problems/consent-refusal"
+
+
+def release_verdict(
+    consent: ConsentState,
+    *,
+    service_type: str,
+    by_and_for: bool,
+    organisation_id: str,
+    now: datetime,
+) -> tuple[int, str]:
+    """May identifying data go to this provider now? An HTTP status and the reason: 200 means yes,
+    410 means consent was withdrawn (stop all contact), 403 means this consent does not reach it."""
+    permitted, reason = consent_covers(
+        consent, service_type=service_type, by_and_for=by_and_for, organisation_id=organisation_id, now=now
+    )
+    if permitted:
+        return 200, reason
+    if consent.status is ConsentStatus.withdrawn:
+        return 410, "The survivor withdrew consent: do not make contact."
+    return 403, f"The handoff cannot be released: {reason}."

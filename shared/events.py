@@ -62,6 +62,14 @@ class ConsentState(BaseModel):
     organisations: tuple[str, ...] = ()
     # A recorded high-risk safeguarding basis lets the MARAC route proceed without consent.
     safeguarding_basis: bool = False
+    # Only intake, which owns consent, advances this (1 when the referral arrives, +1 on each change).
+    # Every copy (router, notify) keeps the highest version it has seen and ignores anything older,
+    # whatever the event's timestamp: a re-route carries the router's copy, which can lag behind.
+    version: int = Field(default=1, ge=1)
+
+    def newer_than(self, other: ConsentState) -> bool:
+        """Is this a later statement of consent than ``other``, as intake numbered them?"""
+        return self.version > other.version
 
 
 class ByAndForPreference(StrEnum):
@@ -265,6 +273,14 @@ class OfferWithdrawn(OfferEvent):
     subject: ClassVar[str] = "case.offer.withdrawn"
 
 
+class OfferContactStopped(OfferEvent):
+    """A provider that already received the handoff must stop all contact (consent withdrawn, even after
+    the case closed, or the referral cancelled) and handle its copy of the identifying data as withdrawn.
+    ``reason`` is the coded reason (``consent-withdrawn``, ``referral-cancelled``)."""
+
+    subject: ClassVar[str] = "case.offer.contact-stopped"
+
+
 class CaseStatus(Event):
     subject: ClassVar[str] = "case.status"
 
@@ -306,6 +322,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OfferDeclined,
         OfferExpired,
         OfferWithdrawn,
+        OfferContactStopped,
         CaseStatus,
         CaseEscalated,
         DirectoryChanged,

@@ -19,11 +19,40 @@ from hypothesis import settings as hypothesis_settings
 
 from services.launcher import NatsServer
 
+# CI sets CI (to "true"); "false" or "0" are read as unset, as most CI tools do.
+IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
 # In CI the property-based tests run a fixed set of examples: a new random find must not fail a
 # submission by chance. Locally they explore afresh on every run.
 hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
-if os.environ.get("CI"):
+if IN_CI:
     hypothesis_settings.load_profile("ci")
+
+# Tests that must run in CI, never skip: the PostgreSQL variants (``postgres``) and the Kubernetes
+# manifest checks (``kubernetes``, also given to every test in a file whose name says k8s or kubernetes).
+# Locally a missing PostgreSQL or kubectl skips them, and ``-ra`` lists the skips; with CI set, such a
+# skip fails the run, so a green CI means they ran.
+MUST_RUN_IN_CI = ("postgres", "kubernetes")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(word in item.path.name for word in ("k8s", "kubernetes")):
+            item.add_marker(pytest.mark.kubernetes)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    report: pytest.TestReport = yield
+    required = [name for name in MUST_RUN_IN_CI if item.get_closest_marker(name)]
+    if IN_CI and report.skipped and required and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped in CI, which must run every {'/'.join(required)} test: {reason}. "
+            "Start PostgreSQL / install kubectl (.ci/run does both) instead of letting the check skip."
+        )
+    return report
 
 PG_HOST = os.environ.get("PATHWAYS_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("PATHWAYS_TEST_PG_PORT", "5432"))

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from nats.js import JetStreamContext
+from sqlmodel import col, select
+
+from shared.bus import EVENTS_STREAM
+from shared.outbox import OutboxMessage
 
 SERVICE_TOKEN = "test-service-token"
 
@@ -35,3 +43,27 @@ async def eventually(predicate: Callable[[], Awaitable[bool]], timeout: float = 
 def url_for(database_url: str, service: str) -> str:
     """SQLite: a file per service, as ``make run`` has. PostgreSQL: one database for all four (a schema each)."""
     return database_url.replace("test.db", f"{service}.db") if database_url.startswith("sqlite") else database_url
+
+
+async def consumer_drained(js: JetStreamContext, durable: str) -> bool:
+    """Has this durable consumer handled and acked every message on its subjects? Then nothing it has
+    seen can be redelivered and applied again: a positive signal to wait on instead of a sleep."""
+    info = await js.consumer_info(EVENTS_STREAM, durable)
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def outbox_empty(app: FastAPI) -> bool:
+    """Has the service published every event it committed?"""
+    async with app.state.runtime.db.session() as session:
+        statement = select(OutboxMessage.id).where(col(OutboxMessage.published_at).is_(None)).limit(1)
+        return (await session.exec(statement)).first() is None
+
+
+async def pathways(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run the ``pathways`` CLI as ops would; returns its exit code and everything it printed."""
+    command = Path(sys.executable).parent / "pathways"
+    process = await asyncio.create_subprocess_exec(
+        str(command), *args, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await process.communicate()
+    return process.returncode or 0, output.decode()

@@ -4,6 +4,7 @@ the rules are in ``domain`` (what a referral is) and ``referrals`` (what happens
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -21,10 +22,13 @@ from services.intake.store import ApiClient, Referral
 from services.intake.task import task_resource
 from shared.audit import record
 from shared.auth import PresentedKey, ServiceCaller, hash_api_key
+from shared.consent import CONSENT_REFUSAL, release_verdict
 from shared.crypto import FieldCipher
+from shared.events import utcnow
 from shared.fhir import FHIR_JSON, FhirError, Issue
 from shared.openapi import FhirResponse, errors, fhir_resource
 from shared.metrics import REFERRALS_RECEIVED, REFERRALS_REJECTED
+from shared.problems import problem
 from shared.search import InvalidSearch, last_updated_condition
 from shared.service import RuntimeDep, SessionDep
 
@@ -205,7 +209,8 @@ async def update_consent(task_id: UUID, request: Request, client: ClientDep, run
         raise FhirError(400, [Issue("invalid", "Consent.id must match the id in the URL.", "Consent.id")])
     answer = await referrals.idempotent(
         runtime.db, client.id, idempotency_keys(request_id, None), referrals.request_hash(f"consent/{task_id}", body),
-        lambda session: referrals.update_consent(session, client, task_id, consent, body),
+        lambda session: referrals.update_consent(session, client, task_id, consent, body,
+                                                 purge_after=timedelta(hours=settings.withdrawal_purge_hours)),
     )
     return fhir_response(answer)
 
@@ -275,16 +280,42 @@ async def metadata(runtime: RuntimeDep) -> JSONResponse:
 @router.get(
     "/internal/referrals/{case_id}/handoff",
     tags=["internal"],
+    response_model=None,
     summary="Identifying details for a handoff (notify only; every read is audited)",
-    responses=errors(404),
+    description="Intake checks its own, authoritative consent (or the recorded safeguarding basis) for the "
+                "named organisation and kind of service at this moment: 410 once consent is withdrawn or the "
+                "data purged, 403 outside the consent's scope (both with the problem type "
+                f"`{CONSENT_REFUSAL}`), 409 for a consent version intake never issued.",
+    responses=errors(403, 404, 409, 410),
 )
 async def read_handoff_details(
-    case_id: UUID, organisation_id: str, runtime: RuntimeDep, caller: ServiceCaller, request: Request
-) -> dict[str, Any]:
+    case_id: UUID,
+    organisation_id: Annotated[str, Query(min_length=1, max_length=80)],
+    service_type: Annotated[str, Query(min_length=1, max_length=40)],
+    consent_version: Annotated[int, Query(ge=1, description="the consent version the caller decided on")],
+    runtime: RuntimeDep,
+    caller: ServiceCaller,
+    request: Request,
+    by_and_for: bool = False,
+) -> dict[str, Any] | JSONResponse:
     async with runtime.db.transaction() as session:
         referral = await session.get(Referral, case_id)
         if referral is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such referral.")
+        consent = referrals.current_consent(referral)
+        if consent_version > consent.version:
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                detail=f"Consent version {consent_version} was never issued (the latest is "
+                                       f"{consent.version}).")
+        code, basis = release_verdict(consent, service_type=service_type, by_and_for=by_and_for,
+                                      organisation_id=organisation_id, now=utcnow())
+        if code != status.HTTP_200_OK:
+            return problem(code, basis, type=CONSENT_REFUSAL)
+        if referral.purged_at is not None:
+            return problem(status.HTTP_410_GONE, "The identifying data was purged: do not make contact.",
+                           type=CONSENT_REFUSAL)
         details = json.loads(cipher(request).decrypt(referral.identifying, aad=referral.id.bytes))
-        record(session, caller, "release-identifying-data", case_id=case_id, detail=f"to organisation {organisation_id}")
-    return {"case_id": str(case_id), "referrer_ods": referral.referrer_ods, **details}
+        record(session, caller, "release-identifying-data", case_id=case_id,
+               detail=f"to organisation {organisation_id}; {basis}; consent version {consent.version}")
+    return {"case_id": str(case_id), "referrer_ods": referral.referrer_ods, "consent_version": consent.version,
+            "release_basis": basis, **details}

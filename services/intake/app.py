@@ -12,7 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import select
 from starlette.exceptions import HTTPException
 
-from services.intake import closed_loop, consumer
+from services.intake import closed_loop, consumer, retention
 from services.intake.clients import ClientCreate, register
 from services.intake.clients import router as clients_router
 from services.intake.api import router
@@ -48,6 +48,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     async def setup(runtime: Runtime) -> None:
         consumer.register(runtime)
         closed_loop.start(runtime, app.state)
+        retention.start(runtime)
         if settings.seed_sample_client:
             async with runtime.db.transaction() as session:
                 if (await session.exec(select(ApiClient).limit(1))).first() is None:

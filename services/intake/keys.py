@@ -34,7 +34,7 @@ async def rotate_identifying(db: Database, cipher: FieldCipher, *, batch: int = 
         async with db.transaction() as session:
             statement = (
                 select(Referral.id, Referral.identifying)
-                .where(~col(Referral.identifying).startswith(prefix, autoescape=True))
+                .where(~col(Referral.identifying).startswith(prefix, autoescape=True), col(Referral.purged_at).is_(None))
                 .order_by(col(Referral.id))
                 .limit(batch)
             )

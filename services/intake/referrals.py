@@ -7,10 +7,12 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from fhir.resources.R4B.consent import Consent
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -22,6 +24,7 @@ from shared.crypto import FieldCipher
 from shared.db import Database
 from shared.events import (
     ConsentState,
+    ConsentStatus,
     ConsentUpdated,
     ReferralCancelled,
     ReferralReceived,
@@ -103,6 +106,7 @@ async def receive(
         referrer_ods=parsed.referrer_ods,
         summary=parsed.summary.model_dump(mode="json"),
         consent=parsed.consent.model_dump(mode="json"),
+        consent_version=parsed.consent.version,
         identifying="",
     )
     # The row id is the associated data: a ciphertext copied onto another referral does not decrypt.
@@ -150,20 +154,44 @@ async def cancel(session: AsyncSession, client: ApiClient, parsed: ParsedCancell
 
 
 async def update_consent(
-    session: AsyncSession, client: ApiClient, task_id: UUID, consent: Consent, body: dict[str, Any]
+    session: AsyncSession, client: ApiClient, task_id: UUID, consent: Consent, body: dict[str, Any],
+    *, purge_after: timedelta,
 ) -> Answer:
-    """A new Consent for an existing referral: stored, and announced when it changes what may be shared."""
+    """A new Consent for an existing referral: stored, and announced when it changes what may be shared.
+
+    Each change takes the next consent version, compare-and-set on the row, so two racing updates
+    cannot both announce the same version. A withdrawal is always accepted, even once the Task is
+    completed or cancelled: providers that already hold the handoff must still be told to stop, and
+    the identifying data is marked for purge (``purge_after`` from now) unless a recorded safeguarding
+    basis keeps the MARAC's route open. Any other change to a finished referral is a 409.
+    """
     referral = await own_referral(session, client, task_id)
-    if TASK_STATES.is_final(referral.task_status):
-        raise FhirError(409, [Issue("business-rule", f"The referral is {referral.task_status}.", "Task.status")])
-    before = ConsentState.model_validate(referral.consent)
+    before = current_consent(referral)
     # The safeguarding basis is the referrer's recorded decision, not part of the survivor's consent.
-    after = consent_state(consent, safeguarding_basis=before.safeguarding_basis, path="Consent")
-    now = utcnow()
-    if after != before:
-        referral.consent = after.model_dump(mode="json")
-        referral.last_updated = now
-        session.add(referral)
+    stated = consent_state(consent, safeguarding_basis=before.safeguarding_basis, path="Consent")
+    withdrawn = stated.status is ConsentStatus.withdrawn
+    if TASK_STATES.is_final(referral.task_status) and not withdrawn:
+        raise FhirError(409, [Issue("business-rule", f"The referral is {referral.task_status}: only a withdrawal "
+                                                     "of consent is accepted now.", "Task.status")])
+    if stated.model_copy(update={"version": before.version}) != before:
+        now = utcnow()
+        after = stated.model_copy(update={"version": before.version + 1})
+        purge_due = now + purge_after if withdrawn and not after.safeguarding_basis else None
+        changed = await session.exec(  # type: ignore[call-overload]
+            update(Referral)
+            .where(col(Referral.id) == referral.id, col(Referral.consent_version) == before.version)
+            .values(consent=after.model_dump(mode="json"), consent_version=after.version, last_updated=now,
+                    purge_due_at=purge_due)
+        )
+        if changed.rowcount != 1:
+            raise FhirError(409, [Issue("conflict", "The consent changed while this update was made; read the "
+                                                    "Task and send the update again.", "Consent")])
+        await session.refresh(referral)
         enqueue(session, ConsentUpdated(case_id=referral.id, consent=after))
     resource = {**body, "id": str(referral.id), "meta": {"lastUpdated": referral.last_updated.isoformat()}}
     return Answer(200, resource, f"/fhir/Consent/{referral.id}")
+
+
+def current_consent(referral: Referral) -> ConsentState:
+    """The referral's consent as intake holds it (the authoritative copy), with its version."""
+    return ConsentState.model_validate({**referral.consent, "version": referral.consent_version})

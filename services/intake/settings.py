@@ -21,6 +21,11 @@ class IntakeSettings(ServiceSettings):
     directory_url: str = "http://127.0.0.1:8003"
     # Register the sample EHR client (development and demos only).
     seed_sample_client: bool = False
+    # After consent is withdrawn, the identifying data is purged this many hours later (0: at the next
+    # purge run). The wait lets a survivor who withdrew by mistake give consent again.
+    withdrawal_purge_hours: float = Field(default=24.0, ge=0)
+    # How often due purges are looked for.
+    purge_check_seconds: float = Field(default=300.0, gt=0)
     # DASH thresholds: this many "yes" answers or more makes the band.
     dash_high_threshold: int = 14
     dash_medium_threshold: int = 10

@@ -54,8 +54,14 @@ class Referral(SQLModel, table=True):
     # Routing data (no identifying details): the CaseSummary and ConsentState as JSON.
     summary: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     consent: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The consent's version (also inside ``consent``), as a column so that a change is a compare-and-set:
+    # two updates racing from the same version cannot both publish the next number.
+    consent_version: int = Field(default=1)
     # Identifying details, AES-GCM encrypted: "<key id>:<base64>".
     identifying: str = Field(sa_type=Text)
+    # Consent withdrawn: the identifying data is purged from this moment (emptied, ``purged_at`` set).
+    purge_due_at: datetime | None = utc_field(default=None, index=True)
+    purged_at: datetime | None = utc_field(default=None)
     task_status: str = Field(default=TaskStatus.requested, max_length=20)
     business_status: str = Field(default="received", max_length=200)
     business_status_code: str | None = Field(default=None, max_length=60)

@@ -17,14 +17,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notify import offers
 from services.notify.domain import DeclineReason, Outcome, safe_contact
+from services.notify.offers import known_consent
 from services.notify.settings import NotifySettings
 from services.notify.store import CaseConsent, Offer, OfferStatus
 from shared.audit import record
 from shared.auth import Caller, CallerKind, PresentedKey, hash_api_key
-from shared.consent import consent_covers
-from shared.events import ConsentState, ConsentStatus, utcnow
-from shared.search import InvalidSearch, last_updated_condition
+from shared.consent import CONSENT_REFUSAL, release_verdict
+from shared.events import utcnow
 from shared.openapi import errors
+from shared.problems import PROBLEM_JSON
+from shared.search import InvalidSearch, last_updated_condition
 from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter(tags=["provider"])
@@ -229,14 +231,8 @@ def release_decision(offer: Offer, case: CaseConsent | None, now: datetime) -> t
         return 410, f"The offer was withdrawn ({reason}): do not make contact."
     if offer.status != OfferStatus.accepted:
         return 409, f"The offer is {offer.status}: accept it before reading the handoff."
-    consent = ConsentState.model_validate(case.consent if case else {"status": ConsentStatus.not_asked})
-    permitted, reason = consent_covers(consent, service_type=offer.service_type, by_and_for=bool(offer.by_and_for),
-                                       organisation_id=offer.organisation_id, now=now)
-    if permitted:
-        return 200, reason
-    if consent.status is ConsentStatus.withdrawn:
-        return 410, "The survivor withdrew consent: do not make contact."
-    return 403, f"The handoff cannot be released: {reason}."
+    return release_verdict(known_consent(case), service_type=offer.service_type, by_and_for=bool(offer.by_and_for),
+                           organisation_id=offer.organisation_id, now=now)
 
 
 @router.get("/offers/{offer_id}/handoff",
@@ -248,29 +244,40 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
     async with runtime.db.session() as session:
         offer = await own_offer(session, provider, offer_id)
-        code, reason = release_decision(offer, await session.get(CaseConsent, offer.case_id), utcnow())
+        case = await session.get(CaseConsent, offer.case_id)
+        code, reason = release_decision(offer, case, utcnow())
+        consent_version = known_consent(case).version
     if code != 200:
         raise HTTPException(code, detail=reason)
+    # Intake, which holds the data and the authoritative consent, decides again for itself: notify's copy
+    # may not yet have heard of a withdrawal.
     response = await runtime.http.get(
         f"{settings.intake_url}/internal/referrals/{offer.case_id}/handoff",
-        params={"organisation_id": offer.organisation_id},
+        params={"organisation_id": offer.organisation_id, "service_type": offer.service_type,
+                "by_and_for": bool(offer.by_and_for), "consent_version": consent_version},
         headers={"Authorization": f"Bearer {settings.service_token.get_secret_value()}"},
     )
+    refusal = response.json() if response.headers.get("content-type") == PROBLEM_JSON else {}
+    if refusal.get("type") == CONSENT_REFUSAL:
+        raise HTTPException(response.status_code, detail=refusal["detail"])
     if response.status_code != 200:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="The handoff cannot be read right now.")
     details = response.json()
+    # What intake released on: its own consent version and basis, which the audit keeps.
+    released_on = details.pop("consent_version", consent_version)
+    reason = details.pop("release_basis", None) or reason
     async with runtime.db.transaction() as session:
         offer = await own_offer(session, provider, offer_id)
         now = utcnow()
-        code, reason = release_decision(offer, await session.get(CaseConsent, offer.case_id), now)
+        code, notify_reason = release_decision(offer, await session.get(CaseConsent, offer.case_id), now)
         if code == 200:
             if offer.handoff_released_at is None:
                 offer.handoff_released_at = now
                 session.add(offer)
             record(session, provider, "release-handoff", case_id=offer.case_id,
-                   detail=f"offer {offer.id}; to {offer.organisation_id}; {reason}")
+                   detail=f"offer {offer.id}; to {offer.organisation_id}; {reason}; consent version {released_on}")
     if code != 200:
-        raise HTTPException(code, detail=reason)
+        raise HTTPException(code, detail=notify_reason)
     # Safe-contact rules first and plainly: they decide whether and how to make contact at all.
     return Handoff(
         safe_contact=SafeContact(**safe_contact(details.pop("safe_contact", None), details.pop("safe_contact_rules", None))),

@@ -7,8 +7,15 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notify.domain import TaskView
-from services.notify.offers import announce_task, make_offer, remember_case, stop_offers
+from services.notify.domain import TaskView, still_permitted
+from services.notify.offers import (
+    announce_task,
+    hold_back,
+    known_consent,
+    make_offer,
+    remember_case,
+    stop_offers,
+)
 from services.notify.settings import NotifySettings
 from services.notify.store import OPEN_OFFER_STATUSES, CaseConsent, Escalation, Offer, RoutingRecord
 from shared.bus import Delivery
@@ -48,8 +55,15 @@ def register(runtime: Runtime) -> None:
                                       offer_to=[s.model_dump(mode="json") for s in event.offer_to]))
         if case.closed_reason is not None:
             return  # cancelled or withdrawn while the router worked: nobody is offered anything
+        # The router decided on its copy of the consent, which can be older than notify's: offer only
+        # what the newest consent notify knows permits, and tell ops about any offer it held back.
+        consent = known_consent(case)
         made = []
         for service in event.offer_to:
+            if not still_permitted(consent, service_type=service.service_type, by_and_for=bool(service.by_and_for),
+                                   organisation_id=service.organisation_id, now=now):
+                hold_back(session, event.case_id, service, consent)
+                continue
             # The span is current while the offer's webhook is queued: the delivery continues this trace.
             with tracer().start_as_current_span("offer") as span:
                 offer = await make_offer(session, settings, case_id=event.case_id, service=service,
@@ -65,6 +79,8 @@ def register(runtime: Runtime) -> None:
         assert isinstance(event, ConsentUpdated)
         now = utcnow()
         case = await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at)
+        if case.consent_version > event.consent.version:
+            return  # a later change is already known (and was acted on): this one is history
         withdrawn = event.consent.status is ConsentStatus.withdrawn
         if withdrawn:
             case.closed_reason = case.closed_reason or CONSENT_WITHDRAWN

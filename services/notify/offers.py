@@ -33,10 +33,13 @@ from services.notify.store import (
 from shared.audit import record
 from shared.auth import Caller, CallerKind
 from shared.events import (
+    CaseEscalated,
     CaseStatus,
     CaseSummary,
     ConsentState,
+    ConsentStatus,
     OfferAccepted,
+    OfferContactStopped,
     OfferDeclined,
     OfferExpired,
     OfferMade,
@@ -81,18 +84,42 @@ async def case_record(session: AsyncSession, case_id: UUID) -> CaseConsent | Non
 
 async def remember_case(session: AsyncSession, case_id: UUID, *, consent: ConsentState, stated_at: datetime,
                         summary: CaseSummary | None = None) -> CaseConsent:
-    """Record the case's consent (unless a newer state is already known) and its summary."""
+    """Record the case's consent, unless a newer version is already known, and its summary.
+
+    Intake numbers each consent change; the copy moves only forward (compare-and-set on the version),
+    so a routing decision that carries an older consent can never restore it.
+    """
     case = await session.get(CaseConsent, case_id)
     if case is None:
-        case = CaseConsent(case_id=case_id, consent=consent.model_dump(mode="json"), consent_at=stated_at)
-    elif case.consent_at < stated_at:
-        case.consent = consent.model_dump(mode="json")
-        case.consent_at = stated_at
+        case = CaseConsent(case_id=case_id, consent=consent.model_dump(mode="json"), consent_version=consent.version,
+                           consent_at=stated_at)
+    else:
+        await session.exec(  # type: ignore[call-overload]
+            update(CaseConsent)
+            .where(col(CaseConsent.case_id) == case_id, col(CaseConsent.consent_version) < consent.version)
+            .values(consent=consent.model_dump(mode="json"), consent_version=consent.version, consent_at=stated_at)
+        )
+        await session.refresh(case)
     if summary is not None:
         case.summary = summary.model_dump(mode="json")
     case.updated_at = utcnow()
     session.add(case)
     return case
+
+
+def known_consent(case: CaseConsent | None) -> ConsentState:
+    """The newest consent notify has heard of for a case (nothing heard: not asked)."""
+    if case is None:
+        return ConsentState(status=ConsentStatus.not_asked)
+    return ConsentState.model_validate({**case.consent, "version": case.consent_version})
+
+
+def hold_back(session: AsyncSession, case_id: UUID, service: RoutedService, consent: ConsentState) -> None:
+    """A routed service the case's current consent does not permit gets no offer; ops is told, so the
+    case is not left waiting on an offer that was never made."""
+    reason = f"offer to {service.service_id} not made: consent version {consent.version} does not permit it"
+    enqueue(session, CaseEscalated(case_id=case_id, reason=reason))
+    record(session, NOTIFY, "hold-back-offer", case_id=case_id, detail=reason)
 
 
 async def make_offer(
@@ -239,6 +266,8 @@ async def stop_offers(
             offer.stop_contact_reason = reason
             offer.last_updated = now
             session.add(offer)
+            enqueue(session, OfferContactStopped(case_id=case_id, offer_id=offer.id, service_id=offer.service_id,
+                                                 organisation_id=offer.organisation_id, reason=reason))
             queue_webhook(session, settings, offer, WebhookEvent.contact_stop, source=source, now=now)
             record(session, NOTIFY, "stop-contact", case_id=case_id, detail=f"offer {offer.id}; {reason}")
         else:

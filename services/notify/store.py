@@ -30,7 +30,10 @@ class CaseConsent(SQLModel, table=True):
 
     case_id: UUID = Field(primary_key=True)
     consent: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
-    # When the consent above was stated, so that an older event never overwrites a newer state.
+    # Intake's version of the consent above: only a higher version replaces it (compare-and-set), never
+    # a later timestamp, because a re-route can carry the router's older copy.
+    consent_version: int = Field(default=1)
+    # When the consent above was stated (for people reading the record).
     consent_at: datetime = utc_field(default_factory=utcnow)
     summary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     # Set when the referral was cancelled: no new offers are made after that.

@@ -76,6 +76,16 @@ def sign(delivery_id: str, at: datetime, payload: str, secrets: tuple[str, ...])
     return " ".join(Webhook(secret).sign(delivery_id, at, payload) for secret in secrets)
 
 
+def webhook_headers(delivery_id: str, at: datetime, payload: str, secrets: tuple[str, ...]) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt: the delivery's stable id, when, and the signatures."""
+    return {
+        "content-type": "application/json",
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": sign(delivery_id, at, payload, secrets),
+    }
+
+
 class WebhookDispatcher:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -143,12 +153,7 @@ class WebhookDispatcher:
             # A misconfiguration no retry can fix: disable now and let ops sort it out.
             await self._disable(delivery, now, reason=refusal)
             return
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": delivery.id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": sign(delivery.id, now, delivery.payload, target.signing_secrets),
-        }
+        headers = webhook_headers(delivery.id, now, delivery.payload, target.signing_secrets)
         try:
             response = await self.runtime.http.post(
                 target.webhook_url, content=delivery.payload.encode(), headers=headers,

@@ -192,7 +192,8 @@ async def reoffer(
     # MARAC routes are, because each of them matters in its own right.
     settled = bool(case.accepted) and lane not in (Lane.idva, Lane.marac)
     nxt, passed = (None, {}) if lane is None or settled else next_in_lane(
-        lanes[lane], offered=case.offered, index=index, open_offers=await open_offer_counts(session))
+        lanes[lane], offered=case.offered, index=index, open_offers=await open_offer_counts(session),
+        consent=ConsentState.model_validate(case.consent), now=utcnow())
     decision = Decision(outcome=Outcome.routed, passed_over=passed, notes=[trigger],
                         directory_version=index.version if index else "")
     if nxt is not None:
@@ -271,8 +272,16 @@ def register(runtime: Runtime, router: Router) -> None:
 
         async def work(session: AsyncSession) -> None:
             case = await case_for_update(session, event.case_id)  # type: ignore[attr-defined]
+            if case is None and isinstance(event, ConsentUpdated):
+                # The referral is on its way on another consumer: retry, so the change is not lost and
+                # the case is never routed on the consent it replaced.
+                raise LookupError("consent update for a case this router has not routed yet")
             if case is None or case.state == CaseState.closed:
                 return
+            if isinstance(event, ConsentUpdated) and not event.consent.newer_than(
+                ConsentState.model_validate(case.consent)
+            ):
+                return  # intake numbered a later change already applied here: this one is history
             if isinstance(event, ReferralCancelled) or (
                 isinstance(event, ConsentUpdated) and event.consent.status is ConsentStatus.withdrawn
             ):

@@ -639,8 +639,11 @@ def next_in_lane(
     offered: Iterable[str],
     index: DirectoryIndex | None,
     open_offers: Mapping[str, int],
+    consent: ConsentState | None = None,
+    now: datetime | None = None,
 ) -> tuple[RoutedService | None, dict[str, str]]:
-    """The next service in a stored lane not yet offered, re-checking status and capacity against the
+    """The next service in a stored lane not yet offered, re-checking the case's current consent (when
+    given: it may have narrowed since the ranking was made), and status and capacity against the
     current directory; returns it (or ``None`` when the lane is exhausted) and whom it passed over, why.
     """
     done = set(offered)
@@ -648,6 +651,13 @@ def next_in_lane(
     for routed in lane:
         if routed.service_id in done:
             continue
+        if consent is not None and now is not None:
+            permitted, why = consent_covers(consent, service_type=routed.service_type,
+                                            by_and_for=bool(routed.by_and_for),
+                                            organisation_id=routed.organisation_id, now=now)
+            if not permitted:
+                passed[routed.service_id] = f"passed over: {why}"
+                continue
         record = index.services.get(routed.service_id) if index is not None else None
         if index is not None and record is None:
             passed[routed.service_id] = "passed over: no longer in the directory"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import pytest
 
+from services.intake import referrals
 from services.intake.app import SAMPLE_CLIENT, create_app
 from services.intake.settings import IntakeSettings
 from services.launcher import NatsServer
@@ -34,3 +37,34 @@ async def intake(nats_server: NatsServer, database_url: str, encryption_keys: st
     async with running(app) as client:
         client.app = app  # type: ignore[attr-defined]
         yield client
+
+
+@dataclass
+class Race:
+    """How often intake looked for an earlier answer: once per request, and again by each loser of the race."""
+
+    lookups: int = 0
+
+
+@pytest.fixture
+def racing_retries(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], Race]:
+    """Make ``n`` concurrent retries really race: each finds no earlier answer, then waits until all ``n``
+    have looked, so they all try to store theirs at once (on PostgreSQL, on parallel connections) and all
+    but one must take the path that replays the winner's answer after the unique key refused theirs."""
+
+    def arm(n: int) -> Race:
+        race = Race()
+        barrier = asyncio.Barrier(n)
+        original = referrals._recorded
+
+        async def recorded(*args: object, **kwargs: object) -> object:
+            race.lookups += 1
+            found = await original(*args, **kwargs)  # type: ignore[arg-type]
+            if found is None and race.lookups <= n:
+                await barrier.wait()
+            return found
+
+        monkeypatch.setattr(referrals, "_recorded", recorded)
+        return race
+
+    return arm

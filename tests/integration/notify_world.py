@@ -19,7 +19,9 @@ from sqlmodel import select
 
 from services.intake.app import SAMPLE_CLIENT
 from services.intake.app import create_app as create_intake
+from services.intake.referrals import current_consent
 from services.intake.settings import IntakeSettings
+from services.intake.store import Referral
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
 from services.notify.store import Offer
@@ -65,6 +67,25 @@ KEYS = {f"key-{name}": service.organisation_id for name, service in SERVICES.ite
 SUMMARY = CaseSummary(postcode_district="LS7", area_codes=("E08000035",), risk_band=RiskBand.high,
                       setting=CareSetting.gp, needs=("housing",))
 GRANTED = ConsentState(status=ConsentStatus.granted, scopes=(ConsentScope.specialist_da, ConsentScope.idva))
+CONSENT_SCOPE_SYSTEM = "https://pathways.example.org/fhir/CodeSystem/consent-scope"
+
+
+def fhir_consent(*, status: str = "active", scopes: tuple[ConsentScope, ...] | None = None,
+                 example: str = "gp-referral.json") -> dict[str, Any]:
+    """The example's FHIR Consent as an EHR sends an update: another status, or other scopes."""
+    bundle = json.loads((EXAMPLES / example).read_text())
+    consent = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Consent")
+    if scopes is not None:
+        consent["provision"]["actor"] = [
+            {"role": {"coding": [{"system": CONSENT_SCOPE_SYSTEM, "code": scope.value}]},
+             "reference": {"display": scope.value}} for scope in scopes
+        ]
+    return {**consent, "status": status}
+
+
+def withdrawal() -> dict[str, Any]:
+    """The survivor withdrew consent (FHIR Consent status inactive)."""
+    return fhir_consent(status="inactive")
 
 
 @dataclass
@@ -75,6 +96,7 @@ class World:
     directory: StubDirectory
     directory_server: LocalServer
     intake_server: LocalServer
+    intake: FastAPI
     probe: Bus
     notify_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -97,19 +119,43 @@ class World:
             client.app = app  # type: ignore[attr-defined]
             yield client
 
-    async def refer(self, *, identifier: str) -> UUID:
-        """A referral through the real intake: the case exists there, with its encrypted details."""
-        bundle = json.loads((EXAMPLES / "gp-referral.json").read_text())
+    async def refer(self, *, identifier: str, example: str = "gp-referral.json",
+                    scopes: tuple[ConsentScope, ...] | None = None) -> UUID:
+        """A referral through the real intake: the case exists there, with its encrypted details and the
+        consent intake holds (``scopes`` replaces the example's consent scopes)."""
+        bundle = json.loads((EXAMPLES / example).read_text())
         bundle["identifier"]["value"] = identifier
+        if scopes is not None:
+            entry = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Consent")
+            entry["resource"] = fhir_consent(scopes=scopes, example=example)
         async with httpx.AsyncClient(base_url=self.intake_server.url) as client:
             response = await client.post("/fhir/Bundle", json=bundle, headers=EHR)
         assert response.status_code == 202, response.text
         return UUID(response.json()["id"])
 
-    async def route(self, case_id: UUID, *services: str, consent: ConsentState = GRANTED,
+    async def consent_in_intake(self, case_id: UUID) -> ConsentState:
+        async with self.intake.state.runtime.db.session() as session:
+            referral = await session.get(Referral, case_id)
+            assert referral is not None
+            return current_consent(referral)
+
+    async def update_consent(self, case_id: UUID, consent: dict[str, Any]) -> httpx.Response:
+        """The EHR updates the survivor's consent at intake (FHIR PUT Consent)."""
+        async with httpx.AsyncClient(base_url=self.intake_server.url) as client:
+            return await client.put(f"/fhir/Consent/{case_id}", json=consent, headers=EHR)
+
+    async def task(self, case_id: UUID) -> dict[str, Any]:
+        """The referral's FHIR Task as the EHR reads it."""
+        async with httpx.AsyncClient(base_url=self.intake_server.url) as client:
+            response = await client.get(f"/fhir/Task/{case_id}", headers=EHR)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def route(self, case_id: UUID, *services: str, consent: ConsentState | None = None,
                     summary: CaseSummary = SUMMARY) -> CaseRouted:
-        """What the router would publish."""
-        event = CaseRouted(case_id=case_id, decision_id=uuid4(), summary=summary, consent=consent,
+        """What the router would publish; by default with the consent intake holds for the case."""
+        event = CaseRouted(case_id=case_id, decision_id=uuid4(), summary=summary,
+                           consent=consent or await self.consent_in_intake(case_id),
                            offer_to=tuple(SERVICES[s] for s in services))
         await self.probe.publish(event)
         return event
@@ -134,6 +180,18 @@ class World:
     async def offers_of(self, app: FastAPI, case_id: UUID) -> list[Offer]:
         async with app.state.runtime.db.session() as session:
             return list((await session.exec(select(Offer).where(Offer.case_id == case_id))).all())
+
+
+async def accepted_offer(world: World, notify: httpx.AsyncClient, *, identifier: str,
+                         service: str = "outreach") -> tuple[UUID, dict[str, Any]]:
+    """A referral through intake, routed to one service, which accepts its offer: (case id, offer)."""
+    case_id = await world.refer(identifier=identifier)
+    await world.route(case_id, service)
+    key = f"key-{service}"
+    offer = await offer_for(notify, key, case_id)
+    accepted = await notify.post(f"/offers/{offer['id']}/accept", headers=provider(key))
+    assert accepted.status_code == 200, accepted.text
+    return case_id, accepted.json()  # type: ignore[no-any-return]
 
 
 def synthetic_offer(organisation_id: str) -> Offer:
@@ -175,7 +233,7 @@ async def world_for(nats_url: str, database_url: str, tmp_path: Path, encryption
     await probe.start()
     try:
         await probe.wait_ready(15)
-        yield World(nats_url, database_url, tmp_path, directory, directory_server, intake_server, probe)
+        yield World(nats_url, database_url, tmp_path, directory, directory_server, intake_server, intake, probe)
     finally:
         await probe.close()
         await intake_server.stop()

@@ -14,7 +14,7 @@ from services.launcher import NatsServer
 from shared.bus import DLQ_STREAM, EVENTS_STREAM, Bus, Delivery
 from shared.db import Database
 from shared.events import CaseEscalated, Event
-from tests.harness import eventually
+from tests.harness import consumer_drained, eventually
 
 
 class HandledEvent(SQLModel, table=True):
@@ -111,10 +111,9 @@ async def test_durable_consumer_resumes_after_a_crash_without_losing_or_repeatin
     spec = second.consume("test-durable", [CaseEscalated.subject], recording_handler(db, "test-durable"), ack_wait=2)
     try:
         await eventually(lambda: _handled_is(db, 20), timeout=30)
-        await asyncio.sleep(2.5)  # longer than ack_wait: nothing is redelivered and applied again
+        # Everything acked, the hung 9th included: nothing is left to be redelivered and applied again.
+        await eventually(lambda: consumer_drained(second.js, "test-durable"))
         assert await handled(db) == (20, 20)
-        info = await second.js.consumer_info(EVENTS_STREAM, "test-durable")
-        assert info.num_pending == 0 and info.num_ack_pending == 0
         assert spec.processed == 12
     finally:
         await second.close()
@@ -179,8 +178,8 @@ async def test_message_failing_max_deliver_times_goes_to_dead_letter_and_can_be_
         assert message.headers["Pathways-Dlq-Error"] == "RuntimeError"
         assert message.headers["Pathways-Dlq-Deliveries"] == "3"
 
-        # Not redelivered on its own any more.
-        await asyncio.sleep(0.5)
+        # Not redelivered on its own any more: terminated, nothing pending or awaiting an ack.
+        await eventually(lambda: consumer_drained(bus.js, "test-dlq"))
         assert attempts == 3
 
         # Ops fixes the cause and replays: the event is handled exactly once.
@@ -201,3 +200,44 @@ async def test_unreadable_message_is_dead_lettered_at_once(nats_server: NatsServ
         assert await handled(db) == (0, 0)
     finally:
         await bus.close()
+
+
+async def test_a_message_redelivered_past_the_limit_after_a_crash_is_dead_lettered_not_handled_again(
+    nats_server: NatsServer,
+):
+    publisher = await started_bus(nats_server.url, "publisher")
+    # The only allowed delivery starts, and the process dies inside the handler: no ack, no nak.
+    started, hang = asyncio.Event(), asyncio.Event()
+
+    async def dies_midway(_event: Event, _delivery: Delivery) -> None:
+        started.set()
+        await hang.wait()
+
+    first = await started_bus(nats_server.url, "first")
+    first.consume("test-limit", [CaseEscalated.subject], dies_midway, max_deliver=1, ack_wait=1)
+    event = CaseEscalated(case_id=uuid4(), reason="crash")
+    await publisher.publish(event)
+    await eventually(lambda: _true(started.is_set()))
+    await first.close()
+
+    # The restarted consumer gets it again after ack_wait: past the limit, it goes to the dead letters
+    # without the handler running a second time.
+    calls = 0
+
+    async def handler(_event: Event, _delivery: Delivery) -> None:
+        nonlocal calls
+        calls += 1
+
+    second = await started_bus(nats_server.url, "second")
+    spec = second.consume("test-limit", [CaseEscalated.subject], handler, max_deliver=1, ack_wait=1)
+    try:
+        await eventually(lambda: _true(spec.dead_lettered == 1))
+        assert calls == 0
+        dead = await second.js.get_msg(DLQ_STREAM, (await second.js.stream_info(DLQ_STREAM)).state.last_seq)
+        assert dead.headers is not None
+        assert (dead.headers["Pathways-Dlq-Consumer"], dead.headers["Pathways-Dlq-Deliveries"],
+                dead.headers["Pathways-Dlq-Error"]) == ("test-limit", "2", "RuntimeError")
+        await eventually(lambda: consumer_drained(second.js, "test-limit"))
+    finally:
+        await second.close()
+        await publisher.close()

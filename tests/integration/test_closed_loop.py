@@ -67,11 +67,18 @@ def subscription(endpoint: str, heartbeat: int | None = None) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def intake(nats_server: NatsServer, database_url: str, encryption_keys: str,
+def retry_hours() -> str:
+    """How long a failing endpoint is retried (INTAKE_SUBSCRIPTION_RETRY_HOURS); a test may override it."""
+    return "24"
+
+
+@pytest.fixture
+async def intake(nats_server: NatsServer, database_url: str, encryption_keys: str, retry_hours: str,
                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator:
     monkeypatch.setenv("INTAKE_SUBSCRIPTION_POLL_SECONDS", "0.05")
     monkeypatch.setenv("INTAKE_SUBSCRIPTION_BACKOFF_BASE_SECONDS", "0.05")
     monkeypatch.setenv("INTAKE_SUBSCRIPTION_PUBLIC_URL", "https://pathways.example.org")
+    monkeypatch.setenv("INTAKE_SUBSCRIPTION_RETRY_HOURS", retry_hours)
     app = create_app(IntakeSettings(
         nats_url=nats_server.url, database_url=database_url, service_token=SERVICE_TOKEN, environment="development",
         encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,
@@ -187,6 +194,28 @@ async def test_cancelled_task_carries_its_reason(intake, nats_server):
     task = (await intake.get(f"/fhir/Task/{task_id}", headers=EHR)).json()
     assert task["statusReason"]["text"] == "the survivor withdrew consent"
     assert task["businessStatus"]["coding"][0]["code"] == "consent-withdrawn"
+
+
+@pytest.mark.parametrize("retry_hours", ["0"])
+async def test_a_subscription_whose_endpoint_keeps_failing_past_the_retry_period_goes_to_error(intake):
+    failing = FastAPI()
+
+    @failing.post("/fhir-notify")
+    async def refuse() -> Response:
+        return Response(status_code=503)
+
+    async with serving(failing) as server:
+        created = await intake.post("/fhir/Subscription", json=subscription(f"{server.url}/fhir-notify"), headers=EHR)
+        assert created.status_code == 201, created.text
+        sub_id = created.json()["id"]
+
+        async def in_error() -> bool:
+            response = await intake.get(f"/fhir/Subscription/{sub_id}", headers=EHR)
+            return response.json()["status"] == "error"
+
+        await eventually(in_error)
+    sub = (await intake.get(f"/fhir/Subscription/{sub_id}", headers=EHR)).json()
+    assert sub["error"] == "endpoint failing for 0 h (HTTP 503)"
 
 
 def test_subscriptions_must_be_https_rest_hook_id_only_outside_development():

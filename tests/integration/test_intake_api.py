@@ -13,6 +13,7 @@ from sqlmodel import select
 from services.intake.app import SAMPLE_CLIENT
 from services.intake.store import Referral
 from shared.bus import Bus
+from shared.consent import CONSENT_REFUSAL
 from shared.events import CaseStatus, ReferralReceived, TaskStatus
 from shared.outbox import OutboxMessage
 from tests.conftest import EXAMPLES
@@ -100,8 +101,10 @@ async def test_credentials_are_required_and_bound_to_ods_codes(intake):
     assert await referral_count(intake.app) == 0
 
 
-async def test_retries_return_the_original_answer_even_when_they_race(intake):
+async def test_retries_return_the_original_answer_even_when_they_race(intake, racing_retries):
+    race = racing_retries(5)
     responses = await asyncio.gather(*(intake.post("/fhir/Bundle", json=example(), headers=EHR) for _ in range(5)))
+    assert race.lookups == 5 + 4  # the four losers replayed after the unique key refused their insert
     assert {r.status_code for r in responses} == {202}
     assert len({r.json()["id"] for r in responses}) == 1
     assert await referral_count(intake.app) == 1 and await outbox_count(intake.app) == 1
@@ -133,18 +136,27 @@ async def test_task_follows_case_status_and_is_private_to_its_client(intake, nat
 
 async def test_handoff_details_only_for_services_and_every_read_is_audited(intake):
     task_id = (await intake.post("/fhir/Bundle", json=example(), headers=EHR)).json()["id"]
-    path = f"/internal/referrals/{task_id}/handoff?organisation_id=org-1"
+    path = f"/internal/referrals/{task_id}/handoff?organisation_id=org-1&service_type=community-outreach&consent_version=1"
     assert (await intake.get(path, headers={"Authorization": "Bearer wrong"})).status_code == 403
     assert (await intake.get(path, headers={"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}"})).status_code == 403
     details = await intake.get(path, headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
     assert details.status_code == 200 and details.json()["birth_date"] == "1990-04-01"
+
+    # Intake checks its own consent: the example's does not reach an IDVA, and only intake numbers versions.
+    service = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    outside = await intake.get(path.replace("community-outreach", "idva"), headers=service)
+    assert outside.status_code == 403 and outside.json()["type"] == CONSENT_REFUSAL
+    assert outside.json()["detail"] == "The handoff cannot be released: consent does not cover idva."
+    unissued = await intake.get(path.replace("consent_version=1", "consent_version=2"), headers=service)
+    assert unissued.status_code == 409 and "never issued" in unissued.json()["detail"]
 
     from shared.audit import AuditRecord
 
     async with intake.app.state.runtime.db.session() as session:
         audits = (await session.exec(select(AuditRecord).where(AuditRecord.case_id != None))).all()  # noqa: E711
     assert [(a.action, str(a.case_id), a.detail) for a in audits] == [
-        ("release-identifying-data", task_id, "to organisation org-1")
+        ("release-identifying-data", task_id,
+         "to organisation org-1; consent covers specialist-da-service; consent version 1")
     ]
 
 

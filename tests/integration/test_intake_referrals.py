@@ -87,11 +87,14 @@ async def test_a_message_bundle_is_refused_at_the_bundle_endpoint(intake):
     assert await count(intake.app, Referral) == 0
 
 
-async def test_racing_retries_with_the_same_request_id_create_one_referral(intake):
+async def test_racing_retries_with_the_same_request_id_create_one_referral(intake, racing_retries):
     body = load("gp-referral.json")
     del body["identifier"]  # only the header makes these retries
     headers = {**EHR, "X-Request-Id": "ehr-attempt-7f3a"}
+    race = racing_retries(8)
     responses = await asyncio.gather(*(intake.post("/fhir/Bundle", json=body, headers=headers) for _ in range(8)))
+    # The race path ran: all eight looked first, and the seven losers looked again after their insert failed.
+    assert race.lookups == 8 + 7
     assert [r.status_code for r in responses] == [202] * 8
     assert len({r.json()["id"] for r in responses}) == 1
     assert sum(r.headers.get("X-Idempotent-Replay") == "true" for r in responses) == 7

@@ -3,13 +3,9 @@ PostgreSQL, while the old key still decrypts whatever has not been rotated yet."
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import os
 import secrets
-import sys
-from pathlib import Path
 from uuid import UUID
 
 from sqlmodel import select
@@ -18,7 +14,7 @@ from services.intake.app import create_app
 from services.intake.store import Referral
 from services.launcher import NatsServer
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, running
+from tests.harness import SERVICE_TOKEN, pathways, running
 from tests.integration.conftest import EHR, intake_settings
 
 SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
@@ -26,15 +22,6 @@ SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 
 def new_key(key_id: str) -> str:
     return f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
-
-
-async def pathways(*args: str, env: dict[str, str]) -> tuple[int, str]:
-    command = Path(sys.executable).parent / "pathways"
-    process = await asyncio.create_subprocess_exec(
-        str(command), *args, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    output, _ = await process.communicate()
-    return process.returncode or 0, output.decode()
 
 
 async def stored(app) -> dict[UUID, str]:
@@ -58,7 +45,7 @@ async def test_rotation_re_encrypts_under_the_new_key_and_the_old_key_can_then_g
     ring = {"INTAKE_ENCRYPTION_KEYS": f"{old},{new}", "INTAKE_ACTIVE_KEY_ID": "k2", "DATABASE_URL": database_url}
     both = create_app(intake_settings(nats_server.url, database_url, f"{old},{new}", active_key_id="k2"))
     async with running(both) as intake:
-        handoff = await intake.get(f"/internal/referrals/{ids[0]}/handoff?organisation_id=o", headers=SERVICE)
+        handoff = await intake.get(handoff_path(ids[0]), headers=SERVICE)
         assert handoff.json()["birth_date"] == "1990-04-01"
         body = json.loads((EXAMPLES / "high-risk-no-consent-safeguarding.json").read_text())
         ids.append((await intake.post("/fhir/Bundle", json=body, headers=EHR)).json()["id"])
@@ -73,9 +60,15 @@ async def test_rotation_re_encrypts_under_the_new_key_and_the_old_key_can_then_g
     # The old key is retired: everything still decrypts.
     after = create_app(intake_settings(nats_server.url, database_url, new, active_key_id="k2"))
     async with running(after) as intake:
-        for case_id in ids:
-            handoff = await intake.get(f"/internal/referrals/{case_id}/handoff?organisation_id=o", headers=SERVICE)
+        for case_id, service_type in zip(ids, ("community-outreach", "community-outreach", "marac"), strict=True):
+            handoff = await intake.get(handoff_path(case_id, service_type), headers=SERVICE)
             assert handoff.status_code == 200 and handoff.json()["name"]
+
+
+def handoff_path(case_id: str, service_type: str = "community-outreach") -> str:
+    """The handoff read as notify makes it (the first two examples consent to specialist services; the
+    safeguarding one releases to the MARAC only)."""
+    return f"/internal/referrals/{case_id}/handoff?organisation_id=o&service_type={service_type}&consent_version=1"
 
 
 async def test_rotation_without_the_old_key_refuses_and_names_only_the_key(nats_server: NatsServer, database_url: str):

@@ -13,7 +13,7 @@ from sqlmodel import select
 from services.launcher import NatsServer
 from services.notify.store import CaseConsent
 from shared.audit import AuditRecord
-from shared.events import CaseEscalated, OfferExpired, OfferMade
+from shared.events import CaseEscalated, ConsentScope, OfferExpired, OfferMade
 from tests.harness import eventually
 from tests.integration.notify_world import OPS, World, offer_for, provider, world_for
 
@@ -27,7 +27,7 @@ async def world(nats_server: NatsServer, database_url: str, tmp_path: Path, encr
 async def test_overdue_offer_expires_after_a_restart_and_the_router_is_told(world: World):
     # High risk answers within no time at all here; the first notify's timer never looks again.
     async with world.notify(deadline_hours_high=0.0, sla_check_seconds=3600) as notify:
-        case_id = await world.refer(identifier="deadline")
+        case_id = await world.refer(identifier="deadline", scopes=(ConsentScope.specialist_da, ConsentScope.idva))
         await world.route(case_id, "idva")
         offer = await offer_for(notify, "key-idva", case_id)
         assert offer["respond_by"] == offer["created_at"]

@@ -5,27 +5,40 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 from sqlmodel import select
 
+from services.intake.retention import purge_due
+from services.intake.store import Referral
 from services.launcher import NatsServer
+from services.notify.offers import known_consent
+from services.notify.store import CaseConsent, Escalation, RoutingRecord, WebhookDelivery
 from shared.audit import AuditRecord
 from shared.events import (
     CaseStatus,
     ConsentScope,
     ConsentState,
     ConsentStatus,
-    ConsentUpdated,
+    OfferContactStopped,
     OfferDeclined,
     OfferWithdrawn,
     ReferralCancelled,
     TaskStatus,
 )
 from tests.harness import eventually
-from tests.integration.notify_world import World, offer_for, provider, world_for
+from tests.integration.notify_world import (
+    World,
+    accepted_offer,
+    fhir_consent,
+    offer_for,
+    provider,
+    withdrawal,
+    world_for,
+)
 
 IDENTIFYING = ("Alex", "Example", "1990-04-01", "LS7 9ZZ", "07700", "Synthetic Street")
 
@@ -124,47 +137,63 @@ async def test_decline_needs_a_coded_reason_and_goes_back_to_the_router(world: W
         assert (event.service_id, event.organisation_id, event.reason) == ("svc-outreach", "org-outreach", "out-of-area")
 
 
-async def test_handoff_refused_for_a_provider_outside_the_consents_scope(world: World):
+async def escalations(world: World, notify, case_id: UUID) -> list[str]:
+    async with notify.app.state.runtime.db.session() as session:
+        return [e.reason for e in (await session.exec(select(Escalation).where(Escalation.case_id == case_id))).all()]
+
+
+async def consent_in_notify(notify, case_id: UUID) -> ConsentState:
+    async with notify.app.state.runtime.db.session() as session:
+        return known_consent(await session.get(CaseConsent, case_id))
+
+
+async def test_a_routed_service_the_consent_does_not_permit_gets_no_offer_and_ops_hears(world: World):
     async with world.notify() as notify:
-        case_id = await world.refer(identifier="scope")
-        only_idva = ConsentState(status=ConsentStatus.granted, scopes=(ConsentScope.idva,))
-        await world.route(case_id, "outreach", "idva", consent=only_idva)
-        outside = await offer_for(notify, "key-outreach", case_id)
+        case_id = await world.refer(identifier="scope", scopes=(ConsentScope.idva,))
+        await world.route(case_id, "outreach", "idva")
         inside = await offer_for(notify, "key-idva", case_id)
-        for key, offer in (("key-outreach", outside), ("key-idva", inside)):
-            assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider(key))).status_code == 200
-        refused = await notify.get(f"/offers/{outside['id']}/handoff", headers=provider("key-outreach"))
-        assert refused.status_code == 403 and "specialist-da-service" in refused.json()["detail"]
+
+        async def held_back() -> bool:
+            return any("svc-outreach" in reason for reason in await escalations(world, notify, case_id))
+
+        await eventually(held_back)
+        assert [o.service_id for o in await world.offers_of(notify.app, case_id)] == ["svc-idva"]
+        assert (await notify.post(f"/offers/{inside['id']}/accept", headers=provider("key-idva"))).status_code == 200
         allowed = await notify.get(f"/offers/{inside['id']}/handoff", headers=provider("key-idva"))
         assert allowed.status_code == 200 and allowed.json()["release_basis"] == "consent covers idva"
 
 
 async def test_marac_receives_the_handoff_on_the_recorded_safeguarding_basis_without_consent(world: World):
     async with world.notify() as notify:
-        case_id = await world.refer(identifier="marac")
-        no_consent = ConsentState(status=ConsentStatus.refused, safeguarding_basis=True)
-        await world.route(case_id, "marac", "idva", consent=no_consent)
+        case_id = await world.refer(identifier="marac", example="high-risk-no-consent-safeguarding.json")
+        consent = await world.consent_in_intake(case_id)
+        assert consent.status is ConsentStatus.refused and consent.safeguarding_basis
+        await world.route(case_id, "marac", "idva")
         marac = await offer_for(notify, "key-marac", case_id)
-        idva = await offer_for(notify, "key-idva", case_id)
-        for key, offer in (("key-marac", marac), ("key-idva", idva)):
-            assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider(key))).status_code == 200
+        assert (await notify.post(f"/offers/{marac['id']}/accept", headers=provider("key-marac"))).status_code == 200
         released = await notify.get(f"/offers/{marac['id']}/handoff", headers=provider("key-marac"))
         assert released.status_code == 200
         assert released.json()["release_basis"] == "recorded high-risk safeguarding basis (MARAC)"
-        # The safeguarding basis is the MARAC's alone.
-        assert (await notify.get(f"/offers/{idva['id']}/handoff", headers=provider("key-idva"))).status_code == 403
+
+        # The safeguarding basis is the MARAC's alone: the IDVA is not even offered the case.
+        async def held_back() -> bool:
+            return any("svc-idva" in reason for reason in await escalations(world, notify, case_id))
+
+        await eventually(held_back)
+        assert [o.service_id for o in await world.offers_of(notify.app, case_id)] == ["svc-marac"]
 
 
 async def test_consent_withdrawn_withdraws_pending_offers_and_stops_providers_holding_the_handoff(world: World):
     async with world.notify() as notify:
-        case_id = await world.refer(identifier="withdrawal")
+        case_id = await world.refer(identifier="withdrawal", scopes=(ConsentScope.specialist_da, ConsentScope.idva))
+        granted = await world.consent_in_intake(case_id)
         await world.route(case_id, "outreach", "idva")
         holding = await offer_for(notify, "key-outreach", case_id)
         pending = await offer_for(notify, "key-idva", case_id)
         assert (await notify.post(f"/offers/{holding['id']}/accept", headers=provider("key-outreach"))).status_code == 200
         assert (await notify.get(f"/offers/{holding['id']}/handoff", headers=provider("key-outreach"))).status_code == 200
 
-        await world.probe.publish(ConsentUpdated(case_id=case_id, consent=ConsentState(status=ConsentStatus.withdrawn)))
+        assert (await world.update_consent(case_id, withdrawal())).status_code == 200
 
         async def stopped() -> bool:
             response = await notify.get(f"/offers/{holding['id']}", headers=provider("key-outreach"))
@@ -191,18 +220,124 @@ async def test_consent_withdrawn_withdraws_pending_offers_and_stops_providers_ho
             return any(s.status is TaskStatus.cancelled for s in await case_statuses(world, case_id))
 
         await eventually(task_cancelled)
-        # No new offer after the withdrawal, even if a routing decision was already on its way.
-        await world.route(case_id, "marac")
-        await world.route(case_id, "hooked")
+        # Routing decisions made on the router's older copy of the consent (granted, version 1) arrive
+        # late: no new offer, and the consent notify checks stays the withdrawal (version 2).
+        await world.route(case_id, "marac", consent=granted)
+        await world.route(case_id, "hooked", consent=granted)
 
         async def both_routes_seen() -> bool:
             async with notify.app.state.runtime.db.session() as session:
-                from services.notify.store import RoutingRecord
-
                 return len((await session.exec(select(RoutingRecord).where(RoutingRecord.case_id == case_id))).all()) == 3
 
         await eventually(both_routes_seen)
         assert len(await world.offers_of(notify.app, case_id)) == 2
+        consent = await consent_in_notify(notify, case_id)
+        assert (consent.status, consent.version) == (ConsentStatus.withdrawn, 2)
+        gone = await notify.get(f"/offers/{holding['id']}/handoff", headers=provider("key-outreach"))
+        assert gone.status_code == 410
+
+
+async def test_a_late_route_with_older_consent_cannot_widen_a_narrowed_consent(world: World):
+    async with world.notify() as notify:
+        case_id = await world.refer(identifier="narrowed", scopes=(ConsentScope.specialist_da, ConsentScope.idva))
+        broad = await world.consent_in_intake(case_id)
+        await world.route(case_id, "idva")
+        await offer_for(notify, "key-idva", case_id)
+
+        # The survivor narrows consent to the IDVA only (version 2); notify hears of it.
+        narrowed = await world.update_consent(case_id, fhir_consent(scopes=(ConsentScope.idva,)))
+        assert narrowed.status_code == 200, narrowed.text
+
+        async def heard() -> bool:
+            return (await consent_in_notify(notify, case_id)).version == 2
+
+        await eventually(heard)
+        # A re-offer the router made on its older, broader copy (version 1) reaches notify afterwards,
+        # stamped later than the narrowing.
+        late = await world.route(case_id, "outreach", consent=broad)
+
+        async def late_route_seen() -> bool:
+            async with notify.app.state.runtime.db.session() as session:
+                return await session.get(RoutingRecord, late.decision_id) is not None
+
+        await eventually(late_route_seen)
+        consent = await consent_in_notify(notify, case_id)
+        assert (consent.version, consent.scopes) == (2, (ConsentScope.idva,))
+        assert [o.service_id for o in await world.offers_of(notify.app, case_id)] == ["svc-idva"]
+        assert any("svc-outreach" in reason for reason in await escalations(world, notify, case_id))
+
+
+async def test_intake_refuses_the_handoff_when_consent_was_withdrawn_before_notify_heard(world: World):
+    async with world.notify() as notify:
+        case_id, offer = await accepted_offer(world, notify, identifier="release-check")
+
+        # Intake's events stay in its outbox: notify cannot hear of the withdrawal.
+        relay = world.intake.state.runtime.relay
+        await relay.stop()
+        assert (await world.update_consent(case_id, withdrawal())).status_code == 200
+        assert (await consent_in_notify(notify, case_id)).status is ConsentStatus.granted
+
+        gone = await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-outreach"))
+        assert gone.status_code == 410, gone.text
+        assert gone.json()["detail"] == "The survivor withdrew consent: do not make contact."
+        async with world.intake.state.runtime.db.session() as session:
+            reads = (await session.exec(select(AuditRecord).where(AuditRecord.case_id == case_id))).all()
+        assert [r.action for r in reads] == []
+
+        # Once notify hears, the offer is withdrawn (nothing was released, so nobody must stop contact).
+        relay.start()
+
+        async def withdrawn() -> bool:
+            response = await notify.get(f"/offers/{offer['id']}", headers=provider("key-outreach"))
+            return response.json()["status"] == "withdrawn"
+
+        await eventually(withdrawn)
+
+
+async def test_withdrawal_after_the_case_closed_stops_the_provider_and_purges_the_data(world: World):
+    async with world.notify() as notify:
+        case_id, offer = await accepted_offer(world, notify, identifier="closed-then-withdrawn")
+        assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-outreach"))).status_code == 200
+        closed = await notify.post(f"/offers/{offer['id']}/outcomes", json={"outcome": "closed"},
+                                   headers=provider("key-outreach"))
+        assert closed.status_code == 200
+
+        async def task_completed() -> bool:
+            return (await world.task(case_id))["status"] == "completed"
+
+        await eventually(task_completed)
+        # Consent is still current for anything but a withdrawal once the case is finished...
+        assert (await world.update_consent(case_id, fhir_consent(scopes=(ConsentScope.idva,)))).status_code == 409
+        # ...and a withdrawal is always accepted.
+        assert (await world.update_consent(case_id, withdrawal())).status_code == 200
+
+        async def told_to_stop() -> bool:
+            response = await notify.get(f"/offers/{offer['id']}", headers=provider("key-outreach"))
+            return bool(response.json()["stop_contact"])
+
+        await eventually(told_to_stop)
+        stopped = (await notify.get(f"/offers/{offer['id']}", headers=provider("key-outreach"))).json()
+        assert stopped["stop_contact_reason"] == "consent-withdrawn"
+        [event] = [e for e in await world.published(OfferContactStopped.subject) if e.case_id == case_id]  # type: ignore[attr-defined]
+        assert (event.offer_id, event.organisation_id, event.reason) == (UUID(offer["id"]), "org-outreach",
+                                                                         "consent-withdrawn")
+        async with notify.app.state.runtime.db.session() as session:
+            hooks = (await session.exec(select(WebhookDelivery).where(WebhookDelivery.case_id == case_id))).all()
+        assert "offer.contact-stop" in [h.event_type for h in hooks]
+        assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-outreach"))).status_code == 410
+
+        # The finished Task is not rewritten, and the identifying data is due for purge.
+        assert (await world.task(case_id))["status"] == "completed"
+        async with world.intake.state.runtime.db.session() as session:
+            referral = await session.get(Referral, case_id)
+        assert referral is not None and referral.purge_due_at is not None and referral.purged_at is None
+        assert await purge_due(world.intake.state.runtime.db, now=referral.purge_due_at) == 1
+        async with world.intake.state.runtime.db.session() as session:
+            referral = await session.get(Referral, case_id)
+            actions = [r.action for r in (await session.exec(select(AuditRecord)
+                                                              .where(AuditRecord.case_id == case_id))).all()]
+        assert referral is not None and referral.identifying == "" and referral.purged_at is not None
+        assert actions == ["release-identifying-data", "purge-identifying-data"]
 
 
 async def test_referral_cancelled_withdraws_pending_offers(world: World):
@@ -250,3 +385,28 @@ async def test_polling_pages_by_cursor_and_filters_by_status_and_last_updated(wo
         assert [o["id"] for o in only_accepted.json()] == [first["id"]]
         assert (await notify.get("/offers", params={"_lastUpdated": "gtyesterday"},
                                  headers=provider("key-outreach"))).status_code == 400
+
+
+async def test_consent_expiring_between_acceptance_and_the_handoff_read_stops_the_release(
+    world: World, monkeypatch: pytest.MonkeyPatch
+):
+    async with world.notify() as notify:
+        case_id, offer = await accepted_offer(world, notify, identifier="expiring")
+        consent = await world.consent_in_intake(case_id)
+        assert consent.expires_at is not None  # the example's consent runs to the end of its period
+
+        # The consent's period ends before the provider reads the handoff. Intake's clock first: its own
+        # check refuses even while notify's copy still looks current.
+        after_expiry = consent.expires_at + timedelta(minutes=1)
+        monkeypatch.setattr("services.intake.api.utcnow", lambda: after_expiry)
+        refused = await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-outreach"))
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["detail"] == "The handoff cannot be released: consent expired."
+        # Notify's own gate says the same once its clock passes the expiry too.
+        monkeypatch.setattr("services.notify.api.utcnow", lambda: after_expiry)
+        refused = await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-outreach"))
+        assert refused.status_code == 403 and refused.json()["detail"].endswith("consent expired.")
+        async with notify.app.state.runtime.db.session() as session:
+            released = (await session.exec(select(AuditRecord).where(AuditRecord.case_id == case_id,
+                                                                     AuditRecord.action == "release-handoff"))).all()
+        assert released == []

@@ -14,9 +14,8 @@ from sqlmodel import select
 
 from services.launcher import NatsServer
 from services.notify.store import Escalation, WebhookDelivery, WebhookStatus
-from shared.events import ConsentState, ConsentStatus, ConsentUpdated
 from tests.harness import eventually
-from tests.integration.notify_world import OPS, World, offer_for, provider, world_for
+from tests.integration.notify_world import OPS, World, offer_for, provider, withdrawal, world_for
 from tests.servers import LocalServer, WebhookReceiver
 
 
@@ -187,7 +186,7 @@ async def test_provider_holding_the_handoff_is_told_by_webhook_to_stop_when_cons
         assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-hooked"))).status_code == 200
         assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))).status_code == 200
 
-        await world.probe.publish(ConsentUpdated(case_id=case_id, consent=ConsentState(status=ConsentStatus.withdrawn)))
+        assert (await world.update_consent(case_id, withdrawal())).status_code == 200
 
         async def told() -> bool:
             return sorted(receiver.types()) == ["offer.contact-stop", "offer.made"]

@@ -21,8 +21,8 @@ from services.launcher import NatsServer, free_port
 from services.router.app import create_app
 from services.router.settings import AreaProtocol, RouterSettings
 from services.router.store import RoutedCase, open_offer_counts
+from shared.bus import DLQ_STREAM, EVENTS_STREAM, Bus, Delivery
 from shared.ops_users import AUTHENTICATE_PATH
-from shared.bus import Bus, Delivery
 from shared.directory_contract import DirectorySnapshot
 from shared.events import (
     CareSetting,
@@ -43,7 +43,7 @@ from shared.events import (
     ReferralReceived,
     RiskBand,
 )
-from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.harness import SERVICE_TOKEN, consumer_drained, eventually, outbox_empty, pathways, running
 from tests.unit.router_directory import GAZETTEER, snapshot
 
 OPS_KEY = "pw_ops_test_key"
@@ -286,7 +286,8 @@ async def test_no_consent_waits_with_the_task_saying_why_then_consent_routes_it(
             "to route it. Advice: national-da-helpline (sample)"
         )
         assert notify.routed == [] and notify.escalated == []
-        granted = ConsentState(status=ConsentStatus.granted, scopes=(ConsentScope.specialist_da,))
+        # Intake numbers the change: version 2 (the referral arrived with version 1).
+        granted = ConsentState(status=ConsentStatus.granted, scopes=(ConsentScope.specialist_da,), version=2)
         await notify.bus.publish(ConsentUpdated(case_id=case.case_id, consent=granted))
         await eventually(lambda: _async(notify.offers(case.case_id) == ["leeds-outreach"]))
         assert notify.routed[0].consent == granted
@@ -330,7 +331,13 @@ async def test_a_case_waits_for_the_directory_when_no_copy_is_held_and_is_then_r
     async with running(create_app(router_settings(nats_server, database_url, stub))):
         case = referral()
         await notify.bus.publish(case)
-        await asyncio.sleep(1.0)
+
+        async def tried_and_retrying() -> bool:
+            # Delivered a second time: the first attempt failed (no directory) and the case waits.
+            info = await notify.bus.js.consumer_info(EVENTS_STREAM, "router-referrals")
+            return info.delivered.consumer_seq >= 2 and info.ack_floor.stream_seq == 0
+
+        await eventually(tried_and_retrying)
         assert notify.routed == []
         await stub.start()
         try:
@@ -350,7 +357,9 @@ async def test_two_routers_route_each_case_once_and_both_hear_directory_changes(
         resent = [c.model_copy(update={"event_id": uuid4()}) for c in cases[:5]]
         await asyncio.gather(*(notify.bus.publish(c) for c in [*cases, *resent]))
         await eventually(lambda: _async(len({e.case_id for e in notify.routed}) == 20), timeout=30)
-        await asyncio.sleep(1.5)  # anything routed twice would have shown by now
+        # Every referral handled by the routers, everything they decided published and heard: anything
+        # routed twice would be in ``notify.routed`` now.
+        await eventually(lambda: settled(notify, first_app, second_app))
         assert sorted(str(e.case_id) for e in notify.routed) == sorted(str(c.case_id) for c in cases)
 
         # Both offers of a high-risk case answered at once, each replica taking one: the IDVA lane moves
@@ -378,7 +387,8 @@ async def test_two_routers_route_each_case_once_and_both_hear_directory_changes(
 async def test_decision_and_explain_are_for_ops_and_services_and_explain_creates_nothing(
     nats_server: NatsServer, database_url: str, directory: StubDirectory, notify: Notify
 ) -> None:
-    async with running(create_app(router_settings(nats_server, database_url, directory))) as client:
+    app = create_app(router_settings(nats_server, database_url, directory))
+    async with running(app) as client:
         case = referral()
         await notify.bus.publish(case)
         await eventually(lambda: _async(len(notify.routed) == 1))
@@ -405,13 +415,71 @@ async def test_decision_and_explain_are_for_ops_and_services_and_explain_creates
         assert [s["service_id"] for s in explained["offer_to"]] == ["wy-deaf-outreach"]
         assert "by-and-for Deaf survivors, matches BSL need" in explained["offer_to"][0]["reasons"]
         assert explained["excluded"]["leeds-outreach"] == "excluded: no BSL provision, which the survivor needs"
-        await asyncio.sleep(0.5)
+        await eventually(lambda: settled(notify, app))
         assert len(notify.routed) == 1  # nothing was offered
         assert (await client.post("/explain", json={"summary": {}}, headers={"X-API-Key": SERVICE_TOKEN})
                 ).status_code == 422
+
+
+async def settled(notify: Notify, *apps: FastAPI) -> bool:
+    """The routers handled every referral, published every event they committed, and the listener heard
+    all of it."""
+    return (await consumer_drained(notify.bus.js, "router-referrals")
+            and all([await outbox_empty(app) for app in apps])
+            and await consumer_drained(notify.bus.js, "test-listener"))
 
 
 async def _async(value: bool) -> bool:
     """``eventually`` takes an async predicate; these conditions are plain checks of what was heard."""
     return value
 
+
+
+async def test_a_referral_the_router_cannot_route_is_dead_lettered_and_ops_replays_it_with_the_cli(
+    nats_server: NatsServer, database_url: str, notify: Notify
+) -> None:
+    stub = StubDirectory(snapshot())  # down: every attempt fails
+    settings = router_settings(nats_server, database_url, stub, referral_max_deliver=2)
+    async with running(create_app(settings)):
+        case = referral()
+        await notify.bus.publish(case)
+
+        async def dead_lettered() -> bool:
+            return (await notify.bus.js.stream_info(DLQ_STREAM)).state.messages == 1
+
+        await eventually(dead_lettered, timeout=30)
+        dead = await notify.bus.js.get_msg(DLQ_STREAM, (await notify.bus.js.stream_info(DLQ_STREAM)).state.last_seq)
+        assert dead.headers is not None
+        assert (dead.headers["Pathways-Dlq-Consumer"], dead.headers["Pathways-Dlq-Deliveries"]) == ("router-referrals", "2")
+        assert dead.headers["Pathways-Dlq-Error"] == "DirectoryUnavailable"
+        assert notify.routed == []
+
+        # The directory is back; ops replays the dead letters through the CLI, and the case is routed.
+        await stub.start()
+        try:
+            code, output = await pathways("dlq", "replay", env={"NATS_URL": nats_server.url})
+            assert (code, output.strip().splitlines()[-1]) == (0, "replayed 1 message(s)")
+            await eventually(lambda: _async(notify.offers(case.case_id) == ["leeds-outreach"]), timeout=30)
+        finally:
+            await stub.stop()
+        assert (await notify.bus.js.stream_info(DLQ_STREAM)).state.messages == 0
+
+
+async def test_a_consent_change_that_arrives_before_its_referral_is_applied_once_the_case_is_routed(
+    nats_server: NatsServer, database_url: str, directory: StubDirectory, notify: Notify
+) -> None:
+    app = create_app(router_settings(nats_server, database_url, directory))
+    async with running(app):
+        case = referral()
+        narrowed = ConsentState(status=ConsentStatus.granted, scopes=(ConsentScope.idva,), version=2)
+        # Intake published both in order, but they travel on different consumers: the change comes first.
+        await notify.bus.publish(ConsentUpdated(case_id=case.case_id, consent=narrowed))
+        await notify.bus.publish(case)
+        await eventually(lambda: _async(len(notify.routed) == 1))
+
+        async def narrowed_here() -> bool:
+            async with app.state.runtime.db.session() as session:
+                stored = await session.get(RoutedCase, case.case_id)
+                return stored is not None and ConsentState.model_validate(stored.consent) == narrowed
+
+        await eventually(narrowed_here, timeout=30)

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.router.domain import Outcome, route
-from shared.consent import consent_covers
 from shared.events import (
     ByAndForPreference,
     CareSetting,
@@ -54,6 +53,49 @@ consents = st.builds(
     expires_at=st.sampled_from([None, NOW - timedelta(days=1), NOW + timedelta(days=30)]),
     safeguarding_basis=st.booleans(),
 )
+# The consent scope each service in the test directory needs, written by hand from the consent rules
+# (DESIGN.md, "Consent"): IDVA services (health IDVAs too) need "idva", the MARAC "marac", by-and-for
+# services "by-and-for-service", every other specialist service "specialist-da-service". Not computed by
+# shared.consent: it is the independent expectation the router is checked against.
+SCOPE_NEEDED: dict[str, ConsentScope] = {
+    "leeds-outreach": ConsentScope.specialist_da,
+    "leeds-outreach-b": ConsentScope.specialist_da,
+    "kinara-outreach": ConsentScope.by_and_for,
+    "leeds-idva": ConsentScope.idva,
+    "leeds-idva-b": ConsentScope.idva,
+    "northgate-health-idva": ConsentScope.idva,
+    "leeds-marac": ConsentScope.marac,
+    "leeds-refuge": ConsentScope.specialist_da,
+    "leeds-isva": ConsentScope.specialist_da,
+    "leeds-chidva": ConsentScope.specialist_da,
+    "leeds-fm": ConsentScope.specialist_da,
+    "leeds-perpetrator": ConsentScope.specialist_da,
+    "leeds-closed": ConsentScope.specialist_da,
+    "wy-deaf-outreach": ConsentScope.by_and_for,
+    "bradford-outreach": ConsentScope.specialist_da,
+    "bradford-idva": ConsentScope.idva,
+    "bradford-marac": ConsentScope.marac,
+    "national-da-helpline": ConsentScope.specialist_da,
+    "national-mens-helpline": ConsentScope.by_and_for,
+    "national-lgbt-helpline": ConsentScope.by_and_for,
+    "national-lgbt-outreach": ConsentScope.by_and_for,
+}
+MARACS = {"leeds-marac", "bradford-marac"}
+
+
+def consent_allows(consent: ConsentState, service_id: str) -> bool:
+    """The rule in words: a MARAC may receive a case on a recorded safeguarding basis; anyone else only
+    with consent that is granted, unexpired and includes the scope the table says the service needs."""
+    if service_id in MARACS and consent.safeguarding_basis:
+        return True
+    live = consent.status is ConsentStatus.granted and (consent.expires_at is None or consent.expires_at > NOW)
+    return live and SCOPE_NEEDED[service_id] in consent.scopes
+
+
+def test_the_scope_table_covers_the_whole_test_directory():
+    assert set(SCOPE_NEEDED) == set(RECORDS)
+
+
 loads = st.dictionaries(st.sampled_from(sorted(RECORDS)), st.integers(0, 3), max_size=4)
 
 
@@ -72,12 +114,15 @@ def test_every_decision_is_safe_explained_and_stable(summary, consent, open_offe
     for offered in decision.offer_to:
         record = RECORDS[offered.service_id]
         # Nobody outside the consent, nothing the survivor declined, nobody paused or full.
-        assert consent_covers(consent, service_type=record.service_type, by_and_for=bool(record.by_and_for),
-                              organisation_id=record.organisation_id, now=NOW)[0]
+        assert consent_allows(consent, record.id), f"{record.id} offered outside the consent"
         assert not declined & {record.id, record.service_type}
         assert record.accepting and (record.max_open_offers is None
                                      or open_offers.get(record.id, 0) < record.max_open_offers)
         assert offered.reasons and all(offered.reasons)
+    # ...and nobody inside the consent is turned away for consent.
+    for service_id, why in decision.excluded.items():
+        if why.startswith("excluded: consent"):
+            assert not consent_allows(consent, service_id), f"{service_id}: {why}"
     # Every service ranked is eligible; none is both ranked and excluded.
     assert not set(decision.ranking()) & (set(decision.excluded) | set(decision.passed_over))
     assert len({s.service_id for s in decision.offer_to}) == len(decision.offer_to)

@@ -308,3 +308,14 @@ def test_next_in_lane_skips_offered_paused_full_and_removed_services() -> None:
     # Without a directory copy the stored ranking is still followed.
     nxt, passed = next_in_lane(lane, offered=["leeds-idva"], index=None, open_offers={})
     assert nxt is not None and nxt.service_id == "leeds-idva-b" and passed == {}
+
+
+def test_next_in_lane_passes_over_a_service_the_current_consent_no_longer_covers() -> None:
+    decision = route(case(H), consent(), INDEX, open_offers={}, now=NOW)
+    lane = decision.lanes[Lane.idva]
+    # The survivor has since named one organisation only: the ranking made on the broader consent is
+    # followed only as far as the consent now reaches.
+    narrowed = ConsentState(status=ConsentStatus.granted, organisations=("org-northgate-health-idva",), version=2)
+    nxt, passed = next_in_lane(lane, offered=["leeds-idva"], index=INDEX, open_offers={}, consent=narrowed, now=NOW)
+    assert nxt is not None and nxt.service_id == "northgate-health-idva"
+    assert passed == {"leeds-idva-b": "passed over: consent does not cover idva"}
