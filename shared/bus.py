@@ -74,10 +74,15 @@ class BusNotConnected(RuntimeError):
 class Bus:
     """A NATS JetStream connection with Pathways' streams, publishing rules and consumer loops."""
 
-    def __init__(self, url: str, *, name: str, duplicate_window: float = 120.0) -> None:
+    def __init__(
+        self, url: str, *, name: str, duplicate_window: float = 120.0, stream_replicas: int | None = None
+    ) -> None:
         self.url = url
         self.name = name
         self.duplicate_window = duplicate_window
+        # None (a CLI, a test probe) keeps an existing stream's replica count: only the services,
+        # configured like the cluster they run on, decide it.
+        self.stream_replicas = stream_replicas
         self.nc: NATS | None = None
         self._consumers: list[ConsumerSpec] = []
         self._broadcasts: list[tuple[tuple[str, ...], BroadcastHandler]] = []
@@ -103,7 +108,7 @@ class Bus:
         while not self._stopping:
             try:
                 self.nc = await nats.connect(
-                    servers=[self.url],
+                    servers=[url.strip() for url in self.url.split(",")],
                     name=self.name,
                     connect_timeout=2,
                     allow_reconnect=True,
@@ -164,7 +169,7 @@ class Bus:
         return self.nc.jetstream(timeout=5)
 
     async def declare_streams(self) -> None:
-        """Create or update the event stream and the dead-letter stream."""
+        """Create or update the event stream and the dead-letter stream (with ``stream_replicas`` copies)."""
         for config in (
             StreamConfig(
                 name=EVENTS_STREAM,
@@ -182,11 +187,13 @@ class Bus:
             assert self.nc is not None
             js = self.nc.jetstream(timeout=5)
             try:
-                await js.stream_info(config.name)
+                existing = await js.stream_info(config.name)
             except nats.js.errors.NotFoundError:
+                config.num_replicas = self.stream_replicas or 1
                 with contextlib.suppress(nats.js.errors.BadRequestError):  # lost a race with a peer
                     await js.add_stream(config)
             else:
+                config.num_replicas = self.stream_replicas or existing.config.num_replicas
                 await js.update_stream(config)
 
     # ---- publishing ---------------------------------------------------------------------------
