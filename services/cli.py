@@ -96,12 +96,13 @@ Press Ctrl-C to stop.
 def dlq_replay(
     nats_url: Annotated[str, typer.Option(envvar="NATS_URL")] = f"nats://127.0.0.1:{DEFAULT_PORTS['nats']}",
     limit: int = 1000,
+    nats_ca_file: Annotated[str | None, typer.Option(envvar="NATS_CA_FILE", help="CA of a tls:// NATS")] = None,
 ) -> None:
     """Republish dead-lettered messages to their original subjects."""
     from shared.bus import Bus
 
     async def replay() -> int:
-        bus = Bus(nats_url, name="pathways-cli")
+        bus = Bus(nats_url, name="pathways-cli", tls_ca_file=nats_ca_file)
         await bus.start()
         try:
             await bus.wait_ready(timeout=10)

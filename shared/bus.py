@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -75,7 +76,13 @@ class Bus:
     """A NATS JetStream connection with Pathways' streams, publishing rules and consumer loops."""
 
     def __init__(
-        self, url: str, *, name: str, duplicate_window: float = 120.0, stream_replicas: int | None = None
+        self,
+        url: str,
+        *,
+        name: str,
+        duplicate_window: float = 120.0,
+        stream_replicas: int | None = None,
+        tls_ca_file: str | None = None,
     ) -> None:
         self.url = url
         self.name = name
@@ -83,6 +90,8 @@ class Bus:
         # None (a CLI, a test probe) keeps an existing stream's replica count: only the services,
         # configured like the cluster they run on, decide it.
         self.stream_replicas = stream_replicas
+        # The CA that signed the NATS servers' certificates (tls:// URLs); the system's CAs otherwise.
+        self.tls_ca_file = tls_ca_file
         self.nc: NATS | None = None
         self._consumers: list[ConsumerSpec] = []
         self._broadcasts: list[tuple[tuple[str, ...], BroadcastHandler]] = []
@@ -119,6 +128,7 @@ class Bus:
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
+                    tls=ssl.create_default_context(cafile=self.tls_ca_file) if self.tls_ca_file else None,
                 )
                 await self.declare_streams()
                 break

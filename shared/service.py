@@ -77,7 +77,8 @@ def create_service_app(
         configure_tracing(name, settings.otel_exporter)
         db = Database(settings.resolved_database_url(), tables)
         await db.create_all()
-        bus = Bus(settings.nats_url, name=f"pathways-{name}", stream_replicas=settings.nats_stream_replicas)
+        bus = Bus(settings.nats_url, name=f"pathways-{name}", stream_replicas=settings.nats_stream_replicas,
+                  tls_ca_file=settings.nats_ca_file or None)
         relay = OutboxRelay(db, bus)
         http = httpx.AsyncClient(timeout=10.0)
         runtime = Runtime(settings, db, bus, relay, http)

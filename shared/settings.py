@@ -39,6 +39,8 @@ class ServiceSettings(BaseSettings):
     )
     # One URL, or several separated by commas (the client fails over between them).
     nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=AliasChoices("NATS_URL", "nats_url"))
+    # CA certificate (a mounted file) for tls:// NATS URLs whose servers use a private CA.
+    nats_ca_file: str = Field(default="", validation_alias=AliasChoices("NATS_CA_FILE", "nats_ca_file"))
     # Copies of each stream kept by a NATS cluster: 3 in production, so losing a node loses nothing.
     nats_stream_replicas: int = Field(
         default=1, ge=1, le=5, validation_alias=AliasChoices("NATS_STREAM_REPLICAS", "nats_stream_replicas")

