@@ -12,6 +12,7 @@ on a developer's machine without network it skips with that message instead.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -73,3 +74,19 @@ def kustomize_build(overlay: str) -> str:
     result = subprocess.run([kubectl(), "kustomize", str(K8S / overlay)], capture_output=True, text=True)
     assert result.returncode == 0, f"kubectl kustomize {overlay} failed:\n{result.stderr}"
     return result.stdout
+
+
+def assert_checkov_passes(path: Path, framework: str) -> None:
+    """checkov finds nothing to fail in ``path``, and every check it skips was skipped with a reason
+    (a ``checkov.io/skipN`` annotation or a ``checkov:skip`` comment on the one object it concerns)."""
+    result = subprocess.run(
+        [checkov(), "--file", str(path), "--framework", framework, "--output", "json", "--skip-download"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.stdout.strip(), f"checkov printed nothing:\n{result.stderr[-2000:]}"
+    report = json.loads(result.stdout)
+    results = [r.get("results", {}) for r in (report if isinstance(report, list) else [report])]
+    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for r in results for c in r.get("failed_checks", [])]
+    assert failed == [] and result.returncode == 0, "\n".join(failed) or result.stderr[-2000:]
+    for skipped in (c for r in results for c in r.get("skipped_checks", [])):
+        assert len(skipped["check_result"].get("suppress_comment") or "") > 20, f"{skipped['check_id']}: no reason given"

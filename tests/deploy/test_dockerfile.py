@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 from dockerfile_parse import DockerfileParser
 
-from tests.deploy.k8s_tools import ROOT, checkov
+from tests.deploy.k8s_tools import ROOT, assert_checkov_passes
 
 
 def stages() -> list[list[dict[str, Any]]]:
@@ -45,11 +44,4 @@ def test_the_runtime_image_takes_only_the_virtualenv_and_no_nats_server() -> Non
 
 
 def test_checkov_passes_on_the_dockerfile() -> None:
-    result = subprocess.run(
-        [checkov(), "--file", str(ROOT / "Dockerfile"), "--framework", "dockerfile", "--output", "json",
-         "--skip-download"],
-        capture_output=True, text=True, timeout=300,
-    )
-    report = json.loads(result.stdout) if result.stdout.strip() else {}
-    failed = [f"{c['check_id']}: {c['check_name']}" for c in report.get("results", {}).get("failed_checks", [])]
-    assert failed == [] and result.returncode == 0, "\n".join(failed) or result.stderr[-2000:]
+    assert_checkov_passes(ROOT / "Dockerfile", "dockerfile")

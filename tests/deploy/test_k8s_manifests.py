@@ -5,9 +5,7 @@ at three replicas, and network paths that are exactly the architecture's."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -18,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.k8s_tools import checkov, kustomize_build
+from tests.deploy.k8s_tools import assert_checkov_passes, kustomize_build
 
 OVERLAYS = ("dev", "production")
 SERVICES = {"intake": 8001, "router": 8002, "directory": 8003, "notify": 8004}
@@ -71,20 +69,7 @@ def test_every_object_validates_against_the_kubernetes_schemas(overlay: str) -> 
 def test_checkov_passes_and_every_skip_is_named_and_justified(overlay: str, tmp_path: Path) -> None:
     manifest = tmp_path / f"{overlay}.yaml"
     manifest.write_text(rendered(overlay))
-    result = subprocess.run(
-        [checkov(), "--file", str(manifest), "--framework", "kubernetes", "--output", "json",
-         "--skip-download"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.stdout.strip(), f"checkov printed nothing:\n{result.stderr[-2000:]}"
-    report = json.loads(result.stdout)
-    reports = report if isinstance(report, list) else [report]
-    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}"
-              for r in reports for c in r.get("results", {}).get("failed_checks", [])]
-    assert failed == [] and result.returncode == 0, "\n".join(failed) or result.stderr[-2000:]
-    # Skips exist only as annotations on the one resource they concern, each with its reason.
-    for skipped in (c for r in reports for c in r.get("results", {}).get("skipped_checks", [])):
-        assert len(skipped["check_result"].get("suppress_comment") or "") > 20, skipped["check_id"]
+    assert_checkov_passes(manifest, "kubernetes")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
