@@ -5,7 +5,9 @@ at three replicas, and network paths that are exactly the architecture's."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -16,7 +18,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from services.launcher import nats_server_binary
 from tests.deploy.k8s_tools import assert_checkov_passes, kustomize_build
+from tests.tls import make_tls_files
 
 OVERLAYS = ("dev", "production")
 SERVICES = {"intake": 8001, "router": 8002, "directory": 8003, "notify": 8004}
@@ -126,6 +130,24 @@ def test_production_nats_is_a_three_node_cluster_with_tls_users_and_streams_at_t
     assert volumes["tls"]["secret"]["secretName"] == "nats-tls"
     assert config("production")["NATS_STREAM_REPLICAS"] == "3"
     assert config("production")["NATS_CA_FILE"] == "/var/run/secrets/nats-ca/ca.crt"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_nats_accepts_the_overlay_s_configuration(overlay: str, tmp_path: Path) -> None:
+    """The rendered nats.conf, with its mounts laid out under a temporary directory, is one nats-server
+    accepts: syntax, the included users file, the TLS files it names."""
+    nats = tmp_path / "etc" / "nats"  # the pod's mounts, under tmp_path
+    make_tls_files(nats / "tls")
+    (nats / "auth").mkdir()
+    (nats / "auth" / "auth.conf").write_text('authorization { users: [ {user: intake, password: "x"} ] }\n')
+    conf = nats_conf(overlay)
+    for mount in ("/etc/nats/", "/data/", "/var/run/nats/"):
+        conf = conf.replace(mount, f"{tmp_path}{mount}")
+    (nats / "config").mkdir()
+    (nats / "config" / "nats.conf").write_text(conf)
+    result = subprocess.run([nats_server_binary(), "-c", str(nats / "config" / "nats.conf"), "-t"],
+                            capture_output=True, text=True, env={**os.environ, "POD_NAME": "nats-0"})
+    assert result.returncode == 0 and "is valid" in result.stdout + result.stderr, result.stderr
 
 
 def test_dev_runs_one_nats_node_and_its_own_postgresql() -> None:

@@ -23,7 +23,7 @@ from services.notify.settings import NotifySettings
 from services.notify.store import Offer
 from services.router.app import create_app as create_router
 from services.router.store import RoutedCase, RoutingDecision
-from shared.bus import EVENTS_STREAM, Bus
+from shared.bus import DLQ_STREAM, EVENTS_STREAM, Bus
 from shared.events import CaseRouted, Event, OfferMade, ReferralReceived, decode_event
 from shared.outbox import OutboxMessage
 from shared.service import Runtime
@@ -120,6 +120,7 @@ async def test_killing_the_stream_leader_mid_burst_loses_and_repeats_nothing(
             try:
                 before = await intake.js.stream_info(EVENTS_STREAM)
                 assert before.config.num_replicas == 3 and len(before.cluster.replicas) == 2
+                assert (await intake.js.stream_info(DLQ_STREAM)).config.num_replicas == 3
 
                 cases = [referral() for _ in range(REFERRALS)]
                 for case in cases[:KILL_AFTER]:

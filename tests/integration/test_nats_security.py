@@ -4,8 +4,6 @@ connects and uses the bus; a wrong password, a plain connection or an unknown CA
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -14,10 +12,6 @@ from pathlib import Path
 
 import nats
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from services.directory.app import create_app
 from services.directory.settings import DirectorySettings
@@ -25,36 +19,9 @@ from services.launcher import free_port, nats_server_binary, stop_process, wait_
 from shared.bus import EVENTS_STREAM
 from shared.events import DirectoryChanged
 from tests.harness import SERVICE_TOKEN, running
+from tests.tls import make_ca, make_tls_files
 
 PASSWORD = "directory-test-password"
-
-
-def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
-                 signer: ec.EllipticCurvePrivateKey, *, ca: bool) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-    return builder.sign(signer, hashes.SHA256())
-
-
-def _write(path: Path, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey | None = None) -> None:
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    if key is not None:
-        path.with_suffix(".key").write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
 
 @dataclass
@@ -69,15 +36,8 @@ class SecuredNats:
 
 @pytest.fixture
 def secured_nats(tmp_path: Path) -> Iterator[SecuredNats]:
-    ca_key, server_key, other_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    ca = _certificate("pathways-test-ca", ca_key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pathways-test-ca")]),
-                      ca_key, ca=True)
-    _write(tmp_path / "ca.crt", ca)
-    _write(tmp_path / "server.crt", _certificate("nats", server_key, ca.subject, ca_key, ca=False), server_key)
-    other = _certificate("someone-else", other_key,
-                         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "someone-else")]), other_key, ca=True)
-    _write(tmp_path / "other-ca.crt", other)
-
+    tls = make_tls_files(tmp_path / "tls")
+    other_ca = make_ca(tmp_path, "someone-else")
     port, monitor = free_port(), free_port()
     (tmp_path / "auth.conf").write_text(
         f'authorization {{ users: [ {{user: directory, password: "{PASSWORD}"}} ] }}\n')
@@ -86,7 +46,7 @@ def secured_nats(tmp_path: Path) -> Iterator[SecuredNats]:
 listen: 127.0.0.1:{port}
 http: 127.0.0.1:{monitor}
 jetstream {{ store_dir: "{tmp_path / 'store'}" }}
-tls {{ cert_file: "{tmp_path / 'server.crt'}", key_file: "{tmp_path / 'server.key'}", ca_file: "{tmp_path / 'ca.crt'}" }}
+tls {{ cert_file: "{tls.cert}", key_file: "{tls.key}", ca_file: "{tls.ca}" }}
 include "auth.conf"
 """)
     with open(tmp_path / "nats.log", "ab") as log:
@@ -94,7 +54,7 @@ include "auth.conf"
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true", 20, process)
-        yield SecuredNats(port, tmp_path / "ca.crt", tmp_path / "other-ca.crt")
+        yield SecuredNats(port, tls.ca, other_ca)
     finally:
         stop_process(process)
 
