@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,15 @@ from shared.events import CaseRouted, Event, OfferMade, ReferralReceived, decode
 from shared.outbox import OutboxMessage
 from shared.service import Runtime
 from tests.harness import SERVICE_TOKEN, eventually, running
-from tests.integration.test_router import StubDirectory, referral, router_settings
+from tests.integration.test_router import (  # noqa: F401 - directory: the router's stub directory fixture
+    StubDirectory,
+    directory,
+    referral,
+    router_settings,
+)
 from tests.nats_cluster import NatsCluster
 from tests.servers import StubDirectory as NotifyDirectory
 from tests.servers import serving
-from tests.unit.router_directory import snapshot
 
 REFERRALS = 40
 KILL_AFTER = 15
@@ -46,14 +50,6 @@ def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
         yield nats
     finally:
         nats.stop()
-
-
-@pytest.fixture
-async def router_directory() -> AsyncIterator[StubDirectory]:
-    stub = StubDirectory(snapshot())
-    await stub.start()
-    yield stub
-    await stub.stop()
 
 
 async def publish_until_stored(bus: Bus, event: Event) -> None:
@@ -102,10 +98,10 @@ async def settled(bus: Bus, runtimes: list[Runtime], durables: list[str]) -> boo
 
 
 async def test_killing_the_stream_leader_mid_burst_loses_and_repeats_nothing(
-    cluster: NatsCluster, router_directory: StubDirectory, tmp_path: Path
+    cluster: NatsCluster, directory: StubDirectory, tmp_path: Path
 ) -> None:
     notify_directory = NotifyDirectory(service_token=SERVICE_TOKEN)
-    router = create_router(router_settings(cluster, f"sqlite+aiosqlite:///{tmp_path / 'router.db'}", router_directory,
+    router = create_router(router_settings(cluster, f"sqlite+aiosqlite:///{tmp_path / 'router.db'}", directory,
                                            nats_stream_replicas=3))
     async with serving(notify_directory.app()) as directory_server, running(router):
         notify = create_notify(NotifySettings(
