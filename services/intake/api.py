@@ -36,8 +36,8 @@ FHIR_BODY = {
 
 async def require_client(key: PresentedKey, session: SessionDep) -> ApiClient:
     client = (await session.exec(select(ApiClient).where(ApiClient.key_hash == hash_api_key(key)))).first()
-    if client is None or not client.active:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown API key.",
+    if client is None or not client.usable():
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown, expired or revoked API key.",
                             headers={"WWW-Authenticate": "Bearer"})
     return client
 

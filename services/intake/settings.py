@@ -17,6 +17,8 @@ class IntakeSettings(ServiceSettings):
     active_key_id: str = ""
     # Largest request body accepted, in bytes.
     max_body_bytes: int = 1_000_000
+    # The directory holds the ops users; intake asks it who an ops credential belongs to.
+    directory_url: str = "http://127.0.0.1:8003"
     # Register the sample EHR client (development and demos only).
     seed_sample_client: bool = False
     # DASH thresholds: this many "yes" answers or more makes the band.

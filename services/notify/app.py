@@ -11,6 +11,8 @@ from services.notify.ops import router as ops_router
 from services.notify.settings import NotifySettings
 from services.notify.store import TABLES
 from services.notify.webhooks import WebhookDispatcher
+from shared.events import DirectoryChanged, Event
+from shared.ops_users import RemoteOpsVerifier
 from shared.service import Runtime, create_service_app
 
 
@@ -19,6 +21,13 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
 
     async def setup(runtime: Runtime) -> None:
         consumer.register(runtime)
+
+        async def on_directory_changed(event: Event) -> None:
+            if isinstance(event, DirectoryChanged) and event.entity in ("provider-key", "organisation"):
+                app.state.provider_keys.clear()
+
+        # Every replica holds its own cache, so every replica hears (the cache's expiry backs this up).
+        await runtime.bus.broadcast([DirectoryChanged.subject], on_directory_changed)
         for worker in (WebhookDispatcher(runtime).worker, DeadlineTimer(runtime).worker):
             worker.start()
             runtime.stop_hooks.append(worker.stop)
@@ -32,4 +41,5 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         setup=setup,
     )
     app.state.provider_keys = {}
+    app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
     return app

@@ -269,6 +269,7 @@ ARCHITECTURE = [
     (pod("router"), pod("directory"), 8003),
     (pod("notify"), pod("directory"), 8003),
     (pod("notify"), pod("intake"), 8001),
+    (pod("intake"), pod("directory"), 8003),  # ops keys and EHR clients are checked there
     (pod("notify"), INTERNET, 443),  # webhooks to providers
     (pod("intake"), INTERNET, 443),  # FHIR Subscription notifications to EHRs
     *[(INGRESS_CONTROLLER, pod(s), port) for s, port in SERVICES.items()],
@@ -278,7 +279,7 @@ ARCHITECTURE = [
 FORBIDDEN = [
     (pod("router"), pod("intake"), 8001),  # only notify reads the handoff
     (pod("directory"), pod("intake"), 8001),
-    (pod("intake"), pod("directory"), 8003),
+    (pod("directory"), pod("router"), 8002),
     (pod("nats"), pod("intake"), 8001),
     (INGRESS_CONTROLLER, pod("nats"), 4222),  # the bus is never public
     (OTHER_NAMESPACE, pod("nats"), 4222),

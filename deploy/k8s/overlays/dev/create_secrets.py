@@ -4,7 +4,8 @@ into kubectl. Nothing is written to the repository; the values are kept in .data
 
     .venv/bin/python deploy/k8s/overlays/dev/create_secrets.py | kubectl apply -n pathways-dev -f -
 
-The ops key (for the ops APIs) is printed to stderr; only its hash goes into the cluster.
+The sample ops user's key (dev-ops, for the ops APIs) is printed to stderr; only its hash goes into
+the cluster.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from services.launcher import SERVICES, load_or_create_secrets
+from shared.auth import hash_api_key
 
 SECRETS_FILE = Path(".data") / "k8s-dev-secrets.env"
 
@@ -49,8 +51,10 @@ def dev_secrets(path: Path = SECRETS_FILE) -> list[dict[str, Any]]:
             "DATABASE_URL": database,
             "NATS_URL": f"nats://{service}:{values[f'NATS_PASSWORD_{service.upper()}']}@nats:4222",
             "PATHWAYS_SERVICE_TOKEN": values["PATHWAYS_SERVICE_TOKEN"],
-            "PATHWAYS_OPS_KEY_HASHES": values["PATHWAYS_OPS_KEY_HASHES"],
         }
+        if service == "directory":
+            # The sample's ops user "dev-ops" signs in with the key printed on stderr.
+            data["DIRECTORY_SAMPLE_OPS_KEY_HASH"] = hash_api_key(values["PATHWAYS_OPS_KEY"])
         if service == "intake":
             data["INTAKE_ENCRYPTION_KEYS"] = values["INTAKE_ENCRYPTION_KEYS"]
             data["INTAKE_ACTIVE_KEY_ID"] = values["INTAKE_ACTIVE_KEY_ID"]
@@ -62,7 +66,7 @@ def main() -> None:
     documents = dev_secrets()
     json.dump({"apiVersion": "v1", "kind": "List", "items": documents}, sys.stdout, indent=2)
     ops_key = load_or_create_secrets(SECRETS_FILE)["PATHWAYS_OPS_KEY"]
-    print(f"\nops key for the dev cluster (kept in {SECRETS_FILE}): {ops_key}", file=sys.stderr)
+    print(f"\nops key of the sample ops user dev-ops (kept in {SECRETS_FILE}): {ops_key}", file=sys.stderr)
 
 
 if __name__ == "__main__":
