@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from shared.state_machine import IllegalTransition
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -42,5 +44,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return problem(422, "The request does not match the API's schema.", errors=validation_errors(exc))
 
+    async def illegal_transition(request: Request, exc: IllegalTransition) -> JSONResponse:
+        return problem(409, str(exc), title="Conflict with the current state", state=exc.current)
+
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(IllegalTransition, illegal_transition)  # type: ignore[arg-type]

@@ -35,6 +35,7 @@ from shared.credentials import (
 from shared.db import Database
 from shared.events import DirectoryChanged, utcnow
 from shared.ops_users import AUTHENTICATE_PATH, OpsIdentity, OpsKey
+from shared.openapi import errors
 from shared.outbox import enqueue
 from shared.service import RuntimeDep, SessionDep
 
@@ -127,7 +128,8 @@ async def add_provider_key(session: AsyncSession, caller: Caller, organisation_i
 
 
 @ops.post("/organisations/{organisation_id}/keys", response_model=ProviderKeyIssued, status_code=201,
-          summary="Issue a named API key for a provider (shown once); an organisation may hold several")
+          summary="Issue a named API key for a provider (shown once); an organisation may hold several",
+          responses=errors(404, 409))
 async def create_provider_key(organisation_id: str, body: ProviderKeyCreate, runtime: RuntimeDep,
                               caller: OpsCaller) -> ProviderKeyIssued:
     async with runtime.db.transaction() as session:
@@ -135,7 +137,7 @@ async def create_provider_key(organisation_id: str, body: ProviderKeyCreate, run
 
 
 @ops.get("/organisations/{organisation_id}/keys", response_model=list[ProviderKeyPublic],
-         summary="A provider's keys, with their state and expiry (never the keys)")
+         summary="A provider's keys, with their state and expiry (never the keys)", responses=errors(404))
 async def list_provider_keys(organisation_id: str, session: SessionDep, _caller: OpsCaller) -> list[ProviderKeyPublic]:
     if await session.get(Organisation, organisation_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No organisation with id '{organisation_id}'.")
@@ -145,7 +147,8 @@ async def list_provider_keys(organisation_id: str, session: SessionDep, _caller:
 
 
 @ops.post("/organisations/{organisation_id}/keys/{name}/rotate", response_model=ProviderKeyIssued,
-          summary="A new secret (shown once) and expiry for a named key; the old secret stops working")
+          summary="A new secret (shown once) and expiry for a named key; the old secret stops working",
+          responses=errors(404, 409))
 async def rotate_provider_key(organisation_id: str, name: str, runtime: RuntimeDep, caller: OpsCaller,
                               body: RotateRequest | None = None) -> ProviderKeyIssued:
     async with runtime.db.transaction() as session:
@@ -158,7 +161,8 @@ async def rotate_provider_key(organisation_id: str, name: str, runtime: RuntimeD
 
 
 @ops.post("/organisations/{organisation_id}/keys/{name}/{action}", response_model=ProviderKeyPublic,
-          summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`) a provider's key")
+          summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`) a provider's key",
+          responses=errors(404, 409))
 async def end_provider_key(organisation_id: str, name: str, action: EndAction, runtime: RuntimeDep,
                            caller: OpsCaller, body: ExpireRequest | None = None) -> ProviderKeyPublic:
     async with runtime.db.transaction() as session:
@@ -170,7 +174,7 @@ async def end_provider_key(organisation_id: str, name: str, action: EndAction, r
 
 
 @internal.post("/internal/providers/authenticate", response_model=ProviderIdentity,
-               summary="Which provider holds this API key, while it is usable (for notify)")
+               summary="Which provider holds this API key, while it is usable (for notify)", responses=errors(404))
 async def authenticate_provider(body: ProviderKeyQuery, session: SessionDep, _caller: ServiceCaller
                                 ) -> ProviderIdentity:
     row = (await session.exec(select(ProviderKey, Organisation).join(Organisation)
@@ -218,7 +222,8 @@ async def _ops_user(session: AsyncSession, user_id: str) -> OpsUser:
 
 
 @ops.post("/ops-users", response_model=OpsUserIssued, status_code=201,
-          summary="Create a named ops credential (shown once), valid on every service's ops API")
+          summary="Create a named ops credential (shown once), valid on every service's ops API",
+          responses=errors(409))
 async def create_ops_user(body: OpsUserCreate, runtime: RuntimeDep, caller: OpsCaller) -> OpsUserIssued:
     async with runtime.db.transaction() as session:
         return await add_ops_user(session, caller, body)
@@ -230,7 +235,8 @@ async def list_ops_users(session: SessionDep, _caller: OpsCaller) -> list[OpsUse
 
 
 @ops.post("/ops-users/{user_id}/rotate", response_model=OpsUserIssued,
-          summary="A new key (shown once) and expiry for an ops user; the old key stops working")
+          summary="A new key (shown once) and expiry for an ops user; the old key stops working",
+          responses=errors(404, 409))
 async def rotate_ops_user(user_id: str, runtime: RuntimeDep, caller: OpsCaller,
                           body: RotateRequest | None = None) -> OpsUserIssued:
     async with runtime.db.transaction() as session:
@@ -242,7 +248,8 @@ async def rotate_ops_user(user_id: str, runtime: RuntimeDep, caller: OpsCaller,
 
 
 @ops.post("/ops-users/{user_id}/{action}", response_model=OpsUserPublic,
-          summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`) an ops user's key")
+          summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`) an ops user's key",
+          responses=errors(404, 409))
 async def end_ops_user(user_id: str, action: EndAction, runtime: RuntimeDep, caller: OpsCaller,
                        body: ExpireRequest | None = None) -> OpsUserPublic:
     async with runtime.db.transaction() as session:
@@ -268,7 +275,8 @@ async def verify_ops(request: Request, key: str, session: AsyncSession) -> Calle
 
 
 @internal.post(AUTHENTICATE_PATH, response_model=OpsIdentity,
-               summary="Which ops user holds this key, while it is usable (for the other services)")
+               summary="Which ops user holds this key, while it is usable (for the other services)",
+               responses=errors(404))
 async def authenticate_ops(body: OpsKey, session: SessionDep, _caller: ServiceCaller) -> OpsIdentity:
     user = await find_ops_user(session, body.api_key)
     if user is None:

@@ -24,6 +24,7 @@ from shared.crypto import FieldCipher
 from shared.fhir import FhirError, Issue, outcome_response
 from shared.problems import problem, validation_errors
 from shared.service import Runtime, create_service_app
+from shared.state_machine import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         tables=[*TABLES, *closed_loop.TABLES],
         routers=[router, closed_loop.router, clients_router],
         setup=setup,
+        fhir_prefix="/fhir",
     )
     app.state.cipher = field_cipher
     app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
@@ -99,7 +101,11 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     # The transaction rolled back, so a 503 means "nothing stored": the EHR can safely retry.
     for error in (DBAPIError, PoolTimeout, OSError):
         app.add_exception_handler(error, database_unavailable)
+    async def illegal_transition(request: Request, exc: IllegalTransition) -> JSONResponse:
+        return outcome_response(409, [Issue("business-rule", str(exc), "Task.status")])
+
     app.add_exception_handler(FhirError, fhir_error)  # type: ignore[arg-type]
+    app.add_exception_handler(IllegalTransition, illegal_transition)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
     return app

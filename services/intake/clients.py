@@ -28,6 +28,7 @@ from shared.credentials import (
     new_key,
 )
 from shared.events import utcnow
+from shared.openapi import errors
 from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/ops/clients", tags=["ops"])
@@ -78,7 +79,8 @@ async def _client(session: AsyncSession, client_id: str) -> ApiClient:
 
 
 @router.post("", response_model=ClientIssued, status_code=201,
-             summary="Register an EHR client for one or more ODS codes (the key is shown once)")
+             summary="Register an EHR client for one or more ODS codes (the key is shown once)",
+             responses=errors(409))
 async def create_client(body: ClientCreate, runtime: RuntimeDep, caller: OpsCaller) -> ClientIssued:
     async with runtime.db.transaction() as session:
         return await register(session, caller, body)
@@ -90,13 +92,14 @@ async def list_clients(session: SessionDep, _caller: OpsCaller) -> list[ClientPu
     return [ClientPublic.of(c) for c in clients]
 
 
-@router.get("/{client_id}", response_model=ClientPublic, summary="One EHR client")
+@router.get("/{client_id}", response_model=ClientPublic, summary="One EHR client", responses=errors(404))
 async def read_client(client_id: str, session: SessionDep, _caller: OpsCaller) -> ClientPublic:
     return ClientPublic.of(await _client(session, client_id))
 
 
 @router.post("/{client_id}/rotate", response_model=ClientIssued,
-             summary="A new key (shown once) and a new expiry; the old key stops working at once")
+             summary="A new key (shown once) and a new expiry; the old key stops working at once",
+             responses=errors(404, 409))
 async def rotate_client(client_id: str, runtime: RuntimeDep, caller: OpsCaller,
                         body: RotateRequest | None = None) -> ClientIssued:
     async with runtime.db.transaction() as session:
@@ -109,7 +112,8 @@ async def rotate_client(client_id: str, runtime: RuntimeDep, caller: OpsCaller,
 
 @router.post("/{client_id}/{action}", response_model=ClientPublic,
              summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`, for good: its referrals "
-                     "and Tasks stay); the key stops working at once")
+                     "and Tasks stay); the key stops working at once",
+             responses=errors(404, 409))
 async def end_client(client_id: str, action: EndAction, runtime: RuntimeDep, caller: OpsCaller,
                      body: ExpireRequest | None = None) -> ClientPublic:
     async with runtime.db.transaction() as session:
