@@ -168,11 +168,35 @@ def test_production_scales_survives_disruption_spreads_and_migrates_first() -> N
         assert [c["args"] for c in init] == [["pathways", "db", "upgrade", "--service", name]]
 
 
-def test_the_ingress_routes_public_paths_only() -> None:
+NOT_PUBLIC = ("/internal", "/metrics", "/docs", "/redoc", "/openapi", "/healthz", "/readyz")
+
+
+def _ingress_backend(paths: list[dict[str, Any]], path: str) -> str | None:
+    """The Service an Ingress sends ``path`` to: an Exact match, else the longest matching Prefix
+    (element-wise: /ops matches /ops/x, not /ops-users), as the Ingress specification says."""
+    exact = [p for p in paths if p["pathType"] == "Exact" and p["path"] == path]
+    prefixes = [p for p in paths if p["pathType"] == "Prefix"
+                and (path == p["path"] or path.startswith(p["path"].rstrip("/") + "/"))]
+    best = exact or sorted(prefixes, key=lambda p: len(p["path"]), reverse=True)
+    return best[0]["backend"]["service"]["name"] if best else None
+
+
+def test_the_ingress_routes_every_public_route_to_its_service_and_nothing_internal() -> None:
+    from services.directory.app import create_app as directory
+    from services.intake.app import create_app as intake
+    from services.intake.settings import IntakeSettings
+    from services.notify.app import create_app as notify
+    from services.router.app import create_app as router
+
     (ingress,) = named("production", "Ingress").values()
-    paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
-    assert "/fhir" in paths and "/offers" in paths
-    assert not [p for p in paths if p.startswith(("/internal", "/metrics", "/docs", "/openapi", "/healthz", "/readyz"))]
+    paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    apps = {"intake": lambda: intake(IntakeSettings(encryption_keys="k1:" + "A" * 43 + "=", active_key_id="k1")),
+            "router": router, "directory": directory, "notify": notify}
+    for service, create_app in apps.items():
+        routes = set(create_app().openapi()["paths"])  # every endpoint is in the OpenAPI document
+        for route in routes:
+            expected = None if route.startswith(NOT_PUBLIC) else service
+            assert _ingress_backend(paths, route) == expected, f"{service} {route}"
 
 
 # ---- network paths ---------------------------------------------------------------------------------
