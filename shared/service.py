@@ -15,20 +15,22 @@ from typing import Annotated
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.bus import Bus, ConsumerSpec, Delivery
+from shared import metrics
+from shared.bus import DLQ_STREAM, Bus, ConsumerSpec, Delivery
 from shared.db import Database
 from shared.events import Event
-from shared.outbox import OutboxRelay
+from shared.logs import configure_logging
 from shared.methods import AllowHeader
 from shared.openapi import install_openapi
+from shared.outbox import OutboxRelay, outbox_depth
 from shared.problems import install_problem_handlers, problem
 from shared.settings import ServiceSettings
-from shared.telemetry import configure_tracing
+from shared.telemetry import configure_tracing, flush_spans, instrument_app, instrument_client
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class Runtime:
     relay: OutboxRelay
     http: httpx.AsyncClient
     stop_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Read when /metrics is scraped: gauges of state that lives in the database or in JetStream.
+    metric_refreshers: list[metrics.Refresh] = field(default_factory=list)
 
     def consume(self, durable: str, subjects: Sequence[str], work: Work, **options: object) -> ConsumerSpec:
         """A durable consumer whose ``work`` runs once per event, in one transaction with the inbox
@@ -64,10 +68,22 @@ class Readiness(BaseModel):
     checks: dict[str, bool]
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every URL at INFO; URLs can carry area queries, so keep it to warnings.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def standard_metric_refreshers(runtime: Runtime) -> list[metrics.Refresh]:
+    """The gauges every service exports: its outbox depth, its consumers' lag, the dead letters."""
+    name = runtime.settings.service_name
+
+    async def outbox() -> None:
+        metrics.OUTBOX_DEPTH.labels(name).set(await outbox_depth(runtime.db))
+
+    async def consumers() -> None:
+        if runtime.bus.ready:
+            metrics.set_consumer_lag(await runtime.bus.consumer_lag())
+
+    async def dead_letters() -> None:
+        if runtime.bus.ready:
+            metrics.DEAD_LETTER_DEPTH.set(await runtime.bus.stream_depth(DLQ_STREAM))
+
+    return [outbox, consumers, dead_letters]
 
 
 def create_service_app(
@@ -91,8 +107,11 @@ def create_service_app(
                   tls_ca_file=settings.nats_ca_file or None)
         relay = OutboxRelay(db, bus)
         http = httpx.AsyncClient(timeout=10.0)
+        instrument_client(http)
         runtime = Runtime(settings, db, bus, relay, http)
+        runtime.metric_refreshers.extend(standard_metric_refreshers(runtime))
         app.state.runtime = runtime
+        app.state.metric_refreshers = runtime.metric_refreshers
         app.state.settings = settings
         await bus.start()
         relay.start()
@@ -108,11 +127,18 @@ def create_service_app(
             await bus.close()
             await http.aclose()
             await db.dispose()
+            flush_spans()
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
     install_openapi(app, fhir_prefix=fhir_prefix)
     app.add_middleware(AllowHeader, document=app.openapi)
+    app.add_middleware(metrics.HttpRequests, service=name)
+    instrument_app(app)
+    app.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], tags=["probes"],
+                      summary="Prometheus metrics", include_in_schema=True, response_class=PlainTextResponse,
+                      responses={200: {"description": "Prometheus text exposition format",
+                                       "content": {"text/plain": {"schema": {"type": "string"}}}}})
 
     @app.get("/healthz", tags=["probes"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -151,5 +177,8 @@ def run_service(create_app: Callable[[], FastAPI], settings: ServiceSettings) ->
     """Serve one service with uvicorn on its configured host and port (``python -m services.X``)."""
     import uvicorn
 
-    configure_logging()
-    uvicorn.run(create_app(), host=settings.host, port=settings.port, log_level="info", lifespan="on")
+    configure_logging(settings.service_name)
+    # uvicorn's access log would print raw paths (``/areas/<postcode>``): ``metrics.HttpRequests`` logs
+    # each request by its route template instead.
+    uvicorn.run(create_app(), host=settings.host, port=settings.port, log_level="info", lifespan="on",
+                log_config=None, access_log=False)

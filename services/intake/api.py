@@ -24,6 +24,7 @@ from shared.auth import PresentedKey, ServiceCaller, hash_api_key
 from shared.crypto import FieldCipher
 from shared.fhir import FHIR_JSON, FhirError, Issue
 from shared.openapi import FhirResponse, errors, fhir_resource
+from shared.metrics import REFERRALS_RECEIVED, REFERRALS_REJECTED
 from shared.search import InvalidSearch, last_updated_condition
 from shared.service import RuntimeDep, SessionDep
 
@@ -122,6 +123,17 @@ def fhir_response(answer: referrals.Answer) -> JSONResponse:
 
 async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, request_id: str | None,
                   endpoint: str) -> JSONResponse:
+    try:
+        answer = await _answer(request, client, runtime, request_id, endpoint)
+    except FhirError as exc:
+        # The FHIR issue type (structure, value, forbidden…): a fixed vocabulary, never the diagnostics.
+        REFERRALS_REJECTED.labels(exc.issues[0].code if exc.issues else "unknown").inc()
+        raise
+    return fhir_response(answer)
+
+
+async def _answer(request: Request, client: ApiClient, runtime: RuntimeDep, request_id: str | None,
+                  endpoint: str) -> referrals.Answer:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
     parsed = parse_submission(parse_bundle(body, endpoint=endpoint), rules=settings.referral_rules())
@@ -139,7 +151,9 @@ async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, requ
             runtime.db, client.id, keys, fingerprint,
             lambda session: referrals.receive(session, client, parsed, cipher(request), fingerprint),
         )
-    return fhir_response(answer)
+        if not answer.replayed:
+            REFERRALS_RECEIVED.labels(parsed.summary.risk_band.value).inc()
+    return answer
 
 
 @router.post(
