@@ -127,7 +127,7 @@ class Bus:
         while not self._stopping:
             try:
                 self.nc = await nats.connect(
-                    servers=[url.strip() for url in self.url.split(",")],
+                    servers=self._servers(),
                     name=self.name,
                     connect_timeout=2,
                     allow_reconnect=True,
@@ -138,7 +138,7 @@ class Bus:
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
-                    tls=ssl.create_default_context(cafile=self.tls_ca_file) if self.tls_ca_file else None,
+                    tls=self._tls(),
                 )
                 await self.declare_streams()
                 break
@@ -162,9 +162,15 @@ class Bus:
     async def connect_once(self, *, timeout: float = 5.0) -> None:
         """Connect without declaring streams or starting consumers (for tools that only look)."""
         self.nc = await nats.connect(
-            servers=[self.url], name=self.name, connect_timeout=timeout, allow_reconnect=False,
-            max_reconnect_attempts=0, error_cb=self._on_error,
+            servers=self._servers(), name=self.name, connect_timeout=timeout, allow_reconnect=False,
+            max_reconnect_attempts=0, error_cb=self._on_error, tls=self._tls(),
         )
+
+    def _servers(self) -> list[str]:
+        return [url.strip() for url in self.url.split(",")]
+
+    def _tls(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=self.tls_ca_file) if self.tls_ca_file else None
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("bus %s: %s", self.name, type(exc).__name__)

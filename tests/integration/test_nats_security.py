@@ -16,7 +16,8 @@ import pytest
 from services.directory.app import create_app
 from services.directory.settings import DirectorySettings
 from services.launcher import free_port, nats_server_binary, stop_process, wait_until_ok
-from shared.bus import EVENTS_STREAM
+from services.status import nats_status
+from shared.bus import EVENTS_STREAM, Bus
 from shared.events import DirectoryChanged
 from tests.harness import SERVICE_TOKEN, assert_nats_refuses, running
 from tests.tls import make_ca, make_tls_files
@@ -83,3 +84,14 @@ async def test_a_wrong_password_and_an_unknown_ca_are_refused(secured_nats: Secu
     # Reachable at all: the right user with the right CA is let in.
     nc = await nats.connect(secured_nats.url("directory", PASSWORD), tls=trusted, allow_reconnect=False)
     await nc.close()
+
+
+async def test_pathways_status_reads_a_tls_nats_with_the_ca_file(secured_nats: SecuredNats) -> None:
+    url = secured_nats.url("directory", PASSWORD)
+    services = Bus(url, name="test-services", tls_ca_file=str(secured_nats.ca_file))  # declares the streams
+    await services.start()
+    await services.wait_ready(15)
+    await services.close()
+    found = await nats_status(url, 5.0, str(secured_nats.ca_file))
+    assert found.reachable and found.error is None
+    assert not (await nats_status(url, 5.0)).reachable  # the system's CAs do not know this one
