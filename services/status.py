@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -76,8 +77,16 @@ def outbox_depth(exposition: str) -> int | None:
     return None
 
 
+def without_credentials(url: str) -> str:
+    """NATS_URL as it may be shown: a service's NATS user and password (production) left out."""
+    return ",".join(
+        part._replace(netloc=part.netloc.rpartition("@")[2]).geturl()
+        for part in (urlsplit(u.strip()) for u in url.split(","))
+    )
+
+
 async def nats_status(url: str, timeout: float, tls_ca_file: str | None = None) -> NatsStatus:
-    status = NatsStatus(url)
+    status = NatsStatus(without_credentials(url))
     bus = Bus(url, name="pathways-status", tls_ca_file=tls_ca_file)
     try:
         await bus.connect_once(timeout=timeout)

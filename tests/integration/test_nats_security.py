@@ -94,4 +94,5 @@ async def test_pathways_status_reads_a_tls_nats_with_the_ca_file(secured_nats: S
     await services.close()
     found = await nats_status(url, 5.0, str(secured_nats.ca_file))
     assert found.reachable and found.error is None
+    assert PASSWORD not in found.url and found.url == f"tls://127.0.0.1:{secured_nats.port}"  # shown to people
     assert not (await nats_status(url, 5.0)).reachable  # the system's CAs do not know this one
