@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,6 +26,17 @@ app.add_typer(gazetteer, name="gazetteer")
 app.add_typer(cli_credentials.clients, name="clients")
 app.add_typer(cli_credentials.providers, name="providers")
 app.add_typer(cli_credentials.ops_users, name="ops-users")
+db = typer.Typer(help="Each service's tables: schema migrations (Alembic), per service, in its own schema.")
+app.add_typer(db, name="db")
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from shared.db import Database
+    from shared.migrations import ServiceMigrations
+    from shared.settings import ServiceSettings
+
+    MigrationAction = Callable[[Database, ServiceMigrations], Awaitable[str]]
 
 EXAMPLE = "examples/gp-referral.json"
 
@@ -212,10 +223,9 @@ def keys_rotate(
     while intake is serving, and again after an interruption.
     """
     from services.intake.keys import rotate_identifying
+    from services.intake.migrations import MIGRATIONS
     from services.intake.settings import IntakeSettings
-    from services.intake.store import TABLES
     from shared.crypto import FieldCipher, KeyRingError
-    from shared.db import Database
 
     if secrets_file is not None:
         for line in secrets_file.read_text().splitlines():
@@ -229,7 +239,7 @@ def keys_rotate(
         raise typer.BadParameter(str(exc), param_hint="INTAKE_ENCRYPTION_KEYS / INTAKE_ACTIVE_KEY_ID") from None
 
     async def rotate() -> tuple[int, int]:
-        db = Database(settings.resolved_database_url(), TABLES)
+        db = MIGRATIONS.database(settings.resolved_database_url())
         try:
             result = await rotate_identifying(db, cipher, batch=batch)
             return result.rotated, result.skipped
@@ -258,16 +268,16 @@ def gazetteer_import(
     The districts in the file replace what the gazetteer held for them; a running directory publishes
     ``directory.changed`` from its outbox."""
     from services.directory.gazetteer import GazetteerFormatError, import_onspd, load_reference_if_empty
+    from services.directory.migrations import MIGRATIONS
     from services.directory.settings import DirectorySettings
-    from services.directory.store import TABLES
-    from shared.db import Database
+    from shared.migrations import upgrade
 
     settings = DirectorySettings(database_url=database_url) if database_url else DirectorySettings()
 
     async def load() -> str:
-        db = Database(settings.resolved_database_url(), TABLES)
+        db = MIGRATIONS.database(settings.resolved_database_url())
         try:
-            await db.create_all()
+            await upgrade(db, MIGRATIONS)
             await load_reference_if_empty(db)
             summary = await import_onspd(db, file)
         finally:
@@ -280,3 +290,112 @@ def gazetteer_import(
     except GazetteerFormatError as exc:
         typer.echo(f"{file.name}: {exc}", err=True)
         raise typer.Exit(2) from exc
+
+
+ServiceOption = Annotated[
+    list[str] | None,
+    typer.Option("--service", "-s", help="intake, router, directory or notify (repeatable; default: all four)"),
+]
+DatabaseUrlOption = Annotated[
+    str,
+    typer.Option(envvar="DATABASE_URL", help="Default: each service's own (DATABASE_URL, else .data/<service>.db)"),
+]
+
+
+def _service_schema(name: str, database_url: str) -> tuple[ServiceSettings, ServiceMigrations]:
+    import importlib
+
+    settings_class = getattr(importlib.import_module(f"services.{name}.settings"), f"{name.capitalize()}Settings")
+    settings = settings_class(database_url=database_url) if database_url else settings_class()
+    return settings, importlib.import_module(f"services.{name}.migrations").MIGRATIONS
+
+
+def _for_each_service(services: list[str] | None, database_url: str, action: MigrationAction) -> None:
+    from services.launcher import SERVICES
+    from shared.migrations import MigrationError
+
+    chosen = services or list(SERVICES)
+    unknown = sorted(set(chosen) - set(SERVICES))
+    if unknown:
+        raise typer.BadParameter(f"unknown service(s): {', '.join(unknown)}", param_hint="--service")
+
+    async def run() -> None:
+        for name in chosen:
+            settings, migrations = _service_schema(name, database_url)
+            database = migrations.database(settings.resolved_database_url())
+            try:
+                typer.echo(f"{name:<10} {await action(database, migrations)}")
+            finally:
+                await database.dispose()
+
+    try:
+        asyncio.run(run())
+    except MigrationError as exc:
+        typer.echo(f"cannot migrate: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@db.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+    service: ServiceOption = None,
+    database_url: DatabaseUrlOption = "",
+) -> None:
+    """Migrate each service's tables to REVISION (services do this themselves when they start)."""
+    from shared.migrations import current, upgrade
+
+    async def action(database: Database, migrations: ServiceMigrations) -> str:
+        await upgrade(database, migrations, revision)
+        return f"at {await current(database, migrations)}"
+
+    _for_each_service(service, database_url, action)
+
+
+@db.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="target revision, e.g. 0001 or -1; 'base' drops every table")],
+    service: ServiceOption = None,
+    database_url: DatabaseUrlOption = "",
+) -> None:
+    """Take each service's tables back to REVISION. Stop the services first; back up first."""
+    from shared.migrations import current, downgrade
+
+    async def action(database: Database, migrations: ServiceMigrations) -> str:
+        await downgrade(database, migrations, revision)
+        return f"at {await current(database, migrations) or 'base (no tables)'}"
+
+    _for_each_service(service, database_url, action)
+
+
+@db.command("current")
+def db_current(service: ServiceOption = None, database_url: DatabaseUrlOption = "") -> None:
+    """Show the revision each service's database is at, and the code's head revision."""
+    from shared.migrations import current, head
+
+    async def action(database: Database, migrations: ServiceMigrations) -> str:
+        at, latest = await current(database, migrations), head(migrations)
+        state = "up to date" if at == latest else f"behind: head is {latest}"
+        return f"{at or 'not migrated'} ({state})"
+
+    _for_each_service(service, database_url, action)
+
+
+@db.command("revision")
+def db_revision(
+    service: Annotated[str, typer.Argument(help="the service whose tables changed")],
+    message: Annotated[str, typer.Option("--message", "-m", help="what the revision does")],
+    autogenerate: Annotated[bool, typer.Option(help="write the operations that turn head into the models")] = True,
+) -> None:
+    """Write the service's next revision file (for developers; compares the models with a scratch
+    SQLite database at head). Read and edit it before committing."""
+    import tempfile
+
+    from shared.migrations import new_revision
+
+    with tempfile.TemporaryDirectory() as scratch:
+
+        async def action(database: Database, migrations: ServiceMigrations) -> str:
+            path = await new_revision(database, migrations, message, autogenerate=autogenerate)
+            return f"wrote {path}"
+
+        _for_each_service([service], f"sqlite+aiosqlite:///{scratch}/{service}.db", action)

@@ -167,17 +167,17 @@ def ops_users_bootstrap(
 ) -> None:
     """Create the first ops user straight in the directory's database (refused once one can sign in)."""
     from services.directory.credentials import NoBootstrap, OpsUserCreate, bootstrap_ops_user
+    from services.directory.migrations import MIGRATIONS
     from services.directory.settings import DirectorySettings
-    from services.directory.store import TABLES
-    from shared.db import Database
+    from shared.migrations import upgrade
 
     settings = DirectorySettings(database_url=database_url) if database_url else DirectorySettings()
     body = OpsUserCreate(id=user_id, name=name, valid_days=valid_days)
 
     async def bootstrap() -> dict[str, Any]:
-        db = Database(settings.resolved_database_url(), TABLES)
+        db = MIGRATIONS.database(settings.resolved_database_url())
         try:
-            await db.create_all()
+            await upgrade(db, MIGRATIONS)
             return (await bootstrap_ops_user(db, body)).model_dump(mode="json")
         finally:
             await db.dispose()

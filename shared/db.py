@@ -65,8 +65,14 @@ class ProcessedEvent(SQLModel, table=True):
 class Database:
     """An async engine and session factory for one service's own tables."""
 
-    def __init__(self, url: str, tables: Sequence[type[SQLModel]], *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, tables: Sequence[type[SQLModel]], *, schema: str | None = None, echo: bool = False
+    ) -> None:
         self.url = url
+        # On PostgreSQL the service's tables live in a schema of their own, named after it, so services
+        # given one database never share a table (created by ``shared.migrations``). SQLite has none:
+        # each service has its own file.
+        self.schema = None if url.startswith("sqlite") else schema
         from shared.outbox import OutboxMessage  # the outbox table lives beside its relay
 
         self.tables = [t.__table__ for t in (*tables, ProcessedEvent, OutboxMessage)]  # type: ignore[attr-defined]
@@ -75,6 +81,8 @@ class Database:
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
+            if self.schema:
+                kwargs["connect_args"] = {"server_settings": {"search_path": f'"{self.schema}"'}}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

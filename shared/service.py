@@ -1,6 +1,6 @@
 """The app factory every service is built with: same lifespan, same probes, same error format.
 
-Lifespan: open the database (create the service's tables), start the bus in the background (a
+Lifespan: open the database (migrate the service's tables to the code's revision), start the bus in the background (a
 service starts and answers even while NATS is away), start the outbox relay, run the service's own
 ``setup`` (consumers, caches, seeding), and undo all of it in reverse on shutdown.
 """
@@ -17,7 +17,6 @@ import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
-from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared import metrics
@@ -26,6 +25,7 @@ from shared.db import Database
 from shared.events import Event
 from shared.logs import configure_logging
 from shared.methods import AllowHeader
+from shared.migrations import ServiceMigrations, upgrade
 from shared.openapi import install_openapi
 from shared.outbox import OutboxRelay, outbox_depth
 from shared.problems import install_problem_handlers, problem
@@ -91,7 +91,7 @@ def create_service_app(
     settings: ServiceSettings,
     title: str,
     description: str,
-    tables: Sequence[type[SQLModel]],
+    migrations: ServiceMigrations,
     routers: Sequence[APIRouter],
     setup: Callable[[Runtime], Awaitable[None]] | None = None,
     fhir_prefix: str | None = None,
@@ -101,8 +101,8 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_tracing(name, settings.otel_exporter)
-        db = Database(settings.resolved_database_url(), tables)
-        await db.create_all()
+        db = migrations.database(settings.resolved_database_url())
+        await upgrade(db, migrations)
         bus = Bus(settings.nats_url, name=f"pathways-{name}", stream_replicas=settings.nats_stream_replicas,
                   tls_ca_file=settings.nats_ca_file or None)
         relay = OutboxRelay(db, bus)

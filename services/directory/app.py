@@ -9,8 +9,8 @@ from services.directory.gazetteer import load_reference_if_empty
 from services.directory import credentials
 from services.directory.sample import add_development_ops_user, load_sample_if_empty
 from services.directory.search import SearchIndex
+from services.directory.migrations import MIGRATIONS
 from services.directory.settings import DirectorySettings
-from services.directory.store import TABLES
 from shared.service import Runtime, create_service_app
 
 
@@ -30,7 +30,7 @@ def create_app(settings: DirectorySettings | None = None) -> FastAPI:
         settings=settings,
         title="Pathways directory",
         description="Local and by-and-for domestic abuse services, what they serve and where.",
-        tables=TABLES,
+        migrations=MIGRATIONS,
         routers=[router, ops, internal, credentials.ops, credentials.internal],
         setup=setup,
     )

@@ -16,8 +16,9 @@ from services.intake import closed_loop, consumer
 from services.intake.clients import ClientCreate, register
 from services.intake.clients import router as clients_router
 from services.intake.api import router
+from services.intake.migrations import MIGRATIONS
 from services.intake.settings import IntakeSettings
-from services.intake.store import TABLES, ApiClient
+from services.intake.store import ApiClient
 from shared.credentials import SAMPLE_DATA
 from shared.ops_users import RemoteOpsVerifier
 from shared.crypto import FieldCipher
@@ -58,7 +59,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         settings=settings,
         title="Pathways intake",
         description="Receives FHIR referrals from GP and acute EHR systems and tracks each as a FHIR Task.",
-        tables=[*TABLES, *closed_loop.TABLES],
+        migrations=MIGRATIONS,
         routers=[router, closed_loop.router, clients_router],
         setup=setup,
         fhir_prefix="/fhir",

@@ -8,8 +8,9 @@ from services.notify import consumer
 from services.notify.api import router
 from services.notify.deadlines import DeadlineTimer
 from services.notify.ops import router as ops_router
+from services.notify.migrations import MIGRATIONS
 from services.notify.settings import NotifySettings
-from services.notify.store import TABLES, offers_by_state
+from services.notify.store import offers_by_state
 from services.notify.webhooks import WebhookDispatcher
 from shared.events import DirectoryChanged, Event
 from shared.ops_users import RemoteOpsVerifier
@@ -37,7 +38,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         settings=settings,
         title="Pathways notify",
         description="Offers cases to providers, releases consent-gated handoffs, keeps the referrer informed.",
-        tables=TABLES,
+        migrations=MIGRATIONS,
         routers=[router, ops_router],
         setup=setup,
     )

@@ -7,8 +7,8 @@ from fastapi import FastAPI
 from services.router import consumer
 from services.router.api import router
 from services.router.directory_client import DirectoryCache
+from services.router.migrations import MIGRATIONS
 from services.router.settings import RouterSettings
-from services.router.store import TABLES
 from shared.events import DirectoryChanged, Event
 from shared.ops_users import RemoteOpsVerifier
 from shared.service import Runtime, create_service_app
@@ -40,7 +40,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         title="Pathways router",
         description="Matches each case by area, risk, characteristics and preferences to local services, "
         "and explains every decision.",
-        tables=TABLES,
+        migrations=MIGRATIONS,
         routers=[router],
         setup=setup,
     )
