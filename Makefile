@@ -30,4 +30,4 @@ bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache
+	rm -rf $(VENV) .venv-k8s-tools .data .pytest_cache

@@ -153,12 +153,17 @@ def empty_guide(system: System) -> str:
 """
 
 
+# The CA that signed a tls:// NATS's certificate (the production overlay sets NATS_CA_FILE in the pods).
+NatsCaFileOption = Annotated[str | None, typer.Option(envvar="NATS_CA_FILE", help="CA of a tls:// NATS")]
+
+
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, for scripts")] = False,
     nats_url: Annotated[str, typer.Option(envvar="NATS_URL")] = f"nats://127.0.0.1:{DEFAULT_PORTS['nats']}",
     host: Annotated[str, typer.Option(help="Where the services listen (ports from INTAKE_PORT, …)")] = "127.0.0.1",
     timeout: float = 5.0,
+    nats_ca_file: NatsCaFileOption = None,
 ) -> None:
     """Readiness, outbox depth, stream and consumer lag and dead letters of a running system.
 
@@ -171,7 +176,7 @@ def status(
 
     ports = configured_ports()
     services = {name: f"http://{host}:{ports[name]}" for name in SERVICES}
-    found = asyncio.run(gather(services, nats_url, timeout=timeout))
+    found = asyncio.run(gather(services, nats_url, timeout=timeout, nats_ca_file=nats_ca_file))
     if as_json:
         typer.echo(json.dumps(found.as_json(), indent=2))
     else:
@@ -184,12 +189,13 @@ def status(
 def dlq_replay(
     nats_url: Annotated[str, typer.Option(envvar="NATS_URL")] = f"nats://127.0.0.1:{DEFAULT_PORTS['nats']}",
     limit: int = 1000,
+    nats_ca_file: NatsCaFileOption = None,
 ) -> None:
     """Republish dead-lettered messages to their original subjects."""
     from shared.bus import Bus
 
     async def replay() -> int:
-        bus = Bus(nats_url, name="pathways-cli")
+        bus = Bus(nats_url, name="pathways-cli", tls_ca_file=nats_ca_file)
         await bus.start()
         try:
             await bus.wait_ready(timeout=10)

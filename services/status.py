@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -76,9 +77,17 @@ def outbox_depth(exposition: str) -> int | None:
     return None
 
 
-async def nats_status(url: str, timeout: float) -> NatsStatus:
-    status = NatsStatus(url)
-    bus = Bus(url, name="pathways-status")
+def without_credentials(url: str) -> str:
+    """NATS_URL as it may be shown: a service's NATS user and password (production) left out."""
+    return ",".join(
+        part._replace(netloc=part.netloc.rpartition("@")[2]).geturl()
+        for part in (urlsplit(u.strip()) for u in url.split(","))
+    )
+
+
+async def nats_status(url: str, timeout: float, tls_ca_file: str | None = None) -> NatsStatus:
+    status = NatsStatus(without_credentials(url))
+    bus = Bus(url, name="pathways-status", tls_ca_file=tls_ca_file)
     try:
         await bus.connect_once(timeout=timeout)
         status.stream_messages = await bus.stream_depth(EVENTS_STREAM)
@@ -92,10 +101,12 @@ async def nats_status(url: str, timeout: float) -> NatsStatus:
     return status
 
 
-async def gather(services: dict[str, str], nats_url: str, *, timeout: float = 5.0) -> SystemStatus:
+async def gather(services: dict[str, str], nats_url: str, *, timeout: float = 5.0,
+                 nats_ca_file: str | None = None) -> SystemStatus:
     async with httpx.AsyncClient(timeout=timeout) as client:
         found = await asyncio.gather(
-            *(service_status(client, name, url) for name, url in services.items()), nats_status(nats_url, timeout)
+            *(service_status(client, name, url) for name, url in services.items()),
+            nats_status(nats_url, timeout, nats_ca_file),
         )
     return SystemStatus(services=list(found[:-1]), nats=found[-1])  # type: ignore[arg-type]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -84,10 +85,23 @@ class BusNotConnected(RuntimeError):
 class Bus:
     """A NATS JetStream connection with Pathways' streams, publishing rules and consumer loops."""
 
-    def __init__(self, url: str, *, name: str, duplicate_window: float = 120.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        duplicate_window: float = 120.0,
+        stream_replicas: int | None = None,
+        tls_ca_file: str | None = None,
+    ) -> None:
         self.url = url
         self.name = name
         self.duplicate_window = duplicate_window
+        # None (a CLI, a test probe) keeps an existing stream's replica count: only the services,
+        # configured like the cluster they run on, decide it.
+        self.stream_replicas = stream_replicas
+        # The CA that signed the NATS servers' certificates (tls:// URLs); the system's CAs otherwise.
+        self.tls_ca_file = tls_ca_file
         self.nc: NATS | None = None
         self._consumers: list[ConsumerSpec] = []
         self._broadcasts: list[tuple[tuple[str, ...], BroadcastHandler]] = []
@@ -113,7 +127,7 @@ class Bus:
         while not self._stopping:
             try:
                 self.nc = await nats.connect(
-                    servers=[self.url],
+                    servers=self._servers(),
                     name=self.name,
                     connect_timeout=2,
                     allow_reconnect=True,
@@ -124,6 +138,7 @@ class Bus:
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
+                    tls=self._tls(),
                 )
                 await self.declare_streams()
                 break
@@ -147,9 +162,15 @@ class Bus:
     async def connect_once(self, *, timeout: float = 5.0) -> None:
         """Connect without declaring streams or starting consumers (for tools that only look)."""
         self.nc = await nats.connect(
-            servers=[self.url], name=self.name, connect_timeout=timeout, allow_reconnect=False,
-            max_reconnect_attempts=0, error_cb=self._on_error,
+            servers=self._servers(), name=self.name, connect_timeout=timeout, allow_reconnect=False,
+            max_reconnect_attempts=0, error_cb=self._on_error, tls=self._tls(),
         )
+
+    def _servers(self) -> list[str]:
+        return [url.strip() for url in self.url.split(",")]
+
+    def _tls(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=self.tls_ca_file) if self.tls_ca_file else None
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("bus %s: %s", self.name, type(exc).__name__)
@@ -181,7 +202,7 @@ class Bus:
         return self.nc.jetstream(timeout=5)
 
     async def declare_streams(self) -> None:
-        """Create or update the event stream and the dead-letter stream."""
+        """Create or update the event stream and the dead-letter stream (with ``stream_replicas`` copies)."""
         for config in (
             StreamConfig(
                 name=EVENTS_STREAM,
@@ -199,11 +220,13 @@ class Bus:
             assert self.nc is not None
             js = self.nc.jetstream(timeout=5)
             try:
-                await js.stream_info(config.name)
+                existing = await js.stream_info(config.name)
             except nats.js.errors.NotFoundError:
+                config.num_replicas = self.stream_replicas or 1
                 with contextlib.suppress(nats.js.errors.BadRequestError):  # lost a race with a peer
                     await js.add_stream(config)
             else:
+                config.num_replicas = self.stream_replicas or existing.config.num_replicas
                 await js.update_stream(config)
 
     # ---- state, for metrics and ``pathways status`` --------------------------------------------

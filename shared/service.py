@@ -103,7 +103,8 @@ def create_service_app(
         configure_tracing(name, settings.otel_exporter)
         db = migrations.database(settings.resolved_database_url())
         await upgrade(db, migrations)
-        bus = Bus(settings.nats_url, name=f"pathways-{name}")
+        bus = Bus(settings.nats_url, name=f"pathways-{name}", stream_replicas=settings.nats_stream_replicas,
+                  tls_ca_file=settings.nats_ca_file or None)
         relay = OutboxRelay(db, bus)
         http = httpx.AsyncClient(timeout=10.0)
         instrument_client(http)

@@ -4,18 +4,23 @@ A few values are the same for every service and are read without a prefix, so th
 configures the whole system (``NATS_URL``, ``DATABASE_URL``, ``PATHWAYS_ENV``, ``PATHWAYS_SERVICE_TOKEN``).
 In Kubernetes each service runs in its own pod with its own environment, so these can still differ
 per service there.
+
+Secrets can also come from files, one per setting, named as its environment variable (a mounted
+Kubernetes Secret): ``PATHWAYS_SECRETS_DIR`` names the directory. Environment variables win over files.
 """
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict
 
 DATA_DIR = Path(".data")
+SECRETS_DIR_VARIABLE = "PATHWAYS_SECRETS_DIR"
 
 
 class Environment(StrEnum):
@@ -32,7 +37,14 @@ class ServiceSettings(BaseSettings):
     environment: Environment = Field(
         default=Environment.production, validation_alias=AliasChoices("PATHWAYS_ENV", "environment")
     )
+    # One URL, or several separated by commas (the client fails over between them).
     nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=AliasChoices("NATS_URL", "nats_url"))
+    # CA certificate (a mounted file) for tls:// NATS URLs whose servers use a private CA.
+    nats_ca_file: str = Field(default="", validation_alias=AliasChoices("NATS_CA_FILE", "nats_ca_file"))
+    # Copies of each stream kept by a NATS cluster: 3 in production, so losing a node loses nothing.
+    nats_stream_replicas: int = Field(
+        default=1, ge=1, le=5, validation_alias=AliasChoices("NATS_STREAM_REPLICAS", "nats_stream_replicas")
+    )
     database_url: str = Field(default="", validation_alias=AliasChoices("DATABASE_URL", "database_url"))
     # Token that authenticates one Pathways service to another on internal HTTP calls.
     service_token: SecretStr = Field(
@@ -47,6 +59,21 @@ class ServiceSettings(BaseSettings):
     )
     # Where the SQLite databases live (``pathways up --data-dir`` sets it for every service).
     data_dir: Path = Field(default=DATA_DIR, validation_alias=AliasChoices("PATHWAYS_DATA_DIR", "data_dir"))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only when asked for: pydantic-settings warns about a configured directory that is missing.
+        secrets_dir = os.environ.get(SECRETS_DIR_VARIABLE)
+        if secrets_dir:
+            file_secret_settings = SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     def resolved_database_url(self) -> str:
         """The service's own database: SQLite under the data directory unless a URL is configured."""

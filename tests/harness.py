@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from nats.js import JetStreamContext
 from sqlmodel import col, select
@@ -67,3 +69,19 @@ async def pathways(*args: str, env: dict[str, str]) -> tuple[int, str]:
     )
     output, _ = await process.communicate()
     return process.returncode or 0, output.decode()
+
+
+async def assert_nats_refuses(url: str, **options: object) -> None:
+    """A NATS connection attempt that the server must refuse (credentials, TLS): it fails at once."""
+    from nats.aio.client import Client
+
+    client = Client()
+    try:
+        with pytest.raises(Exception) as refused:  # noqa: PT011 - nats-py raises several kinds for a refusal
+            await client.connect(url, allow_reconnect=False, connect_timeout=2, **options)
+        assert refused.value is not None
+    finally:
+        # nats-py leaves a connection refused by the server open unless closed, and its close waits
+        # forever after a failed TLS handshake (where there is nothing left to close).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.close(), 2)
