@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Text
+from sqlalchemy import Text, update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -68,7 +68,13 @@ class OutboxRelay:
         return await self.publish_pending() == self.batch
 
     async def publish_pending(self) -> int:
-        """Publish up to one batch of unpublished events; returns how many were published."""
+        """Publish up to one batch of unpublished events; returns how many were published.
+
+        No connection is held while waiting for JetStream's acks, and the batch is marked published
+        in one short write: the relay does not starve requests of connections or of the SQLite writer.
+        A crash between publishing and marking republishes with the same ``Nats-Msg-Id``, which
+        JetStream drops as a duplicate.
+        """
         if not self.bus.ready:
             return 0
         async with self.db.session() as session:
@@ -80,11 +86,19 @@ class OutboxRelay:
                     .limit(self.batch)
                 )
             ).all()
-            for row in rows:
+        published: list[int] = []
+        try:
+            for row in rows:  # in order: one subject's events reach consumers as they were committed
                 await self.bus.publish_raw(
                     row.subject, row.payload.encode(), msg_id=str(row.event_id), headers=json.loads(row.headers)
                 )
-                row.published_at = utcnow()
-                session.add(row)
-                await session.commit()
-            return len(rows)
+                published.append(row.id)  # type: ignore[arg-type]
+        finally:
+            if published:
+                async with self.db.transaction() as session:
+                    await session.exec(
+                        update(OutboxMessage)
+                        .where(col(OutboxMessage.id).in_(published))
+                        .values(published_at=utcnow())
+                    )
+        return len(rows)

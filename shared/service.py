@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.admission import Admission, admit
 from shared.bus import Bus, ConsumerSpec, Delivery
 from shared.db import Database
 from shared.events import Event
@@ -75,7 +76,7 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_tracing(name, settings.otel_exporter)
-        db = Database(settings.resolved_database_url(), tables)
+        db = Database(settings.resolved_database_url(), tables, wait_timeout=settings.database_wait_seconds)
         await db.create_all()
         bus = Bus(settings.nats_url, name=f"pathways-{name}")
         relay = OutboxRelay(db, bus)
@@ -83,6 +84,7 @@ def create_service_app(
         runtime = Runtime(settings, db, bus, relay, http)
         app.state.runtime = runtime
         app.state.settings = settings
+        app.state.admission = Admission(settings.max_concurrent_requests, settings.request_queue_seconds)
         await bus.start()
         relay.start()
         if setup is not None:
@@ -98,7 +100,8 @@ def create_service_app(
             await http.aclose()
             await db.dispose()
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan,
+                  dependencies=[Depends(admit)])
     install_problem_handlers(app)
 
     @app.get("/healthz", tags=["probes"], summary="The process is alive")
@@ -126,6 +129,9 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """The request's one database session, shared by the dependency that authenticates the caller and
+    the handler (FastAPI resolves it once per request). It holds a connection only while it reads or
+    writes: writes go through ``runtime.db.transaction(session)``, which ends any open read first."""
     async with runtime.db.session() as session:
         yield session
 

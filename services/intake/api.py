@@ -7,10 +7,12 @@ import json
 from typing import Annotated, Any
 from uuid import UUID
 
+from cachetools import TTLCache
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import func
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.intake import referrals
 from services.intake.capability import capability_statement
@@ -21,6 +23,7 @@ from services.intake.task import task_resource
 from shared.audit import record
 from shared.auth import PresentedKey, ServiceCaller, hash_api_key
 from shared.crypto import FieldCipher
+from shared.db import end_read
 from shared.fhir import FHIR_JSON, FhirError, Issue
 from shared.search import InvalidSearch, last_updated_condition
 from shared.service import RuntimeDep, SessionDep
@@ -34,11 +37,20 @@ FHIR_BODY = {
 }
 
 
-async def require_client(key: PresentedKey, session: SessionDep) -> ApiClient:
-    client = (await session.exec(select(ApiClient).where(ApiClient.key_hash == hash_api_key(key)))).first()
-    if client is None or not client.active:
+async def require_client(key: PresentedKey, session: SessionDep, request: Request) -> ApiClient:
+    """The EHR client holding this key, looked up on the request's own session (then its connection
+    goes back to the pool) and trusted for ``client_cache_seconds``."""
+    digest = hash_api_key(key)
+    known: TTLCache[str, ApiClient] = request.app.state.client_keys
+    if (client := known.get(digest)) is not None:
+        return client
+    row = (await session.exec(select(ApiClient).where(ApiClient.key_hash == digest))).first()
+    await end_read(session)
+    if row is None or not row.active:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown API key.",
                             headers={"WWW-Authenticate": "Bearer"})
+    # A copy outside any session: a rollback later in this request must not expire what is cached.
+    known[digest] = client = ApiClient.model_validate(row.model_dump())
     return client
 
 
@@ -87,8 +99,8 @@ def fhir_response(answer: referrals.Answer) -> JSONResponse:
     return JSONResponse(answer.resource, status_code=answer.status_code, media_type=FHIR_JSON, headers=headers)
 
 
-async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, request_id: str | None,
-                  endpoint: str) -> JSONResponse:
+async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, session: AsyncSession,
+                  request_id: str | None, endpoint: str) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
     parsed = parse_submission(parse_bundle(body, endpoint=endpoint), rules=settings.referral_rules())
@@ -99,12 +111,12 @@ async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, requ
     fingerprint = referrals.request_hash(endpoint, body)
     if isinstance(parsed, ParsedCancellation):
         answer = await referrals.idempotent(
-            runtime.db, client.id, keys, fingerprint, lambda session: referrals.cancel(session, client, parsed)
+            runtime.db, session, client.id, keys, fingerprint, lambda: referrals.cancel(session, client, parsed)
         )
     else:
         answer = await referrals.idempotent(
-            runtime.db, client.id, keys, fingerprint,
-            lambda session: referrals.receive(session, client, parsed, cipher(request), fingerprint),
+            runtime.db, session, client.id, keys, fingerprint,
+            lambda: referrals.receive(session, client, parsed, cipher(request), fingerprint),
         )
     return fhir_response(answer)
 
@@ -117,9 +129,9 @@ async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, requ
     description="A ServiceRequest with status `revoked` cancels an earlier referral (200, the cancelled Task).",
     openapi_extra={"requestBody": FHIR_BODY},
 )
-async def submit_bundle(request: Request, client: ClientDep, runtime: RuntimeDep, request_id: RequestId = None
-                        ) -> JSONResponse:
-    return await _submit(request, client, runtime, request_id, "bundle")
+async def submit_bundle(request: Request, client: ClientDep, runtime: RuntimeDep, session: SessionDep,
+                        request_id: RequestId = None) -> JSONResponse:
+    return await _submit(request, client, runtime, session, request_id, "bundle")
 
 
 @router.post(
@@ -129,9 +141,9 @@ async def submit_bundle(request: Request, client: ClientDep, runtime: RuntimeDep
     summary="Submit a referral as a FHIR message (MessageHeader first, as in BaRS); answers with the Task",
     openapi_extra={"requestBody": FHIR_BODY},
 )
-async def process_message(request: Request, client: ClientDep, runtime: RuntimeDep, request_id: RequestId = None
-                          ) -> JSONResponse:
-    return await _submit(request, client, runtime, request_id, "message")
+async def process_message(request: Request, client: ClientDep, runtime: RuntimeDep, session: SessionDep,
+                          request_id: RequestId = None) -> JSONResponse:
+    return await _submit(request, client, runtime, session, request_id, "message")
 
 
 @router.put(
@@ -142,15 +154,16 @@ async def process_message(request: Request, client: ClientDep, runtime: RuntimeD
     openapi_extra={"requestBody": FHIR_BODY},
 )
 async def update_consent(task_id: UUID, request: Request, client: ClientDep, runtime: RuntimeDep,
-                         request_id: RequestId = None) -> JSONResponse:
+                         session: SessionDep, request_id: RequestId = None) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
     consent = parse_consent(body)
     if consent.id is not None and consent.id != str(task_id):
         raise FhirError(400, [Issue("invalid", "Consent.id must match the id in the URL.", "Consent.id")])
     answer = await referrals.idempotent(
-        runtime.db, client.id, idempotency_keys(request_id, None), referrals.request_hash(f"consent/{task_id}", body),
-        lambda session: referrals.update_consent(session, client, task_id, consent, body),
+        runtime.db, session, client.id, idempotency_keys(request_id, None),
+        referrals.request_hash(f"consent/{task_id}", body),
+        lambda: referrals.update_consent(session, client, task_id, consent, body),
     )
     return fhir_response(answer)
 
@@ -219,9 +232,10 @@ async def metadata(runtime: RuntimeDep) -> JSONResponse:
     summary="Identifying details for a handoff (notify only; every read is audited)",
 )
 async def read_handoff_details(
-    case_id: UUID, organisation_id: str, runtime: RuntimeDep, caller: ServiceCaller, request: Request
+    case_id: UUID, organisation_id: str, runtime: RuntimeDep, session: SessionDep, caller: ServiceCaller,
+    request: Request,
 ) -> dict[str, Any]:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         referral = await session.get(Referral, case_id)
         if referral is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such referral.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from cachetools import TTLCache
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -19,7 +20,8 @@ from services.intake.store import TABLES, ApiClient
 from shared.auth import hash_api_key
 from shared.crypto import FieldCipher
 from shared.fhir import FhirError, Issue, outcome_response
-from shared.problems import problem, validation_errors
+from shared.admission import Overloaded
+from shared.problems import busy_problem, problem, retry_after, validation_errors
 from shared.service import Runtime, create_service_app
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         setup=setup,
     )
     app.state.cipher = field_cipher
+    app.state.client_keys = TTLCache(maxsize=10_000, ttl=settings.client_cache_seconds)
 
     # FHIR endpoints answer errors with OperationOutcome; the rest with problem+json.
     async def fhir_error(request: Request, exc: FhirError) -> JSONResponse:
@@ -97,9 +100,18 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             return outcome_response(503, [issue], {"Retry-After": "30"})
         return problem(503, issue.diagnostics)
 
+    async def busy(request: Request, exc: Exception) -> JSONResponse:
+        # Saturated, not broken: no slot or connection within the wait limit. Nothing was stored.
+        if not request.url.path.startswith("/fhir"):
+            return busy_problem(request)
+        issue = Issue("transient", "Intake is busy; nothing was stored. Retry after the time given.")
+        return outcome_response(503, [issue], retry_after(request))
+
     # The transaction rolled back, so a 503 means "nothing stored": the EHR can safely retry.
-    for error in (DBAPIError, PoolTimeout, OSError):
+    for error in (DBAPIError, OSError):
         app.add_exception_handler(error, database_unavailable)
+    for error in (PoolTimeout, Overloaded):
+        app.add_exception_handler(error, busy)
     app.add_exception_handler(FhirError, fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]

@@ -178,13 +178,14 @@ def _settings(request: Request) -> ClosedLoopSettings:
 
 @router.post("/fhir/Subscription", status_code=201,
              summary="Subscribe to this client's Tasks (rest-hook, id-only; Subscriptions Backport IG)")
-async def create_subscription(request: Request, client: ClientDep, runtime: RuntimeDep) -> JSONResponse:
+async def create_subscription(request: Request, client: ClientDep, runtime: RuntimeDep, session: SessionDep
+                              ) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
     fields = parse_subscription(body, development=settings.is_development,
                                 min_heartbeat=_settings(request).min_heartbeat_seconds)
     sub = FhirSubscription(client_id=client.id, **fields)
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         session.add(sub)
         await session.flush()
         # The handshake goes first; the Subscription is active once the endpoint answered it.
@@ -208,8 +209,9 @@ async def read_subscription(subscription_id: str, client: ClientDep, session: Se
 
 
 @router.delete("/fhir/Subscription/{subscription_id}", summary="Stop a Subscription")
-async def delete_subscription(subscription_id: str, client: ClientDep, runtime: RuntimeDep) -> JSONResponse:
-    async with runtime.db.transaction() as session:
+async def delete_subscription(subscription_id: str, client: ClientDep, runtime: RuntimeDep, session: SessionDep
+                              ) -> JSONResponse:
+    async with runtime.db.transaction(session):
         sub = await _own_subscription(session, client.id, subscription_id)
         sub.status = SubscriptionStatus.off
         session.add(sub)

@@ -48,12 +48,11 @@ def request_hash(endpoint: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(f"{endpoint}\n{canonical}".encode()).hexdigest()
 
 
-async def _recorded(db: Database, client_id: str, keys: Sequence[str]) -> IdempotencyRecord | None:
-    async with db.session() as session:
-        statement = select(IdempotencyRecord).where(
-            IdempotencyRecord.client_id == client_id, col(IdempotencyRecord.key).in_(list(keys))
-        )
-        return (await session.exec(statement)).first()
+async def _recorded(session: AsyncSession, client_id: str, keys: Sequence[str]) -> IdempotencyRecord | None:
+    statement = select(IdempotencyRecord).where(
+        IdempotencyRecord.client_id == client_id, col(IdempotencyRecord.key).in_(list(keys))
+    )
+    return (await session.exec(statement)).first()
 
 
 def _replay(record: IdempotencyRecord, fingerprint: str) -> Answer:
@@ -68,25 +67,28 @@ def _replay(record: IdempotencyRecord, fingerprint: str) -> Answer:
 
 async def idempotent(
     db: Database,
+    session: AsyncSession,
     client_id: str,
     keys: Sequence[str],
     fingerprint: str,
-    work: Callable[[AsyncSession], Awaitable[Answer]],
+    work: Callable[[], Awaitable[Answer]],
 ) -> Answer:
-    """Run ``work`` once per idempotency key: a retry gets the first answer again, a different request
-    under the same key a 409. Racing retries: the loser's insert fails on the key, and it replays."""
-    if keys and (existing := await _recorded(db, client_id, keys)) is not None:
+    """Run ``work`` (on the request's ``session``) once per idempotency key: a retry gets the first
+    answer again, a different request under the same key a 409. Racing retries: the loser's insert
+    fails on the key, and it replays. One connection at a time: the look-up's read ends before the
+    write transaction starts."""
+    if keys and (existing := await _recorded(session, client_id, keys)) is not None:
         return _replay(existing, fingerprint)
     try:
-        async with db.transaction() as session:
-            answer = await work(session)
+        async with db.transaction(session):
+            answer = await work()
             for key in keys:
                 session.add(IdempotencyRecord(
                     client_id=client_id, key=key, request_hash=fingerprint, status_code=answer.status_code,
                     response=answer.resource, location=answer.location,
                 ))
     except IntegrityError:
-        existing = await _recorded(db, client_id, keys) if keys else None
+        existing = await _recorded(session, client_id, keys) if keys else None
         if existing is None:
             raise
         return _replay(existing, fingerprint)

@@ -17,6 +17,9 @@ class IntakeSettings(ServiceSettings):
     active_key_id: str = ""
     # Largest request body accepted, in bytes.
     max_body_bytes: int = 1_000_000
+    # How long an EHR client's API key is trusted after it was looked up: a client revoked in the
+    # database is refused at most this long afterwards, and a burst of requests does not look it up each time.
+    client_cache_seconds: float = 10.0
     # Register the sample EHR client (development and demos only).
     seed_sample_client: bool = False
     # DASH thresholds: this many "yes" answers or more makes the band.
