@@ -141,7 +141,8 @@ class Database:
         """A transaction that commits on success and rolls back on any error.
 
         Given the request's session, it runs on that one: a read the session still has open is ended
-        first, so the request never holds two connections. Without one, on a session of its own.
+        first, so the request never holds two connections, and what it loaded is expired so that the
+        transaction decides on current rows. Without one, on a session of its own.
         """
         if session is None:
             async with self._sessions() as own:
@@ -149,6 +150,8 @@ class Database:
                     yield own
         else:
             await end_read(session)
+            # What the request read before is re-read inside the transaction, never trusted stale.
+            session.expire_all()
             async with self._writing(session):
                 yield session
         self.notify_committed()

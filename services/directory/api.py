@@ -200,8 +200,8 @@ def _changed(session: AsyncSession, entity: str, entity_id: str, change: str) ->
 
 
 @ops.post("/organisations", response_model=OrganisationPublic, status_code=201, summary="Add an organisation")
-async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep, _ops: OpsCaller) -> OrganisationPublic:
-    async with runtime.db.transaction() as session:
+async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller) -> OrganisationPublic:
+    async with runtime.db.transaction(session):
         if await session.get(Organisation, body.id) is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Organisation '{body.id}' already exists.")
         organisation = Organisation(**body.columns())
@@ -212,9 +212,9 @@ async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep, _op
 
 @ops.put("/organisations/{organisation_id}", response_model=OrganisationPublic, summary="Replace an organisation")
 async def replace_organisation(
-    organisation_id: str, body: OrganisationIn, runtime: RuntimeDep, _ops: OpsCaller
+    organisation_id: str, body: OrganisationIn, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller
 ) -> OrganisationPublic:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         organisation = await _organisation(session, organisation_id)
         _assign(session, organisation, body.columns())
         _changed(session, "organisation", organisation_id, "updated")
@@ -222,8 +222,8 @@ async def replace_organisation(
 
 
 @ops.delete("/organisations/{organisation_id}", status_code=204, summary="Remove an organisation")
-async def delete_organisation(organisation_id: str, runtime: RuntimeDep, _ops: OpsCaller) -> Response:
-    async with runtime.db.transaction() as session:
+async def delete_organisation(organisation_id: str, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller) -> Response:
+    async with runtime.db.transaction(session):
         organisation = await _organisation(session, organisation_id)
         if (await session.exec(select(Service.id).where(Service.organisation_id == organisation_id).limit(1))).first():
             raise HTTPException(status.HTTP_409_CONFLICT,
@@ -235,9 +235,9 @@ async def delete_organisation(organisation_id: str, runtime: RuntimeDep, _ops: O
 
 @ops.post("/organisations/{organisation_id}/api-key", response_model=IssuedKey, status_code=201,
           summary="Issue the provider's API key (replaces any previous key; shown once)")
-async def issue_api_key(organisation_id: str, runtime: RuntimeDep, _ops: OpsCaller) -> IssuedKey:
+async def issue_api_key(organisation_id: str, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller) -> IssuedKey:
     key = generate_api_key("pw")
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         organisation = await _organisation(session, organisation_id)
         organisation.api_key_hash = hash_api_key(key)
         organisation.updated_at = utcnow()
@@ -253,36 +253,34 @@ async def _check_organisation(session: AsyncSession, organisation_id: str) -> No
 
 
 @ops.post("/services", response_model=ServicePublic, status_code=201, summary="Add a service")
-async def create_service(body: ServiceCreate, runtime: RuntimeDep, _ops: OpsCaller) -> ServicePublic:
-    async with runtime.db.transaction() as session:
+async def create_service(body: ServiceCreate, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller) -> ServicePublic:
+    async with runtime.db.transaction(session):
         await _check_organisation(session, body.organisation_id)
         if await session.get(Service, body.id) is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Service '{body.id}' already exists.")
         session.add(Service(**body.columns()))
         _changed(session, "service", body.id, "created")
-    async with runtime.db.session() as session:
-        return _public(*await _service_view(session, body.id))
+    return _public(*await _service_view(session, body.id))
 
 
 @ops.put("/services/{service_id}", response_model=ServicePublic, summary="Replace a service")
-async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep, _ops: OpsCaller) -> ServicePublic:
-    async with runtime.db.transaction() as session:
+async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller) -> ServicePublic:
+    async with runtime.db.transaction(session):
         service = await session.get(Service, service_id)
         if service is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No service with id '{service_id}'.")
         await _check_organisation(session, body.organisation_id)
         _assign(session, service, body.columns())
         _changed(session, "service", service_id, "updated")
-    async with runtime.db.session() as session:
-        return _public(*await _service_view(session, service_id))
+    return _public(*await _service_view(session, service_id))
 
 
 @ops.patch("/services/{service_id}/capacity", response_model=ServicePublic,
            summary="Pause or resume referrals, change status or capacity")
 async def update_capacity(
-    service_id: str, body: CapacityUpdate, runtime: RuntimeDep, _ops: OpsCaller
+    service_id: str, body: CapacityUpdate, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller
 ) -> ServicePublic:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         service = await session.get(Service, service_id)
         if service is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No service with id '{service_id}'.")
@@ -293,8 +291,7 @@ async def update_capacity(
             raise _unprocessable(exc) from exc
         _assign(session, service, checked.columns())
         _changed(session, "service", service_id, "updated")
-    async with runtime.db.session() as session:
-        return _public(*await _service_view(session, service_id))
+    return _public(*await _service_view(session, service_id))
 
 
 def _unprocessable(exc: ValidationError) -> HTTPException:
@@ -303,8 +300,8 @@ def _unprocessable(exc: ValidationError) -> HTTPException:
 
 
 @ops.delete("/services/{service_id}", status_code=204, summary="Remove a service")
-async def delete_service(service_id: str, runtime: RuntimeDep, _ops: OpsCaller) -> Response:
-    async with runtime.db.transaction() as session:
+async def delete_service(service_id: str, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller) -> Response:
+    async with runtime.db.transaction(session):
         service = await session.get(Service, service_id)
         if service is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No service with id '{service_id}'.")
@@ -325,9 +322,9 @@ async def export_hsds(session: SessionDep) -> dict[str, Any]:
 
 @ops.post("/hsds", response_model=HsdsImportResult, summary="Import (create or replace) from HSDS JSON")
 async def import_hsds(
-    document: Annotated[dict[str, Any], Body()], runtime: RuntimeDep, caller: OpsCaller
+    document: Annotated[dict[str, Any], Body()], runtime: RuntimeDep, session: SessionDep, caller: OpsCaller
 ) -> HsdsImportResult | JSONResponse:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         known = {o.id: list(o.signing_secrets) for o in (await session.exec(select(Organisation))).all()}
         try:
             organisations, services = hsds.import_document(document, known)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+from cachetools import TTLCache
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import and_, or_
@@ -22,6 +22,7 @@ from services.notify.store import CaseConsent, Offer, OfferStatus
 from shared.audit import record
 from shared.auth import Caller, CallerKind, PresentedKey, hash_api_key
 from shared.consent import consent_covers
+from shared.db import end_read
 from shared.events import ConsentState, ConsentStatus, OfferAccepted, OfferDeclined, utcnow
 from shared.outbox import enqueue
 from shared.search import InvalidSearch, last_updated_condition
@@ -79,11 +80,10 @@ class OutcomeRequest(BaseModel):
 async def require_provider(key: PresentedKey, request: Request, runtime: RuntimeDep) -> Caller:
     """A provider, identified by its API key as the directory knows it (cached briefly)."""
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
-    cache: dict[str, tuple[float, Caller]] = request.app.state.provider_keys
+    cache: TTLCache[str, Caller] = request.app.state.provider_keys
     digest = hash_api_key(key)
-    hit = cache.get(digest)
-    if hit and hit[0] > time.monotonic():
-        return hit[1]
+    if (known := cache.get(digest)) is not None:
+        return known
     response = await runtime.http.post(
         f"{settings.directory_url}/internal/providers/authenticate",
         json={"api_key": key},
@@ -95,7 +95,7 @@ async def require_provider(key: PresentedKey, request: Request, runtime: Runtime
     if response.status_code != 200:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="Cannot check credentials right now.")
     caller = Caller(CallerKind.provider, response.json()["organisation_id"])
-    cache[digest] = (time.monotonic() + settings.provider_key_cache_seconds, caller)
+    cache[digest] = caller
     return caller
 
 
@@ -167,8 +167,9 @@ async def read_offer(offer_id: UUID, session: SessionDep, provider: ProviderDep)
 
 
 @router.post("/offers/{offer_id}/accept", response_model=OfferPublic, summary="Accept an offer")
-async def accept_offer(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
-    async with runtime.db.transaction() as session:
+async def accept_offer(offer_id: UUID, runtime: RuntimeDep, session: SessionDep, provider: ProviderDep
+                       ) -> OfferPublic:
+    async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
         if offer.status == OfferStatus.accepted:
             return OfferPublic.of(offer)  # accepting twice is harmless
@@ -187,8 +188,9 @@ async def accept_offer(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
 
 @router.post("/offers/{offer_id}/decline", response_model=OfferPublic,
              summary="Decline an offer with a coded reason; the case goes on to the next service")
-async def decline_offer(offer_id: UUID, body: DeclineRequest, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
-    async with runtime.db.transaction() as session:
+async def decline_offer(offer_id: UUID, body: DeclineRequest, runtime: RuntimeDep, session: SessionDep,
+                        provider: ProviderDep) -> OfferPublic:
+    async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
         if offer.status == OfferStatus.declined:
             return OfferPublic.of(offer)  # declining twice is harmless
@@ -233,11 +235,12 @@ def release_decision(offer: Offer, case: CaseConsent | None, now: datetime) -> t
             summary="The identifying handoff, once accepted and while consent (or a safeguarding basis) allows",
             description="Safe-contact rules come first: `do_not_contact` and `no_voicemail` are flags a system can "
                         "act on. 409 before acceptance, 403 outside the consent's scope, 410 once withdrawn.")
-async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDep) -> dict[str, Any]:
+async def read_handoff(offer_id: UUID, runtime: RuntimeDep, session: SessionDep, provider: ProviderDep
+                       ) -> dict[str, Any]:
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
-    async with runtime.db.session() as session:
-        offer = await own_offer(session, provider, offer_id)
-        code, reason = release_decision(offer, await session.get(CaseConsent, offer.case_id), utcnow())
+    offer = await own_offer(session, provider, offer_id)
+    code, reason = release_decision(offer, await session.get(CaseConsent, offer.case_id), utcnow())
+    await end_read(session)  # no connection held while intake is asked
     if code != 200:
         raise HTTPException(code, detail=reason)
     response = await runtime.http.get(
@@ -248,7 +251,7 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
     if response.status_code != 200:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="The handoff cannot be read right now.")
     details = response.json()
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
         now = utcnow()
         code, reason = release_decision(offer, await session.get(CaseConsent, offer.case_id), now)
@@ -272,8 +275,9 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
 
 @router.post("/offers/{offer_id}/outcomes", response_model=OfferPublic,
              summary="Report what happened after accepting; the referrer's Task shows it")
-async def report_outcome(offer_id: UUID, body: OutcomeRequest, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
-    async with runtime.db.transaction() as session:
+async def report_outcome(offer_id: UUID, body: OutcomeRequest, runtime: RuntimeDep, session: SessionDep,
+                         provider: ProviderDep) -> OfferPublic:
+    async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
         if offer.status != OfferStatus.accepted:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"The offer is {offer.status}: only an accepted offer has outcomes.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cachetools import TTLCache
 from fastapi import FastAPI
 
 from services.notify import consumer
@@ -31,5 +32,5 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         routers=[router, ops_router],
         setup=setup,
     )
-    app.state.provider_keys = {}
+    app.state.provider_keys = TTLCache(maxsize=10_000, ttl=settings.provider_key_cache_seconds)
     return app
