@@ -51,6 +51,8 @@ class ClosedLoopSettings(BaseSettings):
     # The base the EHR knows this FHIR API by: references in notifications are absolute.
     public_url: str = "http://127.0.0.1:8001"
     poll_seconds: float = 5.0
+    # How long after a commit woke it the notifier waits before looking for work (batches the wakes).
+    wake_linger_seconds: float = 0.2
     backoff_base_seconds: float = 10.0
     backoff_cap_seconds: float = 3600.0
     retry_hours: float = 24.0
@@ -276,7 +278,10 @@ class SubscriptionNotifier:
     def __init__(self, runtime: Runtime, settings: ClosedLoopSettings) -> None:
         self.runtime = runtime
         self.settings = settings
-        self.worker = PeriodicWorker("intake-subscriptions", self.step, interval=settings.poll_seconds)
+        # Every commit wakes it (a Task change may have queued a notification); under load a short linger
+        # turns a commit per referral into a few steps per second (issue 9).
+        self.worker = PeriodicWorker("intake-subscriptions", self.step, interval=settings.poll_seconds,
+                                     linger=settings.wake_linger_seconds)
         runtime.db.on_commit.append(self.worker.wake)
 
     async def step(self) -> bool:

@@ -74,11 +74,11 @@ async def idempotent(
     work: Callable[[], Awaitable[Answer]],
 ) -> Answer:
     """Run ``work`` (on the request's ``session``) once per idempotency key: a retry gets the first
-    answer again, a different request under the same key a 409. Racing retries: the loser's insert
-    fails on the key, and it replays. One connection at a time: the look-up's read ends before the
-    write transaction starts."""
-    if keys and (existing := await _recorded(session, client_id, keys)) is not None:
-        return _replay(existing, fingerprint)
+    answer again, a different request under the same key a 409.
+
+    No look-up first: the work and its idempotency records commit together, and a key already taken
+    fails that insert (so a retry, racing or not, rolls back and replays). The common case, a new
+    request, costs one short write transaction and nothing else."""
     try:
         async with db.transaction(session):
             answer = await work()
@@ -87,10 +87,12 @@ async def idempotent(
                     client_id=client_id, key=key, request_hash=fingerprint, status_code=answer.status_code,
                     response=answer.resource, location=answer.location,
                 ))
-    except IntegrityError:
+    except (IntegrityError, FhirError) as exc:
+        # A retry's work can itself fail (the Bundle.identifier already has a referral, the referral is
+        # already cancelled): the first answer under the key is the answer.
         existing = await _recorded(session, client_id, keys) if keys else None
         if existing is None:
-            raise
+            raise exc from None
         return _replay(existing, fingerprint)
     return answer
 
