@@ -137,8 +137,14 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def transaction(self, session: AsyncSession | None = None) -> AsyncIterator[AsyncSession]:
+    async def transaction(
+        self, session: AsyncSession | None = None, *, announce: bool = True
+    ) -> AsyncIterator[AsyncSession]:
         """A transaction that commits on success and rolls back on any error.
+
+        ``announce=False`` is for bookkeeping commits that give the background loops woken by a commit
+        (outbox relay, webhooks, notifications) nothing new to do: under load, a loop woken by its own
+        bookkeeping would run once more for nothing after every batch.
 
         Given the request's session, it runs on that one: a read the session still has open is ended
         first, so the request never holds two connections, and what it loaded is expired so that the
@@ -154,7 +160,8 @@ class Database:
             session.expire_all()
             async with self._writing(session):
                 yield session
-        self.notify_committed()
+        if announce:
+            self.notify_committed()
 
     @asynccontextmanager
     async def _writing(self, session: AsyncSession) -> AsyncIterator[None]:

@@ -95,7 +95,7 @@ class OutboxRelay:
                 published.append(row.id)  # type: ignore[arg-type]
         finally:
             if published:
-                async with self.db.transaction() as session:
+                async with self.db.transaction(announce=False) as session:
                     await session.exec(
                         update(OutboxMessage)
                         .where(col(OutboxMessage.id).in_(published))
