@@ -124,8 +124,8 @@ async def run(args: argparse.Namespace) -> int:
             results = await drive(system.url("intake"), args.rate, args.seconds)
             accepted = [r for r in results if r["status"] == 202]
             # Wait for the offers to arrive: until every accepted case has one, or none came for a while.
-            quiet_since, seen = time.perf_counter(), -1
-            while time.perf_counter() - quiet_since < args.settle:
+            quiet_since, seen, deadline = time.perf_counter(), -1, time.perf_counter() + args.max_wait
+            while time.perf_counter() - quiet_since < args.settle and time.perf_counter() < deadline:
                 if len(receiver.offers) != seen:
                     seen, quiet_since = len(receiver.offers), time.perf_counter()
                 await asyncio.sleep(0.5)
@@ -167,6 +167,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to post for")
     parser.add_argument("--settle", type=float, default=10.0,
                         help="stop waiting for offers after this many seconds without a new one")
+    parser.add_argument("--max-wait", type=float, default=120.0,
+                        help="stop waiting for offers this many seconds after the last POST")
     parser.add_argument("--database", choices=["sqlite"], default="sqlite",
                         help="SQLite, as the issue measured (offer ids are mapped to cases from notify's file)")
     args = parser.parse_args()

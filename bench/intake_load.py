@@ -97,7 +97,7 @@ def bench_database(database: str, args: argparse.Namespace) -> list[list[object]
                               f"p50 {result.p50_ms:.0f} ms p99 {result.p99_ms:.0f} ms max {result.max_ms:.0f} ms "
                               f"202={result.accepted} 503={result.busy} errors={result.errors} "
                               f"timeouts={result.timeouts}", flush=True)
-                        quiesce(pids)
+                        quiesce(pids, limit=args.settle)
                 intake, peer = combine(results["intake"]), combine(results["peer"])
                 ratio = intake.rate / peer.rate if peer.rate else 0.0
                 for r in (intake, peer):
@@ -113,6 +113,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each wrk round")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per target and concurrency")
     parser.add_argument("--connections", type=lambda s: [int(c) for c in s.split(",")], default=[16, 256])
+    parser.add_argument("--settle", type=float, default=30.0,
+                        help="longest wait between rounds for the system to go idle (downstream work)")
     parser.add_argument("--databases", type=lambda s: s.split(","), default=["sqlite", "postgresql"])
     args = parser.parse_args()
     ensure_wrk()
