@@ -11,8 +11,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from shared.admission import Overloaded
-
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -27,15 +25,10 @@ def problem(status: int, detail: str, *, title: str | None = None, **extra: Any)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def retry_after(request: Request) -> dict[str, str]:
-    """The Retry-After header of a 503 sent because the service is saturated."""
-    return {"Retry-After": str(request.app.state.settings.busy_retry_after_seconds)}
-
-
-def busy_problem(request: Request) -> JSONResponse:
+def busy_problem(path: str, retry_after: int) -> JSONResponse:
     """Saturated (no request slot or database connection within the wait limit): nothing was done."""
     response = problem(503, "The service is busy; nothing was changed. Retry after the time given.")
-    response.headers.update(retry_after(request))
+    response.headers["Retry-After"] = str(retry_after)
     return response
 
 
@@ -58,9 +51,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(422, "The request does not match the API's schema.", errors=validation_errors(exc))
 
     async def busy(request: Request, exc: Exception) -> JSONResponse:
-        return busy_problem(request)
+        return request.app.state.busy_response(  # type: ignore[no-any-return]
+            request.url.path, request.app.state.settings.busy_retry_after_seconds)
 
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
-    app.add_exception_handler(Overloaded, busy)
     app.add_exception_handler(PoolTimeout, busy)
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]

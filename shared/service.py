@@ -19,12 +19,12 @@ from fastapi.responses import JSONResponse
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.admission import Admission, admit
+from shared.admission import Admission, AdmissionMiddleware
 from shared.bus import Bus, ConsumerSpec, Delivery
 from shared.db import Database
 from shared.events import Event
 from shared.outbox import OutboxRelay
-from shared.problems import install_problem_handlers, problem
+from shared.problems import busy_problem, install_problem_handlers, problem
 from shared.settings import ServiceSettings
 from shared.telemetry import configure_tracing
 
@@ -100,8 +100,9 @@ def create_service_app(
             await http.aclose()
             await db.dispose()
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan,
-                  dependencies=[Depends(admit)])
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app.add_middleware(AdmissionMiddleware)
+    app.state.busy_response = busy_problem
     install_problem_handlers(app)
 
     @app.get("/healthz", tags=["probes"], summary="The process is alive")

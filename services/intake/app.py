@@ -20,8 +20,7 @@ from services.intake.store import TABLES, ApiClient
 from shared.auth import hash_api_key
 from shared.crypto import FieldCipher
 from shared.fhir import FhirError, Issue, outcome_response
-from shared.admission import Overloaded
-from shared.problems import busy_problem, problem, retry_after, validation_errors
+from shared.problems import busy_problem, problem, validation_errors
 from shared.service import Runtime, create_service_app
 
 log = logging.getLogger(__name__)
@@ -100,18 +99,21 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             return outcome_response(503, [issue], {"Retry-After": "30"})
         return problem(503, issue.diagnostics)
 
-    async def busy(request: Request, exc: Exception) -> JSONResponse:
+    def busy(path: str, retry_after: int) -> JSONResponse:
         # Saturated, not broken: no slot or connection within the wait limit. Nothing was stored.
-        if not request.url.path.startswith("/fhir"):
-            return busy_problem(request)
+        if not path.startswith("/fhir"):
+            return busy_problem(path, retry_after)
         issue = Issue("transient", "Intake is busy; nothing was stored. Retry after the time given.")
-        return outcome_response(503, [issue], retry_after(request))
+        return outcome_response(503, [issue], {"Retry-After": str(retry_after)})
 
+    async def pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+        return busy(request.url.path, settings.busy_retry_after_seconds)
+
+    app.state.busy_response = busy
     # The transaction rolled back, so a 503 means "nothing stored": the EHR can safely retry.
     for error in (DBAPIError, OSError):
         app.add_exception_handler(error, database_unavailable)
-    for error in (PoolTimeout, Overloaded):
-        app.add_exception_handler(error, busy)
+    app.add_exception_handler(PoolTimeout, pool_timeout)
     app.add_exception_handler(FhirError, fhir_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
