@@ -211,8 +211,13 @@ def run_wrk(url: str, *, connections: int, seconds: float, template: Path, tag: 
     command = [ensure_wrk(), "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
                "--timeout", f"{timeout_s}s", "-s", str(Path(__file__).with_name("referrals.lua")), url,
                "--", str(template), tag, EHR_KEY]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    line = next(l for l in out.splitlines() if l.startswith("WRKJSON "))
+    for attempt in range(2):  # wrk has been seen to exit 1 at start on a busy machine: try once more
+        done = subprocess.run(command, capture_output=True, text=True)
+        line = next((l for l in done.stdout.splitlines() if l.startswith("WRKJSON ")), None)
+        if line is not None:
+            break
+    else:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()[:500]}")
     data = json.loads(line.removeprefix("WRKJSON "))
     return WrkResult(
         target=target, connections=connections, seconds=data["duration_us"] / 1e6,
