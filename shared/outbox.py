@@ -35,16 +35,20 @@ class OutboxMessage(SQLModel, table=True):
     published_at: datetime | None = utc_field(default=None, index=True)
 
 
+def outbox_message(event: Event) -> OutboxMessage:
+    """The outbox row for an event. Built before a write transaction when the work allows, so that the
+    transaction itself stays short (on SQLite it holds the one writer slot)."""
+    return OutboxMessage(
+        event_id=event.event_id,
+        subject=event.subject,
+        payload=event.model_dump_json(),
+        headers=json.dumps(inject_headers()),
+    )
+
+
 def enqueue(session: AsyncSession, event: Event) -> None:
     """Add an event to the outbox inside the caller's transaction."""
-    session.add(
-        OutboxMessage(
-            event_id=event.event_id,
-            subject=event.subject,
-            payload=event.model_dump_json(),
-            headers=json.dumps(inject_headers()),
-        )
-    )
+    session.add(outbox_message(event))
 
 
 class OutboxRelay:

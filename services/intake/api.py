@@ -114,9 +114,9 @@ async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, sess
             runtime.db, session, client.id, keys, fingerprint, lambda: referrals.cancel(session, client, parsed)
         )
     else:
+        new = referrals.new_referral(client, parsed, cipher(request), fingerprint)
         answer = await referrals.idempotent(
-            runtime.db, session, client.id, keys, fingerprint,
-            lambda: referrals.receive(session, client, parsed, cipher(request), fingerprint),
+            runtime.db, session, client.id, keys, fingerprint, lambda: referrals.receive(session, new)
         )
     return fhir_response(answer)
 

@@ -29,7 +29,7 @@ from shared.events import (
     utcnow,
 )
 from shared.fhir import FhirError, Issue
-from shared.outbox import enqueue
+from shared.outbox import OutboxMessage, enqueue, outbox_message
 
 FINAL_TASK_STATES = frozenset({TaskStatus.cancelled, TaskStatus.completed, TaskStatus.rejected})
 
@@ -97,10 +97,21 @@ async def idempotent(
     return answer
 
 
-async def receive(
-    session: AsyncSession, client: ApiClient, parsed: ParsedReferral, cipher: FieldCipher, fingerprint: str
-) -> Answer:
-    """Store a new referral (identifying details encrypted under the active key) and announce it."""
+@dataclass(frozen=True)
+class NewReferral:
+    """Everything a new referral writes (the referral, its event) and the answer, built beforehand."""
+
+    rows: tuple[Referral, OutboxMessage]
+    answer: Answer
+
+
+def new_referral(client: ApiClient, parsed: ParsedReferral, cipher: FieldCipher, fingerprint: str) -> NewReferral:
+    """A new referral, its identifying details encrypted under the active key, and its announcement.
+
+    Built before the transaction that stores it (encryption, serialising the event and the Task are
+    CPU work), so that the transaction only inserts: under load, time spent holding a connection, and
+    on SQLite the one writer slot, is what limits throughput (issue 9).
+    """
     referral = Referral(
         client_id=client.id,
         bundle_identifier=parsed.bundle_identifier,
@@ -113,11 +124,16 @@ async def receive(
     )
     # The row id is the associated data: a ciphertext copied onto another referral does not decrypt.
     referral.identifying = cipher.encrypt(json.dumps(parsed.identifying).encode(), aad=referral.id.bytes)
-    session.add(referral)
-    enqueue(session, ReferralReceived(
+    announcement = outbox_message(ReferralReceived(
         case_id=referral.id, referrer_ods=parsed.referrer_ods, summary=parsed.summary, consent=parsed.consent,
     ))
-    return Answer(202, task_resource(referral), f"/fhir/Task/{referral.id}")
+    return NewReferral((referral, announcement), Answer(202, task_resource(referral), f"/fhir/Task/{referral.id}"))
+
+
+async def receive(session: AsyncSession, new: NewReferral) -> Answer:
+    """Store a new referral and its announcement (in the caller's transaction)."""
+    session.add_all(new.rows)
+    return new.answer
 
 
 async def own_referral(session: AsyncSession, client: ApiClient, task_id: str | UUID) -> Referral:
