@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from services import cli_credentials
 from services.launcher import DATA_DIR_DEFAULT, DEFAULT_PORTS, System
 
 app = typer.Typer(help="Pathways: referral routes from NHS settings to specialist domestic abuse services.",
@@ -21,6 +22,9 @@ keys = typer.Typer(help="Encryption keys for the identifying data intake stores.
 app.add_typer(keys, name="keys")
 gazetteer = typer.Typer(help="The directory's postcode gazetteer (ONS Postcode Directory / NSPL).")
 app.add_typer(gazetteer, name="gazetteer")
+app.add_typer(cli_credentials.clients, name="clients")
+app.add_typer(cli_credentials.providers, name="providers")
+app.add_typer(cli_credentials.ops_users, name="ops-users")
 
 EXAMPLE = "examples/gp-referral.json"
 
@@ -28,6 +32,8 @@ EXAMPLE = "examples/gp-referral.json"
 @app.command()
 def up(
     data_dir: Annotated[Path, typer.Option(help="Where NATS, SQLite, logs and dev secrets live")] = DATA_DIR_DEFAULT,
+    sample: Annotated[bool, typer.Option(
+        help="Load the sample directory, EHR client and ops user (--no-sample: start empty, for a real area)")] = True,
 ) -> None:
     """Start NATS (unless NATS_URL is set) and the four services on SQLite (unless DATABASE_URL is set)."""
     # Each port can be moved with the variable the service itself reads (INTAKE_PORT, …).
@@ -37,6 +43,7 @@ def up(
         ports=ports,
         nats_url=os.environ.get("NATS_URL") or None,
         database_url=os.environ.get("DATABASE_URL") or None,
+        sample=sample,
     )
     stop = {"requested": False}
 
@@ -48,6 +55,8 @@ def up(
     typer.echo("Starting Pathways…")
     system.start()
     nats = system.nats_url or (system.nats.url if system.nats else "")
+    env = system.environment()
+    guide = sample_guide(system) if env["DIRECTORY_LOAD_SAMPLE"].lower() == "true" else empty_guide(system)
     typer.echo(
         f"""
 Pathways is running (logs in {system.log_dir}).
@@ -58,7 +67,25 @@ Pathways is running (logs in {system.log_dir}).
   directory  {system.url('directory')}      providers and coverage     {system.url('directory')}/docs
   notify     {system.url('notify')}      provider offers, handoffs  {system.url('notify')}/docs
 
-Post the example referral as an EHR would (sample client key):
+{guide}
+Press Ctrl-C to stop.
+"""
+    )
+    try:
+        while not stop["requested"]:
+            exited = system.exited()
+            if exited:
+                typer.echo(f"A service stopped unexpectedly: {exited}; see {system.log_dir}", err=True)
+                raise typer.Exit(1)
+            time.sleep(0.5)
+    finally:
+        typer.echo("Stopping Pathways…")
+        system.stop()
+        typer.echo("Stopped.")
+
+
+def sample_guide(system: System) -> str:
+    return f"""Post the example referral as an EHR would (sample client key):
 
   curl -s -X POST {system.url('intake')}/fhir/Bundle \\
     -H 'Content-Type: application/fhir+json' -H 'Authorization: Bearer pw_sample_ehr_client' \\
@@ -75,21 +102,19 @@ Follow the referral's Task (id from the first answer):
   curl -s {system.url('intake')}/fhir/Task/TASK_ID -H 'Authorization: Bearer pw_sample_ehr_client'
 
 Ops endpoints take the development ops key: {system.environment()['PATHWAYS_OPS_KEY']}
-
-Press Ctrl-C to stop.
 """
-    )
-    try:
-        while not stop["requested"]:
-            exited = system.exited()
-            if exited:
-                typer.echo(f"A service stopped unexpectedly: {exited}; see {system.log_dir}", err=True)
-                raise typer.Exit(1)
-            time.sleep(0.5)
-    finally:
-        typer.echo("Stopping Pathways…")
-        system.stop()
-        typer.echo("Stopped.")
+
+
+def empty_guide(system: System) -> str:
+    return f"""No sample data: the directory, EHR clients and ops users are yours to add (README: "Onboarding an area").
+
+  pathways ops-users bootstrap YOUR.HANDLE --database-url sqlite+aiosqlite:///{system.data_dir / 'directory.db'}
+  export PATHWAYS_OPS_KEY=…   # the api_key it printed
+  curl -s -X POST {system.url('directory')}/hsds -H "Authorization: Bearer $PATHWAYS_OPS_KEY" \\
+    -H 'Content-Type: application/json' --data @your-directory.json
+  pathways clients create YOUR-EHR --name '…' --ods YOUR-ODS-CODE
+  pathways providers keys create ORGANISATION-ID case-system
+"""
 
 
 @dlq.command("replay")

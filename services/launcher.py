@@ -22,6 +22,8 @@ from shared.auth import generate_api_key, hash_api_key
 
 DATA_DIR_DEFAULT = Path(".data")
 SERVICES = ("directory", "intake", "router", "notify")
+# The documented switches for the sample data (each service reads its own).
+SAMPLE_SWITCHES = ("DIRECTORY_LOAD_SAMPLE", "INTAKE_SEED_SAMPLE_CLIENT")
 DEFAULT_PORTS = {"intake": 8001, "router": 8002, "directory": 8003, "notify": 8004, "nats": 14222, "nats_monitor": 18222}
 
 
@@ -47,9 +49,9 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     if path.exists():
         values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    if "PATHWAYS_OPS_KEY" not in values:
-        values["PATHWAYS_OPS_KEY"] = generate_api_key("pw_ops")
-        values["PATHWAYS_OPS_KEY_HASHES"] = f"dev-ops:{hash_api_key(values['PATHWAYS_OPS_KEY'])}"
+    # The development ops user's key (the directory registers "dev-ops" with it when the sample loads).
+    values.pop("PATHWAYS_OPS_KEY_HASHES", None)  # the old shared-key setting, no longer read
+    values.setdefault("PATHWAYS_OPS_KEY", generate_api_key("pw_ops"))
     values.setdefault("PATHWAYS_SERVICE_TOKEN", secrets.token_urlsafe(32))
     if "INTAKE_ENCRYPTION_KEYS" not in values:
         values["INTAKE_ENCRYPTION_KEYS"] = "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -129,6 +131,9 @@ class System:
     nats_url: str | None = None
     database_url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # False: start empty (no sample directory, EHR client or ops user), whatever the environment says.
+    # True: load the sample unless DIRECTORY_LOAD_SAMPLE / INTAKE_SEED_SAMPLE_CLIENT say false.
+    sample: bool = True
     nats: NatsServer | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -145,9 +150,8 @@ class System:
         env.update(
             PATHWAYS_ENV="development",
             NATS_URL=self.nats_url or (self.nats.url if self.nats else ""),
-            DIRECTORY_LOAD_SAMPLE="true",
-            INTAKE_SEED_SAMPLE_CLIENT="true",
             ROUTER_DIRECTORY_URL=self.url("directory"),
+            INTAKE_DIRECTORY_URL=self.url("directory"),
             NOTIFY_DIRECTORY_URL=self.url("directory"),
             NOTIFY_INTAKE_URL=self.url("intake"),
             # Links in webhooks and FHIR notifications point at where the services really listen.
@@ -155,6 +159,13 @@ class System:
             INTAKE_SUBSCRIPTION_PUBLIC_URL=self.url("intake"),
             PYTHONUNBUFFERED="1",
         )
+        for switch in SAMPLE_SWITCHES:
+            if self.sample:
+                env.setdefault(switch, "true")
+            else:
+                env[switch] = "false"
+        if env["DIRECTORY_LOAD_SAMPLE"].lower() in ("true", "1", "yes", "on"):
+            env["DIRECTORY_SAMPLE_OPS_KEY_HASH"] = hash_api_key(env["PATHWAYS_OPS_KEY"])
         for service in SERVICES:
             env[f"{service.upper()}_PORT"] = str(self.ports[service])
         if self.database_url:

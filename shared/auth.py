@@ -12,9 +12,12 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Header, HTTPException, Request, status
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.service import SessionDep
 
 
 class CallerKind(StrEnum):
@@ -69,12 +72,20 @@ def require_service(request: Request, token: PresentedKey) -> Caller:
 ServiceCaller = Annotated[Caller, Depends(require_service)]
 
 
-def require_ops(request: Request, key: PresentedKey) -> Caller:
-    """Ops staff, holding one of the configured ops keys."""
-    ops_id = request.app.state.settings.ops_keys().get(hash_api_key(key))
-    if ops_id is None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="This endpoint is for Pathways ops staff.")
-    return Caller(CallerKind.ops, ops_id)
+class OpsVerifier(Protocol):
+    """Who holds this ops key, if anyone may use it now (each app sets one as ``app.state.verify_ops``)."""
+
+    async def __call__(self, request: Request, key: str, session: AsyncSession) -> Caller | None: ...
+
+
+async def require_ops(request: Request, key: PresentedKey, session: SessionDep) -> Caller:
+    """Ops staff, each with a named credential (held by the directory: see ``shared.ops_users``)."""
+    verify: OpsVerifier = request.app.state.verify_ops
+    caller = await verify(request, key, session)
+    if caller is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown, expired or revoked ops credential.",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return caller
 
 
 OpsCaller = Annotated[Caller, Depends(require_ops)]

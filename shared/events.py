@@ -231,7 +231,8 @@ class CaseEscalated(Event):
 class DirectoryChanged(Event):
     subject: ClassVar[str] = "directory.changed"
 
-    entity: Literal["organisation", "service", "gazetteer"]
+    # "provider-key": a key was issued, rotated, expired or revoked (notify drops its cached keys).
+    entity: Literal["organisation", "service", "gazetteer", "provider-key"]
     entity_id: str
     change: Literal["created", "updated", "deleted", "imported"]
 

@@ -38,10 +38,6 @@ class ServiceSettings(BaseSettings):
     service_token: SecretStr = Field(
         default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_SERVICE_TOKEN", "service_token")
     )
-    # Ops staff credentials: "ops-id:sha256-of-key,…" (keys themselves are never configured).
-    ops_key_hashes: str = Field(
-        default="", validation_alias=AliasChoices("PATHWAYS_OPS_KEY_HASHES", "ops_key_hashes")
-    )
     host: str = "127.0.0.1"
     port: int = 8000
     # Consumers: deliveries before a message goes to the dead-letter subject.
@@ -62,11 +58,6 @@ class ServiceSettings(BaseSettings):
             return self.database_url
         DATA_DIR.mkdir(exist_ok=True)
         return f"sqlite+aiosqlite:///{DATA_DIR / (self.service_name + '.db')}"
-
-    def ops_keys(self) -> dict[str, str]:
-        """key hash → ops identity."""
-        pairs = (item.strip().split(":", 1) for item in self.ops_key_hashes.split(",") if ":" in item)
-        return {digest: ops_id for ops_id, digest in pairs}
 
     @property
     def is_development(self) -> bool:

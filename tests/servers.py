@@ -17,6 +17,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from services.launcher import free_port
 from shared.auth import ServiceCaller
+from shared.ops_users import AUTHENTICATE_PATH
 
 
 class LocalServer:
@@ -69,6 +70,7 @@ class StubDirectory:
     providers: dict[str, str] = field(default_factory=dict)  # api key → organisation id
     deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ops_users: dict[str, str] = field(default_factory=dict)  # api key → ops user id
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -81,6 +83,13 @@ class StubDirectory:
             if organisation_id is None:
                 raise HTTPException(404)
             return {"organisation_id": organisation_id, "name": organisation_id}
+
+        @app.post(AUTHENTICATE_PATH)
+        async def authenticate_ops(body: dict[str, str], _caller: ServiceCaller) -> dict[str, str]:
+            ops_user_id = self.ops_users.get(body["api_key"])
+            if ops_user_id is None:
+                raise HTTPException(404)
+            return {"ops_user_id": ops_user_id, "name": ops_user_id}
 
         @app.get("/internal/organisations/{organisation_id}/delivery")
         async def delivery(organisation_id: str, _caller: ServiceCaller) -> dict[str, Any]:

@@ -22,8 +22,16 @@ from services.directory.domain import (
     ServiceIn,
 )
 from services.directory.search import SearchFilters, SearchIndex
-from services.directory.store import DistrictArea, Organisation, OrganisationBase, Service, ServiceBase
-from shared.auth import OpsCaller, ServiceCaller, generate_api_key, hash_api_key
+from services.directory.store import (
+    DistrictArea,
+    Organisation,
+    OrganisationBase,
+    ProviderKey,
+    Service,
+    ServiceBase,
+)
+from shared.audit import record
+from shared.auth import Caller, OpsCaller, ServiceCaller
 from shared.directory_contract import AreaResolution, DirectorySnapshot, ProviderDelivery, ServiceRecord
 from shared.events import DirectoryChanged, RiskBand, utcnow
 from shared.fhir import FHIR_JSON
@@ -63,27 +71,12 @@ class ServicePublic(ServiceBase):
 
 class OrganisationPublic(OrganisationBase):
     id: str
-    has_api_key: bool = False
     signing_secret_count: int = 0
 
     @classmethod
     def of(cls, org: Organisation) -> OrganisationPublic:
-        return cls(**org.model_dump(exclude={"api_key_hash", "signing_secrets", "updated_at"}),
-                   has_api_key=org.api_key_hash is not None, signing_secret_count=len(org.signing_secrets))
-
-
-class ProviderKey(BaseModel):
-    api_key: str
-
-
-class ProviderIdentity(BaseModel):
-    organisation_id: str
-    name: str
-
-
-class IssuedKey(BaseModel):
-    organisation_id: str
-    api_key: str
+        return cls(**org.model_dump(exclude={"signing_secrets", "updated_at"}),
+                   signing_secret_count=len(org.signing_secrets))
 
 
 class CapacityUpdate(BaseModel):
@@ -195,55 +188,48 @@ async def get_organisation(organisation_id: str, session: SessionDep) -> Organis
 # --- Ops: organisations and services --------------------------------------------------------------
 
 
-def _changed(session: AsyncSession, entity: str, entity_id: str, change: str) -> None:
+def _changed(session: AsyncSession, caller: Caller, entity: str, entity_id: str, change: str) -> None:
+    """Tell the other services, and record which ops user made the change."""
+    record(session, caller, f"{change}-{entity}", case_id=None, detail=f"{entity} {entity_id}")
     enqueue(session, DirectoryChanged(entity=entity, entity_id=entity_id, change=change))  # type: ignore[arg-type]
 
 
 @ops.post("/organisations", response_model=OrganisationPublic, status_code=201, summary="Add an organisation")
-async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller) -> OrganisationPublic:
+async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> OrganisationPublic:
     async with runtime.db.transaction(session):
         if await session.get(Organisation, body.id) is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Organisation '{body.id}' already exists.")
         organisation = Organisation(**body.columns())
         session.add(organisation)
-        _changed(session, "organisation", body.id, "created")
+        _changed(session, caller, "organisation", body.id, "created")
     return OrganisationPublic.of(organisation)
 
 
 @ops.put("/organisations/{organisation_id}", response_model=OrganisationPublic, summary="Replace an organisation")
 async def replace_organisation(
-    organisation_id: str, body: OrganisationIn, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller
+    organisation_id: str, body: OrganisationIn, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller
 ) -> OrganisationPublic:
     async with runtime.db.transaction(session):
         organisation = await _organisation(session, organisation_id)
         _assign(session, organisation, body.columns())
-        _changed(session, "organisation", organisation_id, "updated")
+        _changed(session, caller, "organisation", organisation_id, "updated")
     return OrganisationPublic.of(organisation)
 
 
 @ops.delete("/organisations/{organisation_id}", status_code=204, summary="Remove an organisation")
-async def delete_organisation(organisation_id: str, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller) -> Response:
+async def delete_organisation(organisation_id: str, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> Response:
     async with runtime.db.transaction(session):
         organisation = await _organisation(session, organisation_id)
         if (await session.exec(select(Service.id).where(Service.organisation_id == organisation_id).limit(1))).first():
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 detail="The organisation still has services: remove or move them first.")
+        # Its keys go with it (they could reach nothing); their issue and revocation stay in the audit trail.
+        for key in (await session.exec(select(ProviderKey).where(ProviderKey.organisation_id == organisation_id))).all():
+            await session.delete(key)
+        await session.flush()
         await session.delete(organisation)
-        _changed(session, "organisation", organisation_id, "deleted")
+        _changed(session, caller, "organisation", organisation_id, "deleted")
     return Response(status_code=204)
-
-
-@ops.post("/organisations/{organisation_id}/api-key", response_model=IssuedKey, status_code=201,
-          summary="Issue the provider's API key (replaces any previous key; shown once)")
-async def issue_api_key(organisation_id: str, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller) -> IssuedKey:
-    key = generate_api_key("pw")
-    async with runtime.db.transaction(session):
-        organisation = await _organisation(session, organisation_id)
-        organisation.api_key_hash = hash_api_key(key)
-        organisation.updated_at = utcnow()
-        session.add(organisation)
-        _changed(session, "organisation", organisation_id, "updated")
-    return IssuedKey(organisation_id=organisation_id, api_key=key)
 
 
 async def _check_organisation(session: AsyncSession, organisation_id: str) -> None:
@@ -253,32 +239,32 @@ async def _check_organisation(session: AsyncSession, organisation_id: str) -> No
 
 
 @ops.post("/services", response_model=ServicePublic, status_code=201, summary="Add a service")
-async def create_service(body: ServiceCreate, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller) -> ServicePublic:
+async def create_service(body: ServiceCreate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> ServicePublic:
     async with runtime.db.transaction(session):
         await _check_organisation(session, body.organisation_id)
         if await session.get(Service, body.id) is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Service '{body.id}' already exists.")
         session.add(Service(**body.columns()))
-        _changed(session, "service", body.id, "created")
+        _changed(session, caller, "service", body.id, "created")
     return _public(*await _service_view(session, body.id))
 
 
 @ops.put("/services/{service_id}", response_model=ServicePublic, summary="Replace a service")
-async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller) -> ServicePublic:
+async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> ServicePublic:
     async with runtime.db.transaction(session):
         service = await session.get(Service, service_id)
         if service is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No service with id '{service_id}'.")
         await _check_organisation(session, body.organisation_id)
         _assign(session, service, body.columns())
-        _changed(session, "service", service_id, "updated")
+        _changed(session, caller, "service", service_id, "updated")
     return _public(*await _service_view(session, service_id))
 
 
 @ops.patch("/services/{service_id}/capacity", response_model=ServicePublic,
            summary="Pause or resume referrals, change status or capacity")
 async def update_capacity(
-    service_id: str, body: CapacityUpdate, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller
+    service_id: str, body: CapacityUpdate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller
 ) -> ServicePublic:
     async with runtime.db.transaction(session):
         service = await session.get(Service, service_id)
@@ -290,7 +276,7 @@ async def update_capacity(
         except ValidationError as exc:
             raise _unprocessable(exc) from exc
         _assign(session, service, checked.columns())
-        _changed(session, "service", service_id, "updated")
+        _changed(session, caller, "service", service_id, "updated")
     return _public(*await _service_view(session, service_id))
 
 
@@ -300,13 +286,13 @@ def _unprocessable(exc: ValidationError) -> HTTPException:
 
 
 @ops.delete("/services/{service_id}", status_code=204, summary="Remove a service")
-async def delete_service(service_id: str, runtime: RuntimeDep, session: SessionDep, _ops: OpsCaller) -> Response:
+async def delete_service(service_id: str, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> Response:
     async with runtime.db.transaction(session):
         service = await session.get(Service, service_id)
         if service is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No service with id '{service_id}'.")
         await session.delete(service)
-        _changed(session, "service", service_id, "deleted")
+        _changed(session, caller, "service", service_id, "deleted")
     return Response(status_code=204)
 
 
@@ -330,17 +316,17 @@ async def import_hsds(
             organisations, services = hsds.import_document(document, known)
         except hsds.HsdsImportError as exc:
             return problem(422, str(exc), errors=exc.errors)
-        await _upsert(session, organisations, services)
+        await _upsert(session, caller, organisations, services)
     return HsdsImportResult(organisations=len(organisations), services=len(services))
 
 
-async def _upsert(session: AsyncSession, organisations: list[OrganisationCreate], services: list[ServiceCreate]) -> None:
+async def _upsert(session: AsyncSession, caller: Caller, organisations: list[OrganisationCreate], services: list[ServiceCreate]) -> None:
     for body in organisations:
         await _upsert_row(session, Organisation, body.id, body.columns())
     await session.flush()  # services reference their organisations
     for svc in services:
         await _upsert_row(session, Service, svc.id, svc.columns())
-    _changed(session, "organisation", "*", "imported")
+    _changed(session, caller, "organisation", "*", "imported")
 
 
 async def _upsert_row(session: AsyncSession, table: type[Organisation | Service], key: str,
@@ -383,17 +369,6 @@ async def fhir_service(service_id: str, session: SessionDep) -> JSONResponse:
 
 
 # --- Internal: router and notify -------------------------------------------------------------------
-
-
-@internal.post("/internal/providers/authenticate", response_model=ProviderIdentity,
-               summary="Which provider holds this API key (for notify)")
-async def authenticate_provider(body: ProviderKey, session: SessionDep, _caller: ServiceCaller) -> ProviderIdentity:
-    organisation = (
-        await session.exec(select(Organisation).where(Organisation.api_key_hash == hash_api_key(body.api_key)))
-    ).first()
-    if organisation is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No provider holds that API key.")
-    return ProviderIdentity(organisation_id=organisation.id, name=organisation.name)
 
 
 @internal.get("/internal/organisations/{organisation_id}/delivery", response_model=ProviderDelivery,

@@ -6,7 +6,8 @@ from fastapi import FastAPI
 
 from services.directory.api import internal, ops, router
 from services.directory.gazetteer import load_reference_if_empty
-from services.directory.sample import load_sample_if_empty
+from services.directory import credentials
+from services.directory.sample import add_development_ops_user, load_sample_if_empty
 from services.directory.search import SearchIndex
 from services.directory.settings import DirectorySettings
 from services.directory.store import TABLES
@@ -22,14 +23,17 @@ def create_app(settings: DirectorySettings | None = None) -> FastAPI:
         await load_reference_if_empty(runtime.db)
         if settings.load_sample:
             await load_sample_if_empty(runtime.db)
+            if settings.sample_ops_key_hash:
+                await add_development_ops_user(runtime.db, settings.sample_ops_key_hash)
 
     app = create_service_app(
         settings=settings,
         title="Pathways directory",
         description="Local and by-and-for domestic abuse services, what they serve and where.",
         tables=TABLES,
-        routers=[router, ops, internal],
+        routers=[router, ops, internal, credentials.ops, credentials.internal],
         setup=setup,
     )
     app.state.search_index = SearchIndex()
+    app.state.verify_ops = credentials.verify_ops
     return app

@@ -9,14 +9,16 @@ from pathlib import Path
 from sqlmodel import select
 
 from services.directory.domain import OrganisationCreate, ServiceCreate
-from services.directory.store import AreaCentroid, DistrictArea, Organisation, Service
-from shared.auth import hash_api_key
+from services.directory.store import AreaCentroid, DistrictArea, OpsUser, Organisation, Service
+from services.directory.credentials import ProviderKeyCreate, add_provider_key
+from shared.credentials import SAMPLE_DATA, Validity, issue
 from shared.db import Database
-from shared.events import DirectoryChanged
+from shared.events import DirectoryChanged, utcnow
 from shared.outbox import enqueue
 
 log = logging.getLogger(__name__)
 SAMPLE_DIR = Path(__file__).parent / "sample"
+DEVELOPMENT_OPS_USER = "dev-ops"
 
 
 def sample_directory() -> tuple[list[tuple[OrganisationCreate, str | None]], list[ServiceCreate]]:
@@ -38,9 +40,12 @@ async def load_sample_if_empty(db: Database) -> bool:
         if (await session.exec(select(Organisation).limit(1))).first() is not None:
             return False
         organisations, services = sample_directory()
-        for org, key in organisations:
-            session.add(Organisation(**org.columns(), api_key_hash=hash_api_key(key) if key else None))
+        for org, _key in organisations:
+            session.add(Organisation(**org.columns()))
         await session.flush()
+        for org, key in organisations:
+            if key:
+                await add_provider_key(session, SAMPLE_DATA, org.id, ProviderKeyCreate(name="sample"), api_key=key)
         for service in services:
             session.add(Service(**service.columns()))
         if (await session.exec(select(DistrictArea).limit(1))).first() is None:
@@ -52,3 +57,12 @@ async def load_sample_if_empty(db: Database) -> bool:
         enqueue(session, DirectoryChanged(entity="organisation", entity_id="*", change="imported"))
     log.info("loaded the sample directory (%d organisations)", len(organisations))
     return True
+
+
+async def add_development_ops_user(db: Database, key_hash: str) -> None:
+    """The ops user ``dev-ops`` with the key ``pathways up`` keeps in .data/secrets.env (once)."""
+    async with db.transaction() as session:
+        if await session.get(OpsUser, DEVELOPMENT_OPS_USER) is None:
+            user = OpsUser(id=DEVELOPMENT_OPS_USER, name="Development ops (sample)", key_hash=key_hash,
+                           expires_at=Validity().expires_at(utcnow()))
+            issue(session, SAMPLE_DATA, user, kind="ops-user", subject=f"ops user {DEVELOPMENT_OPS_USER}")

@@ -10,3 +10,6 @@ class DirectorySettings(ServiceSettings):
     port: int = 8003
     # Load the bundled sample directory and gazetteer when the tables are empty.
     load_sample: bool = False
+    # With the sample: the SHA-256 of the development ops key (``pathways up`` sets it), for the ops
+    # user "dev-ops". Real ops users are made with ``pathways ops-users``.
+    sample_ops_key_hash: str = ""

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column
+from uuid import UUID, uuid4
+
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from shared.audit import AuditRecord
+from shared.credentials import KeyCredential
 from shared.db import utc_field
 from shared.events import utcnow
 
@@ -34,8 +38,6 @@ class OrganisationBase(SQLModel):
 
 class Organisation(OrganisationBase, table=True):
     id: str = Field(primary_key=True, max_length=80)
-    # SHA-256 of the provider's API key (never the key itself).
-    api_key_hash: str | None = Field(default=None, index=True, max_length=64)
     # Standard Webhooks secrets ("whsec_…"), newest first; more than one while rotating. Only notify
     # reads them (internal endpoint); no public view includes them.
     signing_secrets: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -130,4 +132,23 @@ class LocalAuthority(SQLModel, table=True):
     icb_code: str | None = Field(default=None, max_length=9)
 
 
-TABLES = [Organisation, Service, DistrictArea, AreaCentroid, Postcode, LocalAuthority]
+class ProviderKey(KeyCredential, table=True):
+    """One of an organisation's named API keys: it reaches that organisation's offers and nothing else."""
+
+    __tablename__ = "provider_key"
+    __table_args__ = (UniqueConstraint("organisation_id", "name", name="uq_provider_key_name"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    organisation_id: str = Field(foreign_key="organisation.id", index=True, max_length=80)
+
+
+class OpsUser(KeyCredential, table=True):
+    """A named ops credential. The directory holds them for every service (``shared.ops_users``)."""
+
+    __tablename__ = "ops_user"
+
+    id: str = Field(primary_key=True, max_length=100)
+
+
+TABLES = [Organisation, Service, DistrictArea, AreaCentroid, Postcode, LocalAuthority, ProviderKey, OpsUser,
+          AuditRecord]

@@ -39,18 +39,21 @@ FHIR_BODY = {
 
 async def require_client(key: PresentedKey, session: SessionDep, request: Request) -> ApiClient:
     """The EHR client holding this key, looked up on the request's own session (then its connection
-    goes back to the pool) and trusted for ``client_cache_seconds``."""
+    goes back to the pool) and trusted for ``client_cache_seconds``, never past its expiry; changing a
+    client through the ops API empties the cache at once (``services.intake.clients``)."""
     digest = hash_api_key(key)
     known: TTLCache[str, ApiClient] = request.app.state.client_keys
-    if (client := known.get(digest)) is not None:
+    if (client := known.get(digest)) is not None and client.usable():
         return client
-    row = (await session.exec(select(ApiClient).where(ApiClient.key_hash == digest))).first()
+    client = (await session.exec(select(ApiClient).where(ApiClient.key_hash == digest))).first()
     await end_read(session)
-    if row is None or not row.active:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown API key.",
+    if client is None or not client.usable():
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown, expired or revoked API key.",
                             headers={"WWW-Authenticate": "Bearer"})
-    # A copy outside any session: a rollback later in this request must not expire what is cached.
-    known[digest] = client = ApiClient.model_validate(row.model_dump())
+    # Out of the session (with its ODS codes, loaded with it): a rollback later in this request must not
+    # expire what is cached, and other requests read it without a session.
+    session.expunge(client)
+    known[digest] = client
     return client
 
 

@@ -14,10 +14,13 @@ from sqlmodel import select
 from starlette.exceptions import HTTPException
 
 from services.intake import closed_loop, consumer
+from services.intake.clients import ClientCreate, register
+from services.intake.clients import router as clients_router
 from services.intake.api import router
 from services.intake.settings import IntakeSettings
 from services.intake.store import TABLES, ApiClient
-from shared.auth import hash_api_key
+from shared.credentials import SAMPLE_DATA
+from shared.ops_users import RemoteOpsVerifier
 from shared.crypto import FieldCipher
 from shared.fhir import FhirError, Issue, outcome_response
 from shared.problems import busy_problem, problem, validation_errors
@@ -47,25 +50,21 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         if settings.seed_sample_client:
             async with runtime.db.transaction() as session:
                 if (await session.exec(select(ApiClient).limit(1))).first() is None:
-                    session.add(
-                        ApiClient(
-                            id=SAMPLE_CLIENT["id"],
-                            name=SAMPLE_CLIENT["name"],
-                            key_hash=hash_api_key(SAMPLE_CLIENT["api_key"]),
-                            ods_codes=SAMPLE_CLIENT["ods_codes"],
-                        )
-                    )
+                    sample = ClientCreate(id=SAMPLE_CLIENT["id"], name=SAMPLE_CLIENT["name"],
+                                          ods_codes=SAMPLE_CLIENT["ods_codes"])
+                    await register(session, SAMPLE_DATA, sample, api_key=SAMPLE_CLIENT["api_key"])
 
     app = create_service_app(
         settings=settings,
         title="Pathways intake",
         description="Receives FHIR referrals from GP and acute EHR systems and tracks each as a FHIR Task.",
         tables=[*TABLES, *closed_loop.TABLES],
-        routers=[router, closed_loop.router],
+        routers=[router, closed_loop.router, clients_router],
         setup=setup,
     )
     app.state.cipher = field_cipher
     app.state.client_keys = TTLCache(maxsize=10_000, ttl=settings.client_cache_seconds)
+    app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
 
     # FHIR endpoints answer errors with OperationOutcome; the rest with problem+json.
     async def fhir_error(request: Request, exc: FhirError) -> JSONResponse:

@@ -17,6 +17,8 @@ class IntakeSettings(ServiceSettings):
     active_key_id: str = ""
     # Largest request body accepted, in bytes.
     max_body_bytes: int = 1_000_000
+    # The directory holds the ops users; intake asks it who an ops credential belongs to.
+    directory_url: str = "http://127.0.0.1:8003"
     # How long an EHR client's API key is trusted after it was looked up: a client revoked in the
     # database is refused at most this long afterwards, and a burst of requests does not look it up each time.
     client_cache_seconds: float = 10.0

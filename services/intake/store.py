@@ -1,30 +1,44 @@
 """Intake's tables: EHR clients, referrals (identifying data encrypted) and the referral's Task state."""
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": SQLModel resolves the relationship from a real annotation.
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Relationship, SQLModel
 
 from shared.audit import AuditRecord
+from shared.credentials import KeyCredential
 from shared.db import utc_field
 from shared.events import TaskStatus, utcnow
 
 
-class ApiClient(SQLModel, table=True):
-    """An EHR integration: its hashed API key and the ODS codes it may refer for."""
+class ApiClient(KeyCredential, table=True):
+    """An EHR integration: its hashed API key (lifecycle in ``shared.credentials``) and the ODS
+    organisations it may refer for. A revoked or expired client keeps its referrals (and its Tasks'
+    history) but can no longer call."""
 
     __tablename__ = "api_client"
 
     id: str = Field(primary_key=True, max_length=80)
-    name: str = Field(max_length=200)
-    key_hash: str = Field(unique=True, max_length=64)
-    ods_codes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    # A revoked client keeps its referrals (and its Tasks' history) but can no longer call.
-    active: bool = Field(default=True)
+    # Loaded with the client (one extra query), so the ODS check needs no second round trip later.
+    ods: list["ApiClientOds"] = Relationship(
+        sa_relationship_kwargs={"lazy": "selectin", "cascade": "all, delete-orphan", "order_by": "ApiClientOds.ods_code"}
+    )
+
+    @property
+    def ods_codes(self) -> list[str]:
+        return [link.ods_code for link in self.ods]
+
+
+class ApiClientOds(SQLModel, table=True):
+    """One ODS organisation code an EHR client may refer for (a client may serve several practices)."""
+
+    __tablename__ = "api_client_ods"
+
+    client_id: str = Field(foreign_key="api_client.id", primary_key=True, max_length=80)
+    ods_code: str = Field(primary_key=True, max_length=20, index=True)
 
 
 class Referral(SQLModel, table=True):
@@ -69,4 +83,4 @@ class IdempotencyRecord(SQLModel, table=True):
     created_at: datetime = utc_field(default_factory=utcnow)
 
 
-TABLES = [ApiClient, Referral, IdempotencyRecord, AuditRecord]
+TABLES = [ApiClient, ApiClientOds, Referral, IdempotencyRecord, AuditRecord]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from cachetools import TTLCache
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import and_, or_
@@ -78,24 +78,32 @@ class OutcomeRequest(BaseModel):
 
 
 async def require_provider(key: PresentedKey, request: Request, runtime: RuntimeDep) -> Caller:
-    """A provider, identified by its API key as the directory knows it (cached briefly)."""
+    """A provider, identified by one of its organisation's keys as the directory knows it.
+
+    Cached for ``provider_key_cache_seconds`` (never past the key's expiry); a key issued, rotated or
+    revoked in the directory empties the cache at once (``directory.changed``)."""
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
-    cache: TTLCache[str, Caller] = request.app.state.provider_keys
+    cache: dict[str, tuple[float, Caller]] = request.app.state.provider_keys
     digest = hash_api_key(key)
-    if (known := cache.get(digest)) is not None:
-        return known
+    hit = cache.get(digest)
+    if hit and hit[0] > time.monotonic():
+        return hit[1]
     response = await runtime.http.post(
         f"{settings.directory_url}/internal/providers/authenticate",
         json={"api_key": key},
         headers={"Authorization": f"Bearer {settings.service_token.get_secret_value()}"},
     )
     if response.status_code == 404:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown API key.",
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown, expired or revoked API key.",
                             headers={"WWW-Authenticate": "Bearer"})
     if response.status_code != 200:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="Cannot check credentials right now.")
-    caller = Caller(CallerKind.provider, response.json()["organisation_id"])
-    cache[digest] = caller
+    identity = response.json()
+    caller = Caller(CallerKind.provider, identity["organisation_id"])
+    lifetime = settings.provider_key_cache_seconds
+    if identity.get("expires_at"):
+        lifetime = min(lifetime, (datetime.fromisoformat(identity["expires_at"]) - utcnow()).total_seconds())
+    cache[digest] = (time.monotonic() + lifetime, caller)
     return caller
 
 

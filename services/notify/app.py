@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from cachetools import TTLCache
 from fastapi import FastAPI
 
 from services.notify import consumer
@@ -12,6 +11,8 @@ from services.notify.ops import router as ops_router
 from services.notify.settings import NotifySettings
 from services.notify.store import TABLES
 from services.notify.webhooks import WebhookDispatcher
+from shared.events import DirectoryChanged, Event
+from shared.ops_users import RemoteOpsVerifier
 from shared.service import Runtime, create_service_app
 
 
@@ -20,6 +21,13 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
 
     async def setup(runtime: Runtime) -> None:
         consumer.register(runtime)
+
+        async def on_directory_changed(event: Event) -> None:
+            if isinstance(event, DirectoryChanged) and event.entity in ("provider-key", "organisation"):
+                app.state.provider_keys.clear()
+
+        # Every replica holds its own cache, so every replica hears (the cache's expiry backs this up).
+        await runtime.bus.broadcast([DirectoryChanged.subject], on_directory_changed)
         for worker in (WebhookDispatcher(runtime).worker, DeadlineTimer(runtime).worker):
             worker.start()
             runtime.stop_hooks.append(worker.stop)
@@ -32,5 +40,6 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         routers=[router, ops_router],
         setup=setup,
     )
-    app.state.provider_keys = TTLCache(maxsize=10_000, ttl=settings.provider_key_cache_seconds)
+    app.state.provider_keys = {}
+    app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
     return app

@@ -18,18 +18,13 @@ from shared.service import SessionDep
 router = APIRouter(tags=["router"])
 
 
-def require_ops_or_service(request: Request, key: PresentedKey) -> Caller:
+async def require_ops_or_service(request: Request, key: PresentedKey, session: SessionDep) -> Caller:
     """Ops staff, or another Pathways service (intake, for the referrer's Task)."""
     try:
         return require_service(request, key)
     except HTTPException:
         pass
-    try:
-        return require_ops(request, key)
-    except HTTPException:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, detail="This endpoint is for ops staff and Pathways services."
-        ) from None
+    return await require_ops(request, key, session)
 
 
 OpsOrService = Annotated[Caller, Depends(require_ops_or_service)]

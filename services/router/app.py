@@ -10,6 +10,7 @@ from services.router.directory_client import DirectoryCache
 from services.router.settings import RouterSettings
 from services.router.store import TABLES
 from shared.events import DirectoryChanged, Event
+from shared.ops_users import RemoteOpsVerifier
 from shared.service import Runtime, create_service_app
 
 
@@ -43,4 +44,5 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         routers=[router],
         setup=setup,
     )
+    app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
     return app

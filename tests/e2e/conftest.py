@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -29,3 +30,16 @@ def poll(fetch, until, timeout: float = 20.0):
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting; last value: {value!r}")
         time.sleep(0.1)
+
+
+def read_banner(up: subprocess.Popen[str], timeout: float = 90.0) -> str:
+    """What `pathways up` printed until it said it is running (it fails if the process ends first)."""
+    output = ""
+    deadline = time.monotonic() + timeout
+    assert up.stdout is not None
+    while "Press Ctrl-C to stop." not in output:
+        line = up.stdout.readline()
+        assert line or up.poll() is None, output
+        output += line
+        assert time.monotonic() < deadline, output
+    return output

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from services.launcher import free_port
+from tests.e2e.conftest import read_banner
 
 NAMES = ("intake", "router", "directory", "notify", "nats", "nats_monitor")
 
@@ -31,15 +32,8 @@ def test_up_prints_the_urls_and_ctrl_c_stops_every_process(tmp_path: Path):
         [str(Path(sys.executable).parent / "pathways"), "up", "--data-dir", str(tmp_path / ".data")],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    output = ""
     try:
-        deadline = time.monotonic() + 90
-        assert up.stdout is not None
-        while "Press Ctrl-C to stop." not in output:
-            line = up.stdout.readline()
-            assert line or up.poll() is None, output
-            output += line
-            assert time.monotonic() < deadline, output
+        output = read_banner(up)
         assert f"http://127.0.0.1:{ports['intake']}" in output
         assert "curl -s -X POST" in output and "pw_sample_aire_valley_da" in output
         assert httpx.get(f"http://127.0.0.1:{ports['notify']}/readyz").status_code == 200

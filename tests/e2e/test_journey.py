@@ -100,7 +100,7 @@ def test_high_risk_case_without_consent_is_escalated_assigned_by_ops_and_still_g
                  lambda q: any(e["case_id"] == case_id for e in q))
     escalation = next(e for e in queue if e["case_id"] == case_id)
     assert "consent refused and no recorded safeguarding basis" in escalation["reason"]
-    assert httpx.get(f"{notify}/ops/escalations", headers=PROVIDER_KEY).status_code == 403
+    assert httpx.get(f"{notify}/ops/escalations", headers=PROVIDER_KEY).status_code == 401
 
     assigned = httpx.post(f"{notify}/ops/escalations/{escalation['id']}/assign",
                           json={"service_id": "aire-valley-da-outreach"}, headers=ops)

@@ -29,7 +29,7 @@ def test_ops_reads_why_a_referral_went_where_it_did(system: System) -> None:
     assert first["offer_to"][0]["reasons"][:2] == ["serves Leeds (E08000035)", "community specialist service"]
     assert first["rule_version"] and first["directory_version"]
     assert body["note"].startswith("offered to ")
-    assert httpx.get(url, headers=EHR_KEY).status_code == 403
+    assert httpx.get(url, headers=EHR_KEY).status_code == 401
 
 
 def test_a_commissioner_asks_what_would_happen_to_a_deaf_survivor_in_ls7(system: System) -> None:

@@ -22,7 +22,6 @@ from services.intake.settings import IntakeSettings
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
 from services.notify.store import Offer
-from shared.auth import hash_api_key
 from shared.bus import EVENTS_STREAM, Bus
 from shared.events import (
     CareSetting,
@@ -81,7 +80,7 @@ class World:
         values: dict[str, Any] = dict(
             nats_url=self.nats_url, database_url=self.database_url, service_token=SERVICE_TOKEN,
             directory_url=self.directory_server.url, intake_url=self.intake_server.url,
-            environment="development", ops_key_hashes=f"ops-alex:{hash_api_key(OPS_KEY)}",
+            environment="development",
             webhook_backoff_base_seconds=0.05, webhook_backoff_cap_seconds=0.2, webhook_poll_seconds=0.05,
             sla_check_seconds=0.05, delivery_cache_seconds=0.0, provider_key_cache_seconds=0.0,
         )
@@ -153,7 +152,7 @@ async def offer_for(notify: httpx.AsyncClient, key: str, case_id: UUID) -> dict[
 
 @asynccontextmanager
 async def world_for(nats_url: str, database_url: str, tmp_path: Path, encryption_keys: str) -> AsyncIterator[World]:
-    directory = StubDirectory(SERVICE_TOKEN, providers=dict(KEYS))
+    directory = StubDirectory(SERVICE_TOKEN, providers=dict(KEYS), ops_users={OPS_KEY: "ops-alex"})
     intake = create_intake(IntakeSettings(
         nats_url=nats_url, database_url=f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}", service_token=SERVICE_TOKEN,
         encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,

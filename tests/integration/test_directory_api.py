@@ -52,7 +52,9 @@ async def test_provider_authentication_is_for_services_only(directory):
     denied = await directory.post("/internal/providers/authenticate", json=body, headers={"X-API-Key": "nope"})
     assert denied.status_code == 403
     ok = await directory.post("/internal/providers/authenticate", json=body, headers={"X-API-Key": SERVICE_TOKEN})
-    assert ok.json() == {"organisation_id": "aire-valley-da", "name": "Aire Valley Domestic Abuse Service (sample)"}
+    who = ok.json()
+    assert (who["organisation_id"], who["name"], who["key_name"]) == (
+        "aire-valley-da", "Aire Valley Domestic Abuse Service (sample)", "sample")
 
 
 async def test_snapshot_gives_the_router_every_service_and_district(directory):

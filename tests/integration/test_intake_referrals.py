@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
+from services.intake.clients import ClientCreate, register
 from services.intake.store import ApiClient, Referral
-from shared.auth import hash_api_key
 from shared.bus import EVENTS_STREAM, Bus
+from shared.credentials import SAMPLE_DATA, revoke
 from shared.events import ConsentStatus, ConsentUpdated, Event, ReferralCancelled, ReferralReceived
 from shared.outbox import OutboxMessage
 from tests.conftest import EXAMPLES
@@ -42,8 +43,10 @@ async def count(app, table) -> int:
 
 async def add_other_client(app, *, active: bool = True) -> None:
     async with app.state.runtime.db.transaction() as session:
-        session.add(ApiClient(id="other-ehr", name="Another EHR (test)", key_hash=hash_api_key(OTHER_KEY),
-                              ods_codes=["Y00001"], active=active))
+        body = ClientCreate(id="other-ehr", name="Another EHR (test)", ods_codes=["Y00001"])
+        await register(session, SAMPLE_DATA, body, api_key=OTHER_KEY)
+        if not active:
+            await revoke(session, await session.get(ApiClient, "other-ehr"))
 
 
 async def published(nats_url: str, subject: str, expected: int) -> list[Event]:

@@ -73,7 +73,7 @@ async def test_escalated_case_is_listed_read_assigned_by_hand_and_noted_with_eve
         await eventually(lambda: _non_empty(listed))
         [escalation] = await listed()
         assert escalation["case_id"] == str(case_id) and escalation["status"] == "open"
-        assert (await notify.get("/ops/escalations", headers=provider("key-outreach"))).status_code == 403
+        assert (await notify.get("/ops/escalations", headers=provider("key-outreach"))).status_code == 401
 
         note = await notify.post(f"/ops/escalations/{escalation['id']}/notes",
                                  json={"text": "Checked with the area's refuge; they can take it."}, headers=OPS)

@@ -1,0 +1,126 @@
+"""EHR clients, as ops manage them: register (bound to ODS organisation codes), list, read, rotate the
+key, expire and revoke. The key is shown once, at registration and at each rotation; the lifecycle
+and its audit records are ``shared.credentials``'."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import Field, StringConstraints
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.intake.store import ApiClient, ApiClientOds
+from shared.auth import Caller, OpsCaller, hash_api_key
+from shared.credentials import (
+    CredentialPublic,
+    EndAction,
+    NewKey,
+    ShownOnce,
+    ExpireRequest,
+    RotateRequest,
+    Validity,
+    change,
+    find,
+    issue,
+    new_key,
+)
+from shared.events import utcnow
+from shared.service import RuntimeDep, SessionDep
+
+router = APIRouter(prefix="/ops/clients", tags=["ops"])
+KEY_PREFIX = "pw_ehr"
+KIND = "ehr-client"
+
+# ODS organisation codes: 3 to 10 letters and digits (practices "A81001", trusts "RX1", sites "RX1AB").
+OdsCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{3,10}$", to_upper=True, strip_whitespace=True)]
+ClientId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,78}[a-z0-9]$")]
+
+
+class ClientCreate(Validity):
+    id: ClientId = Field(description="A stable identifier: lower-case letters, digits and hyphens")
+    name: str = Field(min_length=1, max_length=200, description="The EHR system and the organisation running it")
+    ods_codes: list[OdsCode] = Field(min_length=1, max_length=500)
+
+
+class ClientPublic(CredentialPublic):
+    id: str
+    ods_codes: list[str]
+
+    @classmethod
+    def of(cls, client: ApiClient) -> ClientPublic:
+        return cls(id=client.id, ods_codes=client.ods_codes, **cls.fields_of(client))
+
+
+class ClientIssued(ClientPublic, ShownOnce):
+    pass
+
+
+async def register(session: AsyncSession, caller: Caller, body: ClientCreate, *, api_key: str | None = None,
+                   now: datetime | None = None) -> ClientIssued:
+    """A new EHR client with a new key (or ``api_key``, for the sample client only)."""
+    if await session.get(ApiClient, body.id) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"An EHR client '{body.id}' already exists.")
+    key = new_key(KEY_PREFIX) if api_key is None else NewKey(api_key, hash_api_key(api_key))
+    client = ApiClient(id=body.id, name=body.name, key_hash=key.key_hash,
+                       expires_at=body.expires_at(now or utcnow()),
+                       ods=[ApiClientOds(client_id=body.id, ods_code=code) for code in sorted(set(body.ods_codes))])
+    issue(session, caller, client, kind=KIND,
+          subject=f"EHR client {client.id} for ODS {', '.join(client.ods_codes)}")
+    await session.flush()
+    return ClientIssued(api_key=key.api_key, **ClientPublic.of(client).model_dump())
+
+
+def forget_keys(request: Request) -> None:
+    """The old key stops working at once: intake's cache of recently checked keys is emptied."""
+    request.app.state.client_keys.clear()
+
+
+async def _client(session: AsyncSession, client_id: str) -> ApiClient:
+    return await find(session, ApiClient, client_id, f"EHR client '{client_id}'")
+
+
+@router.post("", response_model=ClientIssued, status_code=201,
+             summary="Register an EHR client for one or more ODS codes (the key is shown once)")
+async def create_client(body: ClientCreate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> ClientIssued:
+    async with runtime.db.transaction(session):
+        return await register(session, caller, body)
+
+
+@router.get("", response_model=list[ClientPublic], summary="Every EHR client, with its state and expiry")
+async def list_clients(session: SessionDep, _caller: OpsCaller) -> list[ClientPublic]:
+    clients = (await session.exec(select(ApiClient).order_by(col(ApiClient.id)))).all()
+    return [ClientPublic.of(c) for c in clients]
+
+
+@router.get("/{client_id}", response_model=ClientPublic, summary="One EHR client")
+async def read_client(client_id: str, session: SessionDep, _caller: OpsCaller) -> ClientPublic:
+    return ClientPublic.of(await _client(session, client_id))
+
+
+@router.post("/{client_id}/rotate", response_model=ClientIssued,
+             summary="A new key (shown once) and a new expiry; the old key stops working at once")
+async def rotate_client(client_id: str, request: Request, runtime: RuntimeDep, session: SessionDep,
+                        caller: OpsCaller, body: RotateRequest | None = None) -> ClientIssued:
+    async with runtime.db.transaction(session):
+        client = await _client(session, client_id)
+        key = await change(session, caller, client, "rotate", kind=KIND, subject=f"EHR client {client_id}",
+                           prefix=KEY_PREFIX, rotation=body)
+    forget_keys(request)
+    assert key is not None
+    return ClientIssued(api_key=key, **ClientPublic.of(client).model_dump())
+
+
+@router.post("/{client_id}/{action}", response_model=ClientPublic,
+             summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`, for good: its referrals "
+                     "and Tasks stay); the key stops working at once")
+async def end_client(client_id: str, action: EndAction, request: Request, runtime: RuntimeDep,
+                     session: SessionDep, caller: OpsCaller, body: ExpireRequest | None = None) -> ClientPublic:
+    async with runtime.db.transaction(session):
+        client = await _client(session, client_id)
+        await change(session, caller, client, action, kind=KIND, subject=f"EHR client {client_id}",
+                     prefix=KEY_PREFIX, expiry=body)
+    forget_keys(request)
+    return ClientPublic.of(client)
