@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.launcher import DEFAULT_PORTS, SERVICES, System, free_port, stop_process, wait_until_ok
+from services.launcher import (
+    DEFAULT_PORTS,
+    SERVICES,
+    System,
+    free_port,
+    postgres_answers,
+    stop_process,
+    wait_until_ok,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gp-referral.json"
@@ -34,17 +42,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def postgres_available() -> bool:
-    import asyncpg
-
-    async def probe() -> bool:
-        try:
-            conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres", timeout=3)
-        except Exception:  # noqa: BLE001 - any failure means "not here"
-            return False
-        await conn.close()
-        return True
-
-    return asyncio.run(probe())
+    return postgres_answers(PG_HOST, PG_PORT, PG_USER)
 
 
 def _pg_admin(statements: Sequence[str]) -> None:
