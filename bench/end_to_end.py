@@ -9,7 +9,7 @@ earlier ones were answered). For each accepted referral, the latency is from the
 
 Targets: at 50 referrals/s for 60 s, p50 < 50 ms and p99 < 250 ms.
 
-    .venv/bin/python bench/end_to_end.py [--rate 50] [--seconds 60] 
+    .venv/bin/python bench/end_to_end.py [--rate 50] [--seconds 60]
 """
 
 from __future__ import annotations
@@ -101,7 +101,9 @@ async def drive(intake_url: str, rate: float, seconds: float) -> list[dict[str, 
                 case_id = response.json().get("id") if status == 202 else None
             except httpx.HTTPError:
                 status, case_id = 0, None
-            results.append({"sent": sent, "answered": time.perf_counter(), "status": status, "case_id": case_id})
+            results.append(
+                {"sent": sent, "answered": time.perf_counter(), "status": status, "case_id": case_id}
+            )
 
         start = time.perf_counter() + 0.5
         total = int(rate * seconds)
@@ -119,8 +121,10 @@ async def run(args: argparse.Namespace) -> int:
         with running_system(Path(tmp), args.database) as system:
             count = await configure_webhooks(system, f"http://127.0.0.1:{port}/webhook", secret)
             await asyncio.sleep(2)  # the router's directory copy takes the change (directory.changed)
-            print(f"{count} organisations deliver to the receiver; posting {args.rate:g}/s for {args.seconds:g} s",
-                  flush=True)
+            print(
+                f"{count} organisations deliver to the receiver; posting {args.rate:g}/s for {args.seconds:g} s",
+                flush=True,
+            )
             results = await drive(system.url("intake"), args.rate, args.seconds)
             accepted = [r for r in results if r["status"] == 202]
             # Wait for the offers to arrive: until every accepted case has one, or none came for a while.
@@ -146,13 +150,29 @@ async def run(args: argparse.Namespace) -> int:
     p50, p99 = percentile(sorted(e2e), 50), percentile(sorted(e2e), 99)
     rows = [
         ["referrals posted", len(results), ""],
-        ["answered 202 / 503 / other", f"{statuses.get(202, 0)} / {statuses.get(503, 0)} / "
-                                       f"{len(results) - statuses.get(202, 0) - statuses.get(503, 0)}", ""],
-        ["POST answered p50 / p99 ms", f"{percentile(sorted(post_ms), 50):.0f} / {percentile(sorted(post_ms), 99):.0f}", ""],
+        [
+            "answered 202 / 503 / other",
+            f"{statuses.get(202, 0)} / {statuses.get(503, 0)} / "
+            f"{len(results) - statuses.get(202, 0) - statuses.get(503, 0)}",
+            "",
+        ],
+        [
+            "POST answered p50 / p99 ms",
+            f"{percentile(sorted(post_ms), 50):.0f} / {percentile(sorted(post_ms), 99):.0f}",
+            "",
+        ],
         ["accepted with an offer webhook", f"{len(e2e)} of {len(accepted)}", "all"],
         ["webhook signatures rejected", receiver.bad_signatures, "0"],
-        ["POST → offer webhook p50 ms", f"{p50:.0f}", f"< {P50_TARGET_MS:g}: {'met' if p50 < P50_TARGET_MS else 'MISSED'}"],
-        ["POST → offer webhook p99 ms", f"{p99:.0f}", f"< {P99_TARGET_MS:g}: {'met' if p99 < P99_TARGET_MS else 'MISSED'}"],
+        [
+            "POST → offer webhook p50 ms",
+            f"{p50:.0f}",
+            f"< {P50_TARGET_MS:g}: {'met' if p50 < P50_TARGET_MS else 'MISSED'}",
+        ],
+        [
+            "POST → offer webhook p99 ms",
+            f"{p99:.0f}",
+            f"< {P99_TARGET_MS:g}: {'met' if p99 < P99_TARGET_MS else 'MISSED'}",
+        ],
         ["POST → offer webhook max ms", f"{max(e2e, default=float('nan')):.0f}", ""],
     ]
     print()
@@ -162,15 +182,29 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=float, default=50.0, help="referrals posted per second")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to post for")
-    parser.add_argument("--settle", type=float, default=10.0,
-                        help="stop waiting for offers after this many seconds without a new one")
-    parser.add_argument("--max-wait", type=float, default=120.0,
-                        help="stop waiting for offers this many seconds after the last POST")
-    parser.add_argument("--database", choices=["sqlite"], default="sqlite",
-                        help="SQLite, as the issue measured (offer ids are mapped to cases from notify's file)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=10.0,
+        help="stop waiting for offers after this many seconds without a new one",
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=120.0,
+        help="stop waiting for offers this many seconds after the last POST",
+    )
+    parser.add_argument(
+        "--database",
+        choices=["sqlite"],
+        default="sqlite",
+        help="SQLite, as the issue measured (offer ids are mapped to cases from notify's file)",
+    )
     args = parser.parse_args()
     return asyncio.run(run(args))
 

@@ -49,10 +49,15 @@ def combine(results: list[WrkResult]) -> WrkResult:
         for code, n in r.statuses.items():
             statuses[code] = statuses.get(code, 0) + n
     return WrkResult(
-        target=results[0].target, connections=results[0].connections, seconds=sum(r.seconds for r in results),
-        statuses=statuses, busy_without_retry_after=sum(r.busy_without_retry_after for r in results),
-        socket_errors=sum(r.socket_errors for r in results), timeouts=sum(r.timeouts for r in results),
-        p50_ms=statistics.median(r.p50_ms for r in results), p99_ms=max(r.p99_ms for r in results),
+        target=results[0].target,
+        connections=results[0].connections,
+        seconds=sum(r.seconds for r in results),
+        statuses=statuses,
+        busy_without_retry_after=sum(r.busy_without_retry_after for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
+        timeouts=sum(r.timeouts for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=max(r.p99_ms for r in results),
         max_ms=max(r.max_ms for r in results),
     )
 
@@ -90,31 +95,59 @@ def bench_database(database: str, args: argparse.Namespace) -> list[list[object]
                 results: dict[str, list[WrkResult]] = {name: [] for name in targets}
                 for round_no in range(args.rounds):
                     for name, url in targets.items():
-                        result = run_wrk(url, connections=connections, seconds=args.seconds, template=template,
-                                         tag=f"{database}-{connections}-{round_no}-{name}", target=name)
+                        result = run_wrk(
+                            url,
+                            connections=connections,
+                            seconds=args.seconds,
+                            template=template,
+                            tag=f"{database}-{connections}-{round_no}-{name}",
+                            target=name,
+                        )
                         results[name].append(result)
-                        print(f"  {database} c={connections} round {round_no + 1} {name}: {result.rate:.0f}/s "
-                              f"p50 {result.p50_ms:.0f} ms p99 {result.p99_ms:.0f} ms max {result.max_ms:.0f} ms "
-                              f"202={result.accepted} 503={result.busy} errors={result.errors} "
-                              f"timeouts={result.timeouts}", flush=True)
+                        print(
+                            f"  {database} c={connections} round {round_no + 1} {name}: {result.rate:.0f}/s "
+                            f"p50 {result.p50_ms:.0f} ms p99 {result.p99_ms:.0f} ms max {result.max_ms:.0f} ms "
+                            f"202={result.accepted} 503={result.busy} errors={result.errors} "
+                            f"timeouts={result.timeouts}",
+                            flush=True,
+                        )
                         quiesce(pids, limit=args.settle)
                 intake, peer = combine(results["intake"]), combine(results["peer"])
                 ratio = intake.rate / peer.rate if peer.rate else 0.0
                 for r in (intake, peer):
-                    rows.append([database, connections, r.target, f"{r.rate:.0f}", f"{r.p50_ms:.0f}",
-                                 f"{r.p99_ms:.0f}", f"{r.max_ms:.0f}", r.accepted, r.busy, r.errors, r.timeouts,
-                                 f"{ratio:.2f}" if r is intake else "", verdict(database, intake, peer)
-                                 if r is intake else ""])
+                    rows.append(
+                        [
+                            database,
+                            connections,
+                            r.target,
+                            f"{r.rate:.0f}",
+                            f"{r.p50_ms:.0f}",
+                            f"{r.p99_ms:.0f}",
+                            f"{r.max_ms:.0f}",
+                            r.accepted,
+                            r.busy,
+                            r.errors,
+                            r.timeouts,
+                            f"{ratio:.2f}" if r is intake else "",
+                            verdict(database, intake, peer) if r is intake else "",
+                        ]
+                    )
     return rows
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each wrk round")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per target and concurrency")
     parser.add_argument("--connections", type=lambda s: [int(c) for c in s.split(",")], default=[16, 256])
-    parser.add_argument("--settle", type=float, default=30.0,
-                        help="longest wait between rounds for the system to go idle (downstream work)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=30.0,
+        help="longest wait between rounds for the system to go idle (downstream work)",
+    )
     parser.add_argument("--databases", type=lambda s: s.split(","), default=["sqlite", "postgresql"])
     args = parser.parse_args()
     ensure_wrk()
@@ -125,10 +158,30 @@ def main() -> int:
             continue
         rows += bench_database(database, args)
     print()
-    print(f"intake vs bare peer: wrk, {args.rounds} interleaved round(s) of {args.seconds:g} s per target; "
-          "rate = 202s per second; latency over all answers")
-    print(table(["database", "conns", "target", "ref/s", "p50 ms", "p99 ms", "max ms", "202", "503+RA",
-                 "errors", "timeouts", "ratio", "target check"], rows))
+    print(
+        f"intake vs bare peer: wrk, {args.rounds} interleaved round(s) of {args.seconds:g} s per target; "
+        "rate = 202s per second; latency over all answers"
+    )
+    print(
+        table(
+            [
+                "database",
+                "conns",
+                "target",
+                "ref/s",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "202",
+                "503+RA",
+                "errors",
+                "timeouts",
+                "ratio",
+                "target check",
+            ],
+            rows,
+        )
+    )
     return 0
 
 

@@ -29,9 +29,15 @@ def second_half_bound(half: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--referrals", type=int, default=3000,
-                        help="referrals to send (the issue's figure is 100000; the default keeps `make bench` short)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--referrals",
+        type=int,
+        default=3000,
+        help="referrals to send (the issue's figure is 100000; the default keeps `make bench` short)",
+    )
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
@@ -45,18 +51,29 @@ def main() -> int:
         with running_system(tmp, args.database) as system:
             pids = {s: system.processes[s].pid for s in SERVICES}
             started = {s: rss_mib(p) for s, p in pids.items()}
-            run_wrk(system.url("intake"), connections=4, seconds=3, template=template, tag="warm", target="intake")
+            run_wrk(
+                system.url("intake"), connections=4, seconds=3, template=template, tag="warm", target="intake"
+            )
             quiesce(list(pids.values()), limit=600)
             before = {s: rss_mib(p) for s, p in pids.items()}
             sent, chunk, half = 0, 0, None
             while sent < args.referrals:
-                result = run_wrk(system.url("intake"), connections=args.connections, seconds=args.chunk_seconds,
-                                 template=template, tag=f"mem-{chunk}", target="intake")
+                result = run_wrk(
+                    system.url("intake"),
+                    connections=args.connections,
+                    seconds=args.chunk_seconds,
+                    template=template,
+                    tag=f"mem-{chunk}",
+                    target="intake",
+                )
                 sent += result.accepted
                 chunk += 1
                 quiesce(list(pids.values()), limit=600)
-                print(f"  {sent} referrals accepted; RSS MiB "
-                      + ", ".join(f"{s} {rss_mib(p):.0f}" for s, p in pids.items()), flush=True)
+                print(
+                    f"  {sent} referrals accepted; RSS MiB "
+                    + ", ".join(f"{s} {rss_mib(p):.0f}" for s, p in pids.items()),
+                    flush=True,
+                )
                 if half is None and sent >= args.referrals / 2:
                     half = {s: rss_mib(p) for s, p in pids.items()}
             after = {s: rss_mib(p) for s, p in pids.items()}
@@ -65,13 +82,35 @@ def main() -> int:
     for s in SERVICES:
         growth = after[s] - half[s]
         ok = after[s] < END_BOUND_MIB and growth < second_half_bound(half[s])
-        rows.append([s, f"{started[s]:.0f}", f"{before[s]:.0f}", f"{half[s]:.0f}", f"{after[s]:.0f}",
-                     f"{after[s] - before[s]:+.0f}", f"{growth:+.0f} (< {second_half_bound(half[s]):.0f})",
-                     "met" if ok else "MISSED"])
+        rows.append(
+            [
+                s,
+                f"{started[s]:.0f}",
+                f"{before[s]:.0f}",
+                f"{half[s]:.0f}",
+                f"{after[s]:.0f}",
+                f"{after[s] - before[s]:+.0f}",
+                f"{growth:+.0f} (< {second_half_bound(half[s]):.0f})",
+                "met" if ok else "MISSED",
+            ]
+        )
     print()
     print(f"resident memory (MiB), {args.database}, {sent} referrals through the whole pipeline")
-    print(table(["service", "at start", "after warm-up", "half-way", "at end", "growth", "2nd-half growth (bound)",
-                 f"bound: < {END_BOUND_MIB:g} MiB, 2nd half flat"], rows))
+    print(
+        table(
+            [
+                "service",
+                "at start",
+                "after warm-up",
+                "half-way",
+                "at end",
+                "growth",
+                "2nd-half growth (bound)",
+                f"bound: < {END_BOUND_MIB:g} MiB, 2nd half flat",
+            ],
+            rows,
+        )
+    )
     return 0
 
 

@@ -61,7 +61,8 @@ class AdmissionMiddleware:
         try:
             await admission.acquire()
         except Overloaded:
-            response = state.busy_response(scope["path"], state.settings.busy_retry_after_seconds)  # type: ignore[union-attr]
+            settings = state.settings  # type: ignore[union-attr]
+            response = state.busy_response(scope["path"], settings.busy_retry_after_seconds)  # type: ignore[union-attr]
             await response(scope, receive, send)
             return
         try:

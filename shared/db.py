@@ -96,7 +96,8 @@ class Database:
         self.wait_timeout = wait_timeout
         # The pool sizes are not the fix for load: the one-session-per-request rule and the bounded
         # waits are. SQLite: readers run side by side (WAL), writers take turns in-process.
-        kwargs: dict[str, Any] = {"echo": echo, "pool_timeout": wait_timeout, "pool_size": 5, "max_overflow": 10}
+        kwargs: dict[str, Any] = {"echo": echo, "pool_timeout": wait_timeout, "pool_size": 5,
+                                  "max_overflow": 10}
         sqlite = url.startswith("sqlite")
         if sqlite:
             # Another process (the CLI) may hold the write lock briefly; in-process writers never contend.
@@ -221,7 +222,8 @@ async def end_read(session: AsyncSession) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     # The driver's own implicit BEGIN is off (see _sqlite_pragmas): Pathways says when and how.
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_SQLITE_IMMEDIATE) else "BEGIN")
+    immediate = conn.get_execution_options().get(_SQLITE_IMMEDIATE)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

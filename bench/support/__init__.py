@@ -60,7 +60,9 @@ def _pg_admin(statements: Sequence[str]) -> None:
 
 
 @contextmanager
-def running_system(tmp: Path, database: str = "sqlite", extra_env: dict[str, str] | None = None) -> Iterator[System]:
+def running_system(
+    tmp: Path, database: str = "sqlite", extra_env: dict[str, str] | None = None
+) -> Iterator[System]:
     """NATS and the four services as `pathways up` starts them (launcher.System), on free ports.
 
     On PostgreSQL each service gets a fresh database of its own (dropped afterwards), as each owns its
@@ -78,13 +80,16 @@ def running_system(tmp: Path, database: str = "sqlite", extra_env: dict[str, str
         system.log_dir.mkdir(exist_ok=True)
         from services.launcher import NatsServer
 
-        system.nats = NatsServer(system.data_dir / "nats", ports["nats"], ports["nats_monitor"],
-                                 system.log_dir / "nats.log")
+        system.nats = NatsServer(
+            system.data_dir / "nats", ports["nats"], ports["nats_monitor"], system.log_dir / "nats.log"
+        )
         system.nats.start()
         for service in SERVICES:
             env = system.environment()
             if databases:
-                env["DATABASE_URL"] = f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{databases[service]}"
+                env["DATABASE_URL"] = (
+                    f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{databases[service]}"
+                )
             system.start_service(service, env)
         for service in SERVICES:
             wait_until_ok(f"{system.url(service)}/readyz", 60, system.processes[service])
@@ -106,7 +111,9 @@ def running_peer(nats_url: str) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("peer.py")), "--port", str(port), "--nats", nats_url],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         wait_until_ok(f"http://127.0.0.1:{port}/healthz", 30, process)
@@ -130,7 +137,9 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def quiesce(pids: Sequence[int], *, idle_share: float = 0.05, window: float = 0.5, limit: float = 120.0) -> float:
+def quiesce(
+    pids: Sequence[int], *, idle_share: float = 0.05, window: float = 0.5, limit: float = 120.0
+) -> float:
     """Wait until the processes together use under ``idle_share`` of one core (the downstream work of
     the last round is done), so that one round's backlog does not eat into the next; returns seconds waited."""
     start = time.monotonic()
@@ -153,8 +162,12 @@ def ensure_wrk() -> str:
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     print("installing wrk (apt-get install wrk)…", flush=True)
     subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(
+        [*sudo, "apt-get", "install", "-y", "-qq", "wrk"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     found = shutil.which("wrk")
     if not found:
         raise RuntimeError("wrk could not be installed")
@@ -202,13 +215,37 @@ class WrkResult:
         return self.accepted / self.seconds if self.seconds else 0.0
 
 
-def run_wrk(url: str, *, connections: int, seconds: float, template: Path, tag: str, target: str,
-            threads: int = 2, timeout_s: int = 5) -> WrkResult:
+def run_wrk(
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    template: Path,
+    tag: str,
+    target: str,
+    threads: int = 2,
+    timeout_s: int = 5,
+) -> WrkResult:
     """wrk against POST /fhir/Bundle, each request a distinct referral (bench/support/referrals.lua)."""
     threads = min(threads, connections)
-    command = [ensure_wrk(), "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
-               "--timeout", f"{timeout_s}s", "-s", str(Path(__file__).with_name("referrals.lua")), url,
-               "--", str(template), tag, EHR_KEY]
+    command = [
+        ensure_wrk(),
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds:g}s",
+        "--timeout",
+        f"{timeout_s}s",
+        "-s",
+        str(Path(__file__).with_name("referrals.lua")),
+        url,
+        "--",
+        str(template),
+        tag,
+        EHR_KEY,
+    ]
     for attempt in range(2):  # wrk has been seen to exit 1 at start on a busy machine: try once more
         done = subprocess.run(command, capture_output=True, text=True)
         line = next((l for l in done.stdout.splitlines() if l.startswith("WRKJSON ")), None)
@@ -218,11 +255,16 @@ def run_wrk(url: str, *, connections: int, seconds: float, template: Path, tag: 
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()[:500]}")
     data = json.loads(line.removeprefix("WRKJSON "))
     return WrkResult(
-        target=target, connections=connections, seconds=data["duration_us"] / 1e6,
+        target=target,
+        connections=connections,
+        seconds=data["duration_us"] / 1e6,
         statuses={int(k): int(v) for k, v in data["statuses"].items()},
         busy_without_retry_after=data["busy_without_retry_after"],
-        socket_errors=data["connect"] + data["read"] + data["write"], timeouts=data["timeout"],
-        p50_ms=data["p50_us"] / 1000, p99_ms=data["p99_us"] / 1000, max_ms=data["max_us"] / 1000,
+        socket_errors=data["connect"] + data["read"] + data["write"],
+        timeouts=data["timeout"],
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        max_ms=data["max_us"] / 1000,
     )
 
 

@@ -114,7 +114,8 @@ async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, sess
     fingerprint = referrals.request_hash(endpoint, body)
     if isinstance(parsed, ParsedCancellation):
         answer = await referrals.idempotent(
-            runtime.db, session, client.id, keys, fingerprint, lambda: referrals.cancel(session, client, parsed)
+            runtime.db, session, client.id, keys, fingerprint,
+            lambda: referrals.cancel(session, client, parsed),
         )
     else:
         new = referrals.new_referral(client, parsed, cipher(request), fingerprint)

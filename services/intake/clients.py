@@ -84,7 +84,8 @@ async def _client(session: AsyncSession, client_id: str) -> ApiClient:
 
 @router.post("", response_model=ClientIssued, status_code=201,
              summary="Register an EHR client for one or more ODS codes (the key is shown once)")
-async def create_client(body: ClientCreate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> ClientIssued:
+async def create_client(body: ClientCreate, runtime: RuntimeDep,
+                        session: SessionDep, caller: OpsCaller) -> ClientIssued:
     async with runtime.db.transaction(session):
         return await register(session, caller, body)
 
@@ -117,7 +118,8 @@ async def rotate_client(client_id: str, request: Request, runtime: RuntimeDep, s
              summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`, for good: its referrals "
                      "and Tasks stay); the key stops working at once")
 async def end_client(client_id: str, action: EndAction, request: Request, runtime: RuntimeDep,
-                     session: SessionDep, caller: OpsCaller, body: ExpireRequest | None = None) -> ClientPublic:
+                     session: SessionDep, caller: OpsCaller,
+                     body: ExpireRequest | None = None) -> ClientPublic:
     async with runtime.db.transaction(session):
         client = await _client(session, client_id)
         await change(session, caller, client, action, kind=KIND, subject=f"EHR client {client_id}",

@@ -211,8 +211,8 @@ async def read_subscription(subscription_id: str, client: ClientDep, session: Se
 
 
 @router.delete("/fhir/Subscription/{subscription_id}", summary="Stop a Subscription")
-async def delete_subscription(subscription_id: str, client: ClientDep, runtime: RuntimeDep, session: SessionDep
-                              ) -> JSONResponse:
+async def delete_subscription(subscription_id: str, client: ClientDep, runtime: RuntimeDep,
+                              session: SessionDep) -> JSONResponse:
     async with runtime.db.transaction(session):
         sub = await _own_subscription(session, client.id, subscription_id)
         sub.status = SubscriptionStatus.off

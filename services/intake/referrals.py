@@ -105,7 +105,9 @@ class NewReferral:
     answer: Answer
 
 
-def new_referral(client: ApiClient, parsed: ParsedReferral, cipher: FieldCipher, fingerprint: str) -> NewReferral:
+def new_referral(
+    client: ApiClient, parsed: ParsedReferral, cipher: FieldCipher, fingerprint: str
+) -> NewReferral:
     """A new referral, its identifying details encrypted under the active key, and its announcement.
 
     Built before the transaction that stores it (encryption, serialising the event and the Task are
@@ -127,7 +129,8 @@ def new_referral(client: ApiClient, parsed: ParsedReferral, cipher: FieldCipher,
     announcement = outbox_message(ReferralReceived(
         case_id=referral.id, referrer_ods=parsed.referrer_ods, summary=parsed.summary, consent=parsed.consent,
     ))
-    return NewReferral((referral, announcement), Answer(202, task_resource(referral), f"/fhir/Task/{referral.id}"))
+    answer = Answer(202, task_resource(referral), f"/fhir/Task/{referral.id}")
+    return NewReferral((referral, announcement), answer)
 
 
 async def receive(session: AsyncSession, new: NewReferral) -> Answer:

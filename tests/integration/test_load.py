@@ -49,8 +49,12 @@ def referral(n: int) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 async def burst_of_referrals(client: httpx.AsyncClient, count: int = BURST) -> list[httpx.Response]:
-    return await asyncio.gather(*(client.post("/fhir/Bundle", json=body, headers=headers)
-                                  for body, headers in map(referral, range(count))))
+    return await asyncio.gather(
+        *(
+            client.post("/fhir/Bundle", json=body, headers=headers)
+            for body, headers in map(referral, range(count))
+        )
+    )
 
 
 def assert_answered(responses: list[httpx.Response], ok: int) -> None:
@@ -74,8 +78,9 @@ async def assert_whole(app: FastAPI, accepted: int) -> None:
 
 
 @pytest.fixture
-async def loaded_intake(nats_server: NatsServer, database_url: str, encryption_keys: str,
-                        request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+async def loaded_intake(
+    nats_server: NatsServer, database_url: str, encryption_keys: str, request: pytest.FixtureRequest
+) -> AsyncIterator[httpx.AsyncClient]:
     overrides = getattr(request, "param", {})
     app = create_intake(intake_settings(nats_server.url, database_url, encryption_keys, **overrides))
     async with running(app) as client:
@@ -84,8 +89,9 @@ async def loaded_intake(nats_server: NatsServer, database_url: str, encryption_k
 
 
 # Waits far longer than the work needs: a lock-up would show as 503s after the wait, not as 202s.
-@pytest.mark.parametrize("loaded_intake", [{"database_wait_seconds": 30, "request_queue_seconds": 30}],
-                         indirect=True)
+@pytest.mark.parametrize(
+    "loaded_intake", [{"database_wait_seconds": 30, "request_queue_seconds": 30}], indirect=True
+)
 async def test_a_burst_of_referrals_is_all_accepted_and_stored_whole(loaded_intake):
     responses = await burst_of_referrals(loaded_intake)
     assert [r.status_code for r in responses] == [202] * BURST, {r.status_code for r in responses}
@@ -95,8 +101,9 @@ async def test_a_burst_of_referrals_is_all_accepted_and_stored_whole(loaded_inta
     assert after.status_code == 202
 
 
-@pytest.mark.parametrize("loaded_intake", [{"max_concurrent_requests": 4, "request_queue_seconds": 0}],
-                         indirect=True)
+@pytest.mark.parametrize(
+    "loaded_intake", [{"max_concurrent_requests": 4, "request_queue_seconds": 0}], indirect=True
+)
 async def test_beyond_the_admission_limit_a_burst_is_refused_fast_and_nothing_half_written(loaded_intake):
     responses = await burst_of_referrals(loaded_intake)
     assert_answered(responses, 202)
@@ -129,7 +136,9 @@ async def test_with_every_connection_taken_a_referral_gets_a_fast_503_then_goes_
 
 
 @pytest.mark.parametrize("loaded_intake", [{"database_wait_seconds": 0.3}], indirect=True)
-async def test_sqlite_writers_take_turns_and_a_writer_kept_waiting_too_long_gets_503(loaded_intake, database_url):
+async def test_sqlite_writers_take_turns_and_a_writer_kept_waiting_too_long_gets_503(
+    loaded_intake, database_url
+):
     if not database_url.startswith("sqlite"):
         pytest.skip("the writer slot is SQLite's: PostgreSQL writers run side by side")
     db = loaded_intake.app.state.runtime.db
@@ -155,8 +164,9 @@ async def test_sqlite_writers_take_turns_and_a_writer_kept_waiting_too_long_gets
 
 
 @pytest.fixture
-async def world(nats_server: NatsServer, database_url: str, tmp_path: Path, encryption_keys: str
-                ) -> AsyncIterator[World]:
+async def world(
+    nats_server: NatsServer, database_url: str, tmp_path: Path, encryption_keys: str
+) -> AsyncIterator[World]:
     async with world_for(nats_server.url, database_url, tmp_path, encryption_keys) as w:
         yield w
 
@@ -188,22 +198,36 @@ OPS_KEY = "pw_ops_test_key"
 
 
 async def test_a_burst_of_directory_ops_edits_is_answered_and_each_announced(nats_server, database_url):
-    app = create_directory(DirectorySettings(
-        nats_url=nats_server.url, database_url=database_url, service_token=SERVICE_TOKEN, load_sample=True,
-        sample_ops_key_hash=hash_api_key(OPS_KEY), database_wait_seconds=30, request_queue_seconds=30,
-    ))
+    app = create_directory(
+        DirectorySettings(
+            nats_url=nats_server.url,
+            database_url=database_url,
+            service_token=SERVICE_TOKEN,
+            load_sample=True,
+            sample_ops_key_hash=hash_api_key(OPS_KEY),
+            database_wait_seconds=30,
+            request_queue_seconds=30,
+        )
+    )
     ops = {"Authorization": f"Bearer {OPS_KEY}"}
     async with running(app) as directory:
         announced = await count(app, OutboxMessage)
-        responses = await asyncio.gather(*(
-            directory.post("/organisations", headers=ops, json={"id": f"org-{n}", "name": f"Organisation {n} (sample)"})
-            for n in range(BURST)
-        ))
+        responses = await asyncio.gather(
+            *(
+                directory.post(
+                    "/organisations",
+                    headers=ops,
+                    json={"id": f"org-{n}", "name": f"Organisation {n} (sample)"},
+                )
+                for n in range(BURST)
+            )
+        )
         assert [r.status_code for r in responses] == [201] * BURST, {r.status_code for r in responses}
         assert await count(app, OutboxMessage) == announced + BURST
 
         async def published() -> bool:
-            return await count(app, OutboxMessage, OutboxMessage.published_at.is_(None)) == 0  # type: ignore[union-attr]
+            unpublished = OutboxMessage.published_at.is_(None)  # type: ignore[union-attr]
+            return await count(app, OutboxMessage, unpublished) == 0
 
         await eventually(published)
         assert (await directory.get("/organisations")).status_code == 200
