@@ -5,7 +5,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench clean openapi
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Pathways needs Python 3.11 or newer on PATH" >&2; exit 1; }
@@ -21,6 +21,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Regenerate the checked-in OpenAPI documents (docs/openapi/) after changing an API.
+openapi: $(STAMP)
+	$(VENV)/bin/python -m services.openapi_docs
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done

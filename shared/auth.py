@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Protocol
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.service import SessionDep
@@ -42,15 +43,22 @@ def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
+# FastAPI's security classes read the credential, so the OpenAPI documents show how to authenticate.
+# auto_error=False: a missing credential is our own 401 (problem+json or OperationOutcome), not theirs.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="The API key as a bearer token.")
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey",
+                       description="The API key in the X-API-Key header (instead of the bearer token).")
+
+
 def bearer_or_api_key(
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    x_api_key: Annotated[str | None, Depends(API_KEY)],
 ) -> str:
     """The presented credential, from ``Authorization: Bearer …`` or ``X-API-Key``."""
     if x_api_key:
         return x_api_key
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
+    if bearer is not None and bearer.credentials.strip():
+        return bearer.credentials.strip()
     raise HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         detail="Missing credentials: send 'Authorization: Bearer <api key>' or 'X-API-Key'.",

@@ -7,8 +7,17 @@ its last good copy while the directory is away. Vocabularies come from ``shared.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+# Organisation and service ids: 2-80 lower-case letters, digits and hyphens. Callers that pass an id on
+# to the directory (notify's ops assigning a service by hand) check it with the same rule, so nothing
+# else can reach a directory URL.
+DIRECTORY_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,79}$"
+DirectoryId = Annotated[str, Field(pattern=DIRECTORY_ID_PATTERN, min_length=2, max_length=80,
+                                   description="2-80 lower-case letters, digits and hyphens",
+                                   examples=["aire-valley-outreach"])]
 
 
 class ServiceRecord(BaseModel):

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
+from shared.state_machine import IllegalTransition
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -54,6 +56,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         return request.app.state.busy_response(  # type: ignore[no-any-return]
             request.url.path, request.app.state.settings.busy_retry_after_seconds)
 
+    async def illegal_transition(request: Request, exc: IllegalTransition) -> JSONResponse:
+        return problem(409, str(exc), title="Conflict with the current state", state=exc.current)
+
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(PoolTimeout, busy)
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(IllegalTransition, illegal_transition)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from typing import Annotated
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,6 +25,8 @@ from shared.bus import Bus, ConsumerSpec, Delivery
 from shared.db import Database
 from shared.events import Event
 from shared.outbox import OutboxRelay
+from shared.methods import AllowHeader
+from shared.openapi import install_openapi
 from shared.problems import busy_problem, install_problem_handlers, problem
 from shared.settings import ServiceSettings
 from shared.telemetry import configure_tracing
@@ -56,6 +59,12 @@ class Runtime:
         )
 
 
+class Readiness(BaseModel):
+    status: str
+    service: str
+    checks: dict[str, bool]
+
+
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every URL at INFO; URLs can carry area queries, so keep it to warnings.
@@ -70,6 +79,7 @@ def create_service_app(
     tables: Sequence[type[SQLModel]],
     routers: Sequence[APIRouter],
     setup: Callable[[Runtime], Awaitable[None]] | None = None,
+    fhir_prefix: str | None = None,
 ) -> FastAPI:
     name = settings.service_name
 
@@ -104,12 +114,15 @@ def create_service_app(
     app.add_middleware(AdmissionMiddleware)
     app.state.busy_response = busy_problem
     install_problem_handlers(app)
+    install_openapi(app, fhir_prefix=fhir_prefix)
+    app.add_middleware(AllowHeader, document=app.openapi)
 
     @app.get("/healthz", tags=["probes"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": name}
 
-    @app.get("/readyz", tags=["probes"], summary="The bus and the database are reachable")
+    @app.get("/readyz", tags=["probes"], summary="The bus and the database are reachable",
+             response_model=Readiness)
     async def readyz(request: Request) -> JSONResponse:
         runtime: Runtime = request.app.state.runtime
         checks = {"database": await runtime.db.ping(), "bus": runtime.bus.ready}

@@ -4,22 +4,25 @@ and the internal endpoints the router and notify call. Thin: rules live in ``dom
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.directory import fhir_view, gazetteer, hsds
 from services.directory.domain import (
+    MAX_OPEN_OFFERS,
     InvalidArea,
     OrganisationCreate,
     OrganisationIn,
     ResolvedArea,
     ServiceCreate,
     ServiceIn,
+    WaitBand,
 )
 from services.directory.search import SearchFilters, SearchIndex
 from services.directory.store import (
@@ -35,11 +38,13 @@ from shared.auth import Caller, OpsCaller, ServiceCaller
 from shared.directory_contract import AreaResolution, DirectorySnapshot, ProviderDelivery, ServiceRecord
 from shared.events import DirectoryChanged, RiskBand, utcnow
 from shared.fhir import FHIR_JSON
+from shared.openapi import FhirResponse, errors, fhir_resource
 from shared.outbox import enqueue
 from shared.problems import problem
 from shared.reference import AbuseType, Community, Gender, ServiceStatus, ServiceType
 from shared.service import RuntimeDep, SessionDep
 
+T = TypeVar("T")
 router = APIRouter(tags=["directory"])
 ops = APIRouter(tags=["ops"])
 internal = APIRouter(tags=["internal"])
@@ -84,8 +89,8 @@ class CapacityUpdate(BaseModel):
 
     accepting: bool | None = None
     status: ServiceStatus | None = None
-    max_open_offers: int | None = None
-    wait_band: str | None = None
+    max_open_offers: int | None = Field(default=None, ge=0, le=MAX_OPEN_OFFERS)
+    wait_band: WaitBand | None = None
 
 
 class HsdsImportResult(BaseModel):
@@ -107,7 +112,8 @@ async def resolve_area(session: AsyncSession, area: str) -> ResolvedArea:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
 
-@router.get("/areas/{area}", response_model=AreaOut, summary="Resolve a postcode, sector, district or code")
+@router.get("/areas/{area}", response_model=AreaOut, summary="Resolve a postcode, sector, district or code",
+            responses=errors(400, 404))
 async def get_area(area: str, session: SessionDep) -> AreaOut:
     resolved = await resolve_area(session, area)
     return AreaOut(
@@ -120,7 +126,7 @@ async def get_area(area: str, session: SessionDep) -> AreaOut:
 
 
 @router.get("/services", response_model=list[ServicePublic], summary="Services that cover an area",
-            response_class=JSONResponse)
+            response_class=JSONResponse, responses=errors(400, 404))
 async def search_services(
     request: Request,
     session: SessionDep,
@@ -163,7 +169,7 @@ def _public(service: Service, organisation: Organisation) -> ServicePublic:
                          organisation_by_and_for=organisation.by_and_for)
 
 
-@router.get("/services/{service_id}", response_model=ServicePublic)
+@router.get("/services/{service_id}", response_model=ServicePublic, responses=errors(404))
 async def get_service(service_id: str, session: SessionDep) -> ServicePublic:
     return _public(*await _service_view(session, service_id))
 
@@ -180,7 +186,7 @@ async def _organisation(session: AsyncSession, organisation_id: str) -> Organisa
     return organisation
 
 
-@router.get("/organisations/{organisation_id}", response_model=OrganisationPublic)
+@router.get("/organisations/{organisation_id}", response_model=OrganisationPublic, responses=errors(404))
 async def get_organisation(organisation_id: str, session: SessionDep) -> OrganisationPublic:
     return OrganisationPublic.of(await _organisation(session, organisation_id))
 
@@ -194,19 +200,20 @@ def _changed(session: AsyncSession, caller: Caller, entity: str, entity_id: str,
     enqueue(session, DirectoryChanged(entity=entity, entity_id=entity_id, change=change))  # type: ignore[arg-type]
 
 
-@ops.post("/organisations", response_model=OrganisationPublic, status_code=201, summary="Add an organisation")
-async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep,
-                              session: SessionDep, caller: OpsCaller) -> OrganisationPublic:
+@ops.post("/organisations", response_model=OrganisationPublic, status_code=201, summary="Add an organisation",
+          responses=errors(409, 422))
+async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> OrganisationPublic:
     async with runtime.db.transaction(session):
         if await session.get(Organisation, body.id) is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Organisation '{body.id}' already exists.")
         organisation = Organisation(**body.columns())
         session.add(organisation)
         _changed(session, caller, "organisation", body.id, "created")
-    return OrganisationPublic.of(organisation)
+        return _readable(lambda: OrganisationPublic.of(organisation))
 
 
-@ops.put("/organisations/{organisation_id}", response_model=OrganisationPublic, summary="Replace an organisation")
+@ops.put("/organisations/{organisation_id}", response_model=OrganisationPublic, summary="Replace an organisation",
+         responses=errors(404, 422))
 async def replace_organisation(
     organisation_id: str, body: OrganisationIn, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller
 ) -> OrganisationPublic:
@@ -214,12 +221,12 @@ async def replace_organisation(
         organisation = await _organisation(session, organisation_id)
         _assign(session, organisation, body.columns())
         _changed(session, caller, "organisation", organisation_id, "updated")
-    return OrganisationPublic.of(organisation)
+        return _readable(lambda: OrganisationPublic.of(organisation))
 
 
-@ops.delete("/organisations/{organisation_id}", status_code=204, summary="Remove an organisation")
-async def delete_organisation(organisation_id: str, runtime: RuntimeDep,
-                              session: SessionDep, caller: OpsCaller) -> Response:
+@ops.delete("/organisations/{organisation_id}", status_code=204, summary="Remove an organisation",
+            responses=errors(404, 409))
+async def delete_organisation(organisation_id: str, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> Response:
     async with runtime.db.transaction(session):
         organisation = await _organisation(session, organisation_id)
         if (await session.exec(select(Service.id).where(Service.organisation_id == organisation_id).limit(1))).first():
@@ -240,21 +247,22 @@ async def _check_organisation(session: AsyncSession, organisation_id: str) -> No
                             detail=f"No organisation with id '{organisation_id}' to own the service.")
 
 
-@ops.post("/services", response_model=ServicePublic, status_code=201, summary="Add a service")
-async def create_service(body: ServiceCreate, runtime: RuntimeDep,
-                         session: SessionDep, caller: OpsCaller) -> ServicePublic:
+@ops.post("/services", response_model=ServicePublic, status_code=201, summary="Add a service",
+          responses=errors(409, 422))
+async def create_service(body: ServiceCreate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> ServicePublic:
     async with runtime.db.transaction(session):
         await _check_organisation(session, body.organisation_id)
         if await session.get(Service, body.id) is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Service '{body.id}' already exists.")
         session.add(Service(**body.columns()))
         _changed(session, caller, "service", body.id, "created")
-    return _public(*await _service_view(session, body.id))
+        view = await _service_view(session, body.id)
+        return _readable(lambda: _public(*view))
 
 
-@ops.put("/services/{service_id}", response_model=ServicePublic, summary="Replace a service")
-async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep,
-                          session: SessionDep, caller: OpsCaller) -> ServicePublic:
+@ops.put("/services/{service_id}", response_model=ServicePublic, summary="Replace a service",
+         responses=errors(404, 422))
+async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> ServicePublic:
     async with runtime.db.transaction(session):
         service = await session.get(Service, service_id)
         if service is None:
@@ -262,11 +270,12 @@ async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep,
         await _check_organisation(session, body.organisation_id)
         _assign(session, service, body.columns())
         _changed(session, caller, "service", service_id, "updated")
-    return _public(*await _service_view(session, service_id))
+        view = await _service_view(session, service_id)
+        return _readable(lambda: _public(*view))
 
 
 @ops.patch("/services/{service_id}/capacity", response_model=ServicePublic,
-           summary="Pause or resume referrals, change status or capacity")
+           summary="Pause or resume referrals, change status or capacity", responses=errors(404, 422))
 async def update_capacity(
     service_id: str, body: CapacityUpdate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller
 ) -> ServicePublic:
@@ -281,7 +290,17 @@ async def update_capacity(
             raise _unprocessable(exc) from exc
         _assign(session, service, checked.columns())
         _changed(session, caller, "service", service_id, "updated")
-    return _public(*await _service_view(session, service_id))
+        view = await _service_view(session, service_id)
+        return _readable(lambda: _public(*view))
+
+
+def _readable(build: Callable[[], T]) -> T:
+    """The public view of a change, built before its transaction commits: what could not be read back
+    (a value the public model refuses) is refused with 422 and never stored."""
+    try:
+        return build()
+    except ValidationError as exc:
+        raise _unprocessable(exc) from exc
 
 
 def _unprocessable(exc: ValidationError) -> HTTPException:
@@ -289,9 +308,8 @@ def _unprocessable(exc: ValidationError) -> HTTPException:
     return HTTPException(422, detail=errors)
 
 
-@ops.delete("/services/{service_id}", status_code=204, summary="Remove a service")
-async def delete_service(service_id: str, runtime: RuntimeDep,
-                         session: SessionDep, caller: OpsCaller) -> Response:
+@ops.delete("/services/{service_id}", status_code=204, summary="Remove a service", responses=errors(404))
+async def delete_service(service_id: str, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> Response:
     async with runtime.db.transaction(session):
         service = await session.get(Service, service_id)
         if service is None:
@@ -311,7 +329,8 @@ async def export_hsds(session: SessionDep) -> dict[str, Any]:
     return hsds.export_document(organisations, services)
 
 
-@ops.post("/hsds", response_model=HsdsImportResult, summary="Import (create or replace) from HSDS JSON")
+@ops.post("/hsds", response_model=HsdsImportResult, summary="Import (create or replace) from HSDS JSON",
+          responses=errors(422))
 async def import_hsds(
     document: Annotated[dict[str, Any], Body()], runtime: RuntimeDep, session: SessionDep, caller: OpsCaller
 ) -> HsdsImportResult | JSONResponse:
@@ -351,7 +370,9 @@ def _assign(session: AsyncSession, row: Organisation | Service, columns: dict[st
     session.add(row)
 
 
-@router.get("/fhir/HealthcareService", summary="Services as a FHIR searchset of HealthcareService")
+@router.get("/fhir/HealthcareService", summary="Services as a FHIR searchset of HealthcareService",
+            response_class=FhirResponse, responses={**fhir_resource("Bundle", description="A searchset Bundle"),
+                                                    **errors(400, 404)})
 async def fhir_services(
     request: Request,
     session: SessionDep,
@@ -368,7 +389,8 @@ async def fhir_services(
     return JSONResponse(fhir_view.bundle(resources), media_type=FHIR_JSON)
 
 
-@router.get("/fhir/HealthcareService/{service_id}", summary="One service as a FHIR HealthcareService")
+@router.get("/fhir/HealthcareService/{service_id}", summary="One service as a FHIR HealthcareService",
+            response_class=FhirResponse, responses={**fhir_resource("HealthcareService"), **errors(404)})
 async def fhir_service(service_id: str, session: SessionDep) -> JSONResponse:
     return JSONResponse(fhir_view.healthcare_service(*await _service_view(session, service_id)), media_type=FHIR_JSON)
 
@@ -377,9 +399,8 @@ async def fhir_service(service_id: str, session: SessionDep) -> JSONResponse:
 
 
 @internal.get("/internal/organisations/{organisation_id}/delivery", response_model=ProviderDelivery,
-              summary="How notify reaches a provider: channel, webhook URL, signing secrets")
-async def provider_delivery(organisation_id: str,
-                            session: SessionDep, _caller: ServiceCaller) -> ProviderDelivery:
+              summary="How notify reaches a provider: channel, webhook URL, signing secrets", responses=errors(404))
+async def provider_delivery(organisation_id: str, session: SessionDep, _caller: ServiceCaller) -> ProviderDelivery:
     organisation = await _organisation(session, organisation_id)
     return ProviderDelivery(
         organisation_id=organisation.id,

@@ -35,6 +35,7 @@ from shared.credentials import (
 from shared.db import Database
 from shared.events import DirectoryChanged, utcnow
 from shared.ops_users import AUTHENTICATE_PATH, OpsIdentity, OpsKey
+from shared.openapi import errors
 from shared.outbox import enqueue
 from shared.service import RuntimeDep, SessionDep
 
@@ -127,18 +128,17 @@ async def add_provider_key(session: AsyncSession, caller: Caller, organisation_i
 
 
 @ops.post("/organisations/{organisation_id}/keys", response_model=ProviderKeyIssued, status_code=201,
-          summary="Issue a named API key for a provider (shown once); an organisation may hold several")
-async def create_provider_key(organisation_id: str, body: ProviderKeyCreate, runtime: RuntimeDep,
-                              session: SessionDep,
+          summary="Issue a named API key for a provider (shown once); an organisation may hold several",
+          responses=errors(404, 409))
+async def create_provider_key(organisation_id: str, body: ProviderKeyCreate, runtime: RuntimeDep, session: SessionDep,
                               caller: OpsCaller) -> ProviderKeyIssued:
     async with runtime.db.transaction(session):
         return await add_provider_key(session, caller, organisation_id, body)
 
 
 @ops.get("/organisations/{organisation_id}/keys", response_model=list[ProviderKeyPublic],
-         summary="A provider's keys, with their state and expiry (never the keys)")
-async def list_provider_keys(organisation_id: str,
-                             session: SessionDep, _caller: OpsCaller) -> list[ProviderKeyPublic]:
+         summary="A provider's keys, with their state and expiry (never the keys)", responses=errors(404))
+async def list_provider_keys(organisation_id: str, session: SessionDep, _caller: OpsCaller) -> list[ProviderKeyPublic]:
     if await session.get(Organisation, organisation_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No organisation with id '{organisation_id}'.")
     keys = (await session.exec(select(ProviderKey).where(ProviderKey.organisation_id == organisation_id)
@@ -147,9 +147,9 @@ async def list_provider_keys(organisation_id: str,
 
 
 @ops.post("/organisations/{organisation_id}/keys/{name}/rotate", response_model=ProviderKeyIssued,
-          summary="A new secret (shown once) and expiry for a named key; the old secret stops working")
-async def rotate_provider_key(organisation_id: str, name: str, runtime: RuntimeDep,
-                              session: SessionDep, caller: OpsCaller,
+          summary="A new secret (shown once) and expiry for a named key; the old secret stops working",
+          responses=errors(404, 409))
+async def rotate_provider_key(organisation_id: str, name: str, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller,
                               body: RotateRequest | None = None) -> ProviderKeyIssued:
     async with runtime.db.transaction(session):
         key = await _provider_key(session, organisation_id, name)
@@ -161,9 +161,9 @@ async def rotate_provider_key(organisation_id: str, name: str, runtime: RuntimeD
 
 
 @ops.post("/organisations/{organisation_id}/keys/{name}/{action}", response_model=ProviderKeyPublic,
-          summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`) a provider's key")
-async def end_provider_key(organisation_id: str, name: str, action: EndAction, runtime: RuntimeDep,
-                           session: SessionDep,
+          summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`) a provider's key",
+          responses=errors(404, 409))
+async def end_provider_key(organisation_id: str, name: str, action: EndAction, runtime: RuntimeDep, session: SessionDep,
                            caller: OpsCaller, body: ExpireRequest | None = None) -> ProviderKeyPublic:
     async with runtime.db.transaction(session):
         key = await _provider_key(session, organisation_id, name)
@@ -174,7 +174,7 @@ async def end_provider_key(organisation_id: str, name: str, action: EndAction, r
 
 
 @internal.post("/internal/providers/authenticate", response_model=ProviderIdentity,
-               summary="Which provider holds this API key, while it is usable (for notify)")
+               summary="Which provider holds this API key, while it is usable (for notify)", responses=errors(404))
 async def authenticate_provider(body: ProviderKeyQuery, session: SessionDep, _caller: ServiceCaller
                                 ) -> ProviderIdentity:
     row = (await session.exec(select(ProviderKey, Organisation).join(Organisation)
@@ -222,9 +222,9 @@ async def _ops_user(session: AsyncSession, user_id: str) -> OpsUser:
 
 
 @ops.post("/ops-users", response_model=OpsUserIssued, status_code=201,
-          summary="Create a named ops credential (shown once), valid on every service's ops API")
-async def create_ops_user(body: OpsUserCreate, runtime: RuntimeDep,
-                          session: SessionDep, caller: OpsCaller) -> OpsUserIssued:
+          summary="Create a named ops credential (shown once), valid on every service's ops API",
+          responses=errors(409))
+async def create_ops_user(body: OpsUserCreate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> OpsUserIssued:
     async with runtime.db.transaction(session):
         return await add_ops_user(session, caller, body)
 
@@ -235,7 +235,8 @@ async def list_ops_users(session: SessionDep, _caller: OpsCaller) -> list[OpsUse
 
 
 @ops.post("/ops-users/{user_id}/rotate", response_model=OpsUserIssued,
-          summary="A new key (shown once) and expiry for an ops user; the old key stops working")
+          summary="A new key (shown once) and expiry for an ops user; the old key stops working",
+          responses=errors(404, 409))
 async def rotate_ops_user(user_id: str, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller,
                           body: RotateRequest | None = None) -> OpsUserIssued:
     async with runtime.db.transaction(session):
@@ -247,9 +248,9 @@ async def rotate_ops_user(user_id: str, runtime: RuntimeDep, session: SessionDep
 
 
 @ops.post("/ops-users/{user_id}/{action}", response_model=OpsUserPublic,
-          summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`) an ops user's key")
-async def end_ops_user(user_id: str, action: EndAction, runtime: RuntimeDep,
-                       session: SessionDep, caller: OpsCaller,
+          summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`) an ops user's key",
+          responses=errors(404, 409))
+async def end_ops_user(user_id: str, action: EndAction, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller,
                        body: ExpireRequest | None = None) -> OpsUserPublic:
     async with runtime.db.transaction(session):
         user = await _ops_user(session, user_id)
@@ -274,7 +275,8 @@ async def verify_ops(request: Request, key: str, session: AsyncSession) -> Calle
 
 
 @internal.post(AUTHENTICATE_PATH, response_model=OpsIdentity,
-               summary="Which ops user holds this key, while it is usable (for the other services)")
+               summary="Which ops user holds this key, while it is usable (for the other services)",
+               responses=errors(404))
 async def authenticate_ops(body: OpsKey, session: SessionDep, _caller: ServiceCaller) -> OpsIdentity:
     user = await find_ops_user(session, body.api_key)
     if user is None:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, UrlConstraints, model_validator
 
+from shared.directory_contract import DIRECTORY_ID_PATTERN
 from shared.events import RiskBand
 from shared.reference import (
     DISTRICT_RE,
@@ -42,8 +43,9 @@ COVERAGE_ENTITIES = {
 }
 SECTOR_RE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9])$")
 FULL_RE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9])([A-Z]{2})$")
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,79}$")
+SLUG_RE = re.compile(DIRECTORY_ID_PATTERN)
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+MAX_OPEN_OFFERS = 100_000
 WEBHOOK_SECRET_RE = re.compile(r"^whsec_[A-Za-z0-9+/=]{24,}$")
 
 
@@ -106,7 +108,9 @@ def _slug(value: str) -> str:
     return value
 
 
-Slug = Annotated[str, AfterValidator(_slug)]
+Slug = Annotated[str, Field(min_length=2, max_length=80), AfterValidator(_slug)]
+# As long as the column that stores it (store.OrganisationBase): the limits of the input are the storage's.
+Url = Annotated[HttpUrl, UrlConstraints(max_length=500)]
 Communities = Annotated[list[str], _vocabulary(Community)]
 
 
@@ -116,17 +120,17 @@ class OrganisationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=2, max_length=200)
-    charity_number: str | None = Field(default=None, pattern=r"^(SC)?[0-9]{6,8}(-[0-9]+)?$")
-    ods_code: str | None = Field(default=None, pattern=r"^[A-Z0-9]{3,10}$")
+    charity_number: str | None = Field(default=None, pattern=r"^(SC)?[0-9]{6,8}(-[0-9]{1,4})?$", max_length=20)
+    ods_code: str | None = Field(default=None, pattern=r"^[A-Z0-9]{3,10}$", max_length=20)
     by_and_for: Communities = []
     by_and_for_other: list[Annotated[str, Field(min_length=2, max_length=60)]] = []
     delivery: DeliveryChannel = DeliveryChannel.poll
-    webhook_url: HttpUrl | None = None
+    webhook_url: Url | None = None
     signing_secrets: list[Annotated[str, Field(pattern=WEBHOOK_SECRET_RE.pattern)]] = Field(default=[], max_length=3)
     contact_name: str | None = Field(default=None, max_length=200)
     contact_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)
-    contact_phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{6,20}$")
-    website: HttpUrl | None = None
+    contact_phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{6,20}$", max_length=40)
+    website: Url | None = None
 
     @model_validator(mode="after")
     def _webhook_needs_url_and_secret(self) -> OrganisationIn:
@@ -171,13 +175,13 @@ class ServiceIn(BaseModel):
     abuse_types: Annotated[list[str], _vocabulary(AbuseType)] = []
     worker_genders: Annotated[list[str], _vocabulary(Gender)] = []
     accepting: bool = True
-    max_open_offers: int | None = Field(default=None, ge=0)
+    max_open_offers: int | None = Field(default=None, ge=0, le=MAX_OPEN_OFFERS)
     wait_band: WaitBand | None = None
     response_sla_hours: dict[RiskBand, Annotated[float, Field(gt=0, le=24 * 30)]] = {}
     status: ServiceStatus = ServiceStatus.active
     contact_name: str | None = Field(default=None, max_length=200)
     contact_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)
-    contact_phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{6,20}$")
+    contact_phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{6,20}$", max_length=40)
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceIn:

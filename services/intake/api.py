@@ -4,6 +4,7 @@ the rules are in ``domain`` (what a referral is) and ``referrals`` (what happens
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -25,16 +26,48 @@ from shared.auth import PresentedKey, ServiceCaller, hash_api_key
 from shared.crypto import FieldCipher
 from shared.db import end_read
 from shared.fhir import FHIR_JSON, FhirError, Issue
+from shared.openapi import FhirResponse, errors, fhir_resource
 from shared.search import InvalidSearch, last_updated_condition
 from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter()
 ACCEPTED_CONTENT_TYPES = ("application/fhir+json", "application/json")
 MAX_REQUEST_ID = 200
-FHIR_BODY = {
-    "required": True,
-    "content": {FHIR_JSON: {"schema": {"type": "object", "description": "A FHIR R4 resource (see the profile)."}}},
-}
+# Every integer a caller sends is bounded: far beyond any real page, well inside a database integer.
+MAX_OFFSET = 1_000_000
+PROFILE = "docs/fhir-referral-profile.md"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _example(name: str, resource: str) -> dict[str, Any]:
+    """The example Bundle from examples/, or the first resource of that type inside it."""
+    path = EXAMPLES / name
+    bundle = json.loads(path.read_text()) if path.exists() else {}
+    if bundle.get("resourceType") == resource:
+        return bundle  # type: ignore[no-any-return]
+    found = [e["resource"] for e in bundle.get("entry", []) if e.get("resource", {}).get("resourceType") == resource]
+    return found[0] if found else {}
+
+
+def fhir_body(resource: str, description: str, example: str) -> dict[str, Any]:
+    """A FHIR request body as the OpenAPI shows it: the resource's shape, the profile, a complete example."""
+    return {"requestBody": {
+        "required": True,
+        "description": f"{description} The profile: [{PROFILE}]({PROFILE}) (resources, codes, extensions, errors).",
+        "content": {FHIR_JSON: {
+            "schema": {"$ref": f"#/components/schemas/{resource}"},
+            "examples": {example.removesuffix(".json"): {"summary": f"from examples/{example}",
+                                                         "value": _example(example, resource)}},
+        }},
+    }}
+
+
+REFERRAL_BODY = fhir_body("Bundle", "A referral: a transaction or collection Bundle (ServiceRequest, Patient, "
+                          "Consent, the DASH QuestionnaireResponse, …).", "gp-referral.json")
+MESSAGE_BODY = fhir_body("Bundle", "A referral as a FHIR message Bundle, MessageHeader first (as in BaRS).",
+                         "ed-high-risk-message.json")
+CONSENT_BODY = fhir_body("Consent", "The survivor's consent as it now stands.", "gp-referral.json")
+SUBMIT_ERRORS = errors(400, 403, 404, 409, 413, 415, 422)
 
 
 async def require_client(key: PresentedKey, session: SessionDep, request: Request) -> ApiClient:
@@ -131,7 +164,10 @@ async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, sess
     status_code=202,
     summary="Submit a referral (transaction or collection Bundle); answers with the Task that tracks it",
     description="A ServiceRequest with status `revoked` cancels an earlier referral (200, the cancelled Task).",
-    openapi_extra={"requestBody": FHIR_BODY},
+    response_class=FhirResponse,
+    responses={**fhir_resource("Task", 202, "Received: the Task that tracks the referral"),
+               **fhir_resource("Task", 200, "A retry's first answer again, or the cancelled Task"), **SUBMIT_ERRORS},
+    openapi_extra=REFERRAL_BODY,
 )
 async def submit_bundle(request: Request, client: ClientDep, runtime: RuntimeDep, session: SessionDep,
                         request_id: RequestId = None) -> JSONResponse:
@@ -143,7 +179,10 @@ async def submit_bundle(request: Request, client: ClientDep, runtime: RuntimeDep
     tags=["fhir"],
     status_code=202,
     summary="Submit a referral as a FHIR message (MessageHeader first, as in BaRS); answers with the Task",
-    openapi_extra={"requestBody": FHIR_BODY},
+    response_class=FhirResponse,
+    responses={**fhir_resource("Task", 202, "Received: the Task that tracks the referral"),
+               **fhir_resource("Task", 200, "A retry's first answer again, or the cancelled Task"), **SUBMIT_ERRORS},
+    openapi_extra=MESSAGE_BODY,
 )
 async def process_message(request: Request, client: ClientDep, runtime: RuntimeDep, session: SessionDep,
                           request_id: RequestId = None) -> JSONResponse:
@@ -155,7 +194,9 @@ async def process_message(request: Request, client: ClientDep, runtime: RuntimeD
     tags=["fhir"],
     summary="Update the survivor's consent for a referral (the Consent id is the Task id)",
     description="Granting, narrowing, extending or withdrawing consent publishes `referral.consent.updated`.",
-    openapi_extra={"requestBody": FHIR_BODY},
+    response_class=FhirResponse,
+    responses={**fhir_resource("Consent", 200, "The Consent as stored"), **errors(400, 404, 409, 413, 415, 422)},
+    openapi_extra=CONSENT_BODY,
 )
 async def update_consent(task_id: UUID, request: Request, client: ClientDep, runtime: RuntimeDep,
                          session: SessionDep, request_id: RequestId = None) -> JSONResponse:
@@ -172,14 +213,17 @@ async def update_consent(task_id: UUID, request: Request, client: ClientDep, run
     return fhir_response(answer)
 
 
-@router.get("/fhir/Task/{task_id}", tags=["fhir"], summary="The Task that tracks a referral")
+@router.get("/fhir/Task/{task_id}", tags=["fhir"], summary="The Task that tracks a referral",
+            response_class=FhirResponse, responses={**fhir_resource("Task"), **errors(404)})
 async def read_task(task_id: str, client: ClientDep, session: SessionDep) -> JSONResponse:
     referral = await referrals.own_referral(session, client, task_id)
     return JSONResponse(task_resource(referral), media_type=FHIR_JSON)
 
 
 @router.get("/fhir/Task", tags=["fhir"],
-            summary="Search this client's Tasks: by the referral they are based on, or `_lastUpdated=gt<instant>`")
+            summary="Search this client's Tasks: by the referral they are based on, or `_lastUpdated=gt<instant>`",
+            response_class=FhirResponse, responses={**fhir_resource("Bundle", description="A searchset Bundle of Tasks"),
+                                                    **errors(400)})
 async def search_tasks(
     request: Request,
     client: ClientDep,
@@ -190,7 +234,7 @@ async def search_tasks(
     ] = None,
     last_updated: Annotated[list[str] | None, Query(alias="_lastUpdated")] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(alias="_offset", ge=0)] = 0,
+    offset: Annotated[int, Query(alias="_offset", ge=0, le=MAX_OFFSET)] = 0,
 ) -> JSONResponse:
     # Oldest change first, so a poller can walk forward with _lastUpdated=gt<last seen>.
     statement = select(Referral).where(Referral.client_id == client.id)
@@ -224,7 +268,8 @@ async def search_tasks(
     return JSONResponse(bundle, media_type=FHIR_JSON)
 
 
-@router.get("/fhir/metadata", tags=["fhir"], summary="The CapabilityStatement: what intake supports")
+@router.get("/fhir/metadata", tags=["fhir"], summary="The CapabilityStatement: what intake supports",
+            response_class=FhirResponse, responses=fhir_resource("CapabilityStatement"))
 async def metadata(runtime: RuntimeDep) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     return JSONResponse(capability_statement(settings), media_type=FHIR_JSON)
@@ -234,6 +279,7 @@ async def metadata(runtime: RuntimeDep) -> JSONResponse:
     "/internal/referrals/{case_id}/handoff",
     tags=["internal"],
     summary="Identifying details for a handoff (notify only; every read is audited)",
+    responses=errors(404),
 )
 async def read_handoff_details(
     case_id: UUID, organisation_id: str, runtime: RuntimeDep, session: SessionDep, caller: ServiceCaller,

@@ -25,6 +25,7 @@ from shared.crypto import FieldCipher
 from shared.fhir import FhirError, Issue, outcome_response
 from shared.problems import busy_problem, problem, validation_errors
 from shared.service import Runtime, create_service_app
+from shared.state_machine import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         tables=[*TABLES, *closed_loop.TABLES],
         routers=[router, closed_loop.router, clients_router],
         setup=setup,
+        fhir_prefix="/fhir",
     )
     app.state.cipher = field_cipher
     app.state.client_keys = TTLCache(maxsize=10_000, ttl=settings.client_cache_seconds)
@@ -113,7 +115,11 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     for error in (DBAPIError, OSError):
         app.add_exception_handler(error, database_unavailable)
     app.add_exception_handler(PoolTimeout, pool_timeout)
+    async def illegal_transition(request: Request, exc: IllegalTransition) -> JSONResponse:
+        return outcome_response(409, [Issue("business-rule", str(exc), "Task.status")])
+
     app.add_exception_handler(FhirError, fhir_error)  # type: ignore[arg-type]
+    app.add_exception_handler(IllegalTransition, illegal_transition)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
     return app

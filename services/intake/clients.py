@@ -28,6 +28,7 @@ from shared.credentials import (
     new_key,
 )
 from shared.events import utcnow
+from shared.openapi import errors
 from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter(prefix="/ops/clients", tags=["ops"])
@@ -83,9 +84,9 @@ async def _client(session: AsyncSession, client_id: str) -> ApiClient:
 
 
 @router.post("", response_model=ClientIssued, status_code=201,
-             summary="Register an EHR client for one or more ODS codes (the key is shown once)")
-async def create_client(body: ClientCreate, runtime: RuntimeDep,
-                        session: SessionDep, caller: OpsCaller) -> ClientIssued:
+             summary="Register an EHR client for one or more ODS codes (the key is shown once)",
+             responses=errors(409))
+async def create_client(body: ClientCreate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> ClientIssued:
     async with runtime.db.transaction(session):
         return await register(session, caller, body)
 
@@ -96,29 +97,30 @@ async def list_clients(session: SessionDep, _caller: OpsCaller) -> list[ClientPu
     return [ClientPublic.of(c) for c in clients]
 
 
-@router.get("/{client_id}", response_model=ClientPublic, summary="One EHR client")
+@router.get("/{client_id}", response_model=ClientPublic, summary="One EHR client", responses=errors(404))
 async def read_client(client_id: str, session: SessionDep, _caller: OpsCaller) -> ClientPublic:
     return ClientPublic.of(await _client(session, client_id))
 
 
 @router.post("/{client_id}/rotate", response_model=ClientIssued,
-             summary="A new key (shown once) and a new expiry; the old key stops working at once")
-async def rotate_client(client_id: str, request: Request, runtime: RuntimeDep, session: SessionDep,
-                        caller: OpsCaller, body: RotateRequest | None = None) -> ClientIssued:
+             summary="A new key (shown once) and a new expiry; the old key stops working at once",
+             responses=errors(404, 409))
+async def rotate_client(client_id: str, request: Request, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller,
+                        body: RotateRequest | None = None) -> ClientIssued:
     async with runtime.db.transaction(session):
         client = await _client(session, client_id)
         key = await change(session, caller, client, "rotate", kind=KIND, subject=f"EHR client {client_id}",
                            prefix=KEY_PREFIX, rotation=body)
-    forget_keys(request)
     assert key is not None
+    forget_keys(request)
     return ClientIssued(api_key=key, **ClientPublic.of(client).model_dump())
 
 
 @router.post("/{client_id}/{action}", response_model=ClientPublic,
              summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`, for good: its referrals "
-                     "and Tasks stay); the key stops working at once")
-async def end_client(client_id: str, action: EndAction, request: Request, runtime: RuntimeDep,
-                     session: SessionDep, caller: OpsCaller,
+                     "and Tasks stay); the key stops working at once",
+             responses=errors(404, 409))
+async def end_client(client_id: str, action: EndAction, request: Request, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller,
                      body: ExpireRequest | None = None) -> ClientPublic:
     async with runtime.db.transaction(session):
         client = await _client(session, client_id)

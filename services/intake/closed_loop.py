@@ -33,6 +33,7 @@ from shared.background import PeriodicWorker
 from shared.delivery import endpoint_refusal, retry_delay
 from shared.events import utcnow
 from shared.fhir import CANONICAL, FHIR_JSON, FhirError, Issue
+from shared.openapi import FhirResponse, errors, fhir_resource
 from shared.service import Runtime, RuntimeDep, SessionDep
 
 log = logging.getLogger(__name__)
@@ -179,9 +180,13 @@ def _settings(request: Request) -> ClosedLoopSettings:
 
 
 @router.post("/fhir/Subscription", status_code=201,
-             summary="Subscribe to this client's Tasks (rest-hook, id-only; Subscriptions Backport IG)")
-async def create_subscription(request: Request, client: ClientDep, runtime: RuntimeDep, session: SessionDep
-                              ) -> JSONResponse:
+             summary="Subscribe to this client's Tasks (rest-hook, id-only; Subscriptions Backport IG)",
+             response_class=FhirResponse,
+             responses={**fhir_resource("Subscription", 201, "The Subscription, requested (active after the handshake)"),
+                        **errors(400, 413, 415, 422)},
+             openapi_extra={"requestBody": {"required": True, "content": {FHIR_JSON: {
+                 "schema": {"$ref": "#/components/schemas/Subscription"}}}}})
+async def create_subscription(request: Request, client: ClientDep, runtime: RuntimeDep, session: SessionDep) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
     fields = parse_subscription(body, development=settings.is_development,
@@ -205,14 +210,16 @@ async def _own_subscription(session: AsyncSession, client_id: str, subscription_
     return sub
 
 
-@router.get("/fhir/Subscription/{subscription_id}", summary="A Subscription and its status")
+@router.get("/fhir/Subscription/{subscription_id}", summary="A Subscription and its status",
+            response_class=FhirResponse, responses={**fhir_resource("Subscription"), **errors(404)})
 async def read_subscription(subscription_id: str, client: ClientDep, session: SessionDep) -> JSONResponse:
     return _fhir(subscription_resource(await _own_subscription(session, client.id, subscription_id)))
 
 
-@router.delete("/fhir/Subscription/{subscription_id}", summary="Stop a Subscription")
-async def delete_subscription(subscription_id: str, client: ClientDep, runtime: RuntimeDep,
-                              session: SessionDep) -> JSONResponse:
+@router.delete("/fhir/Subscription/{subscription_id}", summary="Stop a Subscription",
+               response_class=FhirResponse, responses={**fhir_resource("Subscription", description="The Subscription, off"),
+                                                       **errors(404)})
+async def delete_subscription(subscription_id: str, client: ClientDep, runtime: RuntimeDep, session: SessionDep) -> JSONResponse:
     async with runtime.db.transaction(session):
         sub = await _own_subscription(session, client.id, subscription_id)
         sub.status = SubscriptionStatus.off

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.intake.closed_loop import task_changed
 from services.intake.store import Referral
+from services.intake.task import TASK_STATES
 from shared.bus import Delivery
 from shared.events import CaseStatus, Event
 from shared.service import Runtime
+from shared.state_machine import IllegalTransition
+
+log = logging.getLogger(__name__)
 
 
 async def on_case_status(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
@@ -19,14 +25,23 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
     # Events can arrive out of order after a retry: never move a Task back in time.
     if referral.last_updated > event.occurred_at:
         return
-    referral.task_status = event.status
-    referral.business_status = event.business_status
-    referral.business_status_code = event.business_status_code
-    referral.status_reason = event.status_reason
+    values = {
+        "business_status": event.business_status,
+        "business_status_code": event.business_status_code,
+        "status_reason": event.status_reason,
+        "last_updated": event.occurred_at,
+    }
     if event.outputs:
-        referral.task_outputs = list(event.outputs)
-    referral.last_updated = event.occurred_at
-    session.add(referral)
+        values["task_outputs"] = list(event.outputs)
+    try:
+        moved = await TASK_STATES.advance(session, referral, event.status, **values)
+    except IllegalTransition as exc:
+        # Another service's news after the Task moved on (a MARAC declining once the IDVA accepted, an
+        # outcome after cancellation): the Task keeps its state. Ids only: statuses carry no one's details.
+        log.info("intake: Task %s stays %s (event %s: %s)", referral.id, exc.current, event.event_id, exc.target)
+        return
+    if not moved:
+        return
     await task_changed(session, referral)
 
 

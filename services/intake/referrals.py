@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.intake.domain import ParsedCancellation, ParsedReferral, consent_state
 from services.intake.store import ApiClient, IdempotencyRecord, Referral
-from services.intake.task import task_resource
+from services.intake.task import TASK_STATES, task_resource
 from shared.crypto import FieldCipher
 from shared.db import Database
 from shared.events import (
@@ -30,8 +30,6 @@ from shared.events import (
 )
 from shared.fhir import FhirError, Issue
 from shared.outbox import OutboxMessage, enqueue, outbox_message
-
-FINAL_TASK_STATES = frozenset({TaskStatus.cancelled, TaskStatus.completed, TaskStatus.rejected})
 
 
 @dataclass(frozen=True)
@@ -167,16 +165,10 @@ async def cancel(session: AsyncSession, client: ApiClient, parsed: ParsedCancell
     if referral is None:
         raise FhirError(404, [Issue("not-found", "No referral from this client matches the revoked ServiceRequest.",
                                     "ServiceRequest.identifier")])
-    if referral.task_status == TaskStatus.cancelled:
-        return Answer(200, task_resource(referral))
-    if referral.task_status in FINAL_TASK_STATES:
-        raise FhirError(409, [Issue("business-rule", f"The referral is already {referral.task_status}.", "Task.status")])
-    referral.task_status = TaskStatus.cancelled
-    referral.business_status = "cancelled by the referrer"
-    referral.status_reason = parsed.reason
-    referral.last_updated = utcnow()
-    session.add(referral)
-    enqueue(session, ReferralCancelled(case_id=referral.id, reason=parsed.reason))
+    if await TASK_STATES.advance(session, referral, TaskStatus.cancelled, business_status="cancelled by the referrer",
+                                 business_status_code="cancelled", status_reason=parsed.reason,
+                                 last_updated=utcnow()):
+        enqueue(session, ReferralCancelled(case_id=referral.id, reason=parsed.reason))
     return Answer(200, task_resource(referral))
 
 
@@ -185,7 +177,7 @@ async def update_consent(
 ) -> Answer:
     """A new Consent for an existing referral: stored, and announced when it changes what may be shared."""
     referral = await own_referral(session, client, task_id)
-    if referral.task_status in FINAL_TASK_STATES:
+    if TASK_STATES.is_final(referral.task_status):
         raise FhirError(409, [Issue("business-rule", f"The referral is {referral.task_status}.", "Task.status")])
     before = ConsentState.model_validate(referral.consent)
     # The safeguarding basis is the referrer's recorded decision, not part of the survivor's consent.

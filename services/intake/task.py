@@ -6,10 +6,29 @@ import re
 from typing import Any
 
 from services.intake.store import Referral
+from shared.events import TaskStatus
 from shared.fhir import TASK_BUSINESS_STATUS_SYSTEM, code_system
+from shared.state_machine import StateMachine
 
 OUTCOME_SYSTEM = code_system("referral-outcome")
 OUTCOME_TYPE = code_system("task-output-type")
+
+# The FHIR Task state machine, as far as Pathways uses it: requested → accepted → in-progress →
+# completed, or rejected / cancelled. A Task may stay where it is while its business status changes
+# (offered, declined by one service and offered to the next, another outcome); it never goes back.
+TASK_STATES = StateMachine.of(
+    "referral",
+    "task_status",
+    {
+        TaskStatus.requested: (TaskStatus.requested, TaskStatus.accepted, TaskStatus.rejected, TaskStatus.cancelled),
+        TaskStatus.accepted: (TaskStatus.accepted, TaskStatus.in_progress, TaskStatus.completed, TaskStatus.cancelled),
+        TaskStatus.in_progress: (TaskStatus.in_progress, TaskStatus.completed, TaskStatus.cancelled),
+        TaskStatus.completed: (),
+        TaskStatus.rejected: (),
+        TaskStatus.cancelled: (),
+    },
+    self_moves=(TaskStatus.requested, TaskStatus.accepted, TaskStatus.in_progress),
+)
 
 
 def business_status_code(referral: Referral) -> str:

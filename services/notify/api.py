@@ -15,17 +15,17 @@ from sqlalchemy import and_, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notify.domain import DeclineReason, Outcome, TaskView, safe_contact, task_for_outcome
-from services.notify.offers import announce_task
+from services.notify import offers
+from services.notify.domain import DeclineReason, Outcome, safe_contact
 from services.notify.settings import NotifySettings
 from services.notify.store import CaseConsent, Offer, OfferStatus
 from shared.audit import record
 from shared.auth import Caller, CallerKind, PresentedKey, hash_api_key
 from shared.consent import consent_covers
 from shared.db import end_read
-from shared.events import ConsentState, ConsentStatus, OfferAccepted, OfferDeclined, utcnow
-from shared.outbox import enqueue
+from shared.events import ConsentState, ConsentStatus, utcnow
 from shared.search import InvalidSearch, last_updated_condition
+from shared.openapi import errors
 from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter(tags=["provider"])
@@ -44,6 +44,8 @@ class OfferPublic(BaseModel):
     stop_contact_reason: str | None
     summary: dict[str, Any]
     reasons: list[str]
+    # The latest outcome reported (they only move forwards; "closed" is final), and all of them in order.
+    outcome: str | None
     outcomes: list[str]
     created_at: datetime
     respond_by: datetime
@@ -75,6 +77,23 @@ class DeclineRequest(BaseModel):
 
 class OutcomeRequest(BaseModel):
     outcome: Outcome
+
+
+class SafeContact(BaseModel):
+    do_not_contact: bool
+    no_voicemail: bool
+    flags: list[str]
+    instructions: str | None
+
+
+class Handoff(BaseModel):
+    """The identifying handoff: safe-contact rules first, then who the survivor is and how to reach them."""
+
+    safe_contact: SafeContact
+    offer_id: UUID
+    case_id: UUID
+    release_basis: str
+    survivor: dict[str, Any]
 
 
 async def require_provider(key: PresentedKey, request: Request, runtime: RuntimeDep) -> Caller:
@@ -132,7 +151,8 @@ def _after_cursor(cursor: str) -> tuple[datetime, UUID]:
 
 @router.get("/offers", response_model=list[OfferPublic], summary="This provider's offers, oldest change first",
             description="Paged by cursor: a `Link: <…>; rel=\"next\"` header points at the next page. "
-                        "`_lastUpdated=gt<instant>` returns only offers changed since then.")
+                        "`_lastUpdated=gt<instant>` returns only offers changed since then.",
+            responses=errors(400))
 async def list_offers(
     request: Request,
     response: Response,
@@ -141,7 +161,8 @@ async def list_offers(
     runtime: RuntimeDep,
     offer_status: Annotated[OfferStatus | None, Query(alias="status")] = None,
     last_updated: Annotated[str | None, Query(alias="_lastUpdated")] = None,
-    count: Annotated[int | None, Query(alias="_count", ge=1)] = None,
+    count: Annotated[int | None, Query(alias="_count", ge=1, le=1000,
+                                       description="Page size; at most the configured maximum is returned")] = None,
     cursor: Annotated[str | None, Query()] = None,
 ) -> list[OfferPublic]:
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
@@ -169,52 +190,32 @@ async def list_offers(
     return [OfferPublic.of(o) for o in page]
 
 
-@router.get("/offers/{offer_id}", response_model=OfferPublic, summary="One of this provider's offers")
+@router.get("/offers/{offer_id}", response_model=OfferPublic, summary="One of this provider's offers",
+            responses=errors(404))
 async def read_offer(offer_id: UUID, session: SessionDep, provider: ProviderDep) -> OfferPublic:
     return OfferPublic.of(await own_offer(session, provider, offer_id))
 
 
-@router.post("/offers/{offer_id}/accept", response_model=OfferPublic, summary="Accept an offer")
-async def accept_offer(offer_id: UUID, runtime: RuntimeDep, session: SessionDep, provider: ProviderDep
-                       ) -> OfferPublic:
+@router.post("/offers/{offer_id}/accept", response_model=OfferPublic, summary="Accept an offer", responses=errors(404, 409),
+             description="Accepting again is harmless. An offer that was declined, expired or withdrawn cannot be "
+                         "accepted (409).")
+async def accept_offer(offer_id: UUID, runtime: RuntimeDep, session: SessionDep, provider: ProviderDep) -> OfferPublic:
     async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
-        if offer.status == OfferStatus.accepted:
-            return OfferPublic.of(offer)  # accepting twice is harmless
-        if offer.status != OfferStatus.offered:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"The offer is {offer.status}; it cannot be accepted.")
-        now = utcnow()
-        offer.status = OfferStatus.accepted
-        offer.last_updated = now
-        session.add(offer)
-        enqueue(session, OfferAccepted(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
-                                       organisation_id=offer.organisation_id))
-        announce_task(session, offer.case_id, TaskView.accepted(offer.service_name), now=now)
-        record(session, provider, "accept-offer", case_id=offer.case_id, detail=f"offer {offer.id}")
+        await offers.accept_offer(session, offer, provider, now=utcnow())
     return OfferPublic.of(offer)
 
 
 @router.post("/offers/{offer_id}/decline", response_model=OfferPublic,
-             summary="Decline an offer with a coded reason; the case goes on to the next service")
-async def decline_offer(offer_id: UUID, body: DeclineRequest, runtime: RuntimeDep, session: SessionDep,
-                        provider: ProviderDep) -> OfferPublic:
+             summary="Decline an offer with a coded reason; the case goes on to the next service",
+             responses=errors(404, 409),
+             description="Declining again is harmless. An offer that was accepted, expired or withdrawn cannot be "
+                         "declined (409).")
+async def decline_offer(offer_id: UUID, body: DeclineRequest, runtime: RuntimeDep, session: SessionDep, provider: ProviderDep) -> OfferPublic:
     async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
-        if offer.status == OfferStatus.declined:
-            return OfferPublic.of(offer)  # declining twice is harmless
-        if offer.status != OfferStatus.offered:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"The offer is {offer.status}; it cannot be declined.")
-        now = utcnow()
-        offer.status = OfferStatus.declined
-        offer.status_reason = body.reason.value
-        offer.status_text = body.text.strip() if body.text else None
-        offer.last_updated = now
-        session.add(offer)
-        # The coded reason only: the provider's text stays here, for ops, and never travels on the bus.
-        enqueue(session, OfferDeclined(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
-                                       organisation_id=offer.organisation_id, reason=body.reason.value))
-        announce_task(session, offer.case_id, TaskView.declined(offer.service_name), now=now)
-        record(session, provider, "decline-offer", case_id=offer.case_id, detail=f"offer {offer.id}; {body.reason}")
+        await offers.decline_offer(session, offer, provider, reason=body.reason,
+                                   text=body.text.strip() if body.text else None, now=utcnow())
     return OfferPublic.of(offer)
 
 
@@ -241,10 +242,10 @@ def release_decision(offer: Offer, case: CaseConsent | None, now: datetime) -> t
 
 @router.get("/offers/{offer_id}/handoff",
             summary="The identifying handoff, once accepted and while consent (or a safeguarding basis) allows",
+            responses=errors(403, 404, 409, 410),
             description="Safe-contact rules come first: `do_not_contact` and `no_voicemail` are flags a system can "
                         "act on. 409 before acceptance, 403 outside the consent's scope, 410 once withdrawn.")
-async def read_handoff(offer_id: UUID, runtime: RuntimeDep, session: SessionDep, provider: ProviderDep
-                       ) -> dict[str, Any]:
+async def read_handoff(offer_id: UUID, runtime: RuntimeDep, session: SessionDep, provider: ProviderDep) -> Handoff:
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
     offer = await own_offer(session, provider, offer_id)
     code, reason = release_decision(offer, await session.get(CaseConsent, offer.case_id), utcnow())
@@ -272,32 +273,23 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep, session: SessionDep,
     if code != 200:
         raise HTTPException(code, detail=reason)
     # Safe-contact rules first and plainly: they decide whether and how to make contact at all.
-    return {
-        "safe_contact": safe_contact(details.pop("safe_contact", None), details.pop("safe_contact_rules", None)),
-        "offer_id": str(offer.id),
-        "case_id": str(offer.case_id),
-        "release_basis": reason,
-        "survivor": details,
-    }
+    return Handoff(
+        safe_contact=SafeContact(**safe_contact(details.pop("safe_contact", None), details.pop("safe_contact_rules", None))),
+        offer_id=offer.id,
+        case_id=offer.case_id,
+        release_basis=reason,
+        survivor=details,
+    )
 
 
 @router.post("/offers/{offer_id}/outcomes", response_model=OfferPublic,
-             summary="Report what happened after accepting; the referrer's Task shows it")
-async def report_outcome(offer_id: UUID, body: OutcomeRequest, runtime: RuntimeDep, session: SessionDep,
-                         provider: ProviderDep) -> OfferPublic:
+             summary="Report what happened after accepting; the referrer's Task shows it",
+             responses=errors(404, 409),
+             description="Outcomes only move forwards (unable to contact → contact made → survivor engaged or "
+                         "declined support → closed; steps may be skipped) and `closed` is final: a step back is "
+                         "a 409. Reporting the current outcome again changes nothing.")
+async def report_outcome(offer_id: UUID, body: OutcomeRequest, runtime: RuntimeDep, session: SessionDep, provider: ProviderDep) -> OfferPublic:
     async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
-        if offer.status != OfferStatus.accepted:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"The offer is {offer.status}: only an accepted offer has outcomes.")
-        now = utcnow()
-        if body.outcome.value not in offer.outcomes:
-            offer.outcomes = [*offer.outcomes, body.outcome.value]
-        offer.last_updated = now
-        session.add(offer)
-        # Task.output lists every outcome any provider reported on the case.
-        case_offers = (await session.exec(select(Offer).where(Offer.case_id == offer.case_id))).all()
-        outputs = tuple(dict.fromkeys(o for each in case_offers for o in each.outcomes))
-        announce_task(session, offer.case_id, task_for_outcome(body.outcome, offer.service_name), now=now,
-                      outputs=outputs)
-        record(session, provider, "report-outcome", case_id=offer.case_id, detail=f"offer {offer.id}; {body.outcome}")
+        await offers.report_outcome(session, offer, provider, outcome=body.outcome, now=utcnow())
     return OfferPublic.of(offer)

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from shared.consent import consent_covers
 from shared.events import ConsentState, RiskBand, TaskStatus
+from shared.state_machine import StateMachine
 
 
 def respond_by(created_at: datetime, risk_band: RiskBand, hours: dict[RiskBand, float]) -> datetime:
@@ -35,6 +36,50 @@ class Outcome(StrEnum):
     survivor_engaged = "survivor-engaged"
     survivor_declined_support = "survivor-declined-support"
     closed = "closed"
+
+
+class OfferStatus(StrEnum):
+    offered = "offered"
+    accepted = "accepted"
+    declined = "declined"
+    expired = "expired"
+    withdrawn = "withdrawn"
+
+
+# An offer is answered once: accepted or declined by the provider, expired by the deadline timer, or
+# withdrawn (consent withdrawn, referral cancelled), which can also stop an accepted offer whose
+# handoff was never read. Declined, expired and withdrawn are final.
+OFFER_STATES = StateMachine.of(
+    "offer",
+    "status",
+    {
+        OfferStatus.offered: (OfferStatus.accepted, OfferStatus.declined, OfferStatus.expired, OfferStatus.withdrawn),
+        OfferStatus.accepted: (OfferStatus.withdrawn,),
+        OfferStatus.declined: (),
+        OfferStatus.expired: (),
+        OfferStatus.withdrawn: (),
+    },
+)
+
+
+# What the provider reports after accepting, always forwards: no outcome yet → unable to contact →
+# contact made → the survivor engaged or declined support → closed, which is final. Steps may be
+# skipped (a provider may report "closed" straight away); nothing goes back, so a closed case
+# never reopens the referrer's Task.
+OUTCOME_STATES = StateMachine.of(
+    "case outcome",
+    "outcome",
+    {
+        None: tuple(Outcome),
+        Outcome.unable_to_contact: (Outcome.contact_made, Outcome.survivor_engaged,
+                                    Outcome.survivor_declined_support, Outcome.closed),
+        Outcome.contact_made: (Outcome.survivor_engaged, Outcome.survivor_declined_support, Outcome.closed),
+        Outcome.survivor_engaged: (Outcome.survivor_declined_support, Outcome.closed),
+        Outcome.survivor_declined_support: (Outcome.closed,),
+        Outcome.closed: (),
+    },
+    initial_label="not yet reported",
+)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,18 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.notify.domain import TaskView, WebhookEvent, respond_by, still_permitted, webhook_payload
+from services.notify.domain import (
+    OFFER_STATES,
+    OUTCOME_STATES,
+    DeclineReason,
+    Outcome,
+    TaskView,
+    WebhookEvent,
+    respond_by,
+    still_permitted,
+    task_for_outcome,
+    webhook_payload,
+)
 from services.notify.settings import NotifySettings
 from services.notify.store import (
     OPEN_OFFER_STATUSES,
@@ -25,6 +36,8 @@ from shared.events import (
     CaseStatus,
     CaseSummary,
     ConsentState,
+    OfferAccepted,
+    OfferDeclined,
     OfferExpired,
     OfferMade,
     OfferWithdrawn,
@@ -32,6 +45,7 @@ from shared.events import (
     utcnow,
 )
 from shared.outbox import enqueue
+from shared.state_machine import IllegalTransition
 
 NOTIFY = Caller(CallerKind.service, "notify")
 
@@ -127,26 +141,64 @@ async def make_offer(
     return offer
 
 
-async def _claim(session: AsyncSession, offer: Offer, from_status: str, to_status: OfferStatus, now: datetime) -> bool:
-    """Move an offer on only if it is still in ``from_status``: with several notify instances (or a
-    provider answering as its deadline passes) exactly one transition wins."""
-    result = await session.exec(  # type: ignore[call-overload]
-        update(Offer)
-        .where(col(Offer.id) == offer.id, col(Offer.status) == from_status)
-        .values(status=to_status, last_updated=now)
-    )
-    if result.rowcount != 1:
+async def accept_offer(session: AsyncSession, offer: Offer, provider: Caller, *, now: datetime) -> bool:
+    """The provider takes the case. Accepting twice is harmless (False: nothing new to announce); accepting an
+    offer that expired, was declined or withdrawn is an ``IllegalTransition``, even when that happened
+    between the provider's read and its write."""
+    if not await OFFER_STATES.advance(session, offer, OfferStatus.accepted, last_updated=now):
         return False
-    await session.refresh(offer)
+    enqueue(session, OfferAccepted(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
+                                   organisation_id=offer.organisation_id))
+    announce_task(session, offer.case_id, TaskView.accepted(offer.service_name), now=now)
+    record(session, provider, "accept-offer", case_id=offer.case_id, detail=f"offer {offer.id}")
+    return True
+
+
+async def decline_offer(session: AsyncSession, offer: Offer, provider: Caller, *, reason: DeclineReason,
+                        text: str | None, now: datetime) -> bool:
+    """The provider cannot take the case; the router offers it onwards. Declining twice is harmless."""
+    if not await OFFER_STATES.advance(session, offer, OfferStatus.declined, last_updated=now,
+                                      status_reason=reason.value, status_text=text):
+        return False
+    # The coded reason only: the provider's text stays here, for ops, and never travels on the bus.
+    enqueue(session, OfferDeclined(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
+                                   organisation_id=offer.organisation_id, reason=reason.value))
+    announce_task(session, offer.case_id, TaskView.declined(offer.service_name), now=now)
+    record(session, provider, "decline-offer", case_id=offer.case_id, detail=f"offer {offer.id}; {reason}")
+    return True
+
+
+async def report_outcome(session: AsyncSession, offer: Offer, provider: Caller, *, outcome: Outcome,
+                         now: datetime) -> bool:
+    """What happened after accepting, forwards only (``OUTCOME_STATES``); the referrer's Task follows.
+    Reporting the current outcome again changes and announces nothing."""
+    def accepted(row: Offer) -> None:
+        if row.status != OfferStatus.accepted:
+            raise IllegalTransition(OUTCOME_STATES, row.outcome, outcome,
+                                    f"The offer is {row.status}: only an accepted offer has outcomes.")
+
+    if not await OUTCOME_STATES.advance(session, offer, outcome, precondition=accepted,
+                                        guard=(col(Offer.status) == OfferStatus.accepted,), last_updated=now,
+                                        outcomes=lambda row: [*row.outcomes, outcome.value]):
+        return False
+    # Task.output lists every outcome any provider reported on the case.
+    case_offers = (await session.exec(select(Offer).where(Offer.case_id == offer.case_id))).all()
+    outputs = tuple(dict.fromkeys(o for each in case_offers for o in each.outcomes))
+    announce_task(session, offer.case_id, task_for_outcome(outcome, offer.service_name), now=now, outputs=outputs)
+    record(session, provider, "report-outcome", case_id=offer.case_id, detail=f"offer {offer.id}; {outcome}")
     return True
 
 
 async def expire_offer(session: AsyncSession, settings: NotifySettings, offer: Offer, *, now: datetime) -> bool:
     """The deadline passed without an answer: the router offers the case to the next service."""
-    if not await _claim(session, offer, OfferStatus.offered, OfferStatus.expired, now):
+    if offer.status != OfferStatus.offered:
         return False
-    offer.status_reason = "no-response"
-    session.add(offer)
+    try:
+        if not await OFFER_STATES.advance(session, offer, OfferStatus.expired, last_updated=now,
+                                          status_reason="no-response"):
+            return False
+    except IllegalTransition:
+        return False  # answered while its deadline passed: the answer stands
     enqueue(session, OfferExpired(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
                                   organisation_id=offer.organisation_id, reason="no-response"))
     announce_task(session, offer.case_id, TaskView.expired(offer.service_name), now=now)
@@ -190,10 +242,12 @@ async def stop_offers(
             queue_webhook(session, settings, offer, WebhookEvent.contact_stop, source=source, now=now)
             record(session, NOTIFY, "stop-contact", case_id=case_id, detail=f"offer {offer.id}; {reason}")
         else:
-            if not await _claim(session, offer, offer.status, OfferStatus.withdrawn, now):
-                continue
-            offer.status_reason = reason
-            session.add(offer)
+            try:
+                if not await OFFER_STATES.advance(session, offer, OfferStatus.withdrawn, last_updated=now,
+                                                  status_reason=reason):
+                    continue
+            except IllegalTransition:
+                continue  # declined or expired meanwhile: nothing left to withdraw
             enqueue(session, OfferWithdrawn(case_id=case_id, offer_id=offer.id, service_id=offer.service_id,
                                             organisation_id=offer.organisation_id, reason=reason))
             queue_webhook(session, settings, offer, WebhookEvent.offer_withdrawn, source=source, now=now)

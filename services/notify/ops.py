@@ -4,6 +4,7 @@ and disabled webhook endpoints. Every action, reads included, is audited."""
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import quote
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from services.notify.domain import TaskView
 from services.notify.offers import announce_task, make_offer
 from services.notify.settings import NotifySettings
 from services.notify.store import (
+    ESCALATION_STATES,
     CaseConsent,
     Escalation,
     EscalationNote,
@@ -27,7 +29,9 @@ from services.notify.store import (
 )
 from shared.audit import AuditRecord, record
 from shared.auth import OpsCaller
+from shared.directory_contract import DirectoryId
 from shared.events import CaseSummary, RoutedService, utcnow
+from shared.openapi import errors
 from shared.service import RuntimeDep
 
 router = APIRouter(prefix="/ops", tags=["ops"])
@@ -75,7 +79,7 @@ class EscalationDetail(BaseModel):
 
 
 class AssignRequest(BaseModel):
-    service_id: str = Field(max_length=80)
+    service_id: DirectoryId
 
 
 class NoteRequest(BaseModel):
@@ -104,7 +108,8 @@ async def list_escalations(
 
 
 @router.get("/escalations/{escalation_id}", response_model=EscalationDetail,
-            summary="An escalated case: why, the routing decisions, offers, notes and audit history")
+            summary="An escalated case: why, the routing decisions, offers, notes and audit history",
+            responses=errors(404))
 async def read_escalation(escalation_id: UUID, runtime: RuntimeDep, caller: OpsCaller) -> EscalationDetail:
     async with runtime.db.transaction() as session:
         escalation = await _escalation(session, escalation_id)
@@ -137,11 +142,12 @@ async def read_escalation(escalation_id: UUID, runtime: RuntimeDep, caller: OpsC
 
 
 @router.post("/escalations/{escalation_id}/assign", response_model=OfferForOps, status_code=201,
-             summary="Offer the case to a named service by hand")
+             summary="Offer the case to a named service by hand", responses=errors(404, 409))
 async def assign_service(escalation_id: UUID, body: AssignRequest, runtime: RuntimeDep,
                          caller: OpsCaller) -> OfferForOps:
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
-    response = await runtime.http.get(f"{settings.directory_url}/services/{body.service_id}")
+    # Validated as a directory id, and escaped all the same: an id is a path segment, never a path.
+    response = await runtime.http.get(f"{settings.directory_url}/services/{quote(body.service_id, safe='')}")
     if response.status_code == 404:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"The directory has no service '{body.service_id}'.")
     if response.status_code != 200:
@@ -165,11 +171,8 @@ async def assign_service(escalation_id: UUID, body: AssignRequest, runtime: Runt
                                  assigned_by=caller.id)
         if offer is None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail="That service already holds an open offer for the case.")
-        escalation.status = EscalationStatus.assigned
-        escalation.assigned_service_id = service.service_id
-        escalation.assigned_by = caller.id
-        escalation.updated_at = now
-        session.add(escalation)
+        await ESCALATION_STATES.advance(session, escalation, EscalationStatus.assigned,
+                                        assigned_service_id=service.service_id, assigned_by=caller.id, updated_at=now)
         announce_task(session, escalation.case_id, TaskView.offered(service.name), now=now)
         record(session, caller, "assign-service", case_id=escalation.case_id,
                detail=f"escalation {escalation.id}; service {service.service_id}; offer {offer.id}")
@@ -178,7 +181,7 @@ async def assign_service(escalation_id: UUID, body: AssignRequest, runtime: Runt
 
 
 @router.post("/escalations/{escalation_id}/notes", response_model=NotePublic, status_code=201,
-             summary="Add a note to an escalated case")
+             summary="Add a note to an escalated case", responses=errors(404))
 async def add_note(escalation_id: UUID, body: NoteRequest, runtime: RuntimeDep, caller: OpsCaller) -> NotePublic:
     async with runtime.db.transaction() as session:
         escalation = await _escalation(session, escalation_id)
@@ -207,7 +210,7 @@ async def disabled_endpoints(runtime: RuntimeDep, caller: OpsCaller) -> list[End
 
 
 @router.post("/webhook-endpoints/{organisation_id}/enable", response_model=EndpointPublic,
-             summary="Enable a provider's endpoint again once it is fixed")
+             summary="Enable a provider's endpoint again once it is fixed", responses=errors(404))
 async def enable_endpoint(organisation_id: str, runtime: RuntimeDep, caller: OpsCaller) -> EndpointPublic:
     async with runtime.db.transaction() as session:
         state = await session.get(WebhookEndpointState, organisation_id)

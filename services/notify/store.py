@@ -11,17 +11,11 @@ from uuid import UUID, uuid4
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from services.notify.domain import OfferStatus
 from shared.audit import AuditRecord
 from shared.db import utc_field
 from shared.events import utcnow
-
-
-class OfferStatus(StrEnum):
-    offered = "offered"
-    accepted = "accepted"
-    declined = "declined"
-    expired = "expired"
-    withdrawn = "withdrawn"
+from shared.state_machine import StateMachine
 
 
 OPEN_OFFER_STATUSES = (OfferStatus.offered, OfferStatus.accepted)
@@ -77,6 +71,8 @@ class Offer(SQLModel, table=True):
     # Set when a provider that holds the handoff must stop (consent withdrawn, referral cancelled).
     stop_contact_reason: str | None = Field(default=None, max_length=60)
     outcomes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The latest outcome (services.notify.domain.OUTCOME_STATES); ``outcomes`` keeps the history.
+    outcome: str | None = Field(default=None, max_length=40)
     assigned_by: str | None = Field(default=None, max_length=100)
 
 
@@ -129,6 +125,13 @@ class EscalationStatus(StrEnum):
     open = "open"
     assigned = "assigned"
 
+
+# Ops assign a service to an open escalation; assigning another later (the first could not help) keeps it assigned.
+ESCALATION_STATES = StateMachine.of(
+    "escalation", "status",
+    {EscalationStatus.open: (EscalationStatus.assigned,), EscalationStatus.assigned: (EscalationStatus.assigned,)},
+    self_moves=(EscalationStatus.assigned,),
+)
 
 class Escalation(SQLModel, table=True):
     """A case in the ops queue (``case.escalated``)."""

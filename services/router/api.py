@@ -13,6 +13,7 @@ from services.router.directory_client import DirectoryUnavailable
 from services.router.store import RoutedCase, decisions_for
 from shared.auth import Caller, PresentedKey, require_ops, require_service
 from shared.events import CaseSummary, ConsentScope, ConsentState, ConsentStatus
+from shared.openapi import errors
 from shared.service import SessionDep
 
 router = APIRouter(tags=["router"])
@@ -48,7 +49,21 @@ def note(decision: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-@router.get("/cases/{case_id}/decision", summary="How a case was routed, and why")
+class CaseDecisions(BaseModel):
+    """A case's routing: where it stands, the ranked services per lane, and every decision with its reasons."""
+
+    case_id: UUID
+    state: str
+    rule_version: str
+    offered: list[str]
+    accepted: list[str]
+    ranking: dict[str, list[str]]
+    note: str
+    decisions: list[dict[str, Any]]
+
+
+@router.get("/cases/{case_id}/decision", summary="How a case was routed, and why", responses=errors(404),
+            response_model=CaseDecisions)
 async def get_decision(case_id: UUID, session: SessionDep, _caller: OpsOrService) -> dict[str, Any]:
     case = await session.get(RoutedCase, case_id)
     rows = await decisions_for(session, case_id)

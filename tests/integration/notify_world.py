@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -34,6 +35,7 @@ from shared.events import (
     RiskBand,
     RoutedService,
     decode_event,
+    utcnow,
 )
 from tests.conftest import EXAMPLES
 from tests.harness import SERVICE_TOKEN, eventually, running
@@ -132,6 +134,14 @@ class World:
     async def offers_of(self, app: FastAPI, case_id: UUID) -> list[Offer]:
         async with app.state.runtime.db.session() as session:
             return list((await session.exec(select(Offer).where(Offer.case_id == case_id))).all())
+
+
+def synthetic_offer(organisation_id: str) -> Offer:
+    """An offer just made to a synthetic service, for tests that drive offers without routing a case."""
+    now = utcnow()
+    return Offer(case_id=uuid4(), service_id="svc-synthetic", service_name="Synthetic service",
+                 service_type="community-outreach", organisation_id=organisation_id, summary={"risk_band": "high"},
+                 created_at=now, respond_by=now + timedelta(hours=4), last_updated=now)
 
 
 async def offer_for(notify: httpx.AsyncClient, key: str, case_id: UUID) -> dict[str, Any]:

@@ -78,6 +78,16 @@ async def test_offer_then_accept_then_handoff_then_outcomes_reach_the_referrer(w
                                          headers=provider("key-outreach"))
             assert response.status_code == 200, response.text
         assert response.json()["outcomes"] == ["contact-made", "survivor-engaged", "closed"]
+        # Closed is final: a later outcome cannot reopen the case (or move the Task back), and
+        # repeating "closed" changes and announces nothing.
+        reopened = await notify.post(f"/offers/{offer['id']}/outcomes", json={"outcome": "contact-made"},
+                                     headers=provider("key-outreach"))
+        assert reopened.status_code == 409 and reopened.headers["content-type"] == "application/problem+json"
+        assert "closed, which is final" in reopened.json()["detail"]
+        again = await notify.post(f"/offers/{offer['id']}/outcomes", json={"outcome": "closed"},
+                                  headers=provider("key-outreach"))
+        assert again.status_code == 200 and again.json()["outcomes"] == ["contact-made", "survivor-engaged", "closed"]
+        assert again.json()["outcome"] == "closed"
 
         async def task_closed() -> bool:
             statuses = await case_statuses(world, case_id)
