@@ -61,8 +61,8 @@ class AdmissionMiddleware:
         try:
             await admission.acquire()
         except Overloaded:
-            settings = state.settings  # type: ignore[union-attr]
-            response = state.busy_response(scope["path"], settings.busy_retry_after_seconds)  # type: ignore[union-attr]
+            retry_after = state.settings.busy_retry_after_seconds  # type: ignore[union-attr]
+            response = state.busy_response(scope["path"], retry_after)  # type: ignore[union-attr]
             await response(scope, receive, send)
             return
         try:

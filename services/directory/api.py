@@ -202,7 +202,8 @@ def _changed(session: AsyncSession, caller: Caller, entity: str, entity_id: str,
 
 @ops.post("/organisations", response_model=OrganisationPublic, status_code=201, summary="Add an organisation",
           responses=errors(409, 422))
-async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> OrganisationPublic:
+async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep,
+                              session: SessionDep, caller: OpsCaller) -> OrganisationPublic:
     async with runtime.db.transaction(session):
         if await session.get(Organisation, body.id) is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Organisation '{body.id}' already exists.")
@@ -226,7 +227,8 @@ async def replace_organisation(
 
 @ops.delete("/organisations/{organisation_id}", status_code=204, summary="Remove an organisation",
             responses=errors(404, 409))
-async def delete_organisation(organisation_id: str, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> Response:
+async def delete_organisation(organisation_id: str, runtime: RuntimeDep,
+                              session: SessionDep, caller: OpsCaller) -> Response:
     async with runtime.db.transaction(session):
         organisation = await _organisation(session, organisation_id)
         if (await session.exec(select(Service.id).where(Service.organisation_id == organisation_id).limit(1))).first():
@@ -249,7 +251,8 @@ async def _check_organisation(session: AsyncSession, organisation_id: str) -> No
 
 @ops.post("/services", response_model=ServicePublic, status_code=201, summary="Add a service",
           responses=errors(409, 422))
-async def create_service(body: ServiceCreate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> ServicePublic:
+async def create_service(body: ServiceCreate, runtime: RuntimeDep,
+                         session: SessionDep, caller: OpsCaller) -> ServicePublic:
     async with runtime.db.transaction(session):
         await _check_organisation(session, body.organisation_id)
         if await session.get(Service, body.id) is not None:
@@ -262,7 +265,8 @@ async def create_service(body: ServiceCreate, runtime: RuntimeDep, session: Sess
 
 @ops.put("/services/{service_id}", response_model=ServicePublic, summary="Replace a service",
          responses=errors(404, 422))
-async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> ServicePublic:
+async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep,
+                          session: SessionDep, caller: OpsCaller) -> ServicePublic:
     async with runtime.db.transaction(session):
         service = await session.get(Service, service_id)
         if service is None:
@@ -309,7 +313,8 @@ def _unprocessable(exc: ValidationError) -> HTTPException:
 
 
 @ops.delete("/services/{service_id}", status_code=204, summary="Remove a service", responses=errors(404))
-async def delete_service(service_id: str, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> Response:
+async def delete_service(service_id: str, runtime: RuntimeDep,
+                         session: SessionDep, caller: OpsCaller) -> Response:
     async with runtime.db.transaction(session):
         service = await session.get(Service, service_id)
         if service is None:
@@ -400,7 +405,8 @@ async def fhir_service(service_id: str, session: SessionDep) -> JSONResponse:
 
 @internal.get("/internal/organisations/{organisation_id}/delivery", response_model=ProviderDelivery,
               summary="How notify reaches a provider: channel, webhook URL, signing secrets", responses=errors(404))
-async def provider_delivery(organisation_id: str, session: SessionDep, _caller: ServiceCaller) -> ProviderDelivery:
+async def provider_delivery(organisation_id: str,
+                            session: SessionDep, _caller: ServiceCaller) -> ProviderDelivery:
     organisation = await _organisation(session, organisation_id)
     return ProviderDelivery(
         organisation_id=organisation.id,

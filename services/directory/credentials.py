@@ -130,7 +130,8 @@ async def add_provider_key(session: AsyncSession, caller: Caller, organisation_i
 @ops.post("/organisations/{organisation_id}/keys", response_model=ProviderKeyIssued, status_code=201,
           summary="Issue a named API key for a provider (shown once); an organisation may hold several",
           responses=errors(404, 409))
-async def create_provider_key(organisation_id: str, body: ProviderKeyCreate, runtime: RuntimeDep, session: SessionDep,
+async def create_provider_key(organisation_id: str, body: ProviderKeyCreate, runtime: RuntimeDep,
+                              session: SessionDep,
                               caller: OpsCaller) -> ProviderKeyIssued:
     async with runtime.db.transaction(session):
         return await add_provider_key(session, caller, organisation_id, body)
@@ -138,7 +139,8 @@ async def create_provider_key(organisation_id: str, body: ProviderKeyCreate, run
 
 @ops.get("/organisations/{organisation_id}/keys", response_model=list[ProviderKeyPublic],
          summary="A provider's keys, with their state and expiry (never the keys)", responses=errors(404))
-async def list_provider_keys(organisation_id: str, session: SessionDep, _caller: OpsCaller) -> list[ProviderKeyPublic]:
+async def list_provider_keys(organisation_id: str,
+                             session: SessionDep, _caller: OpsCaller) -> list[ProviderKeyPublic]:
     if await session.get(Organisation, organisation_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No organisation with id '{organisation_id}'.")
     keys = (await session.exec(select(ProviderKey).where(ProviderKey.organisation_id == organisation_id)
@@ -149,7 +151,8 @@ async def list_provider_keys(organisation_id: str, session: SessionDep, _caller:
 @ops.post("/organisations/{organisation_id}/keys/{name}/rotate", response_model=ProviderKeyIssued,
           summary="A new secret (shown once) and expiry for a named key; the old secret stops working",
           responses=errors(404, 409))
-async def rotate_provider_key(organisation_id: str, name: str, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller,
+async def rotate_provider_key(organisation_id: str, name: str, runtime: RuntimeDep,
+                              session: SessionDep, caller: OpsCaller,
                               body: RotateRequest | None = None) -> ProviderKeyIssued:
     async with runtime.db.transaction(session):
         key = await _provider_key(session, organisation_id, name)
@@ -163,7 +166,8 @@ async def rotate_provider_key(organisation_id: str, name: str, runtime: RuntimeD
 @ops.post("/organisations/{organisation_id}/keys/{name}/{action}", response_model=ProviderKeyPublic,
           summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`) a provider's key",
           responses=errors(404, 409))
-async def end_provider_key(organisation_id: str, name: str, action: EndAction, runtime: RuntimeDep, session: SessionDep,
+async def end_provider_key(organisation_id: str, name: str, action: EndAction, runtime: RuntimeDep,
+                           session: SessionDep,
                            caller: OpsCaller, body: ExpireRequest | None = None) -> ProviderKeyPublic:
     async with runtime.db.transaction(session):
         key = await _provider_key(session, organisation_id, name)
@@ -224,7 +228,8 @@ async def _ops_user(session: AsyncSession, user_id: str) -> OpsUser:
 @ops.post("/ops-users", response_model=OpsUserIssued, status_code=201,
           summary="Create a named ops credential (shown once), valid on every service's ops API",
           responses=errors(409))
-async def create_ops_user(body: OpsUserCreate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> OpsUserIssued:
+async def create_ops_user(body: OpsUserCreate, runtime: RuntimeDep,
+                          session: SessionDep, caller: OpsCaller) -> OpsUserIssued:
     async with runtime.db.transaction(session):
         return await add_ops_user(session, caller, body)
 
@@ -250,7 +255,8 @@ async def rotate_ops_user(user_id: str, runtime: RuntimeDep, session: SessionDep
 @ops.post("/ops-users/{user_id}/{action}", response_model=OpsUserPublic,
           summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`) an ops user's key",
           responses=errors(404, 409))
-async def end_ops_user(user_id: str, action: EndAction, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller,
+async def end_ops_user(user_id: str, action: EndAction, runtime: RuntimeDep,
+                       session: SessionDep, caller: OpsCaller,
                        body: ExpireRequest | None = None) -> OpsUserPublic:
     async with runtime.db.transaction(session):
         user = await _ops_user(session, user_id)

@@ -86,7 +86,8 @@ async def _client(session: AsyncSession, client_id: str) -> ApiClient:
 @router.post("", response_model=ClientIssued, status_code=201,
              summary="Register an EHR client for one or more ODS codes (the key is shown once)",
              responses=errors(409))
-async def create_client(body: ClientCreate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller) -> ClientIssued:
+async def create_client(body: ClientCreate, runtime: RuntimeDep,
+                        session: SessionDep, caller: OpsCaller) -> ClientIssued:
     async with runtime.db.transaction(session):
         return await register(session, caller, body)
 
@@ -105,7 +106,8 @@ async def read_client(client_id: str, session: SessionDep, _caller: OpsCaller) -
 @router.post("/{client_id}/rotate", response_model=ClientIssued,
              summary="A new key (shown once) and a new expiry; the old key stops working at once",
              responses=errors(404, 409))
-async def rotate_client(client_id: str, request: Request, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller,
+async def rotate_client(client_id: str, request: Request, runtime: RuntimeDep,
+                        session: SessionDep, caller: OpsCaller,
                         body: RotateRequest | None = None) -> ClientIssued:
     async with runtime.db.transaction(session):
         client = await _client(session, client_id)
@@ -120,7 +122,8 @@ async def rotate_client(client_id: str, request: Request, runtime: RuntimeDep, s
              summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`, for good: its referrals "
                      "and Tasks stay); the key stops working at once",
              responses=errors(404, 409))
-async def end_client(client_id: str, action: EndAction, request: Request, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller,
+async def end_client(client_id: str, action: EndAction, request: Request, runtime: RuntimeDep,
+                     session: SessionDep, caller: OpsCaller,
                      body: ExpireRequest | None = None) -> ClientPublic:
     async with runtime.db.transaction(session):
         client = await _client(session, client_id)

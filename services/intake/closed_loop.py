@@ -186,7 +186,8 @@ def _settings(request: Request) -> ClosedLoopSettings:
                         **errors(400, 413, 415, 422)},
              openapi_extra={"requestBody": {"required": True, "content": {FHIR_JSON: {
                  "schema": {"$ref": "#/components/schemas/Subscription"}}}}})
-async def create_subscription(request: Request, client: ClientDep, runtime: RuntimeDep, session: SessionDep) -> JSONResponse:
+async def create_subscription(request: Request, client: ClientDep, runtime: RuntimeDep,
+                              session: SessionDep) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
     fields = parse_subscription(body, development=settings.is_development,
@@ -219,7 +220,8 @@ async def read_subscription(subscription_id: str, client: ClientDep, session: Se
 @router.delete("/fhir/Subscription/{subscription_id}", summary="Stop a Subscription",
                response_class=FhirResponse, responses={**fhir_resource("Subscription", description="The Subscription, off"),
                                                        **errors(404)})
-async def delete_subscription(subscription_id: str, client: ClientDep, runtime: RuntimeDep, session: SessionDep) -> JSONResponse:
+async def delete_subscription(subscription_id: str, client: ClientDep, runtime: RuntimeDep,
+                              session: SessionDep) -> JSONResponse:
     async with runtime.db.transaction(session):
         sub = await _own_subscription(session, client.id, subscription_id)
         sub.status = SubscriptionStatus.off

@@ -199,7 +199,8 @@ async def read_offer(offer_id: UUID, session: SessionDep, provider: ProviderDep)
 @router.post("/offers/{offer_id}/accept", response_model=OfferPublic, summary="Accept an offer", responses=errors(404, 409),
              description="Accepting again is harmless. An offer that was declined, expired or withdrawn cannot be "
                          "accepted (409).")
-async def accept_offer(offer_id: UUID, runtime: RuntimeDep, session: SessionDep, provider: ProviderDep) -> OfferPublic:
+async def accept_offer(offer_id: UUID, runtime: RuntimeDep,
+                       session: SessionDep, provider: ProviderDep) -> OfferPublic:
     async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
         await offers.accept_offer(session, offer, provider, now=utcnow())
@@ -211,7 +212,8 @@ async def accept_offer(offer_id: UUID, runtime: RuntimeDep, session: SessionDep,
              responses=errors(404, 409),
              description="Declining again is harmless. An offer that was accepted, expired or withdrawn cannot be "
                          "declined (409).")
-async def decline_offer(offer_id: UUID, body: DeclineRequest, runtime: RuntimeDep, session: SessionDep, provider: ProviderDep) -> OfferPublic:
+async def decline_offer(offer_id: UUID, body: DeclineRequest, runtime: RuntimeDep,
+                        session: SessionDep, provider: ProviderDep) -> OfferPublic:
     async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
         await offers.decline_offer(session, offer, provider, reason=body.reason,
@@ -245,7 +247,8 @@ def release_decision(offer: Offer, case: CaseConsent | None, now: datetime) -> t
             responses=errors(403, 404, 409, 410),
             description="Safe-contact rules come first: `do_not_contact` and `no_voicemail` are flags a system can "
                         "act on. 409 before acceptance, 403 outside the consent's scope, 410 once withdrawn.")
-async def read_handoff(offer_id: UUID, runtime: RuntimeDep, session: SessionDep, provider: ProviderDep) -> Handoff:
+async def read_handoff(offer_id: UUID, runtime: RuntimeDep,
+                       session: SessionDep, provider: ProviderDep) -> Handoff:
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
     offer = await own_offer(session, provider, offer_id)
     code, reason = release_decision(offer, await session.get(CaseConsent, offer.case_id), utcnow())
@@ -288,7 +291,8 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep, session: SessionDep,
              description="Outcomes only move forwards (unable to contact → contact made → survivor engaged or "
                          "declined support → closed; steps may be skipped) and `closed` is final: a step back is "
                          "a 409. Reporting the current outcome again changes nothing.")
-async def report_outcome(offer_id: UUID, body: OutcomeRequest, runtime: RuntimeDep, session: SessionDep, provider: ProviderDep) -> OfferPublic:
+async def report_outcome(offer_id: UUID, body: OutcomeRequest, runtime: RuntimeDep,
+                         session: SessionDep, provider: ProviderDep) -> OfferPublic:
     async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
         await offers.report_outcome(session, offer, provider, outcome=body.outcome, now=utcnow())
