@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +13,7 @@ from typing import Annotated
 import typer
 
 from services import cli_credentials
-from services.launcher import DATA_DIR_DEFAULT, DEFAULT_PORTS, System
+from services.launcher import DATA_DIR_DEFAULT, DEFAULT_PORTS, SERVICES, System
 
 app = typer.Typer(help="Pathways: referral routes from NHS settings to specialist domestic abuse services.",
                   no_args_is_help=True)
@@ -36,11 +37,9 @@ def up(
         help="Load the sample directory, EHR client and ops user (--no-sample: start empty, for a real area)")] = True,
 ) -> None:
     """Start NATS (unless NATS_URL is set) and the four services on SQLite (unless DATABASE_URL is set)."""
-    # Each port can be moved with the variable the service itself reads (INTAKE_PORT, …).
-    ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
     system = System(
         data_dir=data_dir.resolve(),
-        ports=ports,
+        ports=configured_ports(),
         nats_url=os.environ.get("NATS_URL") or None,
         database_url=os.environ.get("DATABASE_URL") or None,
         sample=sample,
@@ -50,15 +49,45 @@ def up(
     def request_stop(signum: int, _frame: object) -> None:
         stop["requested"] = True
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    typer.echo("Starting Pathways…")
-    system.start()
+    # SIGHUP too: closing the terminal must stop the services (they run in their own sessions, so the
+    # terminal's hang-up reaches only this process) rather than leave them holding their ports.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, request_stop)
+    try:
+        say("Starting Pathways…")
+        system.start()
+        say(banner(system))
+        while not stop["requested"]:
+            exited = system.exited()
+            if exited:
+                say(f"A service stopped unexpectedly: {exited}; see {system.log_dir}", err=True)
+                raise typer.Exit(1)
+            time.sleep(0.5)
+    finally:
+        say("Stopping Pathways…")
+        system.stop()
+        say("Stopped.")
+
+
+def configured_ports() -> dict[str, int]:
+    """Each port can be moved with the variable the service itself reads (INTAKE_PORT, …)."""
+    return {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Print, unless the terminal is gone (after a hang-up): stopping must never fail on output."""
+    try:
+        typer.echo(text, err=err)
+    except OSError:
+        # Later writes (and the flush at exit) would fail the same way.
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+
+def banner(system: System) -> str:
     nats = system.nats_url or (system.nats.url if system.nats else "")
     env = system.environment()
     guide = sample_guide(system) if env["DIRECTORY_LOAD_SAMPLE"].lower() == "true" else empty_guide(system)
-    typer.echo(
-        f"""
+    return f"""
 Pathways is running (logs in {system.log_dir}).
 
   NATS       {nats}{'  (bundled, JetStream store in ' + str(system.data_dir / 'nats') + ')' if system.nats else ''}
@@ -68,20 +97,10 @@ Pathways is running (logs in {system.log_dir}).
   notify     {system.url('notify')}      provider offers, handoffs  {system.url('notify')}/docs
 
 {guide}
+Readiness, consumer lag, dead letters and outboxes at a glance: pathways status (metrics at /metrics)
+
 Press Ctrl-C to stop.
 """
-    )
-    try:
-        while not stop["requested"]:
-            exited = system.exited()
-            if exited:
-                typer.echo(f"A service stopped unexpectedly: {exited}; see {system.log_dir}", err=True)
-                raise typer.Exit(1)
-            time.sleep(0.5)
-    finally:
-        typer.echo("Stopping Pathways…")
-        system.stop()
-        typer.echo("Stopped.")
 
 
 def sample_guide(system: System) -> str:
@@ -115,6 +134,33 @@ def empty_guide(system: System) -> str:
   pathways clients create YOUR-EHR --name '…' --ods YOUR-ODS-CODE
   pathways providers keys create ORGANISATION-ID case-system
 """
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, for scripts")] = False,
+    nats_url: Annotated[str, typer.Option(envvar="NATS_URL")] = f"nats://127.0.0.1:{DEFAULT_PORTS['nats']}",
+    host: Annotated[str, typer.Option(help="Where the services listen (ports from INTAKE_PORT, …)")] = "127.0.0.1",
+    timeout: float = 5.0,
+) -> None:
+    """Readiness, outbox depth, stream and consumer lag and dead letters of a running system.
+
+    Exits 1 when a service is not ready or NATS cannot be reached."""
+    import json
+
+    from rich.console import Console
+
+    from services.status import gather, render
+
+    ports = configured_ports()
+    services = {name: f"http://{host}:{ports[name]}" for name in SERVICES}
+    found = asyncio.run(gather(services, nats_url, timeout=timeout))
+    if as_json:
+        typer.echo(json.dumps(found.as_json(), indent=2))
+    else:
+        render(found, Console())
+    if not found.healthy:
+        raise typer.Exit(1)
 
 
 @dlq.command("replay")

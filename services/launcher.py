@@ -175,6 +175,8 @@ class System:
             NOTIFY_PUBLIC_URL=self.url("notify"),
             INTAKE_SUBSCRIPTION_PUBLIC_URL=self.url("intake"),
             PYTHONUNBUFFERED="1",
+            # The databases live under the data directory, whatever it is called.
+            PATHWAYS_DATA_DIR=str(self.data_dir),
         )
         for switch in SAMPLE_SWITCHES:
             if self.sample:

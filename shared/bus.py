@@ -67,6 +67,16 @@ class ConsumerSpec:
         return self.backoff[min(num_delivered - 1, len(self.backoff) - 1)]
 
 
+@dataclass(frozen=True)
+class ConsumerLag:
+    """How far a durable consumer is behind (JetStream's consumer info)."""
+
+    consumer: str
+    pending: int  # in the stream, not yet delivered
+    ack_pending: int  # delivered, not yet acknowledged
+    redelivered: int  # delivered more than once and not yet acknowledged
+
+
 class BusNotConnected(RuntimeError):
     pass
 
@@ -134,6 +144,13 @@ class Bus:
         for subjects, handler in list(self._broadcasts):
             await self._subscribe_broadcast(subjects, handler)
 
+    async def connect_once(self, *, timeout: float = 5.0) -> None:
+        """Connect without declaring streams or starting consumers (for tools that only look)."""
+        self.nc = await nats.connect(
+            servers=[self.url], name=self.name, connect_timeout=timeout, allow_reconnect=False,
+            max_reconnect_attempts=0, error_cb=self._on_error,
+        )
+
     async def _on_error(self, exc: Exception) -> None:
         log.warning("bus %s: %s", self.name, type(exc).__name__)
 
@@ -188,6 +205,26 @@ class Bus:
                     await js.add_stream(config)
             else:
                 await js.update_stream(config)
+
+    # ---- state, for metrics and ``pathways status`` --------------------------------------------
+    async def consumer_lag(self, durables: Sequence[str] | None = None) -> list[ConsumerLag]:
+        """Lag of the named durable consumers (default: this process's), or of every consumer when ``()``."""
+        js = self.js
+        if durables is None:
+            durables = [spec.durable for spec in self._consumers]
+        infos = (
+            [await js.consumer_info(EVENTS_STREAM, durable) for durable in durables]
+            if durables else await js.consumers_info(EVENTS_STREAM)
+        )
+        return [
+            ConsumerLag(info.name, info.num_pending or 0, info.num_ack_pending or 0, info.num_redelivered or 0)
+            for info in infos
+        ]
+
+    async def stream_depth(self, stream: str) -> int:
+        """Messages held in a stream (the dead-letter stream's depth is what ops must act on)."""
+        info = await self.js.stream_info(stream)
+        return int(info.state.messages)
 
     # ---- publishing ---------------------------------------------------------------------------
     async def publish(self, event: Event, *, headers: dict[str, str] | None = None) -> None:

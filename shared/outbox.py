@@ -11,14 +11,14 @@ from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import Text, update
-from sqlmodel import Field, SQLModel, col, select
+from sqlmodel import Field, SQLModel, col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.bus import Bus
 from shared.db import Database, utc_field
 from shared.background import PeriodicWorker
 from shared.events import Event, utcnow
-from shared.telemetry import inject_headers
+from shared.telemetry import stored_context
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,21 @@ def outbox_message(event: Event) -> OutboxMessage:
         event_id=event.event_id,
         subject=event.subject,
         payload=event.model_dump_json(),
-        headers=json.dumps(inject_headers()),
+        headers=stored_context(),
     )
 
 
 def enqueue(session: AsyncSession, event: Event) -> None:
     """Add an event to the outbox inside the caller's transaction."""
     session.add(outbox_message(event))
+
+
+async def outbox_depth(db: Database) -> int:
+    """Events committed and not yet published (grows while NATS is away)."""
+    async with db.session() as session:
+        return int((await session.exec(
+            select(func.count()).select_from(OutboxMessage).where(col(OutboxMessage.published_at).is_(None))
+        )).one())
 
 
 class OutboxRelay:

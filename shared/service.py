@@ -15,21 +15,23 @@ from typing import Annotated
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared import metrics
 from shared.admission import Admission, AdmissionMiddleware
-from shared.bus import Bus, ConsumerSpec, Delivery
+from shared.bus import DLQ_STREAM, Bus, ConsumerSpec, Delivery
 from shared.db import Database
 from shared.events import Event
-from shared.outbox import OutboxRelay
+from shared.logs import configure_logging
 from shared.methods import AllowHeader
 from shared.openapi import install_openapi
+from shared.outbox import OutboxRelay, outbox_depth
 from shared.problems import busy_problem, install_problem_handlers, problem
 from shared.settings import ServiceSettings
-from shared.telemetry import configure_tracing
+from shared.telemetry import configure_tracing, flush_spans, instrument_app, instrument_client
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ class Runtime:
     relay: OutboxRelay
     http: httpx.AsyncClient
     stop_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Read when /metrics is scraped: gauges of state that lives in the database or in JetStream.
+    metric_refreshers: list[metrics.Refresh] = field(default_factory=list)
 
     def consume(self, durable: str, subjects: Sequence[str], work: Work, **options: object) -> ConsumerSpec:
         """A durable consumer whose ``work`` runs once per event, in one transaction with the inbox
@@ -65,10 +69,22 @@ class Readiness(BaseModel):
     checks: dict[str, bool]
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every URL at INFO; URLs can carry area queries, so keep it to warnings.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def standard_metric_refreshers(runtime: Runtime) -> list[metrics.Refresh]:
+    """The gauges every service exports: its outbox depth, its consumers' lag, the dead letters."""
+    name = runtime.settings.service_name
+
+    async def outbox() -> None:
+        metrics.OUTBOX_DEPTH.labels(name).set(await outbox_depth(runtime.db))
+
+    async def consumers() -> None:
+        if runtime.bus.ready:
+            metrics.set_consumer_lag(await runtime.bus.consumer_lag())
+
+    async def dead_letters() -> None:
+        if runtime.bus.ready:
+            metrics.DEAD_LETTER_DEPTH.set(await runtime.bus.stream_depth(DLQ_STREAM))
+
+    return [outbox, consumers, dead_letters]
 
 
 def create_service_app(
@@ -91,8 +107,11 @@ def create_service_app(
         bus = Bus(settings.nats_url, name=f"pathways-{name}")
         relay = OutboxRelay(db, bus)
         http = httpx.AsyncClient(timeout=10.0)
+        instrument_client(http)
         runtime = Runtime(settings, db, bus, relay, http)
+        runtime.metric_refreshers.extend(standard_metric_refreshers(runtime))
         app.state.runtime = runtime
+        app.state.metric_refreshers = runtime.metric_refreshers
         app.state.settings = settings
         app.state.admission = Admission(settings.max_concurrent_requests, settings.request_queue_seconds)
         await bus.start()
@@ -109,6 +128,7 @@ def create_service_app(
             await bus.close()
             await http.aclose()
             await db.dispose()
+            flush_spans()
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.add_middleware(AdmissionMiddleware)
@@ -116,6 +136,12 @@ def create_service_app(
     install_problem_handlers(app)
     install_openapi(app, fhir_prefix=fhir_prefix)
     app.add_middleware(AllowHeader, document=app.openapi)
+    app.add_middleware(metrics.HttpRequests, service=name)
+    instrument_app(app)
+    app.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], tags=["probes"],
+                      summary="Prometheus metrics", include_in_schema=True, response_class=PlainTextResponse,
+                      responses={200: {"description": "Prometheus text exposition format",
+                                       "content": {"text/plain": {"schema": {"type": "string"}}}}})
 
     @app.get("/healthz", tags=["probes"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -159,11 +185,14 @@ def run_service(create_app: Callable[[], FastAPI], settings: ServiceSettings) ->
 
     import uvicorn
 
-    configure_logging()
+    configure_logging(settings.service_name)
     # The database drivers (aiosqlite above all) run each statement on a thread and hand the result back
     # to the event loop: while the loop is busy (parsing a Bundle), that thread waits for the GIL for
     # up to the switch interval, 5 ms by default, per statement. A transaction holds SQLite's one writer
     # slot across several statements, so those waits queue every other writer (issue 9: 1 ms measured
     # about 1.7 times the referrals per second of 5 ms under load).
     sys.setswitchinterval(0.001)
-    uvicorn.run(create_app(), host=settings.host, port=settings.port, log_level="info", lifespan="on")
+    # uvicorn's access log would print raw paths (``/areas/<postcode>``): ``metrics.HttpRequests`` logs
+    # each request by its route template instead.
+    uvicorn.run(create_app(), host=settings.host, port=settings.port, log_level="info", lifespan="on",
+                log_config=None, access_log=False)

@@ -51,13 +51,15 @@ class ServiceSettings(BaseSettings):
     otel_exporter: str = Field(
         default="none", validation_alias=AliasChoices("PATHWAYS_OTEL_EXPORTER", "otel_exporter")
     )
+    # Where the SQLite databases live (``pathways up --data-dir`` sets it for every service).
+    data_dir: Path = Field(default=DATA_DIR, validation_alias=AliasChoices("PATHWAYS_DATA_DIR", "data_dir"))
 
     def resolved_database_url(self) -> str:
-        """The service's own database: SQLite under .data/ unless a URL is configured."""
+        """The service's own database: SQLite under the data directory unless a URL is configured."""
         if self.database_url:
             return self.database_url
-        DATA_DIR.mkdir(exist_ok=True)
-        return f"sqlite+aiosqlite:///{DATA_DIR / (self.service_name + '.db')}"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{self.data_dir / (self.service_name + '.db')}"
 
     @property
     def is_development(self) -> bool:

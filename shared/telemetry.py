@@ -1,37 +1,126 @@
 """OpenTelemetry set-up and W3C trace-context propagation over NATS headers.
 
 Span attributes carry identifiers that mean nothing outside Pathways (case ids, event ids, subjects)
-and never identifying data: ``safe_attributes`` is the one place that decides what may be recorded.
+and never identifying data. Two guards make sure of it: ``safe_attributes`` for the spans Pathways
+makes itself, and ``AllowListExporter`` for everything that leaves the process, because the FastAPI
+and httpx instrumentations record raw paths and URLs (``/areas/LS7 9ZZ`` holds a full postcode).
+
+Export follows the standard OpenTelemetry variables: OTLP over HTTP when
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set, nothing otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import os
+from collections.abc import Mapping, Sequence
 
+from fastapi import FastAPI
+from httpx import AsyncClient
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.trace import Link
 
 ALLOWED_ATTRIBUTES = frozenset(
-    {"pathways.case_id", "pathways.event_id", "pathways.offer_id", "messaging.destination.name",
-     "messaging.system", "messaging.consumer.group.name", "pathways.delivery"}
+    {"pathways.case_id", "pathways.event_id", "pathways.offer_id", "pathways.outcome", "pathways.delivery",
+     "messaging.destination.name", "messaging.system", "messaging.consumer.group.name",
+     # What the HTTP instrumentations record that holds no data: the route template, never the path.
+     "http.route", "http.method", "http.request.method", "http.status_code", "http.response.status_code",
+     "http.scheme", "url.scheme", "http.flavor", "network.protocol.version", "server.port", "net.host.port",
+     "exception.type"}
 )
 
-_configured = False
+_provider: TracerProvider | None = None
+
+
+class AllowListExporter(SpanExporter):
+    """Passes spans on with only allow-listed attributes (on the span, its events and its links)."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export([_allowed_only(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def _keep(attributes: Mapping[str, object] | None) -> dict[str, object]:
+    return {k: v for k, v in (attributes or {}).items() if k in ALLOWED_ATTRIBUTES}
+
+
+def _allowed_only(span: ReadableSpan) -> ReadableSpan:
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=_keep(span.attributes),  # type: ignore[arg-type]
+        # An exception event keeps its type: its message and stack trace could quote data.
+        events=[Event(e.name, _keep(e.attributes), e.timestamp) for e in span.events],  # type: ignore[arg-type]
+        links=[Link(link.context, _keep(link.attributes)) for link in span.links],  # type: ignore[arg-type]
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def otlp_configured() -> bool:
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
 def configure_tracing(service_name: str, exporter: str = "none") -> None:
-    """Install a tracer provider once per process; ``exporter`` is ``none`` or ``console``."""
-    global _configured
-    if _configured:
+    """Install a tracer provider once per process.
+
+    OTLP/HTTP export when the standard variables name an endpoint (batching, headers, timeouts from the
+    standard ``OTEL_*`` variables too); ``exporter="console"`` prints spans as well, for development.
+    """
+    global _provider
+    if _provider is not None:
         return
     provider = TracerProvider(resource=Resource.create({"service.name": f"pathways-{service_name}"}))
+    if otlp_configured():
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(AllowListExporter(OTLPSpanExporter())))
     if exporter == "console":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        provider.add_span_processor(BatchSpanProcessor(AllowListExporter(ConsoleSpanExporter())))
     trace.set_tracer_provider(provider)
-    _configured = True
+    _provider = provider
+
+
+def flush_spans() -> None:
+    """Export what is buffered (at shutdown, so a stopped service's last spans are not lost)."""
+    if _provider is not None:
+        _provider.force_flush(5000)
+
+
+def instrument_app(app: FastAPI) -> None:
+    """Server spans for every request (named by route template), none for the probes and /metrics."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"])
+
+
+def instrument_client(client: AsyncClient) -> None:
+    """Client spans for internal calls and webhooks; ``traceparent`` goes out with each request."""
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor.instrument_client(client)
 
 
 def tracer(name: str = "pathways") -> trace.Tracer:
@@ -52,3 +141,14 @@ def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
 
 def extract_context(headers: Mapping[str, str] | None) -> Context:
     return propagate.extract(dict(headers or {}))
+
+
+def stored_context() -> str:
+    """The current trace context as JSON, for a row whose work continues later (outbox, webhooks)."""
+    return json.dumps(inject_headers())
+
+
+def restored_context(stored: str | None) -> Context | None:
+    """The context saved by ``stored_context``, or ``None`` (a new trace) when there was none."""
+    headers = json.loads(stored) if stored else {}
+    return extract_context(headers) if "traceparent" in headers else None

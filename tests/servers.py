@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -146,3 +148,88 @@ class WebhookReceiver:
 
     def raw(self) -> str:
         return "".join(json.dumps(r["payload"]) for r in self.received)
+
+
+class ThreadedServer:
+    """An ASGI app served by uvicorn in a thread of its own, for synchronous end-to-end tests."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning",
+                                access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"test-server-{self.port}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"test server on port {self.port} did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    kind: str
+    attributes: dict[str, Any]
+
+
+class OtlpReceiver:
+    """A minimal OTLP/HTTP trace collector: decodes what the services' exporters send and keeps it."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        self._lock = threading.Lock()
+
+    def app(self) -> FastAPI:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+        from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+        app = FastAPI()
+
+        @app.post("/v1/traces")
+        async def traces(request: Request) -> Response:
+            export = ExportTraceServiceRequest()
+            export.ParseFromString(await request.body())
+            received = []
+            for resource_spans in export.resource_spans:
+                resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                for scope_spans in resource_spans.scope_spans:
+                    for span in scope_spans.spans:
+                        received.append(ReceivedSpan(
+                            service=resource["service.name"], name=span.name, trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(), parent_id=span.parent_span_id.hex() or None,
+                            kind=Span.SpanKind.Name(span.kind),
+                            attributes={a.key: _any_value(a.value) for a in span.attributes},
+                        ))
+            with self._lock:
+                self.spans.extend(received)
+            return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
+
+        return app
+
+    def snapshot(self) -> list[ReceivedSpan]:
+        with self._lock:
+            return list(self.spans)
+
+
+def _any_value(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None

@@ -59,4 +59,5 @@ if __name__ == "__main__":
     parser.add_argument("--nats", required=True)
     args = parser.parse_args()
     # The same call as shared.service.run_service makes for every Pathways service.
-    uvicorn.run(create_app(args.nats), host="127.0.0.1", port=args.port, log_level="info", lifespan="on")
+    uvicorn.run(create_app(args.nats), host="127.0.0.1", port=args.port, log_level="info", lifespan="on",
+                log_config=None, access_log=False)

@@ -27,6 +27,7 @@ from shared.crypto import FieldCipher
 from shared.db import end_read
 from shared.fhir import FHIR_JSON, FhirError, Issue
 from shared.openapi import FhirResponse, errors, fhir_resource
+from shared.metrics import REFERRALS_RECEIVED, REFERRALS_REJECTED
 from shared.search import InvalidSearch, last_updated_condition
 from shared.service import RuntimeDep, SessionDep
 
@@ -137,6 +138,17 @@ def fhir_response(answer: referrals.Answer) -> JSONResponse:
 
 async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, session: AsyncSession,
                   request_id: str | None, endpoint: str) -> JSONResponse:
+    try:
+        answer = await _answer(request, client, runtime, session, request_id, endpoint)
+    except FhirError as exc:
+        # The FHIR issue type (structure, value, forbidden…): a fixed vocabulary, never the diagnostics.
+        REFERRALS_REJECTED.labels(exc.issues[0].code if exc.issues else "unknown").inc()
+        raise
+    return fhir_response(answer)
+
+
+async def _answer(request: Request, client: ApiClient, runtime: RuntimeDep, session: AsyncSession,
+                  request_id: str | None, endpoint: str) -> referrals.Answer:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
     parsed = parse_submission(parse_bundle(body, endpoint=endpoint), rules=settings.referral_rules())
@@ -155,7 +167,9 @@ async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, sess
         answer = await referrals.idempotent(
             runtime.db, session, client.id, keys, fingerprint, lambda: referrals.receive(session, new)
         )
-    return fhir_response(answer)
+        if not answer.replayed:
+            REFERRALS_RECEIVED.labels(parsed.summary.risk_band.value).inc()
+    return answer
 
 
 @router.post(

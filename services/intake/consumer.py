@@ -10,7 +10,8 @@ from services.intake.closed_loop import task_changed
 from services.intake.store import Referral
 from services.intake.task import TASK_STATES
 from shared.bus import Delivery
-from shared.events import CaseStatus, Event
+from shared.events import CaseStatus, Event, TaskStatus
+from shared.metrics import REFERRAL_TO_ACCEPTANCE
 from shared.service import Runtime
 from shared.state_machine import IllegalTransition
 
@@ -25,6 +26,7 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
     # Events can arrive out of order after a retry: never move a Task back in time.
     if referral.last_updated > event.occurred_at:
         return
+    was_requested = referral.task_status == TaskStatus.requested
     values = {
         "business_status": event.business_status,
         "business_status_code": event.business_status_code,
@@ -42,6 +44,8 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
         return
     if not moved:
         return
+    if was_requested and event.status == TaskStatus.accepted:
+        REFERRAL_TO_ACCEPTANCE.observe(max((event.occurred_at - referral.created_at).total_seconds(), 0.0))
     await task_changed(session, referral)
 
 

@@ -9,7 +9,7 @@ from services.notify.api import router
 from services.notify.deadlines import DeadlineTimer
 from services.notify.ops import router as ops_router
 from services.notify.settings import NotifySettings
-from services.notify.store import TABLES
+from services.notify.store import TABLES, offers_by_state
 from services.notify.webhooks import WebhookDispatcher
 from shared.events import DirectoryChanged, Event
 from shared.ops_users import RemoteOpsVerifier
@@ -21,6 +21,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
 
     async def setup(runtime: Runtime) -> None:
         consumer.register(runtime)
+        runtime.metric_refreshers.append(lambda: offers_by_state(runtime.db))
 
         async def on_directory_changed(event: Event) -> None:
             if isinstance(event, DirectoryChanged) and event.entity in ("provider-key", "organisation"):

@@ -23,6 +23,7 @@ from shared.events import (
     utcnow,
 )
 from shared.service import Runtime
+from shared.telemetry import safe_attributes, tracer
 
 CONSENT_WITHDRAWN = "consent-withdrawn"
 REFERRAL_CANCELLED = "referral-cancelled"
@@ -47,12 +48,15 @@ def register(runtime: Runtime) -> None:
                                       offer_to=[s.model_dump(mode="json") for s in event.offer_to]))
         if case.closed_reason is not None:
             return  # cancelled or withdrawn while the router worked: nobody is offered anything
-        made = [
-            offer
-            for service in event.offer_to
-            if (offer := await make_offer(session, settings, case_id=event.case_id, service=service,
-                                          summary=event.summary, decision_id=event.decision_id, now=now))
-        ]
+        made = []
+        for service in event.offer_to:
+            # The span is current while the offer's webhook is queued: the delivery continues this trace.
+            with tracer().start_as_current_span("offer") as span:
+                offer = await make_offer(session, settings, case_id=event.case_id, service=service,
+                                         summary=event.summary, decision_id=event.decision_id, now=now)
+                if offer is not None:
+                    span.set_attributes(safe_attributes(pathways__offer_id=offer.id))
+                    made.append(offer)
         if made:
             names = ", ".join(o.service_name for o in made)
             announce_task(session, event.case_id, TaskView.offered(names), now=now)

@@ -9,13 +9,15 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, func, select
 
 from services.notify.domain import OfferStatus
 from shared.audit import AuditRecord
-from shared.db import utc_field
+from shared.db import Database, utc_field
 from shared.events import utcnow
 from shared.state_machine import StateMachine
+from shared.metrics import OFFERS
+from shared.telemetry import stored_context
 
 
 OPEN_OFFER_STATUSES = (OfferStatus.offered, OfferStatus.accepted)
@@ -108,6 +110,8 @@ class WebhookDelivery(SQLModel, table=True):
     # A status code or an exception type: never a response body (it is the receiver's to say).
     last_error: str | None = Field(default=None, max_length=120)
     delivered_at: datetime | None = utc_field(default=None)
+    # The W3C trace context of the work that queued it, so each attempt joins the referral's trace.
+    trace_context: str = Field(default_factory=stored_context, sa_type=Text)
 
 
 class WebhookEndpointState(SQLModel, table=True):
@@ -160,3 +164,11 @@ class EscalationNote(SQLModel, table=True):
 TABLES = [
     CaseConsent, RoutingRecord, Offer, WebhookDelivery, WebhookEndpointState, Escalation, EscalationNote, AuditRecord,
 ]
+
+
+async def offers_by_state(db: Database) -> None:
+    """Set the offers-by-state gauge from the table (every state, so one that empties reads 0)."""
+    async with db.session() as session:
+        counts = dict((await session.exec(select(Offer.status, func.count()).group_by(Offer.status))).all())
+    for state in OfferStatus:
+        OFFERS.labels(state.value).set(counts.get(state.value, 0))

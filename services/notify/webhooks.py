@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timedelta
 
 import httpx
+from opentelemetry import trace
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,8 +28,10 @@ from shared.background import PeriodicWorker
 from shared.delivery import endpoint_refusal, retry_delay
 from shared.directory_contract import ProviderDelivery
 from shared.events import CaseEscalated, utcnow
+from shared.metrics import WEBHOOK_DELIVERIES, WEBHOOK_FAILURES
 from shared.outbox import enqueue
 from shared.service import Runtime
+from shared.telemetry import restored_context, safe_attributes, tracer
 
 log = logging.getLogger(__name__)
 BATCH = 50
@@ -112,6 +115,13 @@ class WebhookDispatcher:
         now = utcnow()
         if not await self._lease(delivery, now):
             return
+        with tracer().start_as_current_span(
+            "deliver webhook", context=restored_context(delivery.trace_context), kind=trace.SpanKind.PRODUCER,
+            attributes=safe_attributes(pathways__offer_id=delivery.offer_id, pathways__delivery=delivery.id),
+        ):
+            await self._attempt(delivery, now)
+
+    async def _attempt(self, delivery: WebhookDelivery, now: datetime) -> None:
         async with self.runtime.db.session() as session:
             state = await session.get(WebhookEndpointState, delivery.organisation_id)
         if state is not None and state.disabled_at is not None:
@@ -145,9 +155,13 @@ class WebhookDispatcher:
                 timeout=self.settings.webhook_timeout_seconds, follow_redirects=False,
             )
             error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+            if error is not None:
+                WEBHOOK_FAILURES.labels("http-status").inc()
         except httpx.HTTPError as exc:
             error = type(exc).__name__
+            WEBHOOK_FAILURES.labels("network").inc()
         if error is None:
+            WEBHOOK_DELIVERIES.inc()
             await self._finish(delivery, WebhookStatus.delivered, delivered_at=now, attempted=now)
         elif now - delivery.created_at >= timedelta(hours=self.settings.webhook_retry_hours):
             await self._disable(delivery, now, reason=f"failing for {self.settings.webhook_retry_hours:g} h ({error})")
@@ -184,6 +198,7 @@ class WebhookDispatcher:
         log.warning("webhook %s to %s failed (%s); retrying", delivery.id, delivery.organisation_id, error)
 
     async def _disable(self, delivery: WebhookDelivery, now: datetime, *, reason: str) -> None:
+        WEBHOOK_FAILURES.labels("endpoint-disabled").inc()
         async with self.runtime.db.transaction() as session:
             await disable_endpoint(session, delivery.organisation_id, now=now, reason=reason,
                                    failed_delivery=delivery.id)

@@ -55,8 +55,10 @@ from shared.events import (
     TaskStatus,
     utcnow,
 )
+from shared.metrics import CASES_ROUTED
 from shared.outbox import enqueue
 from shared.service import Runtime
+from shared.telemetry import safe_attributes, tracer
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +108,12 @@ async def decide(
     session: AsyncSession, router: Router, *, summary: CaseSummary, consent: ConsentState, index: DirectoryIndex
 ) -> tuple[Decision, list[str]]:
     """Run the rules for a case with this area's protocol and the current open offers (no writes)."""
-    area = resolve_case_area(summary, index)
-    protocol = router.settings.protocol_for(area.codes)
-    decision = route(
-        summary, consent, index, open_offers=await open_offer_counts(session), now=utcnow(),
-        sla_hours=protocol.sla_hours,
-    )
+    open_offers = await open_offer_counts(session)
+    with tracer().start_as_current_span("match") as span:
+        area = resolve_case_area(summary, index)
+        protocol = router.settings.protocol_for(area.codes)
+        decision = route(summary, consent, index, open_offers=open_offers, now=utcnow(), sla_hours=protocol.sla_hours)
+        span.set_attributes(safe_attributes(pathways__outcome=decision.outcome.value))
     return decision, list(area.codes)
 
 
@@ -130,6 +132,7 @@ async def route_case(
 
     ``case`` is given when a case that waited (no consent) is routed again: a new decision, same case."""
     decision, codes = await decide(session, router, summary=summary, consent=consent, index=index)
+    CASES_ROUTED.labels(decision.outcome.value).inc()
     state = {Outcome.routed: CaseState.routed, Outcome.fallback: CaseState.fallback,
              Outcome.no_offer: CaseState.no_offer}[decision.outcome]
     if case is None:
