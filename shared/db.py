@@ -100,8 +100,10 @@ class Database:
                                   "max_overflow": 10}
         sqlite = url.startswith("sqlite")
         if sqlite:
-            # Another process (the CLI) may hold the write lock briefly; in-process writers never contend.
-            kwargs["connect_args"] = {"timeout": wait_timeout}
+            # In-process writers never contend for the file's lock (they take turns for the writer slot,
+            # whose wait is bounded). Another process or app on the same file (the CLI, services sharing
+            # one file in tests) can hold it, creating tables at start-up under load for seconds: wait.
+            kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
