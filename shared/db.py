@@ -120,7 +120,10 @@ class Database:
         return self.engine.dialect.name
 
     async def create_all(self) -> None:
-        async with self.engine.begin() as conn:
+        # It writes: on SQLite take the file's lock at BEGIN (a read upgraded to a write fails at once
+        # with "database is locked" when another app on the same file wrote meanwhile).
+        engine = self.engine.execution_options(**{_SQLITE_IMMEDIATE: True})
+        async with engine.begin() as conn:
             await conn.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=self.tables))
 
     async def ping(self) -> bool:
