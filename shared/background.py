@@ -21,11 +21,15 @@ class PeriodicWorker:
     """
 
     def __init__(
-        self, name: str, step: Callable[[], Awaitable[bool]], *, interval: float | Callable[[], float]
+        self, name: str, step: Callable[[], Awaitable[bool]], *, interval: float | Callable[[], float],
+        linger: float = 0.0,
     ) -> None:
         self.name = name
         self.step = step
         self.interval = interval
+        # After a wake, wait this long before stepping, so that a burst of wakes (a commit per request
+        # under load) costs one step rather than one each. For loops where a short delay is harmless.
+        self.linger = linger
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -60,4 +64,6 @@ class PeriodicWorker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval() if callable(self.interval) else self.interval):
                     await self._wake.wait()
+                    if self.linger and not self._stopping:
+                        await asyncio.sleep(self.linger)
             self._wake.clear()

@@ -4,19 +4,29 @@ SQLite (aiosqlite) is the embedded default; PostgreSQL (asyncpg) is production. 
 its tables and creates only those. ``ProcessedEvent`` is the consumer inbox that makes handlers
 idempotent by ``event_id``; ``OutboxMessage`` (in ``shared.outbox``) makes "commit and publish" one
 transaction.
+
+Under load (issue 9): a request uses one session, and so at most one pooled connection at a time;
+every wait for the database is bounded (the pool's timeout, and on SQLite the writer slot) and ends
+in ``DatabaseBusy``, which the services answer with a fast 503 and ``Retry-After``. SQLite has one
+writer: writes queue in-process for the writer slot (cheap, on the event loop) and then take the
+file's write lock at once with ``BEGIN IMMEDIATE``, instead of many connections polling a locked
+file through the busy handler and failing to upgrade a read into a write.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import DateTime, event, text
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -25,6 +35,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.events import utcnow
 
 T = TypeVar("T")
+
+# Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE (it will write).
+_SQLITE_IMMEDIATE = "pathways_sqlite_immediate"
+# The Database whose SQLite writer slot the current task holds: a nested write would wait on itself.
+_writing: ContextVar[Database | None] = ContextVar("pathways_writing", default=None)
+
+
+class DatabaseBusy(PoolTimeout):
+    """No connection (or, on SQLite, no writer slot) became free within the bounded wait: the
+    caller should answer 503 with ``Retry-After`` rather than queue without limit."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -66,7 +86,13 @@ class Database:
     """An async engine and session factory for one service's own tables."""
 
     def __init__(
-        self, url: str, tables: Sequence[type[SQLModel]], *, schema: str | None = None, echo: bool = False
+        self,
+        url: str,
+        tables: Sequence[type[SQLModel]],
+        *,
+        schema: str | None = None,
+        echo: bool = False,
+        wait_timeout: float = 3.0,
     ) -> None:
         self.url = url
         # On PostgreSQL the service's tables live in a schema of their own, named after it, so services
@@ -76,16 +102,28 @@ class Database:
         from shared.outbox import OutboxMessage  # the outbox table lives beside its relay
 
         self.tables = [t.__table__ for t in (*tables, ProcessedEvent, OutboxMessage)]  # type: ignore[attr-defined]
-        kwargs: dict[str, Any] = {"echo": echo}
-        if url.startswith("sqlite"):
+        # How long a caller may wait for a connection or the writer slot before DatabaseBusy.
+        self.wait_timeout = wait_timeout
+        # The pool sizes are not the fix for load: the one-session-per-request rule and the bounded
+        # waits are. SQLite: readers run side by side (WAL), writers take turns in-process.
+        kwargs: dict[str, Any] = {"echo": echo, "pool_timeout": wait_timeout, "pool_size": 5,
+                                  "max_overflow": 10}
+        sqlite = url.startswith("sqlite")
+        if sqlite:
+            # In-process writers never contend for the file's lock (they take turns for the writer slot,
+            # whose wait is bounded). Another process or app on the same file (the CLI, services sharing
+            # one file in tests) can hold it, creating tables at start-up under load for seconds: wait.
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
             if self.schema:
                 kwargs["connect_args"] = {"server_settings": {"search_path": f'"{self.schema}"'}}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        if url.startswith("sqlite"):
+        self._writer: asyncio.Lock | None = None
+        if sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+            self._writer = asyncio.Lock()
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         self.on_commit: list[Callable[[], None]] = []
 
@@ -94,7 +132,10 @@ class Database:
         return self.engine.dialect.name
 
     async def create_all(self) -> None:
-        async with self.engine.begin() as conn:
+        # It writes: on SQLite take the file's lock at BEGIN (a read upgraded to a write fails at once
+        # with "database is locked" when another app on the same file wrote meanwhile).
+        engine = self.engine.execution_options(**{_SQLITE_IMMEDIATE: True})
+        async with engine.begin() as conn:
             await conn.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=self.tables))
 
     async def ping(self) -> bool:
@@ -114,12 +155,53 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction that commits on success and rolls back on any error."""
-        async with self._sessions() as session:
-            async with session.begin():
+    async def transaction(
+        self, session: AsyncSession | None = None, *, announce: bool = True
+    ) -> AsyncIterator[AsyncSession]:
+        """A transaction that commits on success and rolls back on any error.
+
+        ``announce=False`` is for bookkeeping commits that give the background loops woken by a commit
+        (outbox relay, webhooks, notifications) nothing new to do: under load, a loop woken by its own
+        bookkeeping would run once more for nothing after every batch.
+
+        Given the request's session, it runs on that one: a read the session still has open is ended
+        first, so the request never holds two connections, and what it loaded is expired so that the
+        transaction decides on current rows. Without one, on a session of its own.
+        """
+        if session is None:
+            async with self._sessions() as own:
+                async with self._writing(own):
+                    yield own
+        else:
+            await end_read(session)
+            # What the request read before is re-read inside the transaction, never trusted stale.
+            session.expire_all()
+            async with self._writing(session):
                 yield session
-        self.notify_committed()
+        if announce:
+            self.notify_committed()
+
+    @asynccontextmanager
+    async def _writing(self, session: AsyncSession) -> AsyncIterator[None]:
+        if self._writer is None:
+            async with session.begin():
+                yield
+            return
+        if _writing.get() is self:
+            raise RuntimeError("a write transaction was opened inside another on the same SQLite database")
+        try:
+            async with asyncio.timeout(self.wait_timeout):
+                await self._writer.acquire()
+        except TimeoutError:
+            raise DatabaseBusy("no SQLite writer slot within the wait limit") from None
+        token = _writing.set(self)
+        try:
+            async with session.begin():
+                await session.connection(execution_options={_SQLITE_IMMEDIATE: True})
+                yield
+        finally:
+            _writing.reset(token)
+            self._writer.release()
 
     def notify_committed(self) -> None:
         for callback in self.on_commit:
@@ -148,9 +230,23 @@ class Database:
             raise
 
 
+async def end_read(session: AsyncSession) -> None:
+    """End the read-only transaction a session has open, giving its connection back to the pool
+    before the request does something slow (parsing, a network call). Loaded objects stay usable."""
+    if session.in_transaction():
+        await session.commit()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # The driver's own implicit BEGIN is off (see _sqlite_pragmas): Pathways says when and how.
+    immediate = conn.get_execution_options().get(_SQLITE_IMMEDIATE)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # aiosqlite/pysqlite would BEGIN (deferred) by itself before the first write; _sqlite_begin does it.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

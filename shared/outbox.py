@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Text
+from sqlalchemy import Text, update
 from sqlmodel import Field, SQLModel, col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -35,16 +35,20 @@ class OutboxMessage(SQLModel, table=True):
     published_at: datetime | None = utc_field(default=None, index=True)
 
 
+def outbox_message(event: Event) -> OutboxMessage:
+    """The outbox row for an event. Built before a write transaction when the work allows, so that the
+    transaction itself stays short (on SQLite it holds the one writer slot)."""
+    return OutboxMessage(
+        event_id=event.event_id,
+        subject=event.subject,
+        payload=event.model_dump_json(),
+        headers=stored_context(),
+    )
+
+
 def enqueue(session: AsyncSession, event: Event) -> None:
     """Add an event to the outbox inside the caller's transaction."""
-    session.add(
-        OutboxMessage(
-            event_id=event.event_id,
-            subject=event.subject,
-            payload=event.model_dump_json(),
-            headers=stored_context(),
-        )
-    )
+    session.add(outbox_message(event))
 
 
 async def outbox_depth(db: Database) -> int:
@@ -76,7 +80,13 @@ class OutboxRelay:
         return await self.publish_pending() == self.batch
 
     async def publish_pending(self) -> int:
-        """Publish up to one batch of unpublished events; returns how many were published."""
+        """Publish up to one batch of unpublished events; returns how many were published.
+
+        No connection is held while waiting for JetStream's acks, and the batch is marked published
+        in one short write: the relay does not starve requests of connections or of the SQLite writer.
+        A crash between publishing and marking republishes with the same ``Nats-Msg-Id``, which
+        JetStream drops as a duplicate.
+        """
         if not self.bus.ready:
             return 0
         async with self.db.session() as session:
@@ -88,11 +98,19 @@ class OutboxRelay:
                     .limit(self.batch)
                 )
             ).all()
-            for row in rows:
+        published: list[int] = []
+        try:
+            for row in rows:  # in order: one subject's events reach consumers as they were committed
                 await self.bus.publish_raw(
                     row.subject, row.payload.encode(), msg_id=str(row.event_id), headers=json.loads(row.headers)
                 )
-                row.published_at = utcnow()
-                session.add(row)
-                await session.commit()
-            return len(rows)
+                published.append(row.id)  # type: ignore[arg-type]
+        finally:
+            if published:
+                async with self.db.transaction(announce=False) as session:
+                    await session.exec(
+                        update(OutboxMessage)
+                        .where(col(OutboxMessage.id).in_(published))
+                        .values(published_at=utcnow())
+                    )
+        return len(rows)

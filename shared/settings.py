@@ -54,6 +54,12 @@ class ServiceSettings(BaseSettings):
     port: int = 8000
     # Consumers: deliveries before a message goes to the dead-letter subject.
     max_deliver: int = 5
+    # Under load: requests in progress at once, how long a request may wait for a slot and then for a
+    # database connection (or SQLite's writer), and the Retry-After of the 503 sent when it could not.
+    max_concurrent_requests: int = 16
+    request_queue_seconds: float = 2.0
+    database_wait_seconds: float = 2.0
+    busy_retry_after_seconds: int = 1
     otel_exporter: str = Field(
         default="none", validation_alias=AliasChoices("PATHWAYS_OTEL_EXPORTER", "otel_exporter")
     )

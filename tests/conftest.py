@@ -6,7 +6,6 @@ PostgreSQL test gets a fresh database of its own, dropped afterwards.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import secrets
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from services.launcher import NatsServer
+from services.launcher import NatsServer, postgres_answers
 
 # CI sets CI (to "true"); "false" or "0" are read as unset, as most CI tools do.
 IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
@@ -59,21 +58,7 @@ PG_PORT = int(os.environ.get("PATHWAYS_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("PATHWAYS_TEST_PG_USER", "postgres")
 
 
-def _postgres_reachable() -> bool:
-    import asyncpg
-
-    async def probe() -> bool:
-        try:
-            conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres", timeout=3)
-        except Exception:  # noqa: BLE001 - any failure means "not available here"
-            return False
-        await conn.close()
-        return True
-
-    return asyncio.run(probe())
-
-
-POSTGRES_AVAILABLE = _postgres_reachable()
+POSTGRES_AVAILABLE = postgres_answers(PG_HOST, PG_PORT, PG_USER)
 
 
 @pytest.fixture

@@ -268,8 +268,9 @@ def _changed(session: AsyncSession, caller: Caller, entity: str, entity_id: str,
 
 @ops.post("/organisations", response_model=OrganisationPublic, status_code=201, summary="Add an organisation",
           responses=errors(409, 422))
-async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep, caller: OpsCaller) -> OrganisationPublic:
-    async with runtime.db.transaction() as session:
+async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep,
+                              session: SessionDep, caller: OpsCaller) -> OrganisationPublic:
+    async with runtime.db.transaction(session):
         if await session.get(Organisation, body.id) is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Organisation '{body.id}' already exists.")
         organisation = Organisation(**body.columns())
@@ -281,9 +282,9 @@ async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep, cal
 @ops.put("/organisations/{organisation_id}", response_model=OrganisationPublic, summary="Replace an organisation",
          responses=errors(404, 422))
 async def replace_organisation(
-    organisation_id: str, body: OrganisationIn, runtime: RuntimeDep, caller: OpsCaller
+    organisation_id: str, body: OrganisationIn, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller
 ) -> OrganisationPublic:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         organisation = await _organisation(session, organisation_id)
         _assign(session, organisation, body.columns())
         _changed(session, caller, "organisation", organisation_id, "updated")
@@ -292,8 +293,9 @@ async def replace_organisation(
 
 @ops.delete("/organisations/{organisation_id}", status_code=204, summary="Remove an organisation",
             responses=errors(404, 409))
-async def delete_organisation(organisation_id: str, runtime: RuntimeDep, caller: OpsCaller) -> Response:
-    async with runtime.db.transaction() as session:
+async def delete_organisation(organisation_id: str, runtime: RuntimeDep,
+                              session: SessionDep, caller: OpsCaller) -> Response:
+    async with runtime.db.transaction(session):
         organisation = await _organisation(session, organisation_id)
         if (await session.exec(select(Service.id).where(Service.organisation_id == organisation_id).limit(1))).first():
             raise HTTPException(status.HTTP_409_CONFLICT,
@@ -315,8 +317,9 @@ async def _check_organisation(session: AsyncSession, organisation_id: str) -> No
 
 @ops.post("/services", response_model=ServicePublic, status_code=201, summary="Add a service",
           responses=errors(409, 422))
-async def create_service(body: ServiceCreate, runtime: RuntimeDep, caller: OpsCaller) -> ServicePublic:
-    async with runtime.db.transaction() as session:
+async def create_service(body: ServiceCreate, runtime: RuntimeDep,
+                         session: SessionDep, caller: OpsCaller) -> ServicePublic:
+    async with runtime.db.transaction(session):
         await _check_organisation(session, body.organisation_id)
         if await session.get(Service, body.id) is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Service '{body.id}' already exists.")
@@ -328,8 +331,9 @@ async def create_service(body: ServiceCreate, runtime: RuntimeDep, caller: OpsCa
 
 @ops.put("/services/{service_id}", response_model=ServicePublic, summary="Replace a service",
          responses=errors(404, 422))
-async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep, caller: OpsCaller) -> ServicePublic:
-    async with runtime.db.transaction() as session:
+async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep,
+                          session: SessionDep, caller: OpsCaller) -> ServicePublic:
+    async with runtime.db.transaction(session):
         service = await session.get(Service, service_id)
         if service is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No service with id '{service_id}'.")
@@ -343,9 +347,9 @@ async def replace_service(service_id: str, body: ServiceIn, runtime: RuntimeDep,
 @ops.patch("/services/{service_id}/capacity", response_model=ServicePublic,
            summary="Pause or resume referrals, change status or capacity", responses=errors(404, 422))
 async def update_capacity(
-    service_id: str, body: CapacityUpdate, runtime: RuntimeDep, caller: OpsCaller
+    service_id: str, body: CapacityUpdate, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller
 ) -> ServicePublic:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         service = await session.get(Service, service_id)
         if service is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No service with id '{service_id}'.")
@@ -375,8 +379,9 @@ def _unprocessable(exc: ValidationError) -> HTTPException:
 
 
 @ops.delete("/services/{service_id}", status_code=204, summary="Remove a service", responses=errors(404))
-async def delete_service(service_id: str, runtime: RuntimeDep, caller: OpsCaller) -> Response:
-    async with runtime.db.transaction() as session:
+async def delete_service(service_id: str, runtime: RuntimeDep,
+                         session: SessionDep, caller: OpsCaller) -> Response:
+    async with runtime.db.transaction(session):
         service = await session.get(Service, service_id)
         if service is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No service with id '{service_id}'.")
@@ -398,9 +403,9 @@ async def export_hsds(session: SessionDep) -> dict[str, Any]:
 @ops.post("/hsds", response_model=HsdsImportResult, summary="Import (create or replace) from HSDS JSON",
           responses=errors(422))
 async def import_hsds(
-    document: Annotated[dict[str, Any], Body()], runtime: RuntimeDep, caller: OpsCaller
+    document: Annotated[dict[str, Any], Body()], runtime: RuntimeDep, session: SessionDep, caller: OpsCaller
 ) -> HsdsImportResult | JSONResponse:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         known = {o.id: list(o.signing_secrets) for o in (await session.exec(select(Organisation))).all()}
         try:
             organisations, services = hsds.import_document(document, known)
@@ -466,7 +471,8 @@ async def fhir_service(service_id: str, session: SessionDep) -> JSONResponse:
 
 @internal.get("/internal/organisations/{organisation_id}/delivery", response_model=ProviderDelivery,
               summary="How notify reaches a provider: channel, webhook URL, signing secrets", responses=errors(404))
-async def provider_delivery(organisation_id: str, session: SessionDep, _caller: ServiceCaller) -> ProviderDelivery:
+async def provider_delivery(organisation_id: str,
+                            session: SessionDep, _caller: ServiceCaller) -> ProviderDelivery:
     organisation = await _organisation(session, organisation_id)
     return ProviderDelivery(
         organisation_id=organisation.id,

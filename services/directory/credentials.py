@@ -131,14 +131,16 @@ async def add_provider_key(session: AsyncSession, caller: Caller, organisation_i
           summary="Issue a named API key for a provider (shown once); an organisation may hold several",
           responses=errors(404, 409))
 async def create_provider_key(organisation_id: str, body: ProviderKeyCreate, runtime: RuntimeDep,
+                              session: SessionDep,
                               caller: OpsCaller) -> ProviderKeyIssued:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         return await add_provider_key(session, caller, organisation_id, body)
 
 
 @ops.get("/organisations/{organisation_id}/keys", response_model=list[ProviderKeyPublic],
          summary="A provider's keys, with their state and expiry (never the keys)", responses=errors(404))
-async def list_provider_keys(organisation_id: str, session: SessionDep, _caller: OpsCaller) -> list[ProviderKeyPublic]:
+async def list_provider_keys(organisation_id: str,
+                             session: SessionDep, _caller: OpsCaller) -> list[ProviderKeyPublic]:
     if await session.get(Organisation, organisation_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No organisation with id '{organisation_id}'.")
     keys = (await session.exec(select(ProviderKey).where(ProviderKey.organisation_id == organisation_id)
@@ -149,9 +151,10 @@ async def list_provider_keys(organisation_id: str, session: SessionDep, _caller:
 @ops.post("/organisations/{organisation_id}/keys/{name}/rotate", response_model=ProviderKeyIssued,
           summary="A new secret (shown once) and expiry for a named key; the old secret stops working",
           responses=errors(404, 409))
-async def rotate_provider_key(organisation_id: str, name: str, runtime: RuntimeDep, caller: OpsCaller,
+async def rotate_provider_key(organisation_id: str, name: str, runtime: RuntimeDep,
+                              session: SessionDep, caller: OpsCaller,
                               body: RotateRequest | None = None) -> ProviderKeyIssued:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         key = await _provider_key(session, organisation_id, name)
         plain = await change(session, caller, key, "rotate", kind="provider-key", prefix=PROVIDER_KEY_PREFIX,
                              subject=f"organisation {organisation_id} key '{name}'", rotation=body)
@@ -164,8 +167,9 @@ async def rotate_provider_key(organisation_id: str, name: str, runtime: RuntimeD
           summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`) a provider's key",
           responses=errors(404, 409))
 async def end_provider_key(organisation_id: str, name: str, action: EndAction, runtime: RuntimeDep,
+                           session: SessionDep,
                            caller: OpsCaller, body: ExpireRequest | None = None) -> ProviderKeyPublic:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         key = await _provider_key(session, organisation_id, name)
         await change(session, caller, key, action, kind="provider-key", prefix=PROVIDER_KEY_PREFIX,
                      subject=f"organisation {organisation_id} key '{name}'", expiry=body)
@@ -224,8 +228,9 @@ async def _ops_user(session: AsyncSession, user_id: str) -> OpsUser:
 @ops.post("/ops-users", response_model=OpsUserIssued, status_code=201,
           summary="Create a named ops credential (shown once), valid on every service's ops API",
           responses=errors(409))
-async def create_ops_user(body: OpsUserCreate, runtime: RuntimeDep, caller: OpsCaller) -> OpsUserIssued:
-    async with runtime.db.transaction() as session:
+async def create_ops_user(body: OpsUserCreate, runtime: RuntimeDep,
+                          session: SessionDep, caller: OpsCaller) -> OpsUserIssued:
+    async with runtime.db.transaction(session):
         return await add_ops_user(session, caller, body)
 
 
@@ -237,9 +242,9 @@ async def list_ops_users(session: SessionDep, _caller: OpsCaller) -> list[OpsUse
 @ops.post("/ops-users/{user_id}/rotate", response_model=OpsUserIssued,
           summary="A new key (shown once) and expiry for an ops user; the old key stops working",
           responses=errors(404, 409))
-async def rotate_ops_user(user_id: str, runtime: RuntimeDep, caller: OpsCaller,
+async def rotate_ops_user(user_id: str, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller,
                           body: RotateRequest | None = None) -> OpsUserIssued:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         user = await _ops_user(session, user_id)
         plain = await change(session, caller, user, "rotate", kind="ops-user", prefix=OPS_KEY_PREFIX,
                              subject=f"ops user {user_id}", rotation=body)
@@ -250,9 +255,10 @@ async def rotate_ops_user(user_id: str, runtime: RuntimeDep, caller: OpsCaller,
 @ops.post("/ops-users/{user_id}/{action}", response_model=OpsUserPublic,
           summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`) an ops user's key",
           responses=errors(404, 409))
-async def end_ops_user(user_id: str, action: EndAction, runtime: RuntimeDep, caller: OpsCaller,
+async def end_ops_user(user_id: str, action: EndAction, runtime: RuntimeDep,
+                       session: SessionDep, caller: OpsCaller,
                        body: ExpireRequest | None = None) -> OpsUserPublic:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         user = await _ops_user(session, user_id)
         await change(session, caller, user, action, kind="ops-user", prefix=OPS_KEY_PREFIX,
                      subject=f"ops user {user_id}", expiry=body)

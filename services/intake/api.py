@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
+from cachetools import TTLCache
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import func
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.intake import referrals
 from services.intake.capability import capability_statement
@@ -25,6 +27,7 @@ from shared.auth import PresentedKey, ServiceCaller, hash_api_key
 from shared.consent import CONSENT_REFUSAL, release_verdict
 from shared.crypto import FieldCipher
 from shared.events import utcnow
+from shared.db import end_read
 from shared.fhir import FHIR_JSON, FhirError, Issue
 from shared.openapi import FhirResponse, errors, fhir_resource
 from shared.metrics import REFERRALS_RECEIVED, REFERRALS_REJECTED
@@ -72,11 +75,23 @@ CONSENT_BODY = fhir_body("Consent", "The survivor's consent as it now stands.", 
 SUBMIT_ERRORS = errors(400, 403, 404, 409, 413, 415, 422)
 
 
-async def require_client(key: PresentedKey, session: SessionDep) -> ApiClient:
-    client = (await session.exec(select(ApiClient).where(ApiClient.key_hash == hash_api_key(key)))).first()
+async def require_client(key: PresentedKey, session: SessionDep, request: Request) -> ApiClient:
+    """The EHR client holding this key, looked up on the request's own session (then its connection
+    goes back to the pool) and trusted for ``client_cache_seconds``, never past its expiry; changing a
+    client through the ops API empties the cache at once (``services.intake.clients``)."""
+    digest = hash_api_key(key)
+    known: TTLCache[str, ApiClient] = request.app.state.client_keys
+    if (client := known.get(digest)) is not None and client.usable():
+        return client
+    client = (await session.exec(select(ApiClient).where(ApiClient.key_hash == digest))).first()
+    await end_read(session)
     if client is None or not client.usable():
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown, expired or revoked API key.",
                             headers={"WWW-Authenticate": "Bearer"})
+    # Out of the session (with its ODS codes, loaded with it): a rollback later in this request must not
+    # expire what is cached, and other requests read it without a session.
+    session.expunge(client)
+    known[digest] = client
     return client
 
 
@@ -125,10 +140,10 @@ def fhir_response(answer: referrals.Answer) -> JSONResponse:
     return JSONResponse(answer.resource, status_code=answer.status_code, media_type=FHIR_JSON, headers=headers)
 
 
-async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, request_id: str | None,
-                  endpoint: str) -> JSONResponse:
+async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, session: AsyncSession,
+                  request_id: str | None, endpoint: str) -> JSONResponse:
     try:
-        answer = await _answer(request, client, runtime, request_id, endpoint)
+        answer = await _answer(request, client, runtime, session, request_id, endpoint)
     except FhirError as exc:
         # The FHIR issue type (structure, value, forbidden…): a fixed vocabulary, never the diagnostics.
         REFERRALS_REJECTED.labels(exc.issues[0].code if exc.issues else "unknown").inc()
@@ -136,8 +151,8 @@ async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, requ
     return fhir_response(answer)
 
 
-async def _answer(request: Request, client: ApiClient, runtime: RuntimeDep, request_id: str | None,
-                  endpoint: str) -> referrals.Answer:
+async def _answer(request: Request, client: ApiClient, runtime: RuntimeDep, session: AsyncSession,
+                  request_id: str | None, endpoint: str) -> referrals.Answer:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
     parsed = parse_submission(parse_bundle(body, endpoint=endpoint), rules=settings.referral_rules())
@@ -148,12 +163,13 @@ async def _answer(request: Request, client: ApiClient, runtime: RuntimeDep, requ
     fingerprint = referrals.request_hash(endpoint, body)
     if isinstance(parsed, ParsedCancellation):
         answer = await referrals.idempotent(
-            runtime.db, client.id, keys, fingerprint, lambda session: referrals.cancel(session, client, parsed)
+            runtime.db, session, client.id, keys, fingerprint,
+            lambda: referrals.cancel(session, client, parsed),
         )
     else:
+        new = referrals.new_referral(client, parsed, cipher(request), fingerprint)
         answer = await referrals.idempotent(
-            runtime.db, client.id, keys, fingerprint,
-            lambda session: referrals.receive(session, client, parsed, cipher(request), fingerprint),
+            runtime.db, session, client.id, keys, fingerprint, lambda: referrals.receive(session, new)
         )
         if not answer.replayed:
             REFERRALS_RECEIVED.labels(parsed.summary.risk_band.value).inc()
@@ -171,9 +187,9 @@ async def _answer(request: Request, client: ApiClient, runtime: RuntimeDep, requ
                **fhir_resource("Task", 200, "A retry's first answer again, or the cancelled Task"), **SUBMIT_ERRORS},
     openapi_extra=REFERRAL_BODY,
 )
-async def submit_bundle(request: Request, client: ClientDep, runtime: RuntimeDep, request_id: RequestId = None
-                        ) -> JSONResponse:
-    return await _submit(request, client, runtime, request_id, "bundle")
+async def submit_bundle(request: Request, client: ClientDep, runtime: RuntimeDep, session: SessionDep,
+                        request_id: RequestId = None) -> JSONResponse:
+    return await _submit(request, client, runtime, session, request_id, "bundle")
 
 
 @router.post(
@@ -186,9 +202,9 @@ async def submit_bundle(request: Request, client: ClientDep, runtime: RuntimeDep
                **fhir_resource("Task", 200, "A retry's first answer again, or the cancelled Task"), **SUBMIT_ERRORS},
     openapi_extra=MESSAGE_BODY,
 )
-async def process_message(request: Request, client: ClientDep, runtime: RuntimeDep, request_id: RequestId = None
-                          ) -> JSONResponse:
-    return await _submit(request, client, runtime, request_id, "message")
+async def process_message(request: Request, client: ClientDep, runtime: RuntimeDep, session: SessionDep,
+                          request_id: RequestId = None) -> JSONResponse:
+    return await _submit(request, client, runtime, session, request_id, "message")
 
 
 @router.put(
@@ -201,16 +217,17 @@ async def process_message(request: Request, client: ClientDep, runtime: RuntimeD
     openapi_extra=CONSENT_BODY,
 )
 async def update_consent(task_id: UUID, request: Request, client: ClientDep, runtime: RuntimeDep,
-                         request_id: RequestId = None) -> JSONResponse:
+                         session: SessionDep, request_id: RequestId = None) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
     consent = parse_consent(body)
     if consent.id is not None and consent.id != str(task_id):
         raise FhirError(400, [Issue("invalid", "Consent.id must match the id in the URL.", "Consent.id")])
     answer = await referrals.idempotent(
-        runtime.db, client.id, idempotency_keys(request_id, None), referrals.request_hash(f"consent/{task_id}", body),
-        lambda session: referrals.update_consent(session, client, task_id, consent, body,
-                                                 purge_after=timedelta(hours=settings.withdrawal_purge_hours)),
+        runtime.db, session, client.id, idempotency_keys(request_id, None),
+        referrals.request_hash(f"consent/{task_id}", body),
+        lambda: referrals.update_consent(session, client, task_id, consent, body,
+                                         purge_after=timedelta(hours=settings.withdrawal_purge_hours)),
     )
     return fhir_response(answer)
 
@@ -294,11 +311,12 @@ async def read_handoff_details(
     service_type: Annotated[str, Query(min_length=1, max_length=40)],
     consent_version: Annotated[int, Query(ge=1, description="the consent version the caller decided on")],
     runtime: RuntimeDep,
+    session: SessionDep,
     caller: ServiceCaller,
     request: Request,
     by_and_for: bool = False,
 ) -> dict[str, Any] | JSONResponse:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         referral = await session.get(Referral, case_id)
         if referral is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such referral.")

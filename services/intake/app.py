@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from cachetools import TTLCache
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,7 +24,7 @@ from shared.credentials import SAMPLE_DATA
 from shared.ops_users import RemoteOpsVerifier
 from shared.crypto import FieldCipher
 from shared.fhir import FhirError, Issue, outcome_response
-from shared.problems import problem, validation_errors
+from shared.problems import busy_problem, problem, validation_errors
 from shared.service import Runtime, create_service_app
 from shared.state_machine import IllegalTransition
 
@@ -66,6 +67,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         fhir_prefix="/fhir",
     )
     app.state.cipher = field_cipher
+    app.state.client_keys = TTLCache(maxsize=10_000, ttl=settings.client_cache_seconds)
     app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
 
     # FHIR endpoints answer errors with OperationOutcome; the rest with problem+json.
@@ -100,9 +102,21 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             return outcome_response(503, [issue], {"Retry-After": "30"})
         return problem(503, issue.diagnostics)
 
+    def busy(path: str, retry_after: int) -> JSONResponse:
+        # Saturated, not broken: no slot or connection within the wait limit. Nothing was stored.
+        if not path.startswith("/fhir"):
+            return busy_problem(path, retry_after)
+        issue = Issue("transient", "Intake is busy; nothing was stored. Retry after the time given.")
+        return outcome_response(503, [issue], {"Retry-After": str(retry_after)})
+
+    async def pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+        return busy(request.url.path, settings.busy_retry_after_seconds)
+
+    app.state.busy_response = busy
     # The transaction rolled back, so a 503 means "nothing stored": the EHR can safely retry.
-    for error in (DBAPIError, PoolTimeout, OSError):
+    for error in (DBAPIError, OSError):
         app.add_exception_handler(error, database_unavailable)
+    app.add_exception_handler(PoolTimeout, pool_timeout)
     async def illegal_transition(request: Request, exc: IllegalTransition) -> JSONResponse:
         return outcome_response(409, [Issue("business-rule", str(exc), "Task.status")])
 

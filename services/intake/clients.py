@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import Field, StringConstraints
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -74,6 +74,11 @@ async def register(session: AsyncSession, caller: Caller, body: ClientCreate, *,
     return ClientIssued(api_key=key.api_key, **ClientPublic.of(client).model_dump())
 
 
+def forget_keys(request: Request) -> None:
+    """The old key stops working at once: intake's cache of recently checked keys is emptied."""
+    request.app.state.client_keys.clear()
+
+
 async def _client(session: AsyncSession, client_id: str) -> ApiClient:
     return await find(session, ApiClient, client_id, f"EHR client '{client_id}'")
 
@@ -81,8 +86,9 @@ async def _client(session: AsyncSession, client_id: str) -> ApiClient:
 @router.post("", response_model=ClientIssued, status_code=201,
              summary="Register an EHR client for one or more ODS codes (the key is shown once)",
              responses=errors(409))
-async def create_client(body: ClientCreate, runtime: RuntimeDep, caller: OpsCaller) -> ClientIssued:
-    async with runtime.db.transaction() as session:
+async def create_client(body: ClientCreate, runtime: RuntimeDep,
+                        session: SessionDep, caller: OpsCaller) -> ClientIssued:
+    async with runtime.db.transaction(session):
         return await register(session, caller, body)
 
 
@@ -100,13 +106,15 @@ async def read_client(client_id: str, session: SessionDep, _caller: OpsCaller) -
 @router.post("/{client_id}/rotate", response_model=ClientIssued,
              summary="A new key (shown once) and a new expiry; the old key stops working at once",
              responses=errors(404, 409))
-async def rotate_client(client_id: str, runtime: RuntimeDep, caller: OpsCaller,
+async def rotate_client(client_id: str, request: Request, runtime: RuntimeDep,
+                        session: SessionDep, caller: OpsCaller,
                         body: RotateRequest | None = None) -> ClientIssued:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         client = await _client(session, client_id)
         key = await change(session, caller, client, "rotate", kind=KIND, subject=f"EHR client {client_id}",
                            prefix=KEY_PREFIX, rotation=body)
     assert key is not None
+    forget_keys(request)
     return ClientIssued(api_key=key, **ClientPublic.of(client).model_dump())
 
 
@@ -114,10 +122,12 @@ async def rotate_client(client_id: str, runtime: RuntimeDep, caller: OpsCaller,
              summary="Expire (`expire`, optionally at a given time) or revoke (`revoke`, for good: its referrals "
                      "and Tasks stay); the key stops working at once",
              responses=errors(404, 409))
-async def end_client(client_id: str, action: EndAction, runtime: RuntimeDep, caller: OpsCaller,
+async def end_client(client_id: str, action: EndAction, request: Request, runtime: RuntimeDep,
+                     session: SessionDep, caller: OpsCaller,
                      body: ExpireRequest | None = None) -> ClientPublic:
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         client = await _client(session, client_id)
         await change(session, caller, client, action, kind=KIND, subject=f"EHR client {client_id}",
                      prefix=KEY_PREFIX, expiry=body)
+    forget_keys(request)
     return ClientPublic.of(client)

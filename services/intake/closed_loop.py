@@ -52,6 +52,8 @@ class ClosedLoopSettings(BaseSettings):
     # The base the EHR knows this FHIR API by: references in notifications are absolute.
     public_url: str = "http://127.0.0.1:8001"
     poll_seconds: float = 5.0
+    # How long after a commit woke it the notifier waits before looking for work (batches the wakes).
+    wake_linger_seconds: float = 0.2
     backoff_base_seconds: float = 10.0
     backoff_cap_seconds: float = 3600.0
     retry_hours: float = 24.0
@@ -184,13 +186,14 @@ def _settings(request: Request) -> ClosedLoopSettings:
                         **errors(400, 413, 415, 422)},
              openapi_extra={"requestBody": {"required": True, "content": {FHIR_JSON: {
                  "schema": {"$ref": "#/components/schemas/Subscription"}}}}})
-async def create_subscription(request: Request, client: ClientDep, runtime: RuntimeDep) -> JSONResponse:
+async def create_subscription(request: Request, client: ClientDep, runtime: RuntimeDep,
+                              session: SessionDep) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
     fields = parse_subscription(body, development=settings.is_development,
                                 min_heartbeat=_settings(request).min_heartbeat_seconds)
     sub = FhirSubscription(client_id=client.id, **fields)
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         session.add(sub)
         await session.flush()
         # The handshake goes first; the Subscription is active once the endpoint answered it.
@@ -217,8 +220,9 @@ async def read_subscription(subscription_id: str, client: ClientDep, session: Se
 @router.delete("/fhir/Subscription/{subscription_id}", summary="Stop a Subscription",
                response_class=FhirResponse, responses={**fhir_resource("Subscription", description="The Subscription, off"),
                                                        **errors(404)})
-async def delete_subscription(subscription_id: str, client: ClientDep, runtime: RuntimeDep) -> JSONResponse:
-    async with runtime.db.transaction() as session:
+async def delete_subscription(subscription_id: str, client: ClientDep, runtime: RuntimeDep,
+                              session: SessionDep) -> JSONResponse:
+    async with runtime.db.transaction(session):
         sub = await _own_subscription(session, client.id, subscription_id)
         sub.status = SubscriptionStatus.off
         session.add(sub)
@@ -283,7 +287,10 @@ class SubscriptionNotifier:
     def __init__(self, runtime: Runtime, settings: ClosedLoopSettings) -> None:
         self.runtime = runtime
         self.settings = settings
-        self.worker = PeriodicWorker("intake-subscriptions", self.step, interval=settings.poll_seconds)
+        # Every commit wakes it (a Task change may have queued a notification); under load a short linger
+        # turns a commit per referral into a few steps per second (issue 9).
+        self.worker = PeriodicWorker("intake-subscriptions", self.step, interval=settings.poll_seconds,
+                                     linger=settings.wake_linger_seconds)
         runtime.db.on_commit.append(self.worker.wake)
 
     async def step(self) -> bool:

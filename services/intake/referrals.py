@@ -32,7 +32,7 @@ from shared.events import (
     utcnow,
 )
 from shared.fhir import FhirError, Issue
-from shared.outbox import enqueue
+from shared.outbox import OutboxMessage, enqueue, outbox_message
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,11 @@ def request_hash(endpoint: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(f"{endpoint}\n{canonical}".encode()).hexdigest()
 
 
-async def _recorded(db: Database, client_id: str, keys: Sequence[str]) -> IdempotencyRecord | None:
-    async with db.session() as session:
-        statement = select(IdempotencyRecord).where(
-            IdempotencyRecord.client_id == client_id, col(IdempotencyRecord.key).in_(list(keys))
-        )
-        return (await session.exec(statement)).first()
+async def _recorded(session: AsyncSession, client_id: str, keys: Sequence[str]) -> IdempotencyRecord | None:
+    statement = select(IdempotencyRecord).where(
+        IdempotencyRecord.client_id == client_id, col(IdempotencyRecord.key).in_(list(keys))
+    )
+    return (await session.exec(statement)).first()
 
 
 def _replay(record: IdempotencyRecord, fingerprint: str) -> Answer:
@@ -69,35 +68,53 @@ def _replay(record: IdempotencyRecord, fingerprint: str) -> Answer:
 
 async def idempotent(
     db: Database,
+    session: AsyncSession,
     client_id: str,
     keys: Sequence[str],
     fingerprint: str,
-    work: Callable[[AsyncSession], Awaitable[Answer]],
+    work: Callable[[], Awaitable[Answer]],
 ) -> Answer:
-    """Run ``work`` once per idempotency key: a retry gets the first answer again, a different request
-    under the same key a 409. Racing retries: the loser's insert fails on the key, and it replays."""
-    if keys and (existing := await _recorded(db, client_id, keys)) is not None:
-        return _replay(existing, fingerprint)
+    """Run ``work`` (on the request's ``session``) once per idempotency key: a retry gets the first
+    answer again, a different request under the same key a 409.
+
+    No look-up first: the work and its idempotency records commit together, and a key already taken
+    fails that insert (so a retry, racing or not, rolls back and replays). The common case, a new
+    request, costs one short write transaction and nothing else."""
     try:
-        async with db.transaction() as session:
-            answer = await work(session)
+        async with db.transaction(session):
+            answer = await work()
             for key in keys:
                 session.add(IdempotencyRecord(
                     client_id=client_id, key=key, request_hash=fingerprint, status_code=answer.status_code,
                     response=answer.resource, location=answer.location,
                 ))
-    except IntegrityError:
-        existing = await _recorded(db, client_id, keys) if keys else None
+    except (IntegrityError, FhirError) as exc:
+        # A retry's work can itself fail (the Bundle.identifier already has a referral, the referral is
+        # already cancelled): the first answer under the key is the answer.
+        existing = await _recorded(session, client_id, keys) if keys else None
         if existing is None:
-            raise
+            raise exc from None
         return _replay(existing, fingerprint)
     return answer
 
 
-async def receive(
-    session: AsyncSession, client: ApiClient, parsed: ParsedReferral, cipher: FieldCipher, fingerprint: str
-) -> Answer:
-    """Store a new referral (identifying details encrypted under the active key) and announce it."""
+@dataclass(frozen=True)
+class NewReferral:
+    """Everything a new referral writes (the referral, its event) and the answer, built beforehand."""
+
+    rows: tuple[Referral, OutboxMessage]
+    answer: Answer
+
+
+def new_referral(
+    client: ApiClient, parsed: ParsedReferral, cipher: FieldCipher, fingerprint: str
+) -> NewReferral:
+    """A new referral, its identifying details encrypted under the active key, and its announcement.
+
+    Built before the transaction that stores it (encryption, serialising the event and the Task are
+    CPU work), so that the transaction only inserts: under load, time spent holding a connection, and
+    on SQLite the one writer slot, is what limits throughput (issue 9).
+    """
     referral = Referral(
         client_id=client.id,
         bundle_identifier=parsed.bundle_identifier,
@@ -111,11 +128,17 @@ async def receive(
     )
     # The row id is the associated data: a ciphertext copied onto another referral does not decrypt.
     referral.identifying = cipher.encrypt(json.dumps(parsed.identifying).encode(), aad=referral.id.bytes)
-    session.add(referral)
-    enqueue(session, ReferralReceived(
+    announcement = outbox_message(ReferralReceived(
         case_id=referral.id, referrer_ods=parsed.referrer_ods, summary=parsed.summary, consent=parsed.consent,
     ))
-    return Answer(202, task_resource(referral), f"/fhir/Task/{referral.id}")
+    answer = Answer(202, task_resource(referral), f"/fhir/Task/{referral.id}")
+    return NewReferral((referral, announcement), answer)
+
+
+async def receive(session: AsyncSession, new: NewReferral) -> Answer:
+    """Store a new referral and its announcement (in the caller's transaction)."""
+    session.add_all(new.rows)
+    return new.answer
 
 
 async def own_referral(session: AsyncSession, client: ApiClient, task_id: str | UUID) -> Referral:

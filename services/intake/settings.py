@@ -19,6 +19,9 @@ class IntakeSettings(ServiceSettings):
     max_body_bytes: int = 1_000_000
     # The directory holds the ops users; intake asks it who an ops credential belongs to.
     directory_url: str = "http://127.0.0.1:8003"
+    # How long an EHR client's API key is trusted after it was looked up: a client revoked in the
+    # database is refused at most this long afterwards, and a burst of requests does not look it up each time.
+    client_cache_seconds: float = 10.0
     # Register the sample EHR client (development and demos only).
     seed_sample_client: bool = False
     # After consent is withdrawn, the identifying data is purged this many hours later (0: at the next

@@ -24,6 +24,7 @@ from shared.audit import record
 from shared.auth import Caller, CallerKind, PresentedKey, hash_api_key
 from shared.consent import CONSENT_REFUSAL, release_verdict
 from shared.events import utcnow
+from shared.db import end_read
 from shared.openapi import errors
 from shared.problems import PROBLEM_JSON
 from shared.search import InvalidSearch, last_updated_condition
@@ -200,8 +201,9 @@ async def read_offer(offer_id: UUID, session: SessionDep, provider: ProviderDep)
 @router.post("/offers/{offer_id}/accept", response_model=OfferPublic, summary="Accept an offer", responses=errors(404, 409),
              description="Accepting again is harmless. An offer that was declined, expired or withdrawn cannot be "
                          "accepted (409).")
-async def accept_offer(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
-    async with runtime.db.transaction() as session:
+async def accept_offer(offer_id: UUID, runtime: RuntimeDep,
+                       session: SessionDep, provider: ProviderDep) -> OfferPublic:
+    async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
         await offers.accept_offer(session, offer, provider, now=utcnow())
     return OfferPublic.of(offer)
@@ -212,8 +214,9 @@ async def accept_offer(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
              responses=errors(404, 409),
              description="Declining again is harmless. An offer that was accepted, expired or withdrawn cannot be "
                          "declined (409).")
-async def decline_offer(offer_id: UUID, body: DeclineRequest, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
-    async with runtime.db.transaction() as session:
+async def decline_offer(offer_id: UUID, body: DeclineRequest, runtime: RuntimeDep,
+                        session: SessionDep, provider: ProviderDep) -> OfferPublic:
+    async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
         await offers.decline_offer(session, offer, provider, reason=body.reason,
                                    text=body.text.strip() if body.text else None, now=utcnow())
@@ -240,13 +243,14 @@ def release_decision(offer: Offer, case: CaseConsent | None, now: datetime) -> t
             responses=errors(403, 404, 409, 410),
             description="Safe-contact rules come first: `do_not_contact` and `no_voicemail` are flags a system can "
                         "act on. 409 before acceptance, 403 outside the consent's scope, 410 once withdrawn.")
-async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDep) -> Handoff:
+async def read_handoff(offer_id: UUID, runtime: RuntimeDep,
+                       session: SessionDep, provider: ProviderDep) -> Handoff:
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
-    async with runtime.db.session() as session:
-        offer = await own_offer(session, provider, offer_id)
-        case = await session.get(CaseConsent, offer.case_id)
-        code, reason = release_decision(offer, case, utcnow())
-        consent_version = known_consent(case).version
+    offer = await own_offer(session, provider, offer_id)
+    case = await session.get(CaseConsent, offer.case_id)
+    code, reason = release_decision(offer, case, utcnow())
+    consent_version = known_consent(case).version
+    await end_read(session)  # no connection held while intake is asked
     if code != 200:
         raise HTTPException(code, detail=reason)
     # Intake, which holds the data and the authoritative consent, decides again for itself: notify's copy
@@ -266,7 +270,7 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
     # What intake released on: its own consent version and basis, which the audit keeps.
     released_on = details.pop("consent_version", consent_version)
     reason = details.pop("release_basis", None) or reason
-    async with runtime.db.transaction() as session:
+    async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
         now = utcnow()
         code, notify_reason = release_decision(offer, await session.get(CaseConsent, offer.case_id), now)
@@ -294,8 +298,9 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep, provider: ProviderDe
              description="Outcomes only move forwards (unable to contact → contact made → survivor engaged or "
                          "declined support → closed; steps may be skipped) and `closed` is final: a step back is "
                          "a 409. Reporting the current outcome again changes nothing.")
-async def report_outcome(offer_id: UUID, body: OutcomeRequest, runtime: RuntimeDep, provider: ProviderDep) -> OfferPublic:
-    async with runtime.db.transaction() as session:
+async def report_outcome(offer_id: UUID, body: OutcomeRequest, runtime: RuntimeDep,
+                         session: SessionDep, provider: ProviderDep) -> OfferPublic:
+    async with runtime.db.transaction(session):
         offer = await own_offer(session, provider, offer_id)
         await offers.report_outcome(session, offer, provider, outcome=body.outcome, now=utcnow())
     return OfferPublic.of(offer)

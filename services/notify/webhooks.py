@@ -112,7 +112,7 @@ class WebhookDispatcher:
     async def _lease(self, delivery: WebhookDelivery, now: datetime) -> bool:
         """Take the delivery for one attempt; another notify instance that looked at the same time gets nothing."""
         lease = timedelta(seconds=self.settings.webhook_timeout_seconds * 3)
-        async with self.runtime.db.transaction() as session:
+        async with self.runtime.db.transaction(announce=False) as session:  # nothing new for anyone to do
             result = await session.exec(  # type: ignore[call-overload]
                 update(WebhookDelivery)
                 .where(col(WebhookDelivery.id) == delivery.id, col(WebhookDelivery.status) == WebhookStatus.pending,

@@ -1,0 +1,189 @@
+"""Intake under concurrent load, against a bare peer (issue 9).
+
+Starts the system as `pathways up` does (NATS and the four services as processes, free ports) and the
+bare peer (bench/support/peer.py: FastAPI on the same uvicorn settings, parses the JSON, publishes it
+to JetStream with an ack). Drives both with wrk from a separate process, in interleaved rounds (intake,
+peer, intake, peer…), each request a distinct referral built from examples/gp-referral.json. Between
+rounds it waits until the system is idle, so one round's downstream work (router, notify) does not eat
+into the next. Reports referrals/s (202s), p50, p99, max, 503s, errors, timeouts and the ratio
+intake/peer, on SQLite and on PostgreSQL (when one answers at 127.0.0.1:5432).
+
+Targets (this 2-core machine): at 16 connections every request 202, ratio >= 0.3 on PostgreSQL and
+>= 0.2 on SQLite, p99 < 250 ms; at 256 connections no lock-up: every request answered within 5 s, with
+202 or a fast 503 + Retry-After.
+
+    .venv/bin/python bench/intake_load.py [--seconds 10] [--rounds 2] [--connections 16,256]
+                                          [--databases sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from support import (
+    WrkResult,
+    ensure_wrk,
+    postgres_available,
+    quiesce,
+    referral_template,
+    run_wrk,
+    running_peer,
+    running_system,
+    table,
+)
+
+RATIO_TARGET = {"sqlite": 0.2, "postgresql": 0.3}
+P99_TARGET_MS = 250.0
+ANSWER_WITHIN_MS = 5000.0
+
+
+def combine(results: list[WrkResult]) -> WrkResult:
+    """Rounds of one target at one concurrency, as one figure: rates summed over time, the median p50,
+    the worst p99 and max."""
+    statuses: dict[int, int] = {}
+    for r in results:
+        for code, n in r.statuses.items():
+            statuses[code] = statuses.get(code, 0) + n
+    return WrkResult(
+        target=results[0].target,
+        connections=results[0].connections,
+        seconds=sum(r.seconds for r in results),
+        statuses=statuses,
+        busy_without_retry_after=sum(r.busy_without_retry_after for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
+        timeouts=sum(r.timeouts for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=max(r.p99_ms for r in results),
+        max_ms=max(r.max_ms for r in results),
+    )
+
+
+def verdict(database: str, intake: WrkResult, peer: WrkResult) -> str:
+    ratio = intake.rate / peer.rate if peer.rate else 0.0
+    problems = []
+    if intake.connections <= 16:
+        if intake.errors or intake.timeouts or intake.busy:
+            problems.append("not every request 202")
+        if ratio < RATIO_TARGET[database]:
+            problems.append(f"ratio < {RATIO_TARGET[database]}")
+        if intake.p99_ms >= P99_TARGET_MS:
+            problems.append(f"p99 >= {P99_TARGET_MS:g} ms")
+    else:
+        if intake.errors or intake.timeouts:
+            problems.append("errors or timeouts")
+        if intake.max_ms > ANSWER_WITHIN_MS:
+            problems.append("an answer took over 5 s")
+    return "met" if not problems else "MISSED: " + "; ".join(problems)
+
+
+def bench_database(database: str, args: argparse.Namespace) -> list[list[object]]:
+    rows: list[list[object]] = []
+    with tempfile.TemporaryDirectory(prefix="pathways-load-") as tmp_name:
+        tmp = Path(tmp_name)
+        template = referral_template(tmp)
+        with running_system(tmp, database) as system, running_peer(system.nats.url) as peer_url:  # type: ignore[union-attr]
+            pids = [p.pid for p in system.processes.values()]
+            targets = {"intake": system.url("intake"), "peer": peer_url}
+            for name, url in targets.items():  # warm-up: connections, caches, JIT-free but lazy imports
+                run_wrk(url, connections=4, seconds=2, template=template, tag=f"warm-{name}", target=name)
+                quiesce(pids)
+            for connections in args.connections:
+                results: dict[str, list[WrkResult]] = {name: [] for name in targets}
+                for round_no in range(args.rounds):
+                    for name, url in targets.items():
+                        result = run_wrk(
+                            url,
+                            connections=connections,
+                            seconds=args.seconds,
+                            template=template,
+                            tag=f"{database}-{connections}-{round_no}-{name}",
+                            target=name,
+                        )
+                        results[name].append(result)
+                        print(
+                            f"  {database} c={connections} round {round_no + 1} {name}: {result.rate:.0f}/s "
+                            f"p50 {result.p50_ms:.0f} ms p99 {result.p99_ms:.0f} ms max {result.max_ms:.0f} ms "
+                            f"202={result.accepted} 503={result.busy} errors={result.errors} "
+                            f"timeouts={result.timeouts}",
+                            flush=True,
+                        )
+                        quiesce(pids, limit=args.settle)
+                intake, peer = combine(results["intake"]), combine(results["peer"])
+                ratio = intake.rate / peer.rate if peer.rate else 0.0
+                for r in (intake, peer):
+                    rows.append(
+                        [
+                            database,
+                            connections,
+                            r.target,
+                            f"{r.rate:.0f}",
+                            f"{r.p50_ms:.0f}",
+                            f"{r.p99_ms:.0f}",
+                            f"{r.max_ms:.0f}",
+                            r.accepted,
+                            r.busy,
+                            r.errors,
+                            r.timeouts,
+                            f"{ratio:.2f}" if r is intake else "",
+                            verdict(database, intake, peer) if r is intake else "",
+                        ]
+                    )
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each wrk round")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per target and concurrency")
+    parser.add_argument("--connections", type=lambda s: [int(c) for c in s.split(",")], default=[16, 256])
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=30.0,
+        help="longest wait between rounds for the system to go idle (downstream work)",
+    )
+    parser.add_argument("--databases", type=lambda s: s.split(","), default=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    ensure_wrk()
+    rows: list[list[object]] = []
+    for database in args.databases:
+        if database == "postgresql" and not postgres_available():
+            print("PostgreSQL not reachable at 127.0.0.1:5432: skipped")
+            continue
+        rows += bench_database(database, args)
+    print()
+    print(
+        f"intake vs bare peer: wrk, {args.rounds} interleaved round(s) of {args.seconds:g} s per target; "
+        "rate = 202s per second; latency over all answers"
+    )
+    print(
+        table(
+            [
+                "database",
+                "conns",
+                "target",
+                "ref/s",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "202",
+                "503+RA",
+                "errors",
+                "timeouts",
+                "ratio",
+                "target check",
+            ],
+            rows,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
