@@ -38,6 +38,9 @@ T = TypeVar("T")
 
 # Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE (it will write).
 _SQLITE_IMMEDIATE = "pathways_sqlite_immediate"
+# Execution options for a SQLite schema migration: BEGIN EXCLUSIVE, and foreign keys off before it (the
+# pragma changes nothing inside a transaction). Such a connection is never returned to the pool.
+SQLITE_MIGRATION_OPTIONS = {"pathways_sqlite_begin": "BEGIN EXCLUSIVE", "pathways_sqlite_foreign_keys_off": True}
 # The Database whose SQLite writer slot the current task holds: a nested write would wait on itself.
 _writing: ContextVar[Database | None] = ContextVar("pathways_writing", default=None)
 
@@ -239,8 +242,11 @@ async def end_read(session: AsyncSession) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     # The driver's own implicit BEGIN is off (see _sqlite_pragmas): Pathways says when and how.
-    immediate = conn.get_execution_options().get(_SQLITE_IMMEDIATE)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    options = conn.get_execution_options()
+    if options.get("pathways_sqlite_foreign_keys_off"):
+        conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+    conn.exec_driver_sql(options.get("pathways_sqlite_begin")
+                         or ("BEGIN IMMEDIATE" if options.get(_SQLITE_IMMEDIATE) else "BEGIN"))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

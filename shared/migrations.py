@@ -10,7 +10,7 @@ service is the baseline: exactly the tables release 0.1 created with ``create_al
   ``search_path``); each service has its own version table, ``alembic_version_<name>``.
 - Serialised: the upgrade runs in one transaction that first takes a lock, so replicas starting
   together migrate one after the other — ``pg_advisory_xact_lock`` on PostgreSQL (released at commit),
-  ``BEGIN EXCLUSIVE`` on SQLite. The loser of the race finds the work done.
+  ``BEGIN EXCLUSIVE`` on SQLite (``shared.db.SQLITE_MIGRATION_OPTIONS``). The loser of the race finds the work done.
 - Adoption: a database made by release 0.1 (tables, no version table) is stamped at the baseline when
   its tables are exactly the baseline's, then upgraded; tables that differ stop the start-up with the
   differences named, rather than migrating something unknown.
@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
-from shared.db import Database, UTCDateTime
+from shared.db import SQLITE_MIGRATION_OPTIONS, Database, UTCDateTime
 from shared.migration_baseline import SHARED_TABLES
 
 log = logging.getLogger(__name__)
@@ -199,13 +199,14 @@ _loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] 
 
 async def _locked(db: Database, migrations: ServiceMigrations, work: Callable[[Connection], T]) -> T:
     lock = _loop_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-    async with lock, db.engine.connect() as conn:
-        sqlite = conn.dialect.name == "sqlite"
-        if sqlite:
-            # SQLite's way to alter a table (batch mode: copy, drop, rename) cannot drop a table that
-            # others reference (escalation, fhir_subscription) while foreign keys are enforced, and the
-            # pragma only changes outside a transaction: off here, checked before commit, on again after.
-            await conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+    sqlite = db.backend == "sqlite"
+    # SQLite's way to alter a table (batch mode: copy, drop, rename) cannot drop a table that others
+    # reference (escalation, fhir_subscription) while foreign keys are enforced, and the pragma only
+    # changes outside a transaction: the connection's BEGIN hook turns them off and begins EXCLUSIVE (a
+    # second process waits, then sees the finished work); they are checked before the commit, and the
+    # connection is discarded afterwards rather than returned to the pool with them off.
+    engine = db.engine.execution_options(**SQLITE_MIGRATION_OPTIONS) if sqlite else db.engine
+    async with lock, engine.connect() as conn:
         try:
             await conn.run_sync(lambda sync: _lock(sync, db, migrations))
             result = await conn.run_sync(work)
@@ -218,8 +219,7 @@ async def _locked(db: Database, migrations: ServiceMigrations, work: Callable[[C
             raise
         finally:
             if sqlite:
-                await conn.exec_driver_sql("PRAGMA foreign_keys = ON")
-                await conn.commit()
+                await conn.invalidate()
 
 
 def _lock(conn: Connection, db: Database, migrations: ServiceMigrations) -> None:
@@ -234,10 +234,6 @@ def _lock(conn: Connection, db: Database, migrations: ServiceMigrations) -> None
                 conn.execute(sa.text(f'CREATE SCHEMA "{db.schema}"'))
             # The dialect read current_schema() on its first connection, perhaps before the schema existed.
             conn.dialect.default_schema_name = db.schema
-    elif conn.dialect.name == "sqlite":
-        # pysqlite opens no transaction before DDL by itself: this makes the migration one exclusive
-        # transaction, so a second process waits (busy timeout) and then sees the finished work.
-        conn.exec_driver_sql("BEGIN EXCLUSIVE")
 
 
 def _known(migrations: ServiceMigrations, revision: str) -> bool:
