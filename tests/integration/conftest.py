@@ -41,29 +41,36 @@ async def intake(nats_server: NatsServer, database_url: str, encryption_keys: st
 
 @dataclass
 class Race:
-    """How often intake looked for an earlier answer: once per request, and again by each loser of the race."""
+    """How many requests entered the race together, and how many replayed the winner's answer after the
+    unique idempotency key refused their own insert (the losers' path)."""
 
-    lookups: int = 0
+    entered: int = 0
+    replays: int = 0
 
 
 @pytest.fixture
 def racing_retries(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], Race]:
-    """Make ``n`` concurrent retries really race: each finds no earlier answer, then waits until all ``n``
-    have looked, so they all try to store theirs at once (on PostgreSQL, on parallel connections) and all
-    but one must take the path that replays the winner's answer after the unique key refused theirs."""
+    """Make ``n`` concurrent retries really race: each waits at the door of the idempotent write until
+    all ``n`` are there, so they all try to store their answer at once (on PostgreSQL, on parallel
+    connections; on SQLite they queue for the one writer) and all but one must take the path that
+    replays the winner's answer after the unique key refused theirs."""
 
     def arm(n: int) -> Race:
         race = Race()
         barrier = asyncio.Barrier(n)
-        original = referrals._recorded
+        original_idempotent, original_recorded = referrals.idempotent, referrals._recorded
+
+        async def idempotent(*args: object, **kwargs: object) -> object:
+            if race.entered < n:
+                race.entered += 1
+                await barrier.wait()
+            return await original_idempotent(*args, **kwargs)  # type: ignore[arg-type]
 
         async def recorded(*args: object, **kwargs: object) -> object:
-            race.lookups += 1
-            found = await original(*args, **kwargs)  # type: ignore[arg-type]
-            if found is None and race.lookups <= n:
-                await barrier.wait()
-            return found
+            race.replays += 1
+            return await original_recorded(*args, **kwargs)  # type: ignore[arg-type]
 
+        monkeypatch.setattr(referrals, "idempotent", idempotent)
         monkeypatch.setattr(referrals, "_recorded", recorded)
         return race
 

@@ -236,12 +236,12 @@ async def test_tables_unlike_the_previous_release_stop_the_start_up_and_change_n
         await db.dispose()
 
 
+# Schema public is PostgreSQL's.
 @pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_one_database_shared_by_release_0_1_services_is_not_split_by_guesswork(database_url: str):
     """Release 0.1 given one PostgreSQL URL mixed every service's inbox, outbox and audit tables in
     ``public``: intake refuses to start, naming what it found, rather than serving half its data."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("schema public is PostgreSQL's")
     legacy = Database(database_url, [])
     try:
         async with legacy.engine.begin() as conn:
