@@ -35,7 +35,7 @@ from services.directory.store import (
     ServiceBase,
 )
 from shared.audit import record
-from shared.auth import Caller, OpsCaller, ServiceCaller
+from shared.auth import Caller, NotifyCaller, OpsCaller, RouterCaller
 from shared.directory_contract import DirectorySnapshot, ProviderDelivery, ServiceRecord
 from shared.events import AreaStatus, DirectoryChanged, RiskBand, utcnow
 from shared.fhir import FHIR_JSON
@@ -472,7 +472,7 @@ async def fhir_service(service_id: str, session: SessionDep) -> JSONResponse:
 @internal.get("/internal/organisations/{organisation_id}/delivery", response_model=ProviderDelivery,
               summary="How notify reaches a provider: channel, webhook URL, signing secrets", responses=errors(404))
 async def provider_delivery(organisation_id: str,
-                            session: SessionDep, _caller: ServiceCaller) -> ProviderDelivery:
+                            session: SessionDep, _caller: NotifyCaller) -> ProviderDelivery:
     organisation = await _organisation(session, organisation_id)
     return ProviderDelivery(
         organisation_id=organisation.id,
@@ -484,7 +484,7 @@ async def provider_delivery(organisation_id: str,
 
 @internal.get("/internal/snapshot", response_model=DirectorySnapshot,
               summary="Every service, and the gazetteer version in force, for the router's in-memory copy")
-async def snapshot(session: SessionDep, _caller: ServiceCaller) -> DirectorySnapshot:
+async def snapshot(session: SessionDep, _caller: RouterCaller) -> DirectorySnapshot:
     rows = (await session.exec(select(Service, Organisation).join(Organisation).order_by(col(Service.id)))).all()
     services = tuple(
         ServiceRecord(
@@ -505,7 +505,7 @@ async def snapshot(session: SessionDep, _caller: ServiceCaller) -> DirectorySnap
               responses={200: {"description": "``shared.geography.Gazetteer`` as JSON: sectors and districts → "
                                "[[LAD, share], …], [[ICB, share], …]; LAD → [upper tier, region, main ICB]; names",
                                "content": {"application/json": {"schema": {"type": "object"}}}}})
-async def internal_gazetteer(request: Request, session: SessionDep, _caller: ServiceCaller) -> Response:
+async def internal_gazetteer(request: Request, session: SessionDep, _caller: RouterCaller) -> Response:
     version = (await gazetteer.gazetteer_status(session)).version
     cached: tuple[str, bytes] | None = getattr(request.app.state, "gazetteer_json", None)
     if cached is None or cached[0] != version:

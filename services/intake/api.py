@@ -23,7 +23,7 @@ from services.intake.settings import IntakeSettings
 from services.intake.store import ApiClient, Referral
 from services.intake.task import task_resource
 from shared.audit import record
-from shared.auth import PresentedKey, ServiceCaller, hash_api_key
+from shared.auth import NotifyCaller, PresentedKey, hash_api_key
 from shared.consent import CONSENT_REFUSAL, release_verdict
 from shared.crypto import FieldCipher
 from shared.events import utcnow
@@ -312,7 +312,7 @@ async def read_handoff_details(
     consent_version: Annotated[int, Query(ge=1, description="the consent version the caller decided on")],
     runtime: RuntimeDep,
     session: SessionDep,
-    caller: ServiceCaller,
+    caller: NotifyCaller,
     request: Request,
     by_and_for: bool = False,
 ) -> dict[str, Any] | JSONResponse:

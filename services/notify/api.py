@@ -112,7 +112,7 @@ async def require_provider(key: PresentedKey, request: Request, runtime: Runtime
     response = await runtime.http.post(
         f"{settings.directory_url}/internal/providers/authenticate",
         json={"api_key": key},
-        headers={"Authorization": f"Bearer {settings.service_token.get_secret_value()}"},
+        headers=settings.service_headers(),
     )
     if response.status_code == 404:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown, expired or revoked API key.",
@@ -259,7 +259,7 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep,
         f"{settings.intake_url}/internal/referrals/{offer.case_id}/handoff",
         params={"organisation_id": offer.organisation_id, "service_type": offer.service_type,
                 "by_and_for": bool(offer.by_and_for), "consent_version": consent_version},
-        headers={"Authorization": f"Bearer {settings.service_token.get_secret_value()}"},
+        headers=settings.service_headers(),
     )
     refusal = response.json() if response.headers.get("content-type") == PROBLEM_JSON else {}
     if refusal.get("type") == CONSENT_REFUSAL:

@@ -12,7 +12,7 @@ from services.intake import referrals
 from services.intake.app import SAMPLE_CLIENT, create_app
 from services.intake.settings import IntakeSettings
 from services.launcher import NatsServer
-from tests.harness import SERVICE_TOKEN, running
+from tests.harness import running, service_auth
 
 EHR = {"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}", "Content-Type": "application/fhir+json"}
 
@@ -21,7 +21,7 @@ def intake_settings(nats_url: str, database_url: str, encryption_keys: str, **ov
     values: dict[str, object] = {
         "nats_url": nats_url,
         "database_url": database_url,
-        "service_token": SERVICE_TOKEN,
+        **service_auth("intake"),
         "encryption_keys": encryption_keys,
         "active_key_id": "k1",
         "seed_sample_client": True,

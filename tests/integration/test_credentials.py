@@ -25,7 +25,7 @@ from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
 from shared.audit import AuditRecord
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.harness import eventually, running, service_auth
 from tests.integration.conftest import intake_settings
 from tests.servers import LocalServer
 
@@ -51,7 +51,7 @@ class Area:
 async def area(nats_url: str, database_url: str) -> AsyncIterator[Area]:
     """A real directory on a real port (other services ask it about ops keys), with its first ops user."""
     app = create_directory(DirectorySettings(nats_url=nats_url, database_url=database_url,
-                                             service_token=SERVICE_TOKEN))
+                                             **service_auth("directory")))
     server = LocalServer(app, lifespan="on")
     await server.start()
     try:
@@ -166,7 +166,7 @@ async def test_a_provider_holds_named_keys_that_are_rotated_expired_and_revoked_
         # A long cache at notify: only the directory's change announcement makes revocation prompt.
         notify_app = create_notify(NotifySettings(
             nats_url=nats_server.url, database_url=f"sqlite+aiosqlite:///{tmp_path / 'notify.db'}",
-            service_token=SERVICE_TOKEN, directory_url=str(directory.base_url), provider_key_cache_seconds=3600))
+            **service_auth("notify"), directory_url=str(directory.base_url), provider_key_cache_seconds=3600))
         async with running(notify_app) as notify:
             async def status_with(key: str) -> int:
                 return (await notify.get("/offers", headers=bearer(key))).status_code

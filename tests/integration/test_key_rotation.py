@@ -14,10 +14,10 @@ from services.intake.app import create_app
 from services.intake.store import Referral
 from services.launcher import NatsServer
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, pathways, running
+from tests.harness import as_service, pathways, running
 from tests.integration.conftest import EHR, intake_settings
 
-SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+SERVICE = as_service("notify")
 
 
 def new_key(key_id: str) -> str:
