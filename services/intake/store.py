@@ -89,4 +89,21 @@ class IdempotencyRecord(SQLModel, table=True):
     created_at: datetime = utc_field(default_factory=utcnow)
 
 
-TABLES = [ApiClient, ApiClientOds, Referral, IdempotencyRecord, AuditRecord]
+class AcceptedOffer(SQLModel, table=True):
+    """An offer a provider accepted, as notify announced it (``case.offer.accepted``): intake releases
+    identifying data only to an organisation holding one, whatever the caller of the handoff says
+    (issue 13). ``stopped_at``: the provider was told to stop contact (consent withdrawn, cancelled)."""
+
+    __tablename__ = "accepted_offer"
+
+    offer_id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    organisation_id: str = Field(max_length=80)
+    service_id: str = Field(max_length=80)
+    service_type: str | None = Field(default=None, max_length=40)
+    by_and_for: bool = Field(default=False)
+    accepted_at: datetime = utc_field(default_factory=utcnow)
+    stopped_at: datetime | None = utc_field(default=None)
+
+
+TABLES = [ApiClient, ApiClientOds, Referral, IdempotencyRecord, AcceptedOffer, AuditRecord]

@@ -14,6 +14,18 @@ from services.intake.settings import IntakeSettings
 from services.launcher import NatsServer
 from tests.harness import running, service_auth
 
+async def record_acceptance(app: object, case_id: str, organisation_id: str) -> None:
+    """Intake's record of an accepted offer, as its consumer writes it when notify announces one
+    (``case.offer.accepted``; tests/integration/test_release_check.py goes through the bus)."""
+    from uuid import UUID, uuid4
+
+    from services.intake.store import AcceptedOffer
+
+    async with app.state.runtime.db.transaction() as session:  # type: ignore[attr-defined]
+        session.add(AcceptedOffer(offer_id=uuid4(), case_id=UUID(case_id), organisation_id=organisation_id,
+                                  service_id=f"{organisation_id}-service"))
+
+
 EHR = {"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}", "Content-Type": "application/fhir+json"}
 
 

@@ -18,7 +18,7 @@ from shared.events import CaseStatus, ReferralReceived, TaskStatus
 from shared.outbox import OutboxMessage
 from tests.conftest import EXAMPLES
 from tests.harness import as_service, eventually
-from tests.integration.conftest import EHR
+from tests.integration.conftest import EHR, record_acceptance
 
 
 def example() -> dict:
@@ -139,6 +139,7 @@ async def test_handoff_details_only_for_services_and_every_read_is_audited(intak
     path = f"/internal/referrals/{task_id}/handoff?organisation_id=org-1&service_type=community-outreach&consent_version=1"
     assert (await intake.get(path, headers={"Authorization": "Bearer wrong"})).status_code == 403
     assert (await intake.get(path, headers={"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}"})).status_code == 403
+    await record_acceptance(intake.app, task_id, "org-1")
     details = await intake.get(path, headers=as_service("notify"))
     assert details.status_code == 200 and details.json()["birth_date"] == "1990-04-01"
 
