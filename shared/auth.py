@@ -72,6 +72,21 @@ def bearer_or_api_key(
 PresentedKey = Annotated[str, Depends(bearer_or_api_key)]
 
 
+def optional_key(
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    x_api_key: Annotated[str | None, Depends(API_KEY)],
+) -> str | None:
+    """The presented credential, if any: for public routes that show more to an authenticated caller."""
+    if x_api_key:
+        return x_api_key
+    if bearer is not None and bearer.credentials.strip():
+        return bearer.credentials.strip()
+    return None
+
+
+OptionalKey = Annotated[str | None, Depends(optional_key)]
+
+
 # Internal endpoints take a service credential only: its own scheme, so the OpenAPI says which routes are
 # for services (none of them is routed by the ingress).
 SERVICE_BEARER = HTTPBearer(auto_error=False, scheme_name="serviceCredential",
