@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+from cachetools import TTLCache
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import and_, or_
@@ -105,11 +106,18 @@ class Handoff(BaseModel):
 async def require_provider(key: PresentedKey, request: Request, runtime: RuntimeDep) -> Caller:
     """A provider, identified by one of its organisation's keys as the directory knows it.
 
-    Cached for ``provider_key_cache_seconds`` (never past the key's expiry); a key issued, rotated or
-    revoked in the directory empties the cache at once (``directory.changed``)."""
+    By default the directory is asked on every request (one indexed look-up), so a revoked key stops at
+    the next call. A positive cache (``provider_key_cache_seconds``) is possible, never past the key's
+    expiry, emptied when the directory announces a key change. Unknown keys are remembered for
+    ``unknown_key_cache_seconds`` in a bounded cache: guessing keys costs the directory nothing."""
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
     cache: dict[str, tuple[float, Caller]] = request.app.state.provider_keys
+    unknown: TTLCache[str, bool] = request.app.state.unknown_provider_keys
     digest = hash_api_key(key)
+    refused = HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown, expired or revoked API key.",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if digest in unknown:
+        raise refused
     hit = cache.get(digest)
     if hit and hit[0] > time.monotonic():
         return hit[1]
@@ -119,8 +127,9 @@ async def require_provider(key: PresentedKey, request: Request, runtime: Runtime
         headers=settings.service_headers(),
     )
     if response.status_code == 404:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown, expired or revoked API key.",
-                            headers={"WWW-Authenticate": "Bearer"})
+        cache.pop(digest, None)
+        unknown[digest] = True
+        raise refused
     if response.status_code != 200:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="Cannot check credentials right now.")
     identity = response.json()
@@ -128,7 +137,8 @@ async def require_provider(key: PresentedKey, request: Request, runtime: Runtime
     lifetime = settings.provider_key_cache_seconds
     if identity.get("expires_at"):
         lifetime = min(lifetime, (datetime.fromisoformat(identity["expires_at"]) - utcnow()).total_seconds())
-    cache[digest] = (time.monotonic() + lifetime, caller)
+    if lifetime > 0:
+        cache[digest] = (time.monotonic() + lifetime, caller)
     return caller
 
 
