@@ -188,6 +188,8 @@ class System:
             # Links in webhooks and FHIR notifications point at where the services really listen.
             NOTIFY_PUBLIC_URL=self.url("notify"),
             INTAKE_SUBSCRIPTION_PUBLIC_URL=self.url("intake"),
+            # The audience every client assertion names (private_key_jwt).
+            INTAKE_OAUTH_TOKEN_URL=f"{self.url('intake')}/oauth2/token",
             PYTHONUNBUFFERED="1",
             # The databases live under the data directory, whatever it is called.
             PATHWAYS_DATA_DIR=str(self.data_dir),

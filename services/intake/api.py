@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.intake import referrals
 from services.intake.capability import capability_statement
 from services.intake.domain import ParsedCancellation, parse_bundle, parse_consent, parse_submission
+from services.intake.oauth import ACCESS_TOKEN_PREFIX, OAUTH2, client_for_access_token
 from services.intake.settings import IntakeSettings
 from services.intake.store import AcceptedOffer, ApiClient, Referral
 from services.intake.task import task_resource
@@ -75,16 +76,25 @@ CONSENT_BODY = fhir_body("Consent", "The survivor's consent as it now stands.", 
 SUBMIT_ERRORS = errors(400, 403, 404, 409, 413, 415, 422)
 
 
-async def require_client(key: PresentedKey, session: SessionDep, request: Request) -> ApiClient:
-    """The EHR client holding this key, looked up on the request's own session (then its connection
-    goes back to the pool) and trusted for ``client_cache_seconds``, never past its expiry; changing a
-    client through the ops API empties the cache at once (``services.intake.clients``)."""
+async def require_client(key: PresentedKey, session: SessionDep, request: Request,
+                         _oauth2: Annotated[str | None, Depends(OAUTH2)]) -> ApiClient:
+    """The EHR client holding this API key, or an unexpired access token from ``POST /oauth2/token``,
+    looked up on the request's own session (then its connection goes back to the pool). An API key is
+    trusted for ``client_cache_seconds``, never past its expiry; changing a client through the ops API
+    empties the cache at once (``services.intake.clients``). Access tokens are checked every time."""
     digest = hash_api_key(key)
     known: TTLCache[str, ApiClient] = request.app.state.client_keys
     if (client := known.get(digest)) is not None and client.usable():
         return client
-    client = (await session.exec(select(ApiClient).where(ApiClient.key_hash == digest))).first()
+    by_token = key.startswith(f"{ACCESS_TOKEN_PREFIX}_")
+    if by_token:
+        client = await client_for_access_token(session, digest)
+    else:
+        client = (await session.exec(select(ApiClient).where(ApiClient.key_hash == digest))).first()
     await end_read(session)
+    if client is not None and client.usable() and by_token:
+        session.expunge(client)
+        return client
     if client is None or not client.usable():
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown, expired or revoked API key.",
                             headers={"WWW-Authenticate": "Bearer"})

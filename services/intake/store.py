@@ -22,6 +22,9 @@ class ApiClient(KeyCredential, table=True):
     __tablename__ = "api_client"
 
     id: str = Field(primary_key=True, max_length=80)
+    # Public keys for private_key_jwt (``services.intake.oauth``): an inline JWKS or a JWKS URL, or neither.
+    jwks: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    jwks_url: str | None = Field(default=None, max_length=500)
     # Loaded with the client (one extra query), so the ODS check needs no second round trip later.
     ods: list["ApiClientOds"] = Relationship(
         sa_relationship_kwargs={"lazy": "selectin", "cascade": "all, delete-orphan", "order_by": "ApiClientOds.ods_code"}
@@ -89,6 +92,27 @@ class IdempotencyRecord(SQLModel, table=True):
     created_at: datetime = utc_field(default_factory=utcnow)
 
 
+class ClientAssertionJti(SQLModel, table=True):
+    """A client assertion's ``jti``, kept until the assertion expires: the same assertion twice is a replay."""
+
+    __tablename__ = "client_assertion_jti"
+
+    client_id: str = Field(primary_key=True, max_length=80)
+    jti: str = Field(primary_key=True, max_length=200)
+    expires_at: datetime = utc_field(index=True)
+
+
+class AccessToken(SQLModel, table=True):
+    """A short-lived access token issued at the token endpoint, stored only as its SHA-256 digest."""
+
+    __tablename__ = "access_token"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    client_id: str = Field(max_length=80, index=True)
+    created_at: datetime = utc_field(default_factory=utcnow)
+    expires_at: datetime = utc_field(index=True)
+
+
 class AcceptedOffer(SQLModel, table=True):
     """An offer a provider accepted, as notify announced it (``case.offer.accepted``): intake releases
     identifying data only to an organisation holding one, whatever the caller of the handoff says
@@ -106,4 +130,5 @@ class AcceptedOffer(SQLModel, table=True):
     stopped_at: datetime | None = utc_field(default=None)
 
 
-TABLES = [ApiClient, ApiClientOds, Referral, IdempotencyRecord, AcceptedOffer, AuditRecord]
+TABLES = [ApiClient, ApiClientOds, Referral, IdempotencyRecord, AcceptedOffer, ClientAssertionJti, AccessToken,
+          AuditRecord]
