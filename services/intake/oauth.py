@@ -34,6 +34,7 @@ from services.intake.store import AccessToken, ApiClient, ClientAssertionJti
 from shared.audit import record
 from shared.auth import Caller, CallerKind, generate_api_key, hash_api_key
 from shared.events import utcnow
+from shared.openapi import OWN_CONTENT
 from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter(tags=["oauth2"])
@@ -50,6 +51,12 @@ OAUTH2 = OAuth2(flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(to
                 scheme_name="oauth2ClientCredentials", auto_error=False,
                 description="OAuth2 client credentials with a signed JWT client assertion (private_key_jwt, "
                             "RS256/ES256): the access token is sent as `Authorization: Bearer`.")
+
+
+def _token_error(description: str) -> dict[str, Any]:
+    schema = {"type": "object", "required": ["error"], "properties": {
+        "error": {"type": "string"}, "error_description": {"type": "string"}}}
+    return {"description": description, OWN_CONTENT: True, "content": {"application/json": {"schema": schema}}}
 
 
 class TokenError(Exception):
@@ -169,8 +176,8 @@ async def verify_assertion(request: Request, session: AsyncSession, settings: In
 
 @router.post(TOKEN_PATH, response_model=TokenIssued, summary="OAuth2 client credentials: exchange a signed JWT "
              "client assertion (private_key_jwt) for a short-lived access token",
-             responses={400: {"description": "RFC 6749 error: invalid_request or unsupported_grant_type"},
-                        401: {"description": "RFC 6749 error: invalid_client (the assertion was refused)"}})
+             responses={400: _token_error("RFC 6749 error: invalid_request or unsupported_grant_type"),
+                        401: _token_error("RFC 6749 error: invalid_client (the assertion was refused)")})
 async def token(
     request: Request,
     runtime: RuntimeDep,
