@@ -85,12 +85,20 @@ class ServiceSettings(BaseSettings):
         """The service's own database: SQLite under the data directory unless a URL is configured."""
         if self.database_url:
             return self.database_url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(self.data_dir)
         return f"sqlite+aiosqlite:///{self.data_dir / (self.service_name + '.db')}"
 
     @property
     def is_development(self) -> bool:
         return self.environment is Environment.development
+
+
+def private_directory(path: Path) -> None:
+    """Create ``path`` (and its parents) readable by its owner only (0700); an existing one is narrowed to
+    0700: it holds the databases, whose identifying data is encrypted but whose case records are not."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o777 != 0o700:
+        path.chmod(0o700)
 
 
 def prefixed(prefix: str) -> SettingsConfigDict:
