@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
-from shared.scrub import scrub, scrub_exception, scrub_value
+from shared.scrub import scrub, scrub_exception, scrub_traceback, scrub_value, withhold_messages
 
 BASE_FIELDS = ("asctime", "levelname", "name", "message")
 # Fields this module writes itself from values that cannot hold data: not scrubbed (the scrubber is cheap,
@@ -32,9 +32,12 @@ def log_fields(fields: dict[str, Any], record: logging.LogRecord, service: str) 
     """What one log line holds: time, level, logger, message, service, and the current trace; every other
     value scrubbed of identifying data."""
     fields.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
-    # A Pathways message that formats an exception (``%s`` of ``exc``) quotes what that exception quotes.
-    own = record.name.startswith(_OWN_LOGGERS) and not (
-        isinstance(record.args, tuple) and any(isinstance(arg, BaseException) for arg in record.args))
+    # A message that formats an exception (``%s`` of ``exc``) quotes what that exception quotes.
+    raised = [arg for arg in record.args if isinstance(arg, BaseException)] if isinstance(record.args, tuple) else []
+    own = record.name.startswith(_OWN_LOGGERS) and not raised
+    for exc in raised:
+        if isinstance(fields.get("message"), str):
+            fields["message"] = withhold_messages(fields["message"], exc, qualified=False)
     for key, value in fields.items():
         if key in _OWN_FIELDS:
             continue
@@ -58,6 +61,9 @@ class PathwaysJsonFormatter(JsonFormatter):
             timestamp=False,
         )
         self.service = service
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return scrub_traceback(super().formatException(ei), ei[1] if isinstance(ei, tuple) else None)
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         super().add_fields(log_data, record, message_dict)

@@ -14,18 +14,29 @@ Two strengths:
   the values quoted by pydantic, SQLAlchemy and PostgreSQL are replaced by a ``[kind]`` marker.
 - ``scrub_exception``: for exception messages and tracebacks, which may quote *any* value (a name has
   no pattern): every quoted literal goes too, as well as everything ``scrub`` takes.
+- ``scrub_traceback``: a formatted traceback of a known exception. A message no pattern can clean (a
+  ``ValueError`` raised by ``int()`` or a library's ``KeyError`` quoting a name, unquoted) is withheld
+  whole, unless the exception is Pathways' own or one of the libraries' whose messages speak of the
+  system (SQLAlchemy with parameters hidden, NATS, httpx, asyncpg, pydantic, network errors); what is
+  kept then goes through ``scrub_exception``.
 
-It runs on every log line, so it is one precompiled pattern per strength, applied in one pass, and text
-that cannot hold any of these (no digit, no ``@``, no ``=``, no ``:``, no quote) is returned untouched.
+It runs on every log line, so its patterns are precompiled and each runs only when a cheap trigger
+(``@``, ``://``, four digits in a row...) is in the text; text that cannot hold any of them is returned
+untouched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 REDACTED = "[redacted]"
+WITHHELD = "[message withheld]"
+# Exceptions whose messages describe the system, not the data (and are scrubbed all the same).
+_SYSTEM_MESSAGES = ("services.", "shared.", "sqlalchemy.", "nats.", "httpx", "httpcore", "asyncpg.", "alembic",
+                    "uvicorn", "h11", "anyio", "pydantic", "starlette.", "fastapi.")
 
 # Outward code + inward code; the inward code's letters are what narrow a postcode to a few addresses.
 # Written with a space, none, or URL-encoded ("LS7%209ZZ", "LS7+9ZZ").
@@ -44,16 +55,31 @@ _PYDANTIC_INPUT = r"(?P<pydantic>(?<=input_value=).*?(?=, input_type=))"
 _SQL_PARAMETERS = r"(?P<sqlparams>(?<=\[parameters: ).*?(?=\]\s*(?:\(Background|$)))"
 _PG_KEY_VALUE = r"(?P<pgkey>(?<=\)=\().*?(?=\)\s+(?:already exists|is not present|is still referenced|conflicts)))"
 
-_TEXT = re.compile(
-    "|".join((_URL_CREDENTIALS, _QUERY, _EMAIL, _POSTCODE, _DATE, _PHONE, _NHS_NUMBER, _PYDANTIC_INPUT,
-              _SQL_PARAMETERS, _PG_KEY_VALUE)),
-    re.IGNORECASE | re.MULTILINE,
+_FLAGS = re.IGNORECASE | re.MULTILINE
+
+
+def _rule(trigger: str, *patterns: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """A pattern, run only when its cheap trigger is found (most log lines trigger nothing)."""
+    return re.compile(trigger, _FLAGS), re.compile("|".join(patterns), _FLAGS)
+
+
+_RULES = (
+    _rule("://", _URL_CREDENTIALS),
+    _rule(r"\?", _QUERY),
+    _rule("@", _EMAIL),
+    _rule("input_value=", _PYDANTIC_INPUT),
+    _rule(r"\[parameters: ", _SQL_PARAMETERS),
+    _rule(r"\)=\(", _PG_KEY_VALUE),
+    # A postcode's inward code is a digit and two letters.
+    _rule(r"[0-9][A-Z]{2}\b", _POSTCODE),
+    # Every phone number, NHS number and date has a run of four digits, or a d/d/d date.
+    _rule(r"[0-9]{4}|[0-9]/[0-9]", _DATE, _PHONE, _NHS_NUMBER),
 )
 # Quoted literals in exception text: 'x', "x" (a repr of a value: a name, a free-text note). A traceback's
 # ``File "path"`` is kept: it is where, never what.
 _FILE = r"(?P<keep>(?<=File )\"[^\"\n]*\"(?=, line ))"
 _QUOTED = r"(?P<quoted>'(?:[^'\\\n]|\\.)+'|\"(?:[^\"\\\n]|\\.)+\")"
-_EXCEPTION = re.compile("|".join((_FILE, _TEXT.pattern, _QUOTED)), re.IGNORECASE | re.MULTILINE)
+_QUOTES = _rule("['\"]", _FILE, _QUOTED)
 # A string with none of these characters cannot match anything above.
 _MAY_MATCH = re.compile(r"[0-9@=:'\"?]")
 
@@ -71,18 +97,26 @@ def _replace(match: re.Match[str]) -> str:
     return _MARKERS[kind or ""]
 
 
+def _apply(text: str, rules: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...]) -> str:
+    for trigger, pattern in rules:
+        if trigger.search(text):
+            text = pattern.sub(_replace, text)
+    return text
+
+
 def scrub(text: str) -> str:
     """``text`` without the identifying values it may quote (see the module's docstring)."""
     if not _MAY_MATCH.search(text):
         return text
-    return _TEXT.sub(_replace, text)
+    return _apply(text, _RULES)
 
 
 def scrub_exception(text: str) -> str:
     """An exception's message or a traceback, without any quoted value and without what ``scrub`` takes."""
     if not _MAY_MATCH.search(text):
         return text
-    return _EXCEPTION.sub(_replace, text)
+    # Library-quoted values first (their markers are not quoted), then every quoted literal left.
+    return _apply(text, (*_RULES, _QUOTES))
 
 
 def scrub_value(value: Any) -> Any:
@@ -94,3 +128,42 @@ def scrub_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [scrub_value(item) for item in value]
     return value
+
+
+def message_kept(exc: BaseException) -> bool:
+    """Does this exception's message describe the system (kept, scrubbed) rather than quote data (withheld)?"""
+    kind = type(exc)
+    return kind.__module__.startswith(_SYSTEM_MESSAGES) or issubclass(kind, (OSError, TimeoutError,
+                                                                             asyncio.CancelledError))
+
+
+def _chain(exc: BaseException, seen: set[int]) -> Iterator[BaseException]:
+    if id(exc) in seen:
+        return
+    seen.add(id(exc))
+    yield exc
+    for linked in (exc.__cause__, exc.__context__, *getattr(exc, "exceptions", ())):
+        if isinstance(linked, BaseException):
+            yield from _chain(linked, seen)
+
+
+def withhold_messages(text: str, exc: BaseException, *, qualified: bool = True) -> str:
+    """``text`` with the message of every exception in ``exc``'s chain that may quote data withheld.
+
+    ``qualified``: the message appears as a traceback shows it (``KeyError: 'x'``); otherwise as ``%s``
+    formats the exception (just its message)."""
+    for linked in _chain(exc, set()):
+        message = str(linked)
+        if not message or message_kept(linked):
+            continue
+        if qualified:
+            name = type(linked).__qualname__
+            text = text.replace(f"{name}: {message}", f"{name}: {WITHHELD}")
+        else:
+            text = text.replace(message, WITHHELD)
+    return text
+
+
+def scrub_traceback(text: str, exc: BaseException | None) -> str:
+    """A formatted traceback of ``exc``: messages that may quote data withheld, the rest strongly scrubbed."""
+    return scrub_exception(withhold_messages(text, exc) if exc is not None else text)

@@ -1,0 +1,58 @@
+"""What the one scrubber costs per log line (issue 13): a request's access-log line and a consumer's
+warning, formatted as the services format them, with and without scrubbing.
+
+    .venv/bin/python bench/log_scrub.py [--lines 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pythonjsonlogger.json import JsonFormatter  # noqa: E402
+
+from shared.logs import PathwaysJsonFormatter  # noqa: E402
+from shared.scrub import scrub  # noqa: E402
+
+
+def records() -> list[logging.LogRecord]:
+    access = logging.LogRecord("pathways.access", logging.INFO, __file__, 1, "%s %s %d %.1f ms",
+                               ("POST", "/fhir/Bundle", 202, 12.345), None)
+    access.http_route = "/fhir/Bundle"  # type: ignore[attr-defined]
+    warning = logging.LogRecord("shared.bus", logging.WARNING, __file__, 1,
+                                "bus %s: %s failed on event %s (delivery %d): %s",
+                                ("pathways-router", "router-referrals", "0b7c4a44-8f38-4bd4-9a35-4f5d1b6e1b6a", 2,
+                                 "TimeoutError"), None)
+    return [access, warning]
+
+
+def per_line(formatter: logging.Formatter, lines: int) -> float:
+    batch = records()
+    start = time.perf_counter()
+    for i in range(lines):
+        formatter.format(batch[i % 2])
+    return (time.perf_counter() - start) / lines * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lines", type=int, default=100_000)
+    lines = parser.parse_args().lines
+    plain = JsonFormatter(["asctime", "levelname", "name", "message"], timestamp=False)
+    scrubbed = PathwaysJsonFormatter("intake")
+    print(f"format, no scrubber:   {per_line(plain, lines):6.2f} µs/line")
+    print(f"format, with scrubber: {per_line(scrubbed, lines):6.2f} µs/line")
+    text = "POST /fhir/Bundle 202 12.3 ms"
+    start = time.perf_counter()
+    for _ in range(lines):
+        scrub(text)
+    print(f"scrub() alone, access line: {(time.perf_counter() - start) / lines * 1e6:6.2f} µs/line")
+
+
+if __name__ == "__main__":
+    main()
