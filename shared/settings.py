@@ -14,10 +14,13 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from shared.bus import StreamLimits
 
 DATA_DIR = Path(".data")
 SECRETS_DIR_VARIABLE = "PATHWAYS_SECRETS_DIR"
@@ -45,6 +48,14 @@ class ServiceSettings(BaseSettings):
     nats_stream_replicas: int = Field(
         default=1, ge=1, le=5, validation_alias=AliasChoices("NATS_STREAM_REPLICAS", "nats_stream_replicas")
     )
+    # How long JetStream keeps events (case summaries) and dead letters, and how much (shared.bus.StreamLimits).
+    nats_events_max_age_days: float = Field(
+        default=14, gt=0, le=365, validation_alias=AliasChoices("NATS_EVENTS_MAX_AGE_DAYS", "nats_events_max_age_days"))
+    nats_dead_letters_max_age_days: float = Field(
+        default=30, gt=0, le=365,
+        validation_alias=AliasChoices("NATS_DEAD_LETTERS_MAX_AGE_DAYS", "nats_dead_letters_max_age_days"))
+    nats_stream_max_bytes: int = Field(
+        default=1 << 30, ge=1 << 20, validation_alias=AliasChoices("NATS_STREAM_MAX_BYTES", "nats_stream_max_bytes"))
     database_url: str = Field(default="", validation_alias=AliasChoices("DATABASE_URL", "database_url"))
     # Token that authenticates one Pathways service to another on internal HTTP calls.
     service_token: SecretStr = Field(
@@ -87,6 +98,13 @@ class ServiceSettings(BaseSettings):
             return self.database_url
         private_directory(self.data_dir)
         return f"sqlite+aiosqlite:///{self.data_dir / (self.service_name + '.db')}"
+
+    def stream_limits(self) -> StreamLimits:
+        from shared.bus import DAY, StreamLimits
+
+        return StreamLimits(events_max_age=self.nats_events_max_age_days * DAY,
+                            dead_letters_max_age=self.nats_dead_letters_max_age_days * DAY,
+                            max_bytes=self.nats_stream_max_bytes)
 
     @property
     def is_development(self) -> bool:
