@@ -40,8 +40,10 @@ class ServiceSettings(BaseSettings):
     environment: Environment = Field(
         default=Environment.production, validation_alias=AliasChoices("PATHWAYS_ENV", "environment")
     )
-    # One URL, or several separated by commas (the client fails over between them).
-    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=AliasChoices("NATS_URL", "nats_url"))
+    # One URL, or several separated by commas (the client fails over between them). Secret: it may carry
+    # the service's NATS user and password (production does), so it is masked wherever settings are shown.
+    nats_url: SecretStr = Field(default=SecretStr("nats://127.0.0.1:4222"),
+                                validation_alias=AliasChoices("NATS_URL", "nats_url"))
     # CA certificate (a mounted file) for tls:// NATS URLs whose servers use a private CA.
     nats_ca_file: str = Field(default="", validation_alias=AliasChoices("NATS_CA_FILE", "nats_ca_file"))
     # Copies of each stream kept by a NATS cluster: 3 in production, so losing a node loses nothing.
@@ -56,7 +58,9 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("NATS_DEAD_LETTERS_MAX_AGE_DAYS", "nats_dead_letters_max_age_days"))
     nats_stream_max_bytes: int = Field(
         default=1 << 30, ge=1 << 20, validation_alias=AliasChoices("NATS_STREAM_MAX_BYTES", "nats_stream_max_bytes"))
-    database_url: str = Field(default="", validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    # Secret: a PostgreSQL URL carries the password.
+    database_url: SecretStr = Field(default=SecretStr(""),
+                                    validation_alias=AliasChoices("DATABASE_URL", "database_url"))
     # Token that authenticates one Pathways service to another on internal HTTP calls.
     service_token: SecretStr = Field(
         default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_SERVICE_TOKEN", "service_token")
@@ -94,8 +98,8 @@ class ServiceSettings(BaseSettings):
 
     def resolved_database_url(self) -> str:
         """The service's own database: SQLite under the data directory unless a URL is configured."""
-        if self.database_url:
-            return self.database_url
+        if self.database_url.get_secret_value():
+            return self.database_url.get_secret_value()
         private_directory(self.data_dir)
         return f"sqlite+aiosqlite:///{self.data_dir / (self.service_name + '.db')}"
 

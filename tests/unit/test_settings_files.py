@@ -29,7 +29,7 @@ def secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_settings_are_read_from_the_secrets_directory(secrets_dir: Path) -> None:
     settings = IntakeSettings()
-    assert settings.database_url == "postgresql+asyncpg://intake@db.example/pathways"
+    assert settings.database_url.get_secret_value() == "postgresql+asyncpg://intake@db.example/pathways"
     assert settings.service_token.get_secret_value() == "token-from-a-file"
     assert settings.encryption_keys.get_secret_value() == "k1:c2VjcmV0"
     assert settings.active_key_id == "k1"
