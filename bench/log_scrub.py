@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pythonjsonlogger.json import JsonFormatter
 
-from pythonjsonlogger.json import JsonFormatter  # noqa: E402
-
-from shared.logs import PathwaysJsonFormatter  # noqa: E402
-from shared.scrub import scrub  # noqa: E402
+from shared.logs import PathwaysJsonFormatter
+from shared.scrub import scrub
 
 
 def records() -> list[logging.LogRecord]:

@@ -62,7 +62,7 @@ class PathwaysJsonFormatter(JsonFormatter):
         )
         self.service = service
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+    def formatException(self, ei: Any) -> str:
         return scrub_traceback(super().formatException(ei), ei[1] if isinstance(ei, tuple) else None)
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import nats.js.errors
 import pytest
 
 from services.launcher import SERVICES, NatsServer, System, free_port
@@ -250,7 +251,7 @@ async def every_stream_message(url: str) -> list[tuple[str, bytes]]:
             for seq in range(state.first_seq, state.last_seq + 1):
                 try:
                     msg = await js.get_msg(info.config.name, seq)
-                except Exception:  # noqa: BLE001 - deleted (an interior gap)
+                except nats.js.errors.NotFoundError:  # deleted (an interior gap)
                     continue
                 headers = json.dumps(msg.headers or {}).encode()
                 found.append((f"{info.config.name}/{msg.subject}", (msg.data or b"") + b"\n" + headers))
