@@ -22,7 +22,9 @@ from shared.scrub import scrub, scrub_exception, scrub_traceback, scrub_value, w
 BASE_FIELDS = ("asctime", "levelname", "name", "message")
 # Fields this module writes itself from values that cannot hold data: not scrubbed (the scrubber is cheap,
 # but it runs on every line).
-_OWN_FIELDS = frozenset({"asctime", "time", "levelname", "level", "name", "logger", "service", "trace_id", "span_id"})
+_OWN_FIELDS = frozenset({"asctime", "time", "levelname", "level", "name", "logger", "service", "trace_id", "span_id",
+                         # The access log's (shared.metrics) method and numbers; its route is scrubbed.
+                         "http_method", "http_status", "duration_ms"})
 _TRACEBACKS = ("exc_info", "stack_info")
 # Loggers whose messages Pathways writes (codes, ids, exception types): the ordinary scrubber suffices.
 _OWN_LOGGERS = ("services.", "shared.", "pathways")

@@ -80,8 +80,9 @@ _RULES = (
 _FILE = r"(?P<keep>(?<=File )\"[^\"\n]*\"(?=, line ))"
 _QUOTED = r"(?P<quoted>'(?:[^'\\\n]|\\.)+'|\"(?:[^\"\\\n]|\\.)+\")"
 _QUOTES = _rule("['\"]", _FILE, _QUOTED)
-# A string with none of these characters cannot match anything above.
-_MAY_MATCH = re.compile(r"[0-9@=:'\"?]")
+# Text in which no trigger is found is returned as it is, after one search.
+_ANY_RULE = re.compile("|".join(trigger.pattern for trigger, _ in _RULES), _FLAGS)
+_ANY_EXCEPTION_RULE = re.compile("|".join(trigger.pattern for trigger, _ in (*_RULES, _QUOTES)), _FLAGS)
 
 _MARKERS = {"email": "[email]", "credentials": "***@", "query": "?[query]", "phone": "[phone]",
             "nhs": "[number]", "date": "[date]", "pydantic": REDACTED, "sqlparams": REDACTED,
@@ -106,14 +107,14 @@ def _apply(text: str, rules: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...]
 
 def scrub(text: str) -> str:
     """``text`` without the identifying values it may quote (see the module's docstring)."""
-    if not _MAY_MATCH.search(text):
+    if not _ANY_RULE.search(text):
         return text
     return _apply(text, _RULES)
 
 
 def scrub_exception(text: str) -> str:
     """An exception's message or a traceback, without any quoted value and without what ``scrub`` takes."""
-    if not _MAY_MATCH.search(text):
+    if not _ANY_EXCEPTION_RULE.search(text):
         return text
     # Library-quoted values first (their markers are not quoted), then every quoted literal left.
     return _apply(text, (*_RULES, _QUOTES))
