@@ -248,6 +248,8 @@ async def every_stream_message(url: str) -> list[tuple[str, bytes]]:
         js = bus.js
         for info in await js.streams_info():
             state = info.state
+            if not state.messages:
+                continue
             for seq in range(state.first_seq, state.last_seq + 1):
                 try:
                     msg = await js.get_msg(info.config.name, seq)
