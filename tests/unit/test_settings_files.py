@@ -55,3 +55,15 @@ def test_stream_replicas_come_from_the_environment_and_are_bounded(monkeypatch: 
     monkeypatch.setenv("NATS_STREAM_REPLICAS", "0")
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         NotifySettings()
+
+
+def test_no_secret_shows_when_settings_are_printed_or_dumped(secrets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NATS_URL", "nats://intake:Nats-Pw-2231@nats:4222")
+    (secrets_dir / "DATABASE_URL").write_text("postgresql+asyncpg://intake:Db-Pw-8812@db.example/pathways")
+    settings = IntakeSettings()
+    shown = repr(settings) + str(settings) + settings.model_dump_json() + str(settings.model_dump())
+    for secret in ("Nats-Pw-2231", "Db-Pw-8812", "token-from-a-file", "c2VjcmV0"):
+        assert secret not in shown
+    # What the services use is the real value.
+    assert settings.nats_url.get_secret_value() == "nats://intake:Nats-Pw-2231@nats:4222"
+    assert settings.resolved_database_url() == "postgresql+asyncpg://intake:Db-Pw-8812@db.example/pathways"
