@@ -6,7 +6,10 @@ In Kubernetes each service runs in its own pod with its own environment, so thes
 per service there.
 
 Secrets can also come from files, one per setting, named as its environment variable (a mounted
-Kubernetes Secret): ``PATHWAYS_SECRETS_DIR`` names the directory. Environment variables win over files.
+Kubernetes Secret): ``PATHWAYS_SECRETS_DIR`` names the directory. Or one file per variable, the Docker
+and Compose convention: ``DATABASE_URL_FILE=/run/secrets/db`` reads ``DATABASE_URL`` from that file (for
+string settings, secrets above all). A variable wins over its ``_FILE``, and both over the directory.
+Secret settings are ``SecretStr``: printed or dumped, they show as ``**********``.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import AliasChoices, Field, SecretStr
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -29,6 +33,30 @@ SECRETS_DIR_VARIABLE = "PATHWAYS_SECRETS_DIR"
 class Environment(StrEnum):
     development = "development"
     production = "production"
+
+
+class FileVariables(PydanticBaseSettingsSource):
+    """``<VARIABLE>_FILE=/path``: a string setting read from that file (trailing newline dropped)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is done in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        prefix = str(self.config.get("env_prefix") or "")
+        for name, info in self.settings_cls.model_fields.items():
+            if info.annotation not in (str, SecretStr):
+                continue
+            alias = info.validation_alias
+            variable = alias.choices[0] if isinstance(alias, AliasChoices) else prefix + name
+            path = os.environ.get(f"{str(variable).upper()}_FILE")
+            if path:
+                try:
+                    values[name] = Path(path).read_text().rstrip("\r\n")
+                except OSError as exc:
+                    # Names the variable and the path, never anything read.
+                    raise ValueError(f"{str(variable).upper()}_FILE: cannot read {path} ({type(exc).__name__})") from None
+        return values
 
 
 class ServiceSettings(BaseSettings):
@@ -94,7 +122,7 @@ class ServiceSettings(BaseSettings):
         secrets_dir = os.environ.get(SECRETS_DIR_VARIABLE)
         if secrets_dir:
             file_secret_settings = SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir)
-        return init_settings, env_settings, dotenv_settings, file_secret_settings
+        return init_settings, env_settings, FileVariables(settings_cls), dotenv_settings, file_secret_settings
 
     def resolved_database_url(self) -> str:
         """The service's own database: SQLite under the data directory unless a URL is configured."""

@@ -67,3 +67,22 @@ def test_no_secret_shows_when_settings_are_printed_or_dumped(secrets_dir: Path, 
     # What the services use is the real value.
     assert settings.nats_url.get_secret_value() == "nats://intake:Nats-Pw-2231@nats:4222"
     assert settings.resolved_database_url() == "postgresql+asyncpg://intake:Db-Pw-8812@db.example/pathways"
+
+
+def test_a_variable_can_name_the_file_that_holds_its_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("DATABASE_URL", "PATHWAYS_SERVICE_TOKEN", "INTAKE_ENCRYPTION_KEYS", "PATHWAYS_SECRETS_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    (tmp_path / "db").write_text("postgresql+asyncpg://intake:Db-Pw-4410@db.example/pathways\n")
+    (tmp_path / "keys").write_text("k1:c2VjcmV0\n")
+    monkeypatch.setenv("DATABASE_URL_FILE", str(tmp_path / "db"))
+    monkeypatch.setenv("INTAKE_ENCRYPTION_KEYS_FILE", str(tmp_path / "keys"))
+    settings = IntakeSettings()
+    assert settings.resolved_database_url() == "postgresql+asyncpg://intake:Db-Pw-4410@db.example/pathways"
+    assert settings.encryption_keys.get_secret_value() == "k1:c2VjcmV0"
+    # The variable itself wins over its file.
+    monkeypatch.setenv("DATABASE_URL", "sqlite+aiosqlite:///x.db")
+    assert IntakeSettings().resolved_database_url() == "sqlite+aiosqlite:///x.db"
+    # A file that cannot be read stops the service, saying which variable, never a value.
+    monkeypatch.setenv("INTAKE_ENCRYPTION_KEYS_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="INTAKE_ENCRYPTION_KEYS_FILE: cannot read"):
+        IntakeSettings()
