@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ import httpx
 import nats.js.errors
 import pytest
 
-from services.launcher import SERVICES, NatsServer, System, free_port
+from services.launcher import SERVICES, NatsServer, System, free_port, load_or_create_secrets
 from shared.bus import EVENTS_STREAM, Bus
 from tests.conftest import EXAMPLES
 from tests.e2e.conftest import poll
@@ -283,8 +284,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             system.start(timeout=90)
             result = Run(system)
             try:
-                result.secrets = {k: v for k, v in system.environment().items()
-                                  if k in ("PATHWAYS_SERVICE_TOKEN", "PATHWAYS_OPS_KEY", "INTAKE_ENCRYPTION_KEYS")}
+                # Every secret the system was started with (tokens, credentials, keys), whatever their names.
+                result.secrets = {k: v for k, v in load_or_create_secrets(data_dir / "secrets.env").items()
+                                  if len(v) >= 12 and k != "INTAKE_ACTIVE_KEY_ID"}
+                result.secrets.update({f"{k}/{i}": part for k, v in list(result.secrets.items())
+                                       for i, part in enumerate(re.split(r"[,:]", v)) if len(part) >= 16})
+                # A SHA-256 digest of a key is what the services store; it is not the secret.
+                result.secrets = {k: v for k, v in result.secrets.items() if not re.fullmatch(r"[0-9a-f]{64}", v)}
                 result.secrets["NATS_PASSWORD"] = NATS_PASSWORD
                 intake, notify, directory = (system.url(s) for s in ("intake", "notify", "directory"))
                 ops = {"Authorization": f"Bearer {system.environment()['PATHWAYS_OPS_KEY']}"}
