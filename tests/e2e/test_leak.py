@@ -17,6 +17,7 @@ import base64
 import copy
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ import pytest
 
 from services.launcher import SERVICES, NatsServer, System, free_port, load_or_create_secrets
 from shared.bus import EVENTS_STREAM, Bus
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, PG_HOST, PG_PORT, PG_USER, POSTGRES_AVAILABLE
 from tests.e2e.conftest import poll
 from tests.servers import OtlpReceiver, ThreadedServer, WebhookReceiver
 
@@ -38,6 +39,7 @@ MARAC_KEY = {"Authorization": "Bearer pw_sample_leeds_marac"}
 SAMPLE_KEYS = ("pw_sample_ehr_client", "pw_sample_aire_valley_da", "pw_sample_leeds_marac")
 SIGNING_SECRET = "whsec_" + base64.b64encode(b"synthetic-leak-test-signing-key").decode()
 NATS_PASSWORD = "Nats-Pa55word-Leak-Test-7781"
+DATABASE_PASSWORD = "Db-Pa55word-Leak-Test-3307"
 EXT = "https://pathways.example.org/fhir/StructureDefinition/"
 SCOPE_SYSTEM = "https://pathways.example.org/fhir/CodeSystem/consent-scope"
 IMMIGRATION = ("no-recourse-to-public-funds", "recourse to public funds", "nrpf", "immigration")
@@ -263,8 +265,35 @@ async def every_stream_message(url: str) -> list[tuple[str, bytes]]:
     return found
 
 
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The services' own SQLite files, or one PostgreSQL database for all four (its errors quote values
+    differently: ``DETAIL: Key (x)=(value)``), reached with a password that must not show either."""
+    import asyncio
+
+    if request.param == "sqlite":
+        yield None
+        return
+    if not POSTGRES_AVAILABLE:
+        pytest.skip(f"no PostgreSQL at {PG_HOST}:{PG_PORT}")
+    name = f"pathways_leak_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    yield f"postgresql+asyncpg://{PG_USER}:{DATABASE_PASSWORD}@{PG_HOST}:{PG_PORT}/{name}"
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def run(tmp_path_factory: pytest.TempPathFactory, database_url: str | None) -> Iterator[Run]:
     import asyncio
 
     data_dir = tmp_path_factory.mktemp("leak") / ".data"
@@ -277,7 +306,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             system = System(
                 data_dir=data_dir, ports=ports,
                 # With credentials, as production connects: the password must not show anywhere either.
-                nats_url=nats.url.replace("nats://", f"nats://pathways:{NATS_PASSWORD}@"),
+                nats_url=nats.url.replace("nats://", f"nats://pathways:{NATS_PASSWORD}@"), database_url=database_url,
                 extra_env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100",
                            "INTAKE_WITHDRAWAL_PURGE_HOURS": "0", "INTAKE_PURGE_CHECK_SECONDS": "1"},
             )
@@ -292,6 +321,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 # A SHA-256 digest of a key is what the services store; it is not the secret.
                 result.secrets = {k: v for k, v in result.secrets.items() if not re.fullmatch(r"[0-9a-f]{64}", v)}
                 result.secrets["NATS_PASSWORD"] = NATS_PASSWORD
+                if database_url:
+                    result.secrets["DATABASE_PASSWORD"] = DATABASE_PASSWORD
                 intake, notify, directory = (system.url(s) for s in ("intake", "notify", "directory"))
                 ops = {"Authorization": f"Bearer {system.environment()['PATHWAYS_OPS_KEY']}"}
                 for organisation in ("aire-valley-da", "leeds-marac"):
