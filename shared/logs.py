@@ -92,5 +92,7 @@ def configure_logging(service: str = "pathways") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     sys.excepthook = _log_uncaught
+    # Python's warnings too (a library's warning can quote a value), as JSON lines through the scrubber.
+    logging.captureWarnings(True)
     # httpx logs every URL at INFO; URLs can carry area queries, so keep it to warnings.
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -170,6 +170,7 @@ def test_an_uncaught_exception_is_logged_through_the_scrubber(captured: io.Strin
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # restored afterwards
     logs.configure_logging("intake")
+    logging.captureWarnings(False)  # configure_logging's, not tested here
     root = logging.getLogger()
     root.handlers[0].setStream(captured)  # type: ignore[attr-defined]
     try:
@@ -178,6 +179,23 @@ def test_an_uncaught_exception_is_logged_through_the_scrubber(captured: io.Strin
         sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
     assert_clean(captured)
     assert lines(captured)[-1]["level"] == "CRITICAL"
+
+
+def test_a_warning_is_a_scrubbed_log_line(captured: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    logging.captureWarnings(False)  # an earlier configure_logging's hook, undone by pytest's own
+    logs.configure_logging("intake")
+    logging.getLogger().handlers[0].setStream(captured)  # type: ignore[attr-defined]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn(f"row for '{NAME} {FAMILY}' at {POSTCODE} truncated", UserWarning, stacklevel=1)
+    finally:
+        logging.captureWarnings(False)
+    assert_clean(captured)
+    assert lines(captured)[-1]["logger"] == "py.warnings"
 
 
 def test_a_422_answers_helpfully_and_logs_nothing_identifying(captured: io.StringIO) -> None:
