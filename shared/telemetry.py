@@ -79,7 +79,7 @@ def _allowed_only(span: ReadableSpan) -> ReadableSpan:
         resource=span.resource,
         attributes=_keep(span.attributes),  # type: ignore[arg-type]
         # An exception event keeps its type: its message and stack trace could quote data.
-        events=[Event(e.name, _keep(e.attributes), e.timestamp) for e in span.events],  # type: ignore[arg-type]
+        events=[Event(scrub(e.name), _keep(e.attributes), e.timestamp) for e in span.events],  # type: ignore[arg-type]
         links=[Link(link.context, _keep(link.attributes)) for link in span.links],  # type: ignore[arg-type]
         kind=span.kind,
         status=_status(span.status),
