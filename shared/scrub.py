@@ -18,7 +18,8 @@ Two strengths:
   ``ValueError`` raised by ``int()`` or a library's ``KeyError`` quoting a name, unquoted) is withheld
   whole, unless the exception is Pathways' own or one of the libraries' whose messages speak of the
   system (SQLAlchemy with parameters hidden, NATS, httpx, asyncpg, pydantic, network errors); what is
-  kept then goes through ``scrub_exception``.
+  kept then goes through ``scrub_exception``. A validation error (pydantic's, FastAPI's) is told by
+  its locations and error types only.
 
 It runs on every log line, so its patterns are precompiled and each runs only when a cheap trigger
 (``@``, ``://``, four digits in a row...) is in the text; text that cannot hold any of them is returned
@@ -148,20 +149,46 @@ def _chain(exc: BaseException, seen: set[int]) -> Iterator[BaseException]:
             yield from _chain(linked, seen)
 
 
+def validation_summary(exc: BaseException) -> str | None:
+    """A validation error (pydantic's, FastAPI's) as where and what kind, without its input or message.
+
+    Their messages quote the input (``input_value=...``, FastAPI's ``'input': ...``) and a validator's
+    own words may embed the value; the location and error type say what is wrong without either.
+    ``None`` for any other exception."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return None
+    try:
+        found = errors(include_input=False, include_url=False, include_context=False)
+    except TypeError:  # FastAPI's errors() takes no options
+        found = errors()
+    if not isinstance(found, (list, tuple)):
+        return None
+    parts = [f"{'.'.join(str(part) for part in error.get('loc', ()))} [{error.get('type', '')}]"
+             for error in found if isinstance(error, Mapping)]
+    return f"{len(parts)} validation error(s): " + "; ".join(parts)
+
+
 def withhold_messages(text: str, exc: BaseException, *, qualified: bool = True) -> str:
-    """``text`` with the message of every exception in ``exc``'s chain that may quote data withheld.
+    """``text`` with the message of every exception in ``exc``'s chain that may quote data withheld (a
+    validation error's replaced by its locations and error types).
 
     ``qualified``: the message appears as a traceback shows it (``KeyError: 'x'``); otherwise as ``%s``
     formats the exception (just its message)."""
     for linked in _chain(exc, set()):
         message = str(linked)
-        if not message or message_kept(linked):
+        if not message:
             continue
+        replacement = validation_summary(linked)
+        if replacement is None:
+            if message_kept(linked):
+                continue
+            replacement = WITHHELD
         if qualified:
             name = type(linked).__qualname__
-            text = text.replace(f"{name}: {message}", f"{name}: {WITHHELD}")
+            text = text.replace(f"{name}: {message}", f"{name}: {replacement}")
         else:
-            text = text.replace(message, WITHHELD)
+            text = text.replace(message, replacement)
     return text
 
 

@@ -234,3 +234,37 @@ def test_a_failed_span_s_status_keeps_the_exception_type_only() -> None:
     exported = span.to_json()
     for value in SECRETS:
         assert value not in exported
+
+
+def test_a_validation_error_is_told_by_where_and_what_kind_only(captured: io.StringIO) -> None:
+    from pydantic import field_validator
+
+    class Referral(BaseModel):
+        code: str
+        count: int
+
+        @field_validator("code")
+        @classmethod
+        def known(cls, value: str) -> str:
+            raise ValueError(f"{value} is not a code we know")  # a validator's words embed the value
+
+    try:
+        Referral.model_validate({"code": f"{NAME} {FAMILY}", "count": 19870229})
+    except ValidationError as exc:
+        logging.getLogger("services.intake.api").exception("bad referral: %s", exc)  # noqa: TRY401 - tested
+    assert_clean(captured)
+    [line] = lines(captured)
+    assert "1 validation error(s): code [value_error]" in str(line["message"])
+    assert "ValidationError: 1 validation error(s): code [value_error]" in str(line["exc_info"])
+
+
+def test_fastapi_s_request_validation_error_is_told_without_its_input(captured: io.StringIO) -> None:
+    from fastapi.exceptions import RequestValidationError
+
+    error = RequestValidationError([{"type": "int_parsing", "loc": ("body", "age"), "msg": "bad",
+                                     "input": 19830719}, {"type": "missing", "loc": ("body", "name"),
+                                                          "msg": "Field required", "input": {"n": NAME}}])
+    logging.getLogger("uvicorn.error").error("refused: %s", error)
+    assert_clean(captured)
+    assert "19830719" not in captured.getvalue()
+    assert "body.age [int_parsing]; body.name [missing]" in captured.getvalue()
