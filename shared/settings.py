@@ -131,16 +131,16 @@ class ServiceSettings(BaseSettings):
         private_directory(self.data_dir)
         return f"sqlite+aiosqlite:///{self.data_dir / (self.service_name + '.db')}"
 
+    @property
+    def is_development(self) -> bool:
+        return self.environment is Environment.development
+
     def stream_limits(self) -> StreamLimits:
         from shared.bus import DAY, StreamLimits
 
         return StreamLimits(events_max_age=self.nats_events_max_age_days * DAY,
                             dead_letters_max_age=self.nats_dead_letters_max_age_days * DAY,
                             max_bytes=self.nats_stream_max_bytes)
-
-    @property
-    def is_development(self) -> bool:
-        return self.environment is Environment.development
 
 
 def private_directory(path: Path) -> None:
