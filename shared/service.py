@@ -104,8 +104,8 @@ def create_service_app(
         configure_tracing(name, settings.otel_exporter)
         db = migrations.database(settings.resolved_database_url(), wait_timeout=settings.database_wait_seconds)
         await upgrade(db, migrations)
-        bus = Bus(settings.nats_url, name=f"pathways-{name}", stream_replicas=settings.nats_stream_replicas,
-                  tls_ca_file=settings.nats_ca_file or None)
+        bus = Bus(settings.nats_url.get_secret_value(), name=f"pathways-{name}", stream_replicas=settings.nats_stream_replicas,
+                  tls_ca_file=settings.nats_ca_file or None, limits=settings.stream_limits())
         relay = OutboxRelay(db, bus)
         http = httpx.AsyncClient(timeout=10.0)
         instrument_client(http)
