@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from shared.settings import ServiceSettings
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # host, port -> the addresses the name resolves to (a test may give its own).
@@ -102,10 +104,15 @@ class EgressPolicy:
         if kind is None or (kind == "loopback" and self.allow_loopback):
             return None
         article = "an" if kind[0] in "aeiou" else "a"
-        return f"{ip} is {article} {kind} address, which Pathways does not call"
+        # Never the address itself: a caller must not learn how internal names resolve.
+        return f"the host is or resolves to {article} {kind} address, which Pathways does not call"
 
     def first_refusal(self, addresses: Iterable[str]) -> str | None:
         return next((r for a in addresses if (r := self.refusal(a)) is not None), None)
+
+
+def policy_for(settings: ServiceSettings) -> EgressPolicy:
+    return EgressPolicy.of(development=settings.is_development, allowed_networks=settings.egress_allowed_networks)
 
 
 def _host_and_port(url: str) -> tuple[str, int]:
