@@ -36,6 +36,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import limits
 from limits.aio.strategies import STRATEGIES, RateLimiter
@@ -212,81 +213,67 @@ class Protection:
             return
         state = scope["app"].state
         path: str = scope["path"]
-        max_body: int | None = getattr(state, "max_body_bytes", None)
-        if max_body is not None:
-            declared = declared_length(scope)
-            if declared is not None and declared > max_body:
-                refused = BodyTooLarge(max_body)
-                response = state.refusal(path, 413, refused.detail, {"Connection": "close"})
-                await response(scope, receive, self._with_headers(state, path, send))
-                return
-            receive = limited(receive, max_body)
-        send = self._with_headers(state, path, send)
+        extra: list[tuple[bytes, bytes]] = state.security_headers
+        if path in DOCS_PATHS:
+            extra = [(k, DOCS_CSP if k == b"content-security-policy" else v) for k, v in extra]
+        rate_limits: RateLimits | None = getattr(state, "rate_limits", None)
+        if path in PROBE_PATHS:
+            rate_limits = None
+        credential = presented_credential(scope) if rate_limits is not None else None
+        address = scope["client"][0] if scope.get("client") else "unknown"
         started = False
 
-        async def send_noting_start(message: Message) -> None:
+        async def send_protected(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if credential is not None and message["status"] == 401:
+                    await rate_limits.hit("failed-auth", address)  # type: ignore[union-attr]
+                headers = message.get("headers", [])
+                present = {name.lower() for name, _ in headers}
+                missing = [(k, v) for k, v in extra if k not in present]
+                if missing:
+                    message = {**message, "headers": [*headers, *missing]}
             await send(message)
 
+        refused = await self._refusal(scope, state, rate_limits, credential, address)
+        if refused is not None:
+            await state.refusal(path, *refused)(scope, receive, send_protected)
+            return
+        max_body: int | None = getattr(state, "max_body_bytes", None)
         try:
-            await self._limited(state, scope, receive, send_noting_start)
+            await self.app(scope, receive if max_body is None else limited(receive, max_body), send_protected)
         except BodyTooLarge as exc:
             # Read outside a route (no handler turned it into a response): answer it here.
             if started:
                 raise
-            response = state.refusal(path, 413, exc.detail, {"Connection": "close"})
-            await response(scope, receive, send)
+            await state.refusal(path, 413, exc.detail, {"Connection": "close"})(scope, receive, send_protected)
 
     @staticmethod
-    def _with_headers(state: object, path: str, send: Send) -> Send:
-        extra: list[tuple[bytes, bytes]] = state.security_headers  # type: ignore[attr-defined]
-        if path in DOCS_PATHS:
-            extra = [(k, DOCS_CSP if k == b"content-security-policy" else v) for k, v in extra]
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", ())}
-                missing = [(k, v) for k, v in extra if k not in present]
-                if missing:
-                    message = {**message, "headers": [*message.get("headers", ()), *missing]}
-            await send(message)
-
-        return send_with_headers
-
-    async def _limited(self, state: object, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
-        rate_limits: RateLimits | None = getattr(state, "rate_limits", None)
-        if rate_limits is None or path in PROBE_PATHS:
-            await self.app(scope, receive, send)
-            return
-        credential = presented_credential(scope)
-        address = scope["client"][0] if scope.get("client") else "unknown"
+    async def _refusal(scope: Scope, state: Any, rate_limits: RateLimits | None, credential: str | None,
+                       address: str) -> tuple[int, str, dict[str, str]] | None:
+        """Why this request is refused before it reaches the service (status, detail, headers), if it is."""
+        max_body: int | None = getattr(state, "max_body_bytes", None)
+        declared = declared_length(scope) if max_body is not None else None
+        if declared is not None and max_body is not None and declared > max_body:
+            return 413, BodyTooLarge(max_body).detail, {"Connection": "close"}
+        if rate_limits is None:
+            return None
+        internal = scope["path"].startswith(INTERNAL_PREFIX)
         throttled: Throttled | None = None
         if credential is not None:
             throttled = await rate_limits.exhausted("failed-auth", address)
-            if throttled is None and not path.startswith(INTERNAL_PREFIX):
+            if throttled is None and not internal:
                 kind = credential_kind(credential)
                 throttled = await rate_limits.hit(kind, hashlib.sha256(credential.encode()).hexdigest())
-        elif not path.startswith(INTERNAL_PREFIX):
+        elif not internal:
             throttled = await rate_limits.hit("anonymous", address)
-        if throttled is not None:
-            detail = ("Too many requests; nothing was done. Retry after the time given."
-                      if throttled.kind != "failed-auth" else
-                      "Too many refused credentials from this address; nothing was done. Retry after the time given.")
-            response = state.refusal(path, 429, detail, {"Retry-After": str(throttled.retry_after)})  # type: ignore[attr-defined]
-            await response(scope, receive, send)
-            return
-        if credential is None:
-            await self.app(scope, receive, send)
-            return
-
-        async def send_counting_refusals(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 401:
-                await rate_limits.hit("failed-auth", address)
-            await send(message)
-
-        await self.app(scope, receive, send_counting_refusals)
+        if throttled is None:
+            return None
+        detail = ("Too many refused credentials from this address; nothing was done. Retry after the time given."
+                  if throttled.kind == "failed-auth" else
+                  "Too many requests; nothing was done. Retry after the time given.")
+        return 429, detail, {"Retry-After": str(throttled.retry_after)}
 
 
 def install(app: FastAPI, settings: ServiceSettings) -> None:
