@@ -56,14 +56,16 @@ log = logging.getLogger(__name__)
 Refusal = Callable[[str, int, str, dict[str, str]], Response]
 
 # Per kind of caller, in ``limits`` notation; PATHWAYS_RATE_LIMITS overrides any of them. Generous per
-# client: one EHR integration may send a whole trust's referrals in bursts (and bench/intake_load.py
-# drives intake with one client at 16-256 concurrent requests).
+# client, so that no legitimate burst is refused: one EHR integration may send a whole trust's referrals
+# at once (bench/intake_load.py drives intake with one client at 16-256 concurrent requests), a
+# provider's case system or an ops script may fire dozens of requests together. They stop a runaway
+# client or a stolen key from taking a service over; a deployment can tighten them.
 DEFAULT_RATE_LIMITS: dict[str, str] = {
     "ehr-client": "1000/second;60000/minute",
-    "provider": "50/second;1500/minute",
-    "ops": "50/second;1500/minute",  # ops users and commissioners (one kind of credential)
+    "provider": "200/second;6000/minute",
+    "ops": "200/second;6000/minute",  # ops users and commissioners (one kind of credential)
     "caller": "200/second;6000/minute",  # any other credential (e.g. an OAuth2 access token)
-    "anonymous": "50/second;1500/minute",  # per client address, no credential
+    "anonymous": "100/second;3000/minute",  # per client address, no credential
     "failed-auth": "600/minute",  # per client address: credentials refused with 401
 }
 # The prefixes Pathways puts on the API keys it issues (services/*/credentials.py, clients.py).
