@@ -14,9 +14,10 @@ that several replicas share, e.g. Redis, via ``PATHWAYS_RATE_LIMIT_STORAGE``):
   credential, keyed by its SHA-256 (the credential itself is never kept), with the limit of its kind
   (told by the prefix Pathways gives each kind of key; anything else is a plain ``caller``);
 - a request without one counts against its client address (``anonymous``);
-- a presented credential that is refused (401) also counts against the client address
-  (``failed-auth``): past that limit the address gets 429 for any credential, so guessing keys, or
-  making a service look up unknown ones, stops early and costs nothing;
+- every request refused with 401 (a bad key in a header, or a credential posted in a form: a token
+  endpoint, a sign-in page) also counts against the client address (``failed-auth``): past that limit
+  the address gets 429 for anything, so guessing keys, or making a service look up unknown ones, stops
+  early and costs nothing;
 - internal calls between the services (``/internal/…``) and the probes are never throttled (a
   failed authentication there still counts).
 
@@ -66,7 +67,7 @@ DEFAULT_RATE_LIMITS: dict[str, str] = {
     "ops": "200/second;6000/minute",  # ops users and commissioners (one kind of credential)
     "caller": "200/second;6000/minute",  # any other credential (e.g. an OAuth2 access token)
     "anonymous": "100/second;3000/minute",  # per client address, no credential
-    "failed-auth": "600/minute",  # per client address: credentials refused with 401
+    "failed-auth": "600/minute",  # per client address: requests refused with 401
 }
 # The prefixes Pathways puts on the API keys it issues (services/*/credentials.py, clients.py).
 # (The synthetic sample EHR client of development and demos has its own.)
@@ -229,7 +230,7 @@ class Protection:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                if credential is not None and message["status"] == 401:
+                if rate_limits is not None and message["status"] == 401:
                     await rate_limits.hit("failed-auth", address)  # type: ignore[union-attr]
                 headers = message.get("headers", [])
                 present = {name.lower() for name, _ in headers}
@@ -262,14 +263,13 @@ class Protection:
         if rate_limits is None:
             return None
         internal = scope["path"].startswith(INTERNAL_PREFIX)
-        throttled: Throttled | None = None
-        if credential is not None:
-            throttled = await rate_limits.exhausted("failed-auth", address)
-            if throttled is None and not internal:
+        throttled = await rate_limits.exhausted("failed-auth", address)
+        if throttled is None and not internal:
+            if credential is not None:
                 kind = credential_kind(credential)
                 throttled = await rate_limits.hit(kind, hashlib.sha256(credential.encode()).hexdigest())
-        elif not internal:
-            throttled = await rate_limits.hit("anonymous", address)
+            else:
+                throttled = await rate_limits.hit("anonymous", address)
         if throttled is None:
             return None
         detail = ("Too many refused credentials from this address; nothing was done. Retry after the time given."

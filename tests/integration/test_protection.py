@@ -149,6 +149,8 @@ async def test_refused_credentials_count_against_the_address_so_guessing_keys_st
         blocked = await guesser.get(TASK, headers={"X-API-Key": other_key})
         assert blocked.status_code == 429 and "refused credentials" in blocked.json()["issue"][0]["diagnostics"]
         assert int(blocked.headers["Retry-After"]) >= 1
+        # ...or none (a credential posted in a form: a token endpoint, a sign-in page)...
+        assert (await guesser.get("/fhir/metadata")).status_code == 429
         # ...while the same key from another address works.
         assert (await neighbour.get(TASK, headers={"X-API-Key": other_key})).status_code == 404
 
