@@ -18,8 +18,9 @@ that several replicas share, e.g. Redis, via ``PATHWAYS_RATE_LIMIT_STORAGE``):
   endpoint, a sign-in page) also counts against the client address (``failed-auth``): past that limit
   the address gets 429 for anything, so guessing keys, or making a service look up unknown ones, stops
   early and costs nothing;
-- internal calls between the services (``/internal/…``) and the probes are never throttled (a
-  failed authentication there still counts).
+- internal calls between the services (``/internal/…``) and the probes are never throttled, not
+  even from an address past its ``failed-auth`` limit (a failed authentication there still counts
+  against the address for the public routes).
 
 Past a limit: 429 with ``Retry-After`` (problem+json, or an OperationOutcome on FHIR routes: the app's
 ``state.refusal``), and the request goes no further. If the shared store is unreachable the request is
@@ -262,9 +263,12 @@ class Protection:
             return 413, BodyTooLarge(max_body).detail, {"Connection": "close"}
         if rate_limits is None:
             return None
-        internal = scope["path"].startswith(INTERNAL_PREFIX)
+        if scope["path"].startswith(INTERNAL_PREFIX):
+            # Never throttled, not even from an address that failed authentication too often: the other
+            # services may share it (one host in development, a node's address behind NAT).
+            return None
         throttled = await rate_limits.exhausted("failed-auth", address)
-        if throttled is None and not internal:
+        if throttled is None:
             if credential is not None:
                 kind = credential_kind(credential)
                 throttled = await rate_limits.hit(kind, hashlib.sha256(credential.encode()).hexdigest())

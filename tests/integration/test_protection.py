@@ -169,9 +169,15 @@ async def test_anonymous_callers_are_limited_by_address_in_problem_json_off_the_
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_internal_calls_between_services_are_not_throttled(nats_server, database_url, encryption_keys):
     app = create_intake(intake_settings(nats_server.url, database_url, encryption_keys, service_token=SERVICE_TOKEN,
-                                        rate_limits={"caller": "1/minute", "anonymous": "1/minute"}))
+                                        rate_limits={"caller": "1/minute", "anonymous": "1/minute",
+                                                     "failed-auth": "2/minute"}))
     path = "/internal/referrals/00000000-0000-0000-0000-000000000000/handoff"
     async with running(app), client_of(app, "10.0.0.3") as notify:
+        # Someone on the same host fails authentication until the address is blocked for public routes...
+        for guess in range(2):
+            assert (await notify.get(TASK, headers={"Authorization": f"Bearer pw_ehr_guess{guess}"})).status_code == 401
+        assert (await notify.get("/fhir/metadata")).status_code == 429
+        # ...and the service calling from there is still served, however often it calls.
         statuses = {(await notify.get(path, params={"organisation_id": "org-x"},
                                       headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})).status_code
                     for _ in range(5)}
