@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import limits
+from fastapi import FastAPI
 from limits.aio.strategies import STRATEGIES, RateLimiter
 from limits.storage import storage_from_string
-from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send

@@ -28,10 +28,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.intake.api import ClientDep, read_fhir_json
 from services.intake.settings import IntakeSettings
 from services.intake.store import Referral
-from shared.db import utc_field
 from shared.background import PeriodicWorker
+from shared.db import utc_field
 from shared.delivery import endpoint_refusal, retry_delay
-from shared.egress import MAX_HEADERS, EndpointRefused, external_client, header_refusal, policy_for, registration_refusal
+from shared.egress import (
+    MAX_HEADERS,
+    EndpointRefused,
+    external_client,
+    header_refusal,
+    policy_for,
+    registration_refusal,
+)
 from shared.events import utcnow
 from shared.fhir import CANONICAL, FHIR_JSON, FhirError, Issue
 from shared.openapi import FhirResponse, errors, fhir_resource

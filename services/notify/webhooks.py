@@ -26,8 +26,8 @@ from services.notify.store import WebhookDelivery, WebhookEndpointState, Webhook
 from shared.audit import record
 from shared.background import PeriodicWorker
 from shared.delivery import endpoint_refusal, retry_delay
-from shared.egress import EndpointRefused, external_client, policy_for
 from shared.directory_contract import ProviderDelivery
+from shared.egress import EndpointRefused, external_client, policy_for
 from shared.events import CaseEscalated, utcnow
 from shared.metrics import WEBHOOK_DELIVERIES, WEBHOOK_FAILURES
 from shared.outbox import enqueue

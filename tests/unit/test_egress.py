@@ -7,7 +7,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from shared.egress import EgressPolicy, EndpointRefused, GuardedTransport, header_refusal, registration_refusal
+from shared.egress import (
+    EgressPolicy,
+    EndpointRefused,
+    GuardedTransport,
+    header_refusal,
+    registration_refusal,
+)
 
 PRODUCTION = EgressPolicy.of(development=False)
 DEVELOPMENT = EgressPolicy.of(development=True)
