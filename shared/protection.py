@@ -70,10 +70,12 @@ DEFAULT_RATE_LIMITS: dict[str, str] = {
     "anonymous": "100/second;3000/minute",  # per client address, no credential
     "failed-auth": "600/minute",  # per client address: requests refused with 401
 }
-# The prefixes Pathways puts on the API keys it issues (services/*/credentials.py, clients.py).
-# (The synthetic sample EHR client of development and demos has its own.)
-KEY_KINDS: tuple[tuple[str, str], ...] = (("pw_ehr_", "ehr-client"), ("pw_sample_ehr_", "ehr-client"),
-                                          ("pw_prv_", "provider"), ("pw_ops_", "ops"))
+# The prefixes Pathways puts on the credentials it issues (services/*/credentials.py, clients.py; OAuth2
+# access tokens, issued to EHR clients, start pw_at_). The synthetic sample EHR client of development
+# and demos has its own.
+KEY_KINDS: tuple[tuple[str, str], ...] = (("pw_ehr_", "ehr-client"), ("pw_at_", "ehr-client"),
+                                          ("pw_sample_ehr_", "ehr-client"), ("pw_prv_", "provider"),
+                                          ("pw_ops_", "ops"))
 INTERNAL_PREFIX = "/internal/"
 WARN_EVERY_SECONDS = 60.0
 
