@@ -58,6 +58,8 @@ def resolving_to(*addresses: str):
 @pytest.mark.parametrize("url", [
     "https://127.0.0.1/hook", "https://10.0.0.8/hook", "https://169.254.169.254/latest/meta-data",
     "https://[::1]:8443/hook", "https://[::ffff:10.0.0.1]/hook",
+    # Other spellings of 127.0.0.1 that resolvers accept: decimal, hexadecimal, octal, shortened.
+    "https://2130706433/hook", "https://0x7f.1/hook", "https://0177.0.0.1/hook", "https://127.1/hook",
 ])
 async def test_registration_refuses_non_public_literals(url: str):
     assert await registration_refusal(url, PRODUCTION) is not None
