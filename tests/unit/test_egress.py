@@ -135,3 +135,30 @@ def test_subscription_headers_for_the_receivers_own_authentication_are_kept():
     # FHIR R4 channel.header exists for this: the EHR's endpoint authenticates Pathways' notifications.
     assert header_refusal("Authorization: Bearer ehr-endpoint-token") is None
     assert header_refusal("X-Tenant: trust-42") is None
+
+
+async def test_a_real_connection_goes_to_the_checked_address_with_the_name_as_host():
+    """Over a real socket: the name resolves (here, by a stand-in for DNS) to the local receiver, which
+    development allows; the receiver sees the endpoint's own name in Host."""
+    from fastapi import FastAPI, Request
+
+    from shared.egress import external_client
+    from tests.servers import serving
+
+    receiver = FastAPI()
+    hosts: list[str] = []
+
+    @receiver.post("/hook")
+    async def hook(request: Request) -> dict[str, str]:
+        hosts.append(request.headers["host"])
+        return {}
+
+    async with serving(receiver) as server:
+        client = external_client(DEVELOPMENT, resolver=resolving_to("127.0.0.1"))
+        async with client:
+            response = await client.post(f"http://hooks.provider.example:{server.port}/hook", json={})
+        refused = external_client(PRODUCTION, resolver=resolving_to("127.0.0.1"))
+        async with refused:
+            with pytest.raises(EndpointRefused):
+                await refused.post(f"http://hooks.provider.example:{server.port}/hook", json={})
+    assert response.status_code == 200 and hosts == [f"hooks.provider.example:{server.port}"]
