@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
 
 from shared.egress import (
     EgressPolicy,
     EndpointRefused,
     GuardedTransport,
+    external_client,
     header_refusal,
     registration_refusal,
 )
+from tests.servers import serving
 
 PRODUCTION = EgressPolicy.of(development=False)
 DEVELOPMENT = EgressPolicy.of(development=True)
@@ -140,11 +143,6 @@ def test_subscription_headers_for_the_receivers_own_authentication_are_kept():
 async def test_a_real_connection_goes_to_the_checked_address_with_the_name_as_host():
     """Over a real socket: the name resolves (here, by a stand-in for DNS) to the local receiver, which
     development allows; the receiver sees the endpoint's own name in Host."""
-    from fastapi import FastAPI, Request
-
-    from shared.egress import external_client
-    from tests.servers import serving
-
     receiver = FastAPI()
     hosts: list[str] = []
 
