@@ -49,6 +49,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.admission import PROBE_PATHS
+from shared.metrics import REQUESTS_REFUSED
 from shared.problems import problem
 from shared.settings import ServiceSettings
 
@@ -200,6 +201,7 @@ def limited(receive: Receive, limit: int) -> Receive:
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
+                REQUESTS_REFUSED.labels("body-too-large").inc()
                 raise BodyTooLarge(limit)
         return message
 
@@ -262,6 +264,7 @@ class Protection:
         max_body: int | None = getattr(state, "max_body_bytes", None)
         declared = declared_length(scope) if max_body is not None else None
         if declared is not None and max_body is not None and declared > max_body:
+            REQUESTS_REFUSED.labels("body-too-large").inc()
             return 413, BodyTooLarge(max_body).detail, {"Connection": "close"}
         if rate_limits is None:
             return None
@@ -278,6 +281,7 @@ class Protection:
                 throttled = await rate_limits.hit("anonymous", address)
         if throttled is None:
             return None
+        REQUESTS_REFUSED.labels(f"rate-limit-{throttled.kind}").inc()
         detail = ("Too many refused credentials from this address; nothing was done. Retry after the time given."
                   if throttled.kind == "failed-auth" else
                   "Too many requests; nothing was done. Retry after the time given.")

@@ -128,6 +128,8 @@ async def test_a_caller_over_its_limit_gets_429_with_retry_after_others_are_unaf
         assert throttled.json()["resourceType"] == "OperationOutcome"
         assert throttled.json()["issue"][0]["code"] == "throttled"
         retry_after = int(throttled.headers["Retry-After"])
+        scraped = (await client.get("/metrics")).text
+        assert 'pathways_requests_refused_total{reason="rate-limit-ehr-client"}' in scraped
         assert retry_after == 1  # the window is a second long
         # Another client, from the same address, has its own allowance.
         assert (await client.get(TASK, headers={"X-API-Key": other_key})).status_code == 404
