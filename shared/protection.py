@@ -115,10 +115,12 @@ class Throttled:
 class RateLimits:
     """The limiter and the limits of one service."""
 
-    def __init__(self, *, storage: str, strategy: str, overrides: Mapping[str, str]) -> None:
+    def __init__(self, *, storage: str, strategy: str, overrides: Mapping[str, str], service: str = "") -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown rate-limit strategy '{strategy}'; known: {sorted(STRATEGIES)}")
         self.limits = parse_rate_limits(overrides)
+        # In a shared store each service keeps its own counters: a limit is per caller *of this service*.
+        self.service = service
         self.limiter: RateLimiter = STRATEGIES[strategy](storage_from_string(storage))
         self._warned_at = -math.inf
 
@@ -126,8 +128,8 @@ class RateLimits:
         """Count one request of ``kind`` for ``key``; say when it may come back if that was one too many."""
         try:
             for item in self.limits[kind]:
-                if not await self.limiter.hit(item, kind, key):
-                    stats = await self.limiter.get_window_stats(item, kind, key)
+                if not await self.limiter.hit(item, self.service, kind, key):
+                    stats = await self.limiter.get_window_stats(item, self.service, kind, key)
                     return Throttled(max(1, math.ceil(stats.reset_time - time.time())), kind)
         except Exception as exc:  # noqa: BLE001 - an unreachable store must not stop the service
             self._warn(exc)
@@ -137,8 +139,8 @@ class RateLimits:
         """Whether ``key`` already used up a limit of ``kind``, without counting a request."""
         try:
             for item in self.limits[kind]:
-                if not await self.limiter.test(item, kind, key):
-                    stats = await self.limiter.get_window_stats(item, kind, key)
+                if not await self.limiter.test(item, self.service, kind, key):
+                    stats = await self.limiter.get_window_stats(item, self.service, kind, key)
                     return Throttled(max(1, math.ceil(stats.reset_time - time.time())), kind)
         except Exception as exc:  # noqa: BLE001
             self._warn(exc)
@@ -292,7 +294,7 @@ def install(app: FastAPI, settings: ServiceSettings) -> None:
     """Rate limits and security headers on ``app``, as ``settings`` say; refusals as problem+json until
     the service sets its own ``app.state.refusal`` (intake answers FHIR routes with OperationOutcomes)."""
     app.state.rate_limits = RateLimits(storage=settings.rate_limit_storage, strategy=settings.rate_limit_strategy,
-                                       overrides=settings.rate_limits)
+                                       overrides=settings.rate_limits, service=settings.service_name)
     app.state.security_headers = security_headers(development=settings.is_development)
     app.state.refusal = problem_refusal
     app.state.max_body_bytes = settings.max_body_bytes
