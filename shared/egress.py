@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -40,6 +40,8 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # How long a registration waits for DNS before accepting the name (delivery checks it again anyway).
 REGISTRATION_RESOLVE_SECONDS = 3.0
+# The most of an endpoint's answer Pathways reads: a status is all it needs.
+MAX_RESPONSE_BYTES = 64 * 1024
 
 
 class EndpointRefused(httpx.TransportError):
@@ -152,9 +154,12 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     its server name (SNI and certificate verification), so only the connection target is pinned."""
 
     def __init__(self, policy: EgressPolicy, *, resolver: Resolver | None = None,
-                 inner: httpx.AsyncBaseTransport | None = None) -> None:
+                 inner: httpx.AsyncBaseTransport | None = None, deadline_seconds: float = 30.0,
+                 max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self.policy = policy
         self.resolver = resolver
+        self.deadline_seconds = deadline_seconds
+        self.max_response_bytes = max_response_bytes
         # No kept-alive connections: a connection is to an address, and one made (and its certificate
         # verified) for one name must never carry a request for another name on the same address.
         self.inner = inner or httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0),
@@ -180,17 +185,54 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             request.url = request.url.copy_with(host=pinned)
             if request.url.scheme == "https":
                 request.extensions = {**request.extensions, "sni_hostname": host}
-        return await self.inner.handle_async_request(request)
+        # httpx's timeouts bound each read, not the exchange: an endpoint that answers a byte at a time,
+        # or without end, must not hold a delivery worker or fill its memory.
+        deadline = asyncio.get_running_loop().time() + self.deadline_seconds
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self.inner.handle_async_request(request)
+        except TimeoutError:
+            raise httpx.ReadTimeout("the endpoint did not answer in time", request=request) from None
+        response.stream = _Bounded(response.stream, request, deadline, self.max_response_bytes)  # type: ignore[arg-type]
+        return response
 
     async def aclose(self) -> None:
         await self.inner.aclose()
 
 
+class _Bounded(httpx.AsyncByteStream):
+    """A response body read within the exchange's deadline and up to a size (receivers answer with a
+    status; their bodies are not needed)."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, request: httpx.Request, deadline: float, limit: int) -> None:
+        self.stream, self.request, self.deadline, self.limit = stream, request, deadline, limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        iterator = self.stream.__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout_at(self.deadline):
+                    chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise httpx.ReadTimeout("the endpoint's answer took too long", request=self.request) from None
+            seen += len(chunk)
+            if seen > self.limit:
+                raise httpx.ReadError(f"the endpoint's answer is larger than {self.limit} bytes", request=self.request)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
 def external_client(policy: EgressPolicy, *, timeout: float = 10.0, resolver: Resolver | None = None) -> httpx.AsyncClient:
     """The HTTP client for deliveries to endpoints outside Pathways: every connection checked, no
-    redirects followed, no proxy or credentials taken from the environment."""
-    return httpx.AsyncClient(transport=GuardedTransport(policy, resolver=resolver), timeout=timeout,
-                             follow_redirects=False, trust_env=False)
+    redirects followed, no proxy or credentials taken from the environment; each exchange bounded in
+    time (``timeout`` per step, three times it in all) and in the size of the answer."""
+    transport = GuardedTransport(policy, resolver=resolver, deadline_seconds=3 * timeout)
+    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
 
 
 # Headers a Subscription may not set on its notifications: framing and routing (Host, lengths,

@@ -4,6 +4,8 @@ literal or as a name that resolves to it, at registration and again at the conne
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from fastapi import FastAPI, Request
@@ -160,3 +162,22 @@ async def test_a_real_connection_goes_to_the_checked_address_with_the_name_as_ho
             with pytest.raises(EndpointRefused):
                 await refused.post(f"http://hooks.provider.example:{server.port}/hook", json={})
     assert response.status_code == 200 and hosts == [f"hooks.provider.example:{server.port}"]
+
+
+async def test_an_endpoint_cannot_hold_a_delivery_with_an_endless_or_slow_answer():
+    async def endless():
+        while True:
+            yield b"x" * 4096
+
+    async def dripping():
+        yield b"x"
+        await asyncio.sleep(3600)
+        yield b"y"
+
+    for body, error in ((endless(), "larger than"), (dripping(), "took too long")):
+        inner = httpx.MockTransport(lambda request, body=body: httpx.Response(200, content=body))
+        transport = GuardedTransport(PRODUCTION, resolver=resolving_to("93.184.216.34"), inner=inner,
+                                     deadline_seconds=0.2)
+        async with httpx.AsyncClient(transport=transport) as client:
+            with pytest.raises(httpx.TransportError, match=error):
+                await client.post("https://hooks.example.org/p")
