@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared import metrics
+from shared import metrics, protection
 from shared.admission import Admission, AdmissionMiddleware
 from shared.bus import DLQ_STREAM, Bus, ConsumerSpec, Delivery
 from shared.db import Database
@@ -141,6 +141,7 @@ def create_service_app(
     install_problem_handlers(app)
     install_openapi(app, fhir_prefix=fhir_prefix)
     app.add_middleware(AllowHeader, document=app.openapi)
+    protection.install(app, settings)
     app.add_middleware(metrics.HttpRequests, service=name)
     instrument_app(app)
     app.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], tags=["probes"],

@@ -15,8 +15,6 @@ class IntakeSettings(ServiceSettings):
     # Key ring for identifying data: "kid1:base64key,kid2:base64key"; new values use the active key.
     encryption_keys: SecretStr = SecretStr("")
     active_key_id: str = ""
-    # Largest request body accepted, in bytes.
-    max_body_bytes: int = 1_000_000
     # The directory holds the ops users; intake asks it who an ops credential belongs to.
     directory_url: str = "http://127.0.0.1:8003"
     # How long an EHR client's API key is trusted after it was looked up: a client revoked in the
