@@ -117,6 +117,10 @@ def create_service_app(
         app.state.admission = Admission(settings.max_concurrent_requests, settings.request_queue_seconds)
         await bus.start()
         relay.start()
+        if any(table.name == "audit_record" for table in db.tables):
+            from shared.audit_chain import start_sealer
+
+            runtime.stop_hooks.append(start_sealer(db, settings).stop)
         if setup is not None:
             await setup(runtime)
         log.info("%s started", name)

@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
-from shared.audit import AuditRecord
+from shared.audit import AuditChain, AuditRecord
 from shared.credentials import KeyCredential
 from shared.db import utc_field
 from shared.events import TaskStatus, utcnow
@@ -89,4 +89,4 @@ class IdempotencyRecord(SQLModel, table=True):
     created_at: datetime = utc_field(default_factory=utcnow)
 
 
-TABLES = [ApiClient, ApiClientOds, Referral, IdempotencyRecord, AuditRecord]
+TABLES = [ApiClient, ApiClientOds, Referral, IdempotencyRecord, AuditRecord, AuditChain]
