@@ -221,6 +221,8 @@ async def verify(db: Database, keys: AuditKeys, *, page: int = 5000) -> ChainRep
             return (await session.exec(select(AuditRecord).where(AuditRecord.hash == digest))).first()
 
         previous: AuditRecord | None = None
+        # A record after a moved one is not chained to it, necessarily: that is the move, reported once.
+        previous_moved = False
         last_seq = 0
         while len(report.findings) < MAX_FINDINGS:
             rows = (await session.exec(
@@ -231,9 +233,10 @@ async def verify(db: Database, keys: AuditKeys, *, page: int = 5000) -> ChainRep
             for row in rows:
                 assert row.seq is not None
                 report.sealed += 1
-                finding = await _check(row, previous, keys, holder_of)
+                finding = await _check(row, previous, keys, holder_of, links=not previous_moved)
                 if finding is not None:
                     report.findings.append(finding)
+                previous_moved = finding is not None and finding.kind == "reordered"
                 previous, last_seq = row, row.seq
         if head is not None and len(report.findings) < MAX_FINDINGS:
             if head.seq > last_seq:
@@ -252,8 +255,10 @@ async def verify(db: Database, keys: AuditKeys, *, page: int = 5000) -> ChainRep
     return report
 
 
-async def _check(row: AuditRecord, previous: AuditRecord | None, keys: AuditKeys, holder_of: Any) -> Finding | None:
-    """The first thing wrong with ``row`` at its place after ``previous``, or None."""
+async def _check(row: AuditRecord, previous: AuditRecord | None, keys: AuditKeys, holder_of: Any, *,
+                 links: bool = True) -> Finding | None:
+    """The first thing wrong with ``row`` at its place after ``previous``, or None (``links``: whether
+    to check that it was chained after ``previous``)."""
     assert row.seq is not None
     here = _at(row.seq, row.id)
     expected_seq = previous.seq + 1 if previous is not None and previous.seq is not None else 1
@@ -281,7 +286,7 @@ async def _check(row: AuditRecord, previous: AuditRecord | None, keys: AuditKeys
             missing = (f"seq {expected_seq}" if row.seq == expected_seq + 1
                        else f"seq {expected_seq} to {row.seq - 1}")
             return Finding("deleted", expected_seq, None, f"{missing} missing, before {here}")
-    if row.prev_hash != expected_prev:
+    if links and row.prev_hash != expected_prev:
         before = await holder_of(row.prev_hash) if row.prev_hash and row.prev_hash != GENESIS else None
         if before is not None:
             return Finding("reordered", row.seq, str(row.id),
