@@ -18,7 +18,7 @@ from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Caller
-from shared.db import AUDITED, utc_field
+from shared.db import AUDITED, Database, utc_field
 from shared.events import utcnow
 
 
@@ -71,3 +71,11 @@ def record(session: AsyncSession, caller: Caller, action: str, *, case_id: UUID 
     session.add(AuditRecord(actor_kind=caller.kind, actor_id=caller.id[:100], action=action[:60], case_id=case_id,
                             detail=detail[:500], reason=reason[:200]))
     session.info[AUDITED] = True
+
+
+async def record_read(db: Database, session: AsyncSession, caller: Caller, action: str, *, case_id: UUID | None = None,
+                      detail: str = "", reason: str = "") -> None:
+    """Record a read (an ops list, a credential's details) once it is done and before it is answered:
+    if the record cannot be written, the caller gets an error rather than the data."""
+    async with db.transaction(session):
+        record(session, caller, action, case_id=case_id, detail=detail, reason=reason)
