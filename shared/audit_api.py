@@ -82,12 +82,18 @@ def audit_router(service: str) -> APIRouter:
         if since is not None and until is not None and since >= until:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="'since' must be before 'until'.")
         statement = select(AuditRecord)
-        for condition, wanted in ((AuditRecord.case_id == case, case), (AuditRecord.actor_id == actor, actor),
-                                  (AuditRecord.actor_kind == actor_kind, actor_kind),
-                                  (AuditRecord.action == action, action),
-                                  (col(AuditRecord.at) >= since, since), (col(AuditRecord.at) < until, until)):
-            if wanted is not None:
-                statement = statement.where(condition)
+        if case is not None:
+            statement = statement.where(AuditRecord.case_id == case)
+        if actor is not None:
+            statement = statement.where(AuditRecord.actor_id == actor)
+        if actor_kind is not None:
+            statement = statement.where(AuditRecord.actor_kind == actor_kind)
+        if action is not None:
+            statement = statement.where(AuditRecord.action == action)
+        if since is not None:
+            statement = statement.where(col(AuditRecord.at) >= since)
+        if until is not None:
+            statement = statement.where(col(AuditRecord.at) < until)
         if cursor:
             at, after_id = _after(cursor)
             statement = statement.where(
