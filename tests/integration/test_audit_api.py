@@ -113,3 +113,11 @@ async def test_the_running_service_seals_what_it_records_soon_after_the_commit(d
     assert report.intact and report.sealed >= 1
     listed = (await directory.get(TRAIL, params={"action": "issue-ops-user"}, headers=OPS)).json()
     assert any(e["seq"] is not None and e["hash"] for e in listed)
+
+
+async def test_reading_credentials_details_is_on_record(directory):
+    assert (await directory.get("/ops-users", headers=OPS)).status_code == 200
+    assert (await directory.get("/organisations/aire-valley-da/keys", headers=OPS)).status_code == 200
+    listed = (await directory.get(TRAIL, params={"actor": "dev-ops"}, headers=OPS)).json()
+    assert [(e["action"], e["detail"]) for e in listed] == [
+        ("list-provider-keys", "organisation aire-valley-da"), ("list-ops-users", "1 shown")]
