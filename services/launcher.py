@@ -73,6 +73,8 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
     if "INTAKE_ENCRYPTION_KEYS" not in values:
         values["INTAKE_ENCRYPTION_KEYS"] = "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
         values["INTAKE_ACTIVE_KEY_ID"] = "dev1"
+    # The audit trails' HMAC key (intake, notify and the directory seal their hash chains with it).
+    values.setdefault("PATHWAYS_AUDIT_KEYS", "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     path.chmod(0o600)

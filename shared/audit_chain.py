@@ -298,6 +298,10 @@ async def _check(row: AuditRecord, previous: AuditRecord | None, keys: AuditKeys
 
 
 def start_sealer(db: Database, settings: Any) -> AuditSealer:
-    sealer = AuditSealer(db, AuditKeys.of(settings), interval=settings.audit_seal_seconds)
+    keys = AuditKeys.of(settings)  # a malformed key ring stops the service starting: better than an unkeyed chain
+    if not keys.active_id and settings.environment == "production":
+        log.warning("PATHWAYS_AUDIT_KEYS is not set: the audit chain is plain SHA-256, which whoever can write "
+                    "the database can recompute; set an audit key in production")
+    sealer = AuditSealer(db, keys, interval=settings.audit_seal_seconds)
     sealer.start()
     return sealer
