@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
@@ -134,17 +134,26 @@ async def seal(db: Database, keys: AuditKeys, *, batch: int = BATCH) -> int:
                     .order_by(col(AuditRecord.at), col(AuditRecord.id)).limit(batch)
                 )).all()
                 seq, prev = head.seq, head.hash
+                chained: list[dict[str, Any]] = []
                 for row in rows:
                     seq += 1
                     digest = keys.digest(keys.active_id, canonical(row, seq, prev))
                     assert digest is not None
-                    sealed = await session.exec(  # type: ignore[call-overload]
-                        update(AuditRecord).where(col(AuditRecord.id) == row.id, col(AuditRecord.seq).is_(None))
-                        .values(seq=seq, prev_hash=prev, hash=digest, key_id=keys.active_id)
-                    )
-                    if sealed.rowcount != 1:
-                        raise RuntimeError("an audit record was sealed by another sealer meanwhile")
+                    chained.append({"b_id": row.id, "b_seq": seq, "b_prev": prev, "b_hash": digest})
                     prev = digest
+                if chained:
+                    # One executemany: a statement per record costs a driver round trip each.
+                    table = AuditRecord.__table__  # type: ignore[attr-defined]
+                    connection = await session.connection()
+                    sealed = await connection.execute(
+                        update(table)
+                        .where(table.c.id == bindparam("b_id"), table.c.seq.is_(None))
+                        .values(seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash"),
+                                key_id=keys.active_id),
+                        chained,
+                    )
+                    if sealed.rowcount not in (-1, len(chained)):  # -1: the driver does not count executemany
+                        raise RuntimeError("an audit record was sealed by another sealer meanwhile")
                 moved = await session.exec(  # type: ignore[call-overload]
                     update(AuditChain).where(col(AuditChain.id) == 1, col(AuditChain.seq) == head.seq,
                                              col(AuditChain.hash) == head.hash)
