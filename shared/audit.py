@@ -76,6 +76,7 @@ def record(session: AsyncSession, caller: Caller, action: str, *, case_id: UUID 
 async def record_read(db: Database, session: AsyncSession, caller: Caller, action: str, *, case_id: UUID | None = None,
                       detail: str = "", reason: str = "") -> None:
     """Record a read (an ops list, a credential's details) once it is done and before it is answered:
-    if the record cannot be written, the caller gets an error rather than the data."""
+    if the record cannot be written, the caller gets an error rather than the data. Build the answer
+    first: the transaction expires what the session loaded."""
     async with db.transaction(session):
         record(session, caller, action, case_id=case_id, detail=detail, reason=reason)
