@@ -9,13 +9,13 @@ from typing import Annotated
 
 import typer
 
-audit = typer.Typer(help="The hash-chained audit trails of intake, notify and the directory.")
-AUDITED_SERVICES = ("intake", "notify", "directory")
+audit = typer.Typer(help="The hash-chained audit trails of the four services.")
+AUDITED_SERVICES = ("intake", "router", "directory", "notify")
 
 
 @audit.command("verify")
 def audit_verify(
-    service: Annotated[str, typer.Argument(help="intake, notify or directory")],
+    service: Annotated[str, typer.Argument(help="intake, router, directory or notify")],
     database_url: Annotated[str, typer.Option(
         envvar="DATABASE_URL", help="The service's database (default: its own, as the service finds it)")] = "",
 ) -> None:

@@ -203,7 +203,7 @@ async def test_after_a_case_closes_or_consent_is_withdrawn_its_identifying_data_
                      *([updated] if ending == "withdrawn" else []),
                      ("service", "purge-identifying-data", "case closed" if ending == "closed" else "consent withdrawn")
                      ], story
-    for service in ("intake", "notify", "directory"):
+    for service in SERVICES:
         report = await verify(system.apps[service].state.runtime.db, AuditKeys())
         assert not report.findings, (service, report.findings)
     async with system.intake.state.runtime.db.session() as session:
