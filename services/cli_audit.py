@@ -18,6 +18,9 @@ def audit_verify(
     service: Annotated[str, typer.Argument(help="intake, router, directory or notify")],
     database_url: Annotated[str, typer.Option(
         envvar="DATABASE_URL", help="The service's database (default: its own, as the service finds it)")] = "",
+    anchor: Annotated[list[str] | None, typer.Option(
+        help="SEQ:HASH from an 'audit chain sealed' log line, kept outside the database (repeatable): "
+             "catches the newest records deleted with the chain head rewound")] = None,
 ) -> None:
     """Recompute the service's audit chain: every record's hash, every link, the chain head.
 
@@ -25,10 +28,14 @@ def audit_verify(
     tampered with; 2 when the chain cannot be checked (unknown service, audit key missing). Uses the
     audit keys the service uses (PATHWAYS_AUDIT_KEYS)."""
     from services.cli import _service_schema
-    from shared.audit_chain import AuditKeyError, AuditKeys, ChainReport, verify
+    from shared.audit_chain import Anchor, AuditKeyError, AuditKeys, ChainReport, verify
 
     if service not in AUDITED_SERVICES:
         raise typer.BadParameter(f"'{service}' keeps no audit trail (one of: {', '.join(AUDITED_SERVICES)})")
+    try:
+        anchors = [Anchor.parse(a) for a in anchor or []]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--anchor") from None
     settings, migrations = _service_schema(service, database_url)
     try:
         keys = AuditKeys.of(settings)
@@ -39,7 +46,7 @@ def audit_verify(
     async def run() -> ChainReport:
         db = migrations.database(settings.resolved_database_url())
         try:
-            return await verify(db, keys)
+            return await verify(db, keys, anchors=anchors)
         finally:
             await db.dispose()
 

@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -164,7 +164,7 @@ async def seal(db: Database, keys: AuditKeys, *, batch: int = BATCH) -> int:
                 if rows:
                     # The head's position and hash are no one's data: logged, they anchor the chain outside
                     # the database (a truncated and re-hashed trail no longer matches the logs).
-                    log.info("audit chain sealed %d record(s); head seq %d hash %s", len(rows), seq, prev)
+                    log.info("audit chain sealed %d record(s); anchor %d:%s", len(rows), seq, prev)
                 return len(rows)
         await _head(db)
     return 0
@@ -217,8 +217,26 @@ def _at(seq: int | None, record_id: object) -> str:
     return f"seq {seq} (id {record_id})"
 
 
-async def verify(db: Database, keys: AuditKeys, *, page: int = 5000) -> ChainReport:
-    """Check the whole chain, oldest first; read-only. Each finding names the record(s) concerned."""
+@dataclass(frozen=True)
+class Anchor:
+    """A chain position and hash recorded outside the database (the sealer logs one at every seal)."""
+
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        seq, sep, digest = text.partition(":")
+        if not sep or not seq.isdigit() or int(seq) < 1 or len(digest) != 64:
+            raise ValueError(f"an anchor is SEQ:HASH (a sequence number and a 64-digit hash), not {text!r}")
+        return cls(int(seq), digest.lower())
+
+
+async def verify(db: Database, keys: AuditKeys, *, anchors: Sequence[Anchor] = (), page: int = 5000) -> ChainReport:
+    """Check the whole chain, oldest first; read-only. Each finding names the record(s) concerned.
+
+    ``anchors`` (from the sealer's log lines, kept outside the database) catch what the database alone
+    cannot: the newest records deleted together with the chain head rewound to match."""
     report = ChainReport()
     async with db.session() as session:
         head = await session.get(AuditChain, 1)
@@ -261,6 +279,16 @@ async def verify(db: Database, keys: AuditKeys, *, page: int = 5000) -> ChainRep
                 report.findings.append(Finding(
                     "edited", previous.seq, str(previous.id),
                     f"the last record, {_at(previous.seq, previous.id)}, is not the one the chain head was sealed with"))
+        for anchor in anchors:
+            held = (await session.exec(select(AuditRecord).where(AuditRecord.seq == anchor.seq))).first()
+            if held is None:
+                report.findings.append(Finding(
+                    "deleted", anchor.seq, None,
+                    f"seq {anchor.seq}, which the anchor records, is missing (the chain ends at seq {last_seq})"))
+            elif held.hash != anchor.hash:
+                report.findings.append(Finding(
+                    "edited", anchor.seq, str(held.id),
+                    f"{_at(anchor.seq, held.id)} is not the record the anchor records (hash {anchor.hash[:12]}…)"))
     return report
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from services.cli import app as cli
 from services.notify.migrations import MIGRATIONS
 from shared.audit import AuditChain, AuditRecord, record
-from shared.audit_chain import AuditKeys, seal, verify
+from shared.audit_chain import Anchor, AuditKeys, seal, verify
 from shared.auth import Caller, CallerKind
 from shared.db import Database
 from shared.migrations import upgrade
@@ -166,3 +166,25 @@ async def test_sealers_of_several_replicas_racing_build_one_chain(database_url: 
     finally:
         for db in replicas:
             await db.dispose()
+
+
+async def test_the_newest_records_deleted_with_the_head_rewound_are_caught_by_an_anchor_from_the_logs(
+        notify_db: Database, database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """Inside the database alone this deletion is consistent; the anchor the sealer logged is not."""
+    caplog.set_level("INFO", logger="shared.audit_chain")
+    await write_records(notify_db, 6)
+    await seal(notify_db, KEYS)
+    (line,) = [r.getMessage() for r in caplog.records if "audit chain sealed" in r.getMessage()]
+    anchor = line.rpartition("anchor ")[2]
+    assert Anchor.parse(anchor).seq == 6
+    rows = await by_seq(notify_db)
+    async with notify_db.transaction() as session:
+        await session.exec(delete(AuditRecord).where(col(AuditRecord.seq) > 4))  # type: ignore[call-overload]
+        await session.exec(update(AuditChain).values(seq=4, hash=rows[3].hash))  # type: ignore[call-overload]
+    assert (await verify(notify_db, KEYS)).intact
+    (finding,) = (await verify(notify_db, KEYS, anchors=[Anchor.parse(anchor)])).findings
+    assert (finding.kind, finding.seq) == ("deleted", 6)
+    monkeypatch.setenv("PATHWAYS_AUDIT_KEYS", KEY)
+    args = ["audit", "verify", "notify", "--database-url", url_for(database_url, "notify"), "--anchor", anchor]
+    result = await asyncio.to_thread(CliRunner().invoke, cli, args)
+    assert result.exit_code == 1 and "deleted: seq 6, which the anchor records, is missing" in result.output
