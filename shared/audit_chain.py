@@ -334,6 +334,17 @@ async def _check(row: AuditRecord, previous: AuditRecord | None, keys: AuditKeys
     return None
 
 
+async def chain_state(db: Database) -> tuple[float, int]:
+    """(age in seconds of the oldest unsealed record, 0 for none; the chain head's seq), for /metrics."""
+    async with db.session() as session:
+        oldest = (await session.exec(select(func.min(AuditRecord.at)).where(col(AuditRecord.seq).is_(None)))).one()
+        head = await session.get(AuditChain, 1)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)  # SQLite hands aggregates back without the column's type
+    age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+    return max(age, 0.0), head.seq if head is not None else 0
+
+
 def start_sealer(db: Database, settings: Any) -> AuditSealer:
     keys = AuditKeys.of(settings)  # a malformed key ring stops the service starting: better than an unkeyed chain
     if not keys.active_id and settings.environment == "production":

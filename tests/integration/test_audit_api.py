@@ -113,6 +113,12 @@ async def test_the_running_service_seals_what_it_records_soon_after_the_commit(d
     assert report.intact and report.sealed >= 1
     listed = (await directory.get(TRAIL, params={"action": "issue-ops-user"}, headers=OPS)).json()
     assert any(e["seq"] is not None and e["hash"] for e in listed)
+    # /metrics shows how far the chain goes and how long the oldest unsealed record has waited.
+    exposition = (await directory.get("/metrics")).text
+    seq = next(float(line.split()[-1]) for line in exposition.splitlines()
+               if line.startswith('pathways_audit_chain_seq{service="directory"}'))
+    assert seq >= report.sealed
+    assert 'pathways_audit_unsealed_oldest_seconds{service="directory"}' in exposition
 
 
 async def test_reading_credentials_details_is_on_record(directory):
