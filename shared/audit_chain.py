@@ -176,7 +176,7 @@ class AuditSealer:
     def __init__(self, db: Database, keys: AuditKeys, *, interval: float) -> None:
         self.db = db
         self.keys = keys
-        self.worker = PeriodicWorker("audit-sealer", self._step, interval=interval, linger=0.05)
+        self.worker = PeriodicWorker("audit-sealer", self._step, interval=interval, linger=0.25)
         db.on_audit.append(self.worker.wake)
 
     async def _step(self) -> bool:
