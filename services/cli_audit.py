@@ -50,7 +50,15 @@ def audit_verify(
         finally:
             await db.dispose()
 
-    report = asyncio.run(run())
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        report = asyncio.run(run())
+    except SQLAlchemyError as exc:
+        # The type only: a driver's message can quote the URL, password included.
+        typer.echo(f"cannot verify: the {service} database cannot be read ({type(exc).__name__}); is it migrated "
+                   "(pathways db upgrade) and is DATABASE_URL right?", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"{service}: {report.sealed} sealed record(s), chain head at seq {report.head_seq}; "
                f"{report.unsealed} not yet sealed")
     if report.intact:
