@@ -117,6 +117,17 @@ def create_service_app(
         app.state.admission = Admission(settings.max_concurrent_requests, settings.request_queue_seconds)
         await bus.start()
         relay.start()
+        if any(table.name == "audit_record" for table in db.tables):
+            from shared.audit_chain import chain_state, start_sealer
+
+            runtime.stop_hooks.append(start_sealer(db, settings).stop)
+
+            async def audit_chain() -> None:
+                age, seq = await chain_state(db)
+                metrics.AUDIT_UNSEALED_AGE.labels(name).set(age)
+                metrics.AUDIT_CHAIN_SEQ.labels(name).set(seq)
+
+            runtime.metric_refreshers.append(audit_chain)
         if setup is not None:
             await setup(runtime)
         log.info("%s started", name)

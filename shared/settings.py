@@ -98,6 +98,21 @@ class ServiceSettings(BaseSettings):
     service_credentials: SecretStr = Field(
         default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_SERVICE_CREDENTIALS", "service_credentials")
     )
+    # The audit trail's HMAC keys, "kid:base64key,…" (at least 32 random bytes each; ``pathways audit
+    # keygen``): every record's hash is keyed, so one who can write the database but does not hold the key
+    # cannot re-compute a chain they edited. Several keys for rotation: new records use the active one,
+    # ``verify`` checks older ones with theirs. Empty: plain SHA-256 (development; ``verify`` still
+    # detects edits made without re-hashing).
+    audit_keys: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_AUDIT_KEYS", "audit_keys")
+    )
+    audit_active_key_id: str = Field(
+        default="", validation_alias=AliasChoices("PATHWAYS_AUDIT_ACTIVE_KEY_ID", "audit_active_key_id")
+    )
+    # How often the sealer looks for unsealed audit records besides being woken after each audited commit.
+    audit_seal_seconds: float = Field(
+        default=5.0, gt=0, validation_alias=AliasChoices("PATHWAYS_AUDIT_SEAL_SECONDS", "audit_seal_seconds")
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     # Consumers: deliveries before a message goes to the dead-letter subject.

@@ -354,6 +354,6 @@ async def read_handoff_details(
                            type=CONSENT_REFUSAL)
         details = json.loads(cipher(request).decrypt(referral.identifying, aad=referral.id.bytes))
         record(session, caller, "release-identifying-data", case_id=case_id,
-               detail=f"to organisation {organisation_id}; {basis}; consent version {consent.version}")
+               detail=f"to organisation {organisation_id}; {basis}; consent version {consent.version}", reason=basis)
     return {"case_id": str(case_id), "referrer_ods": referral.referrer_ods, "consent_version": consent.version,
             "release_basis": basis, **details}

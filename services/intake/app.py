@@ -20,6 +20,7 @@ from services.intake.api import router
 from services.intake.migrations import MIGRATIONS
 from services.intake.settings import IntakeSettings
 from services.intake.store import ApiClient
+from shared.audit_api import audit_router
 from shared.credentials import SAMPLE_DATA
 from shared.ops_users import RemoteOpsVerifier
 from shared.crypto import FieldCipher
@@ -62,7 +63,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         title="Pathways intake",
         description="Receives FHIR referrals from GP and acute EHR systems and tracks each as a FHIR Task.",
         migrations=MIGRATIONS,
-        routers=[router, closed_loop.router, clients_router, oauth.router],
+        routers=[router, closed_loop.router, clients_router, oauth.router, audit_router("intake")],
         setup=setup,
         fhir_prefix="/fhir",
     )

@@ -32,6 +32,9 @@ class IntakeSettings(ServiceSettings):
     # After consent is withdrawn, the identifying data is purged this many hours later (0: at the next
     # purge run). The wait lets a survivor who withdrew by mistake give consent again.
     withdrawal_purge_hours: float = Field(default=24.0, ge=0)
+    # After a referral closes (its Task completed, rejected or cancelled), its identifying data is purged this
+    # many days later; the non-identifying record (summary, Task, audit trail) stays for statistics.
+    closed_purge_days: float = Field(default=90.0, ge=0)
     # How often due purges are looked for.
     purge_check_seconds: float = Field(default=300.0, gt=0)
     # DASH thresholds: this many "yes" answers or more makes the band.

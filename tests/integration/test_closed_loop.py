@@ -259,7 +259,7 @@ INSIDE_THE_NETWORK = ("https://127.0.0.1/fhir-notify", "https://10.0.0.1/fhir-no
 
 async def test_subscription_endpoints_inside_the_network_are_refused_at_registration(
         nats_server, database_url, encryption_keys):
-    settings = IntakeSettings(nats_url=nats_server.url, database_url=database_url, service_token=SERVICE_TOKEN,
+    settings = IntakeSettings(nats_url=nats_server.url, database_url=database_url, **service_auth("intake"),
                               encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,
                               environment="production")
     app = create_app(settings)
