@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.directory_contract import DirectorySnapshot, ServiceRecord
-from shared.events import AreaStatus, CaseArea, CaseSummary, RiskBand
+from shared.events import AreaStatus, CaseArea, CaseSummary
 from shared.geography import MATERIAL_SHARE, Gazetteer, canonical_code, describe, locate, split_area
 from shared.reference import NATIONAL
 
 from services.router.rules import (
+    BANDS,
     BY_AND_FOR_DECLINED,
     NOT_FOR_SURVIVORS,
     ServiceProfile,
@@ -46,7 +47,7 @@ class Bucket:
 
 def _buckets(entries: list[Entry]) -> dict[str, Bucket]:
     out: dict[str, Bucket] = {}
-    for band in RiskBand:
+    for band in BANDS:
         excluded = {p.id: p.band_exclusions[band] for p, _ in entries if band in p.band_exclusions}
         live = tuple((p, t) for p, t in entries if band in p.lanes)
         by_community: dict[str, list[Entry]] = {}

@@ -66,6 +66,9 @@ COMMUNITY_WORDS = {
 LANGUAGE_WORDS = {"en": "English", "ur": "Urdu", "pa": "Punjabi", "pl": "Polish", "ar": "Arabic", "bn": "Bengali",
                   "so": "Somali", "ro": "Romanian", "gu": "Gujarati", "ps": "Pashto", "fa": "Farsi"}
 TIER_WORDS = ("local", "regional", "national")
+# Risk bands as plain strings: they key the per-service tables looked up for every candidate, and a str
+# hashes in C where an enum member hashes in Python.
+BANDS = tuple(band.value for band in RiskBand)
 
 
 class Lane(StrEnum):
@@ -151,7 +154,7 @@ class CaseFacts:
         expired = consent.expires_at is not None and consent.expires_at <= now
         needs = summary.needs
         return cls(
-            summary=summary, consent=consent, now=now, band=summary.risk_band,
+            summary=summary, consent=consent, now=now, band=summary.risk_band.value,
             high=summary.risk_band is RiskBand.high, acute=summary.setting in ACUTE_SETTINGS,
             shared=shared, shared_set=frozenset(shared),
             wants_by_and_for=summary.preferences.by_and_for is not ByAndForPreference.declined,
@@ -188,7 +191,7 @@ class ServiceProfile:
     def of(cls, record: ServiceRecord) -> ServiceProfile:
         lanes: dict[str, Lane] = {}
         exclusions: dict[str, str] = {}
-        for band in RiskBand:
+        for band in BANDS:
             why = risk_exclusion(record, band)
             if why is None:
                 lane = risk_lane(record.service_type, band)
