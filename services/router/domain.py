@@ -38,7 +38,7 @@ from enum import StrEnum
 
 from shared.consent import consent_covers
 from shared.directory_contract import ServiceRecord
-from shared.events import CaseArea, CaseSummary, ConsentState, RoutedService
+from shared.events import CaseArea, CaseSummary, ConsentState, ConsentStatus, RoutedService
 from shared.reference import ServiceStatus, ServiceType
 
 from services.router.index import Bucket, DirectoryIndex, Entry, RoutingArea, resolve_case_area
@@ -46,7 +46,9 @@ from services.router.rules import (
     ROLE_WORDS,
     CaseFacts,
     Lane,
+    RankingKey,
     ServiceProfile,
+    area_reach,
     capacity_exclusion,
     choice_exclusion,
     community_words,
@@ -59,15 +61,27 @@ from services.router.rules import (
     survivor_communities,
 )
 
-__all__ = ["RULE_VERSION", "Decision", "DirectoryIndex", "Lane", "Outcome", "RoutingArea", "next_in_lane",
+__all__ = ["RULE_VERSION", "Decision", "DirectoryIndex", "Lane", "NoOffer", "Outcome", "RoutingArea", "next_in_lane",
            "resolve_case_area", "route", "survivor_communities"]
 
-RULE_VERSION = "2026.11-3"  # 3: sector areas, material shares, main authority first, edge outcomes
+RULE_VERSION = "2026.11-4"  # 4: tier from coverage, by-and-for first when asked for, helplines as advice
 
 class Outcome(StrEnum):
     routed = "routed"
     fallback = "fallback"  # the national helpline, and ops told
     no_offer = "no-offer"
+
+
+class NoOffer(StrEnum):
+    """Why no offer is made (the referrer's Task.statusReason code)."""
+
+    consent_refused = "consent-refused"
+    consent_withdrawn = "consent-withdrawn"
+    consent_not_asked = "consent-not-asked"
+    consent_expired = "consent-expired"
+    high_risk_no_consent = "high-risk-no-consent"
+    no_marac = "no-marac"
+    no_eligible_service = "no-eligible-service"
 
 
 @dataclass
@@ -85,6 +99,12 @@ class Decision:
     advice: str | None = None
     # What the referrer's Task says beside an offer (why only national services were matched).
     referrer_note: str | None = None
+    # Specialist national helplines the survivor can use, named beside the offers as advice (rule 7).
+    helplines: list[RoutedService] = field(default_factory=list)
+    # Why no offer is made, as a code (``NoOffer``): it decides the referrer's Task status (``task_answer``).
+    no_offer_code: str | None = None
+    # The decision in words the referrer may see: kinds of service, by-and-for, helplines, escalation.
+    referrer_summary: str = ""
     area: CaseArea | None = None
     rule_version: str = RULE_VERSION
     directory_version: str = ""
@@ -94,7 +114,7 @@ class Decision:
         return [s.service_id for services in self.lanes.values() for s in services]
 
 
-Ranked = tuple[tuple[int, int, int, int, int, int, str], RoutedService]
+Ranked = tuple[RankingKey, RoutedService]
 
 
 # ---- the rules, composed ---------------------------------------------------------------------------
@@ -127,15 +147,16 @@ def route(
         if ranked is None:
             continue
         lane = profile.lanes[case.band]
-        if ranked[0][3] == 0 and lane in (Lane.idva, Lane.specialist):
+        if ranked[0][4] == 0 and lane in (Lane.idva, Lane.specialist):
             pools[Lane.by_and_for].append(ranked)
         pools[lane].append(ranked)
     ranked_lanes = by_and_for_beside(pools, case)
     decision.lanes = offered_lanes(ranked_lanes, case)
     helplines = ranked_lanes[Lane.helpline]
-    if consent_outcome(decision, case, helplines, index):
-        return decision
-    fallback(decision, case, area, helplines, index)
+    if not consent_outcome(decision, case, helplines, index):
+        fallback(decision, case, area, helplines, index)
+    helpline_advice(decision, case, index)
+    decision.referrer_summary = referrer_summary(decision, case)
     return decision
 
 
@@ -239,7 +260,8 @@ def assess(profile: ServiceProfile, case: CaseFacts, area: RoutingArea, *, tier:
     if case.acute and kind == ServiceType.health_idva and lane is Lane.idva:
         role = "health IDVA, first in a hospital setting"
     key = ranking_key(tier=tier, area_rank=area_rank, setting_rank=setting_rank(kind, lane, case.acute),
-                      bf_class=bf_class, specialism=specialism, preference=preference, service_id=profile.id)
+                      bf_class=bf_class, specialism=specialism, preference=preference, service_id=profile.id,
+                      reach=area_reach(code), by_and_for_first=case.asked_for_by_and_for)
     routed = RoutedService(
         service_id=profile.id,
         organisation_id=service.organisation_id,
@@ -298,6 +320,7 @@ def consent_outcome(decision: Decision, case: CaseFacts, helplines: list[RoutedS
             "ask the survivor and update consent to route it"
         )
         decision.advice = helplines[0].name if helplines else advice_helpline(case.summary, index)
+        decision.no_offer_code = consent_code(case)
         return True
     if not decision.lanes:
         decision.outcome = Outcome.no_offer
@@ -307,6 +330,7 @@ def consent_outcome(decision: Decision, case: CaseFacts, helplines: list[RoutedS
         )
         decision.escalation = decision.no_offer_reason + "; ops to review"
         decision.advice = helplines[0].name if helplines else advice_helpline(case.summary, index)
+        decision.no_offer_code = NoOffer.no_marac if case.consent.safeguarding_basis else NoOffer.high_risk_no_consent
         return True
     return False
 
@@ -346,8 +370,105 @@ def fallback(decision: Decision, case: CaseFacts, area: RoutingArea, helplines: 
     if not decision.offer_to:
         decision.outcome = Outcome.no_offer
         decision.no_offer_reason = "no offer made: " + "; ".join(missing)
+        decision.no_offer_code = NoOffer.no_eligible_service
     if missing:
         decision.escalation = "; ".join(missing)
+
+
+def consent_code(case: CaseFacts) -> NoOffer:
+    """Rule 5: which kind of missing consent stops a lower-risk offer."""
+    status = case.consent.status
+    if status is ConsentStatus.refused:
+        return NoOffer.consent_refused
+    if status is ConsentStatus.withdrawn:
+        return NoOffer.consent_withdrawn
+    return NoOffer.consent_expired if case.consent_words == "expired" else NoOffer.consent_not_asked
+
+
+def helpline_advice(decision: Decision, case: CaseFacts, index: DirectoryIndex) -> None:
+    """Rule 7 (helplines are visible): the specialist national helplines the survivor can use -- by and for
+    a community she shared (older people, LGBT+, Deaf, men, ...) or for the abuse she disclosed (honour-based
+    abuse and forced marriage) -- are named beside the offers as advice, unless one is offered already.
+
+    Advice is not a referral: consent does not limit it; her choices (a declined kind of service, declined
+    by-and-for services) and who the helpline serves (gender) do."""
+    offered = {s.service_id for s in decision.offer_to}
+    advice: list[tuple[RankingKey, RoutedService]] = []
+    for profile in index.helplines:
+        if profile.id in offered or not (profile.by_and_for or profile.abuse_types):
+            continue
+        if choice_exclusion(profile, case) or eligibility_exclusion(profile, case):
+            continue
+        if profile.abuse_types and not (profile.by_and_for or profile.abuse_types & set(case.summary.abuse_types)):
+            continue
+        bf_class, specialism, preference, fit_reasons = fit(profile, case)
+        key = ranking_key(tier=2, area_rank=0, setting_rank=0, bf_class=bf_class, specialism=specialism,
+                          preference=preference, service_id=profile.id)
+        advice.append((key, RoutedService(
+            service_id=profile.id, organisation_id=profile.record.organisation_id, service_type=profile.kind,
+            name=profile.record.name, by_and_for=profile.by_and_for_sorted,
+            reasons=("national service", "specialist national helpline: advice beside the offers", *fit_reasons))))
+    decision.helplines = [r for _, r in sorted(advice, key=lambda item: item[0])]
+    if decision.helplines:
+        names = ", ".join(h.name for h in decision.helplines)
+        decision.notes.append(f"specialist national helplines named as advice: {names}")
+        if decision.advice is None:
+            decision.advice = names
+        elif decision.advice not in names:
+            decision.advice = f"{decision.advice}; {names}"
+
+
+KIND_WORDS = {
+    Lane.idva: "an IDVA service",
+    Lane.marac: "the area's MARAC",
+    Lane.specialist: "a community specialist service",
+    Lane.by_and_for: "a by-and-for service",
+    Lane.helpline: "a national helpline",
+}
+
+
+def referrer_summary(decision: Decision, case: CaseFacts) -> str:
+    """The decision as the referrer's Task shows it: which kinds of service were offered, whether a
+    by-and-for service was chosen or none was available, helplines named as advice, and escalation.
+
+    Built only from the rules' own words and public helpline names: never another organisation's internal
+    details (who was excluded or passed over, and why; capacity; pauses) and nothing about the survivor
+    beyond what the referrer sent."""
+    parts: list[str] = []
+    if decision.offer_to:
+        kinds: list[str] = []
+        offered = {s.service_id for s in decision.offer_to}
+        for lane, services in decision.lanes.items():
+            if services and services[0].service_id in offered:
+                words = KIND_WORDS[lane]
+                if lane is Lane.idva and services[0].service_type == ServiceType.health_idva:
+                    words = "a health IDVA service"
+                if lane is not Lane.by_and_for and services[0].by_and_for and case.wants_by_and_for:
+                    words += " (by-and-for)"
+                kinds.append(words)
+        parts.append("Offered to " + _and(kinds) + ("; high risk" if case.high else f"; {case.band} risk") + ".")
+    else:
+        parts.append(_sentence(decision.no_offer_reason or "no offer made"))
+    if case.shared and case.wants_by_and_for and (decision.offer_to or case.granted):
+        chosen = any(set(s.by_and_for) & case.shared_set for s in decision.offer_to)
+        parts.append("A by-and-for service matching what the survivor shared was chosen." if chosen
+                     else "No by-and-for service matching what the survivor shared was available.")
+    elif case.shared and not case.wants_by_and_for:
+        parts.append("The survivor declined by-and-for services.")
+    if decision.advice and (decision.helplines or not decision.offer_to):
+        parts.append(f"Helplines to mention: {decision.advice}.")
+    if decision.escalation:
+        parts.append("Pathways operations have been told and will follow up.")
+    return " ".join(parts)
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _sentence(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return f"{text[:1].upper()}{text[1:]}."
 
 
 def _sla(service: ServiceRecord, band: str, area_hours: float | None) -> float | None:

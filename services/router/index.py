@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from shared.directory_contract import DirectorySnapshot, ServiceRecord
 from shared.events import AreaStatus, CaseArea, CaseSummary
 from shared.geography import MATERIAL_SHARE, Gazetteer, canonical_code, describe, locate, split_area
-from shared.reference import NATIONAL
+from shared.reference import NATIONAL, ServiceStatus, ServiceType
 
 from services.router.rules import (
     BANDS,
@@ -78,6 +78,8 @@ class DirectoryIndex:
     # Coverage code → risk band → services (rule answers precomputed); national services by risk band.
     buckets: Mapping[str, Mapping[str, Bucket]] = field(default_factory=dict, compare=False)
     national_buckets: Mapping[str, Bucket] = field(default_factory=dict, compare=False)
+    # Every national helpline (rule 7 names the specialist ones as advice).
+    helplines: tuple[ServiceProfile, ...] = field(default=(), compare=False)
 
     def locate(self, query: str | None) -> RoutingArea:
         """``shared.geography.locate``, remembered by sector or district (never by a full postcode)."""
@@ -98,18 +100,21 @@ class DirectoryIndex:
         entries: dict[str, list[tuple[ServiceProfile, int]]] = {}
         national: list[ServiceRecord] = []
         national_entries: list[tuple[ServiceProfile, int]] = []
+        helplines: list[ServiceProfile] = []
         for service in sorted(snapshot.services, key=lambda s: s.id):
             if service.service_type in NOT_FOR_SURVIVORS:
                 continue
             profile = ServiceProfile.of(service)
+            if service.service_type == ServiceType.national_helpline and service.status == ServiceStatus.active:
+                helplines.append(profile)
             if NATIONAL in service.coverage:
                 national.append(service)
-                national_entries.append((profile, area_tier(service, None)))
+                national_entries.append((profile, area_tier(None)))
             for raw in service.coverage:
                 if raw != NATIONAL:
                     code = canonical_coverage(raw)
                     by_code.setdefault(code, []).append(service)
-                    entries.setdefault(code, []).append((profile, area_tier(service, code)))
+                    entries.setdefault(code, []).append((profile, area_tier(code)))
         return cls(
             version=snapshot.version,
             services={s.id: s for s in snapshot.services},
@@ -118,6 +123,7 @@ class DirectoryIndex:
             gazetteer=gazetteer or EMPTY_GAZETTEER,
             buckets={code: _buckets(found) for code, found in entries.items()},
             national_buckets=_buckets(national_entries),
+            helplines=tuple(helplines),
         )
 
 

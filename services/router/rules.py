@@ -137,6 +137,8 @@ class CaseFacts:
     shared: dict[str, str]
     shared_set: frozenset[str]
     wants_by_and_for: bool
+    # She asked for by-and-for support (not merely did not decline it): a matching one then ranks first.
+    asked_for_by_and_for: bool
     declined: frozenset[str]
     young: bool
     age: tuple[int, int] | None
@@ -158,6 +160,7 @@ class CaseFacts:
             high=summary.risk_band is RiskBand.high, acute=summary.setting in ACUTE_SETTINGS,
             shared=shared, shared_set=frozenset(shared),
             wants_by_and_for=summary.preferences.by_and_for is not ByAndForPreference.declined,
+            asked_for_by_and_for=summary.preferences.by_and_for is ByAndForPreference.wanted,
             declined=frozenset(summary.preferences.declined_service_types), young=is_young_person(summary),
             age=AGE_RANGES.get(AgeBand(summary.age_band)) if summary.age_band in AGE_RANGES else None,
             nrpf=Need.no_recourse_to_public_funds in needs, bsl=Need.bsl in needs,
@@ -207,12 +210,29 @@ class ServiceProfile:
 # ---- rule 1: area tier ----------------------------------------------------------------------------
 
 
-def area_tier(service: ServiceRecord, code: str | None) -> int:
-    """Rule 1: how local a service is for a case, from the coverage code that matched (0 local,
-    1 regional, 2 national); ``code`` is None for a service matched only by its national coverage."""
-    if code is None or NATIONAL in service.coverage or service.coverage_level == "national":
+# ONS code prefixes: an English region (E12), a country (E92 England, W92 Wales, S92 Scotland, N92 NI).
+REGION_PREFIX = "E12"
+COUNTRY_PREFIXES = frozenset({"E92", "W92", "S92", "N92"})
+
+
+def area_tier(code: str | None) -> int:
+    """Rule 1: how local a service is for a case, from the coverage code that matched the case's area:
+    0 local (the case's LAD, upper tier, ICB or postcode district), 1 regional (its region), 2 national
+    (``national`` or its country; ``None`` for a service matched only by its national coverage).
+
+    Worked out from the coverage, not from the service's ``coverage_level`` label, which ops set by hand
+    and can set inconsistently: a service covering the case's ICB is local there whatever it is called."""
+    if code is None or code == NATIONAL or code[:3] in COUNTRY_PREFIXES:
         return 2
-    return 1 if service.coverage_level == "regional" else 0
+    return 1 if code.startswith(REGION_PREFIX) else 0
+
+
+def area_reach(code: str | None) -> int:
+    """Rule 1 (a tie-break among local services): one for the case's own authority or postcode district (0)
+    before one for its county (1) or its whole ICB (2), other things being equal."""
+    if code is None:
+        return 3
+    return {"E10": 1, "E54": 2, "E38": 2}.get(code[:3], 0)
 
 
 def canonical_coverage(code: str) -> str:
@@ -385,11 +405,16 @@ def capacity_exclusion(service: ServiceRecord, open_offers: Mapping[str, int]) -
 
 
 def ranking_key(*, tier: int, area_rank: int, setting_rank: int, bf_class: int, specialism: int, preference: int,
-                service_id: str) -> tuple[int, int, int, int, int, int, str]:
-    """Rule 8 (with 1, 2 and 4): nearer first, the main authority first, the setting's IDVA first, matching
-    by-and-for first, then specialism and preferences; ends with the service id, so the same case and
-    directory always give the same ranking."""
-    return (tier, area_rank, setting_rank, bf_class, -specialism, -preference, service_id)
+                service_id: str, reach: int = 0, by_and_for_first: bool = False) -> RankingKey:
+    """Rule 8 (with 1, 2 and 4): nearer first; when the survivor asked for by-and-for support, a matching
+    by-and-for service first among those as near (rule 4); then the main authority first, the setting's
+    IDVA first, matching by-and-for first, specialism and preferences, the more particular coverage; ends
+    with the service id, so the same case and directory always give the same ranking."""
+    return (tier, bf_class if by_and_for_first else 0, area_rank, setting_rank, bf_class, -specialism, -preference,
+            reach, service_id)
+
+
+RankingKey = tuple[int, int, int, int, int, int, int, int, str]
 
 
 def setting_rank(kind: str, lane: Lane, acute: bool) -> int:
