@@ -289,7 +289,7 @@ def by_and_for_beside(pools: dict[Lane, list[Ranked]], case: CaseFacts) -> dict[
         if ranked[Lane.by_and_for]:
             top = ranked[Lane.by_and_for][0]
             local = min(key[0] for key, _ in pools[Lane.by_and_for]) == 0
-            beside = ("offered beside the IDVA service" if local
+            beside = (f"offered beside the {'IDVA service' if case.high else 'best local service'}" if local
                       else "no matching by-and-for service is local: offered beside the best local service")
             ranked[Lane.by_and_for][0] = top.model_copy(update={"reasons": (*top.reasons, beside)})
     return ranked
@@ -443,7 +443,9 @@ def referrer_summary(decision: Decision, case: CaseFacts) -> str:
                 words = KIND_WORDS[lane]
                 if lane is Lane.idva and services[0].service_type == ServiceType.health_idva:
                     words = "a health IDVA service"
-                if lane is not Lane.by_and_for and services[0].by_and_for and case.wants_by_and_for:
+                if lane is Lane.helpline and services[0].by_and_for:
+                    words = "a specialist national helpline"
+                elif lane is not Lane.by_and_for and services[0].by_and_for:
                     words += " (by-and-for)"
                 kinds.append(words)
         parts.append("Offered to " + _and(kinds) + ("; high risk" if case.high else f"; {case.band} risk") + ".")
