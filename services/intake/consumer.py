@@ -26,13 +26,23 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
     # Events can arrive out of order after a retry: never move a Task back in time.
     if referral.last_updated > event.occurred_at:
         return
+    if (event.consent_version is not None and referral.consent_version > event.consent_version
+            and TASK_STATES.is_final(event.status)):
+        # A final answer given on a consent the referrer has since replaced: the router decides again on
+        # the new consent, so the Task waits for that answer instead of closing on the old one.
+        log.info("intake: Task %s stays %s (event %s answered consent version %s, now %s)", referral.id,
+                 referral.task_status, event.event_id, event.consent_version, referral.consent_version)
+        return
     was_requested = referral.task_status == TaskStatus.requested
     values = {
         "business_status": event.business_status,
         "business_status_code": event.business_status_code,
         "status_reason": event.status_reason,
+        "status_reason_code": event.status_reason_code,
         "last_updated": event.occurred_at,
     }
+    if event.routing_summary:
+        values["routing_summary"] = event.routing_summary
     if event.outputs:
         values["task_outputs"] = list(event.outputs)
     try:

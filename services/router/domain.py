@@ -38,7 +38,7 @@ from enum import StrEnum
 
 from shared.consent import consent_covers
 from shared.directory_contract import ServiceRecord
-from shared.events import CaseArea, CaseSummary, ConsentState, ConsentStatus, RoutedService
+from shared.events import CaseArea, CaseSummary, ConsentState, ConsentStatus, RoutedService, TaskStatus
 from shared.reference import ServiceStatus, ServiceType
 
 from services.router.index import Bucket, DirectoryIndex, Entry, RoutingArea, resolve_case_area
@@ -61,8 +61,8 @@ from services.router.rules import (
     survivor_communities,
 )
 
-__all__ = ["RULE_VERSION", "Decision", "DirectoryIndex", "Lane", "NoOffer", "Outcome", "RoutingArea", "next_in_lane",
-           "resolve_case_area", "route", "survivor_communities"]
+__all__ = ["RULE_VERSION", "Decision", "DirectoryIndex", "Lane", "NoOffer", "Outcome", "TaskAnswer", "RoutingArea", "next_in_lane",
+           "resolve_case_area", "route", "survivor_communities", "task_answer"]
 
 RULE_VERSION = "2026.11-4"  # 4: tier from coverage, by-and-for first when asked for, helplines as advice
 
@@ -315,12 +315,10 @@ def consent_outcome(decision: Decision, case: CaseFacts, helplines: list[RoutedS
     if not case.high:
         decision.outcome = Outcome.no_offer
         decision.lanes = {}
-        decision.no_offer_reason = (
-            f"no offer made: consent {case.consent_words} for a {case.band}-risk referral; "
-            "ask the survivor and update consent to route it"
-        )
-        decision.advice = helplines[0].name if helplines else advice_helpline(case.summary, index)
         decision.no_offer_code = consent_code(case)
+        decision.no_offer_reason = f"no offer made: consent {case.consent_words} for a {case.band}-risk referral" + (
+            "" if decision.no_offer_code in FINAL_NO_OFFER else "; ask the survivor and update consent to route it")
+        decision.advice = helplines[0].name if helplines else advice_helpline(case.summary, index)
         return True
     if not decision.lanes:
         decision.outcome = Outcome.no_offer
@@ -373,6 +371,46 @@ def fallback(decision: Decision, case: CaseFacts, area: RoutingArea, helplines: 
         decision.no_offer_code = NoOffer.no_eligible_service
     if missing:
         decision.escalation = "; ".join(missing)
+
+
+@dataclass(frozen=True)
+class TaskAnswer:
+    """What the referrer's Task says when no offer is made: its status, a coded business status, and why."""
+
+    status: TaskStatus
+    code: str
+    text: str
+    reason_code: str
+    reason: str
+
+
+# No offer will be made, whatever happens next: the Task's final answer (FHIR ``rejected``: the request
+# cannot be fulfilled; SDOH closed-loop practice, with a coded statusReason). The other no-offer codes
+# leave the Task ``requested``: consent can still be recorded, or ops (told) can still place the case.
+FINAL_NO_OFFER = frozenset({NoOffer.consent_refused, NoOffer.consent_withdrawn})
+
+
+def task_answer(decision: Decision, *, high: bool) -> TaskAnswer | None:
+    """Rules 5 and 7 for the referrer: the Task status a no-offer decision leads to (None with offers).
+
+    - consent refused or withdrawn (lower risk): ``rejected``, ``no-offer``;
+    - nothing eligible at lower risk (closed with the helpline as advice; ops told to fix the gap):
+      ``rejected``, ``no-offer``;
+    - consent not asked or expired: ``requested``, ``awaiting-consent`` (recording consent routes it);
+    - high risk without an offer (no consent and no safeguarding basis, no MARAC, nothing eligible):
+      ``requested``, ``escalated`` (ops review it and can assign a service by hand).
+    """
+    if decision.offer_to or decision.no_offer_code is None:
+        return None
+    code = NoOffer(decision.no_offer_code)
+    reason = decision.no_offer_reason or "no offer made"
+    if decision.advice:
+        reason = f"{reason}. Advice: {decision.advice}"
+    if code in FINAL_NO_OFFER or (code is NoOffer.no_eligible_service and not high):
+        return TaskAnswer(TaskStatus.rejected, "no-offer", "no offer made", code, reason)
+    if code in (NoOffer.consent_not_asked, NoOffer.consent_expired):
+        return TaskAnswer(TaskStatus.requested, "awaiting-consent", "no offer made: awaiting consent", code, reason)
+    return TaskAnswer(TaskStatus.requested, "escalated", "no offer made: escalated to ops", code, reason)
 
 
 def consent_code(case: CaseFacts) -> NoOffer:
