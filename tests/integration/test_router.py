@@ -42,6 +42,7 @@ from shared.events import (
     OfferMade,
     ReferralReceived,
     RiskBand,
+    TaskStatus,
 )
 from tests.harness import SERVICE_TOKEN, consumer_drained, eventually, outbox_empty, pathways, running
 from tests.unit.router_directory import GAZETTEER, snapshot
@@ -280,7 +281,9 @@ async def test_no_consent_waits_with_the_task_saying_why_then_consent_routes_it(
         await notify.bus.publish(case)
         await eventually(lambda: _async(len(notify.statuses) == 1))
         status = notify.statuses[0]
-        assert status.business_status == "no offer made"
+        # Not a final answer: recording consent routes it (a refusal would be: tests/integration/test_task_final_status.py).
+        assert status.status is TaskStatus.requested and status.business_status_code == "awaiting-consent"
+        assert status.status_reason_code == "consent-not-asked" and status.consent_version == 1
         assert status.status_reason == (
             "no offer made: consent not-asked for a standard-risk referral; ask the survivor and update consent "
             "to route it. Advice: national-da-helpline (sample)"
