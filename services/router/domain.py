@@ -1,32 +1,46 @@
 """Routing rules: pure functions from a case, the directory and current capacity to a ranked, explained
 decision. No I/O here: the consumer and the API feed these functions and store what they return.
 
-The rules (issue 5), in the order they are applied to every candidate service:
+The rules (issues 5 and 12), in the order they are applied to every candidate service. Each lives in one
+named function (in ``services.router.rules`` unless it says ``domain``) that ``route()`` composes:
 
-1. **Area**: the case's postcode sector is located in the gazetteer copy (``shared.geography.locate``).
-   Services covering any candidate authority (LAD or upper tier), ICB (from the sector's own sub-ICB
-   shares), region or postcode district that holds a material share (``MATERIAL_SHARE``, 5%) are local;
-   the main (largest-share) authority's services rank before the other candidates', and the reasons say
-   so. Then regional and national services of the same kind, in that order. A postcode outside England
-   (Wales, Scotland, Northern Ireland, a Crown dependency), a non-geographic or an unknown one gets the
-   services covering its country (if any) and the national ones, and is escalated to ops with the reason.
-2. **Risk**: high risk goes, in parallel, to an IDVA service (a health IDVA first in an emergency
-   department or maternity setting) and to the area's MARAC; medium and standard risk go to community
-   specialist services. A service that does not take the case's risk band is excluded.
-3. **Eligibility** is hard: gender and age served, no recourse to public funds, BSL and language,
-   abuse type, children and young people.
-4. **Choices**: services or kinds the survivor declined are never offered; a preferred worker gender
-   or language ranks a service up. Matching by-and-for services rank above generic ones unless the
-   survivor declined by-and-for services; where none is local, the best regional or national one is
-   offered beside the best local service.
-5. **Consent** (``shared.consent.consent_covers``, the rule notify also applies): only services within
-   the consent receive an offer; without consent a high-risk case goes only to the MARAC on a recorded
-   safeguarding basis, and a lower-risk case gets no offer, with a helpline as advice.
-6. **Capacity**: paused services and those at their maximum open offers are passed over, and recorded.
-7. **Never dropped**: when nothing fits, the matching national helpline is offered and the case is
-   escalated to ops with the reason.
-8. **Deterministic**: every ordering ends with the service id, so the same case and directory always
-   give the same ranking.
+1. **Area** (``area_candidates`` in domain; ``area_tier``, ``area_reach``): the case's postcode sector is
+   located in the gazetteer copy (``shared.geography.locate``). A service is *local* when its coverage
+   names the case's LAD, upper tier, ICB (from the sector's own sub-ICB shares) or postcode district,
+   holding a material share (``MATERIAL_SHARE``, 5%); *regional* when it names the case's region;
+   *national* when it covers the nation -- worked out from the coverage, never from the hand-set
+   ``coverage_level`` label. The main (largest-share) authority's services rank before the other
+   candidates', and the reasons say so; among equals the authority's own service comes before a county- or
+   ICB-wide one. A postcode outside England (Wales, Scotland, Northern Ireland, a Crown dependency), a
+   non-geographic or an unknown one gets the services covering its country (if any) and the national ones,
+   and is escalated to ops with the reason.
+2. **Risk lanes** (``risk_lane``, ``risk_exclusion``, ``setting_rank``): high risk goes, in parallel, to an
+   IDVA service (a health IDVA first in an emergency department or maternity setting) and to the area's
+   MARAC; medium and standard risk go to community specialist services. A service that does not take the
+   case's risk band is excluded.
+3. **Eligibility** (``eligibility_exclusion``) is hard: gender and age served, no recourse to public
+   funds, BSL and language, abuse type, children and young people.
+4. **Choices** (``choice_exclusion``, ``fit``, ``by_and_for_beside`` in domain): services or kinds the
+   survivor declined are never offered; a preferred worker gender or language ranks a service up.
+   Matching by-and-for services rank above generic ones unless the survivor declined by-and-for services;
+   when she asked for by-and-for support, a matching one covering her area ranks first among the local
+   services; where none is local, the best regional or national one is offered beside the best local one.
+5. **Consent** (``consent_for``; ``consent_outcome`` in domain; ``shared.consent.consent_covers``, the
+   rule notify and intake also apply): only services within the consent receive an offer; without consent
+   a high-risk case goes only to the MARAC on a recorded safeguarding basis, and a lower-risk case gets no
+   offer, with a helpline as advice.
+6. **Capacity** (``capacity_exclusion``): paused services and those at their maximum open offers are
+   passed over, and recorded.
+7. **Never dropped, helplines visible** (``fallback``, ``helpline_advice``, ``advice_helpline`` in domain):
+   when nothing fits, the matching national helpline is offered and the case is escalated to ops with the
+   reason; otherwise the specialist national helplines the survivor can use (older people, honour-based
+   abuse and forced marriage, LGBT+, Deaf, men) are named as advice beside the local offers.
+8. **Deterministic** (``ranking_key``): every ordering ends with the service id, so the same case and
+   directory always give the same ranking.
+
+What the referrer is told (``referrer_summary``, ``task_answer``): the kinds of service offered, whether a
+by-and-for service was chosen, helplines, escalation; and, where no offer will be made, a final FHIR Task
+status with coded reasons (docs/fhir-referral-profile.md).
 """
 
 from __future__ import annotations

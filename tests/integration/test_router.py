@@ -418,6 +418,13 @@ async def test_decision_and_explain_are_for_ops_and_services_and_explain_creates
         assert [s["service_id"] for s in explained["offer_to"]] == ["wy-deaf-outreach"]
         assert "by-and-for Deaf survivors, matches BSL need" in explained["offer_to"][0]["reasons"]
         assert explained["excluded"]["leeds-outreach"] == "excluded: no BSL provision, which the survivor needs"
+        # An LGBT+ survivor: the local offer, and the LGBT+ helpline named beside it as advice (issue 12).
+        question["summary"] = {**question["summary"], "needs": [], "characteristics": ["lgbt+"]}
+        explained = (await client.post("/explain", json=question, headers={"X-API-Key": SERVICE_TOKEN})).json()
+        assert [s["service_id"] for s in explained["helplines"]] == ["national-lgbt-helpline"]
+        assert "specialist national helpline: advice beside the offers" in explained["helplines"][0]["reasons"]
+        assert explained["advice"] == "national-lgbt-helpline (sample)"
+        assert "Helplines to mention: national-lgbt-helpline (sample)." in explained["referrer_summary"]
         await eventually(lambda: settled(notify, app))
         assert len(notify.routed) == 1  # nothing was offered
         assert (await client.post("/explain", json={"summary": {}}, headers={"X-API-Key": SERVICE_TOKEN})
