@@ -442,16 +442,22 @@ def helpline_advice(decision: Decision, case: CaseFacts, index: DirectoryIndex) 
     a community she shared (older people, LGBT+, Deaf, men, ...) or for the abuse she disclosed (honour-based
     abuse and forced marriage) -- are named beside the offers as advice, unless one is offered already.
 
-    Advice is not a referral: consent does not limit it; her choices (a declined kind of service, declined
-    by-and-for services) and who the helpline serves (gender) do."""
+    Advice is not a referral: neither consent nor service-level eligibility (a by-and-for helpline's own
+    abuse-type focus, BSL, language) limits it; her choices (a declined kind of service, declined by-and-for
+    services) and who the helpline serves (gender) do."""
     offered = {s.service_id for s in decision.offer_to}
     advice: list[tuple[RankingKey, RoutedService]] = []
+    gender = case.summary.gender
     for profile in index.helplines:
         if profile.id in offered or not (profile.by_and_for or profile.abuse_types):
             continue
-        if choice_exclusion(profile, case) or eligibility_exclusion(profile, case):
+        if choice_exclusion(profile, case) is not None:
+            continue  # declined, or by and for a community she did not share
+        genders = profile.record.genders
+        if genders and gender and gender not in ("unknown", *genders):
             continue
-        if profile.abuse_types and not (profile.by_and_for or profile.abuse_types & set(case.summary.abuse_types)):
+        # By and for her community (choice_exclusion checked it), or for the abuse she disclosed.
+        if not profile.by_and_for and not profile.abuse_types & set(case.summary.abuse_types):
             continue
         bf_class, specialism, preference, fit_reasons = fit(profile, case)
         key = ranking_key(tier=2, area_rank=0, setting_rank=0, bf_class=bf_class, specialism=specialism,

@@ -43,7 +43,8 @@ def helpline(id: str, **kw: Any) -> ServiceRecord:
 
 HELPLINES = (
     helpline("da-helpline"),
-    helpline("older-helpline", by_and_for=("older-people",)),
+    # As the sample's helpline for older people: by and for them, and focused on elder abuse.
+    helpline("older-helpline", by_and_for=("older-people",), abuse_types=("elder-abuse",)),
     helpline("fm-hba-helpline", abuse_types=("forced-marriage", "honour-based-abuse")),
     helpline("lgbt-helpline", by_and_for=("lgbt+",)),
     helpline("deaf-helpline", by_and_for=("deaf",), bsl=True),
