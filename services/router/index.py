@@ -14,12 +14,11 @@ from shared.reference import NATIONAL, ServiceStatus, ServiceType
 
 from services.router.rules import (
     BANDS,
-    BY_AND_FOR_DECLINED,
+    BY_AND_FOR_DECLINED_REASON,
     NOT_FOR_SURVIVORS,
     ServiceProfile,
     area_tier,
     canonical_coverage,
-    not_shared,
 )
 
 MAX_LOCATED = 50_000
@@ -28,7 +27,7 @@ MAX_LOCATED = 50_000
 Entry = tuple[ServiceProfile, int]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Bucket:
     """The services under one coverage code for one risk band: those the band rules out (rule 2, status),
     with the reason, and the rest with their area tier for that code (rule 1).
@@ -48,18 +47,28 @@ class Bucket:
 def _buckets(entries: list[Entry]) -> dict[str, Bucket]:
     out: dict[str, Bucket] = {}
     for band in BANDS:
-        excluded = {p.id: p.band_exclusions[band] for p, _ in entries if band in p.band_exclusions}
-        live = tuple((p, t) for p, t in entries if band in p.lanes)
+        excluded: dict[str, str] = {}
+        live: list[Entry] = []
+        generic: list[Entry] = []
         by_community: dict[str, list[Entry]] = {}
-        for p, t in live:
-            for community in p.by_and_for_sorted:
-                by_community.setdefault(community, []).append((p, t))
-        out[band] = Bucket(
-            excluded, live, tuple((p, t) for p, t in live if not p.by_and_for),
-            {c: tuple(found) for c, found in by_community.items()},
-            {p.id: f"excluded: {BY_AND_FOR_DECLINED}" for p, _ in live if p.by_and_for},
-            {p.id: f"excluded: {not_shared(p)}" for p, _ in live if p.by_and_for},
-        )
+        declined: dict[str, str] = {}
+        not_shared: dict[str, str] = {}
+        for entry in entries:
+            profile = entry[0]
+            why = profile.band_exclusions.get(band)
+            if why is not None:
+                excluded[profile.id] = why
+                continue
+            live.append(entry)
+            if not profile.by_and_for:
+                generic.append(entry)
+                continue
+            declined[profile.id] = BY_AND_FOR_DECLINED_REASON
+            not_shared[profile.id] = profile.not_shared_reason
+            for community in profile.by_and_for_sorted:
+                by_community.setdefault(community, []).append(entry)
+        out[band] = Bucket(excluded, tuple(live), tuple(generic),
+                           {c: tuple(found) for c, found in by_community.items()}, declined, not_shared)
     return out
 
 

@@ -175,7 +175,7 @@ class CaseFacts:
 # ---- a service, worked out once per directory copy ------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ServiceProfile:
     """A service with what the rules ask of it worked out once per directory copy, not once per case."""
 
@@ -189,22 +189,34 @@ class ServiceProfile:
     # Rule 2 by risk band: the lane a case of that band would use, or why it cannot go here at all.
     lanes: Mapping[str, Lane]
     band_exclusions: Mapping[str, str]
+    # Rule 4's reason for a survivor who has not shared its community (by-and-for services only).
+    not_shared_reason: str = ""
 
     @classmethod
     def of(cls, record: ServiceRecord) -> ServiceProfile:
-        lanes: dict[str, Lane] = {}
-        exclusions: dict[str, str] = {}
-        for band in BANDS:
-            why = risk_exclusion(record, band)
-            if why is None:
-                lane = risk_lane(record.service_type, band)
-                assert lane is not None
-                lanes[band] = lane
-            else:
-                exclusions[band] = why
-        return cls(record=record, id=record.id, kind=record.service_type, by_and_for=frozenset(record.by_and_for),
-                   by_and_for_sorted=tuple(sorted(record.by_and_for)), languages=frozenset(record.languages),
-                   abuse_types=frozenset(record.abuse_types), lanes=lanes, band_exclusions=exclusions)
+        lanes, exclusions = _band_answers(record.service_type, record.status, record.risk_levels)
+        by_and_for = tuple(sorted(record.by_and_for))
+        return cls(record=record, id=record.id, kind=record.service_type, by_and_for=frozenset(by_and_for),
+                   by_and_for_sorted=by_and_for, languages=frozenset(record.languages),
+                   abuse_types=frozenset(record.abuse_types), lanes=lanes, band_exclusions=exclusions,
+                   not_shared_reason=f"excluded: {not_shared_words(by_and_for)}" if by_and_for else "")
+
+
+@lru_cache(maxsize=256)
+def _band_answers(service_type: str, status: str, risk_levels: tuple[str, ...]
+                  ) -> tuple[Mapping[str, Lane], Mapping[str, str]]:
+    """Rule 2 for every risk band, for services of one kind, status and risk levels (shared: read-only)."""
+    lanes: dict[str, Lane] = {}
+    exclusions: dict[str, str] = {}
+    for band in BANDS:
+        why = risk_exclusion(service_type, band, status=status, risk_levels=risk_levels)
+        if why is None:
+            lane = risk_lane(service_type, band)
+            assert lane is not None
+            lanes[band] = lane
+        else:
+            exclusions[band] = why
+    return lanes, exclusions
 
 
 # ---- rule 1: area tier ----------------------------------------------------------------------------
@@ -258,14 +270,15 @@ def risk_lane(service_type: str, band: str) -> Lane | None:
     return None
 
 
-def risk_exclusion(service: ServiceRecord, band: str) -> str | None:
-    """Rule 2 (and the service's status): why no case of this risk band can go to this service, or None."""
-    if risk_lane(service.service_type, band) is None:
-        return ("excluded: IDVA and MARAC are for high-risk cases" if service.service_type in HIGH_RISK_TYPES
+def risk_exclusion(service_type: str, band: str, *, status: str, risk_levels: tuple[str, ...]) -> str | None:
+    """Rule 2 (and the service's status): why no case of this risk band can go to a service of this kind,
+    status and risk levels, or None."""
+    if risk_lane(service_type, band) is None:
+        return ("excluded: IDVA and MARAC are for high-risk cases" if service_type in HIGH_RISK_TYPES
                 else f"excluded: not a {band}-risk route")
-    if service.status != ServiceStatus.active:
-        return f"excluded: {service.status.replace('-', ' ')}"
-    if service.risk_levels and band not in service.risk_levels:
+    if status != ServiceStatus.active:
+        return f"excluded: {status.replace('-', ' ')}"
+    if risk_levels and band not in risk_levels:
         return f"excluded: does not take {band} risk"
     return None
 
@@ -317,15 +330,16 @@ def choice_exclusion(profile: ServiceProfile, case: CaseFacts) -> str | None:
         if not case.wants_by_and_for:
             return BY_AND_FOR_DECLINED
         if not profile.by_and_for & case.shared_set:
-            return not_shared(profile)
+            return not_shared_words(profile.by_and_for_sorted)
     return None
 
 
 BY_AND_FOR_DECLINED = "the survivor declined by-and-for services"
+BY_AND_FOR_DECLINED_REASON = f"excluded: {BY_AND_FOR_DECLINED}"
 
 
-def not_shared(profile: ServiceProfile) -> str:
-    return f"by and for {community_words(profile.by_and_for_sorted)} survivors, which the survivor has not shared"
+def not_shared_words(by_and_for: tuple[str, ...]) -> str:
+    return f"by and for {community_words(by_and_for)} survivors, which the survivor has not shared"
 
 
 def matches_by_and_for(profile: ServiceProfile, case: CaseFacts) -> bool:
