@@ -17,6 +17,9 @@ from shared.state_machine import IllegalTransition
 
 log = logging.getLogger(__name__)
 
+STATUS_REASON_MAX = 500
+ROUTING_SUMMARY_MAX = 1000
+
 
 async def on_case_status(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
     assert isinstance(event, CaseStatus)
@@ -37,12 +40,13 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
     values = {
         "business_status": event.business_status,
         "business_status_code": event.business_status_code,
-        "status_reason": event.status_reason,
+        # Bounded as the columns are (the router's reasons are built text, and can grow with the rules).
+        "status_reason": event.status_reason[:STATUS_REASON_MAX] if event.status_reason else None,
         "status_reason_code": event.status_reason_code,
         "last_updated": event.occurred_at,
     }
     if event.routing_summary:
-        values["routing_summary"] = event.routing_summary
+        values["routing_summary"] = event.routing_summary[:ROUTING_SUMMARY_MAX]
     if event.outputs:
         values["task_outputs"] = list(event.outputs)
     try:

@@ -470,10 +470,6 @@ def helpline_advice(decision: Decision, case: CaseFacts, index: DirectoryIndex) 
     if decision.helplines:
         names = ", ".join(h.name for h in decision.helplines)
         decision.notes.append(f"specialist national helplines named as advice: {names}")
-        if decision.advice is None:
-            decision.advice = names
-        elif decision.advice not in names:
-            decision.advice = f"{decision.advice}; {names}"
 
 
 KIND_WORDS = {
@@ -515,8 +511,11 @@ def referrer_summary(decision: Decision, case: CaseFacts) -> str:
                      else "No by-and-for service matching what the survivor shared was available.")
     elif case.shared and not case.wants_by_and_for:
         parts.append("The survivor declined by-and-for services.")
-    if decision.advice and (decision.helplines or not decision.offer_to):
-        parts.append(f"Helplines to mention: {decision.advice}.")
+    helplines = [h.name for h in decision.helplines]
+    if decision.advice and not decision.offer_to and decision.advice not in helplines:
+        helplines.insert(0, decision.advice)
+    if helplines:
+        parts.append(f"Helplines to mention: {', '.join(helplines)}.")
     if decision.escalation:
         parts.append("Pathways operations have been told and will follow up.")
     return " ".join(parts)

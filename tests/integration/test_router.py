@@ -423,7 +423,7 @@ async def test_decision_and_explain_are_for_ops_and_services_and_explain_creates
         explained = (await client.post("/explain", json=question, headers={"X-API-Key": SERVICE_TOKEN})).json()
         assert [s["service_id"] for s in explained["helplines"]] == ["national-lgbt-helpline"]
         assert "specialist national helpline: advice beside the offers" in explained["helplines"][0]["reasons"]
-        assert explained["advice"] == "national-lgbt-helpline (sample)"
+        assert "specialist national helplines named as advice: national-lgbt-helpline (sample)" in explained["notes"]
         assert "Helplines to mention: national-lgbt-helpline (sample)." in explained["referrer_summary"]
         await eventually(lambda: settled(notify, app))
         assert len(notify.routed) == 1  # nothing was offered

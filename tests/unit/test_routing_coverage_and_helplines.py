@@ -156,14 +156,14 @@ def test_an_eligible_specialist_helpline_is_named_beside_the_local_offer(shared:
     assert [h.service_id for h in decision.helplines] == [expected]
     assert "specialist national helpline: advice beside the offers" in decision.helplines[0].reasons
     assert any(expected in note for note in decision.notes)
-    assert decision.advice == f"{expected} (sample)"
     assert f"Helplines to mention: {expected} (sample)." in decision.referrer_summary
 
 
 def test_no_specialist_helpline_is_named_for_a_case_it_does_not_serve_or_that_declined_it() -> None:
     directory = index(service("leeds-outreach"))
     plain = route(case(), GRANTED, directory, open_offers={}, now=NOW)
-    assert plain.helplines == [] and plain.advice is None  # the generic helpline is no specialist
+    assert plain.helplines == []  # the generic helpline is no specialist
+    assert "Helplines" not in plain.referrer_summary
     declined = route(case(characteristics=("lgbt+",), by_and_for="declined"), GRANTED, directory,
                      open_offers={}, now=NOW)
     assert declined.helplines == []
