@@ -50,11 +50,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from shared.consent import consent_covers
-from shared.directory_contract import ServiceRecord
-from shared.events import CaseArea, CaseSummary, ConsentState, ConsentStatus, RoutedService, TaskStatus
-from shared.reference import ServiceStatus, ServiceType
-
 from services.router.index import Bucket, DirectoryIndex, Entry, RoutingArea, resolve_case_area
 from services.router.rules import (
     ROLE_WORDS,
@@ -74,9 +69,26 @@ from services.router.rules import (
     setting_rank,
     survivor_communities,
 )
+from shared.consent import consent_covers
+from shared.directory_contract import ServiceRecord
+from shared.events import CaseArea, CaseSummary, ConsentState, ConsentStatus, RoutedService, TaskStatus
+from shared.reference import ServiceStatus, ServiceType
 
-__all__ = ["RULE_VERSION", "Decision", "DirectoryIndex", "Lane", "NoOffer", "Outcome", "TaskAnswer", "RoutingArea", "next_in_lane",
-           "resolve_case_area", "route", "survivor_communities", "task_answer"]
+__all__ = [
+    "RULE_VERSION",
+    "Decision",
+    "DirectoryIndex",
+    "Lane",
+    "NoOffer",
+    "Outcome",
+    "RoutingArea",
+    "TaskAnswer",
+    "next_in_lane",
+    "resolve_case_area",
+    "route",
+    "survivor_communities",
+    "task_answer",
+]
 
 RULE_VERSION = "2026.11-4"  # 4: tier from coverage, by-and-for first when asked for, helplines as advice
 

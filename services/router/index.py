@@ -7,11 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shared.directory_contract import DirectorySnapshot, ServiceRecord
-from shared.events import AreaStatus, CaseArea, CaseSummary
-from shared.geography import MATERIAL_SHARE, Gazetteer, canonical_code, describe, locate, split_area
-from shared.reference import NATIONAL, ServiceStatus, ServiceType
-
 from services.router.rules import (
     BANDS,
     BY_AND_FOR_DECLINED_REASON,
@@ -20,6 +15,10 @@ from services.router.rules import (
     area_tier,
     canonical_coverage,
 )
+from shared.directory_contract import DirectorySnapshot, ServiceRecord
+from shared.events import AreaStatus, CaseArea, CaseSummary
+from shared.geography import MATERIAL_SHARE, Gazetteer, canonical_code, describe, locate, split_area
+from shared.reference import NATIONAL, ServiceStatus, ServiceType
 
 MAX_LOCATED = 50_000
 
