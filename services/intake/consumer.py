@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -37,7 +38,7 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
                  referral.task_status, event.event_id, event.consent_version, referral.consent_version)
         return
     was_requested = referral.task_status == TaskStatus.requested
-    values = {
+    values: dict[str, Any] = {
         "business_status": event.business_status,
         "business_status_code": event.business_status_code,
         # Bounded as the columns are (the router's reasons are built text, and can grow with the rules).
