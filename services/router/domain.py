@@ -517,7 +517,7 @@ def referrer_summary(decision: Decision, case: CaseFacts) -> str:
         parts.append("Offered to " + _and(kinds) + ("; high risk" if case.high else f"; {case.band} risk") + ".")
     else:
         parts.append(_sentence(decision.no_offer_reason or "no offer made"))
-    if case.shared and case.wants_by_and_for and (decision.offer_to or case.granted):
+    if case.shared and case.wants_by_and_for and case.granted:  # without consent, none could be chosen
         chosen = any(set(s.by_and_for) & case.shared_set for s in decision.offer_to)
         parts.append("A by-and-for service matching what the survivor shared was chosen." if chosen
                      else "No by-and-for service matching what the survivor shared was available.")
