@@ -299,6 +299,28 @@ async def test_no_consent_waits_with_the_task_saying_why_then_consent_routes_it(
             ("initial", None), ("re-route", "consent updated: granted")]
 
 
+async def test_consent_refused_is_a_final_answer_and_a_routed_case_carries_its_summary(
+    nats_server: NatsServer, database_url: str, directory: StubDirectory, notify: Notify
+) -> None:
+    async with running(create_app(router_settings(nats_server, database_url, directory))):
+        refused = referral().model_copy(update={"consent": ConsentState(status=ConsentStatus.refused)})
+        await notify.bus.publish(refused)
+        await eventually(lambda: _async(len(notify.statuses) == 1))
+        [status] = notify.statuses
+        assert (status.status, status.business_status_code, status.status_reason_code) == (
+            TaskStatus.rejected, "no-offer", "consent-refused")
+        assert status.routing_summary is not None and status.routing_summary.startswith("No offer made")
+        assert notify.routed == [] and notify.escalated == []
+
+        routed = referral(characteristics=("lgbt+",))
+        await notify.bus.publish(routed)
+        await eventually(lambda: _async(len(notify.routed) == 1))
+        assert notify.routed[0].routing_summary == (
+            "Offered to a community specialist service and a by-and-for service; standard risk. A by-and-for "
+            "service matching what the survivor shared was chosen. Helplines to mention: "
+            "national-lgbt-helpline (sample).")
+
+
 async def test_routing_carries_on_from_the_last_good_copy_while_the_directory_is_down(
     nats_server: NatsServer, database_url: str, directory: StubDirectory, notify: Notify
 ) -> None:
