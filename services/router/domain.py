@@ -38,9 +38,9 @@ named function (in ``services.router.rules`` unless it says ``domain``) that ``r
 8. **Deterministic** (``ranking_key``): every ordering ends with the service id, so the same case and
    directory always give the same ranking.
 
-What the referrer is told (``services.router.referrer``: ``referrer_summary``, ``task_answer``): the kinds of service offered, whether a
-by-and-for service was chosen, helplines, escalation; and, where no offer will be made, a final FHIR Task
-status with coded reasons (docs/fhir-referral-profile.md).
+What the referrer is told (``services.router.referrer``: ``referrer_summary``, ``task_answer``): the kinds
+of service offered, whether a by-and-for service was chosen, helplines, escalation; and, where no offer
+will be made, a final FHIR Task status with coded reasons (docs/fhir-referral-profile.md).
 """
 
 from __future__ import annotations
