@@ -196,6 +196,8 @@ class ServiceProfile:
     band_exclusions: Mapping[str, str]
     # Rule 4's reason for a survivor who has not shared its community (by-and-for services only).
     not_shared_reason: str = ""
+    # Rule 3: does it restrict anything but BSL? Most services do not, and skip the checks.
+    restricted: bool = True
 
     @classmethod
     def of(cls, record: ServiceRecord) -> ServiceProfile:
@@ -204,7 +206,10 @@ class ServiceProfile:
         return cls(record=record, id=record.id, kind=record.service_type, by_and_for=frozenset(by_and_for),
                    by_and_for_sorted=by_and_for, languages=frozenset(record.languages),
                    abuse_types=frozenset(record.abuse_types), lanes=lanes, band_exclusions=exclusions,
-                   not_shared_reason=f"excluded: {not_shared_words(by_and_for)}" if by_and_for else "")
+                   not_shared_reason=f"excluded: {not_shared_words(by_and_for)}" if by_and_for else "",
+                   restricted=bool(record.genders or record.min_age is not None or record.max_age is not None
+                                   or record.service_type in (ServiceType.chidva, ServiceType.refuge)
+                                   or not record.accepts_nrpf or record.languages or record.abuse_types))
 
 
 @lru_cache(maxsize=256)
@@ -294,6 +299,8 @@ def risk_exclusion(service_type: str, band: str, *, status: str, risk_levels: tu
 def eligibility_exclusion(profile: ServiceProfile, case: CaseFacts) -> str | None:
     """Rule 3: why the survivor cannot use this service (hard eligibility), or None: gender and age served,
     children and young people, no recourse to public funds, BSL and language, abuse type, refuge need."""
+    if not profile.restricted and not case.bsl:
+        return None
     service = profile.record
     summary = case.summary
     if service.genders and summary.gender and summary.gender not in ("unknown", *service.genders):
