@@ -2,8 +2,8 @@
 
 Both columns are nullable: existing referrals have neither until their next case.status.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005_router
+Revises: 0004_secauth
 Create Date: 2026-11-26 23:10:00
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0004'
-down_revision = '0003'
+revision = '0005_router'
+down_revision = '0004_secauth'
 branch_labels = None
 depends_on = None
 
