@@ -444,7 +444,7 @@ async def test_decision_and_explain_are_for_ops_and_services_and_explain_creates
         assert explained["excluded"]["leeds-outreach"] == "excluded: no BSL provision, which the survivor needs"
         # An LGBT+ survivor: the local offer, and the LGBT+ helpline named beside it as advice (issue 12).
         question["summary"] = {**question["summary"], "needs": [], "characteristics": ["lgbt+"]}
-        explained = (await client.post("/explain", json=question, headers={"X-API-Key": SERVICE_TOKEN})).json()
+        explained = (await client.post("/explain", json=question, headers={"X-API-Key": OPS_KEY})).json()
         assert [s["service_id"] for s in explained["helplines"]] == ["national-lgbt-helpline"]
         assert "specialist national helpline: advice beside the offers" in explained["helplines"][0]["reasons"]
         assert "specialist national helplines named as advice: national-lgbt-helpline (sample)" in explained["notes"]
