@@ -88,6 +88,8 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
     if "INTAKE_ENCRYPTION_KEYS" not in values:
         values["INTAKE_ENCRYPTION_KEYS"] = "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
         values["INTAKE_ACTIVE_KEY_ID"] = "dev1"
+    # The audit trails' HMAC key (intake, notify and the directory seal their hash chains with it).
+    values.setdefault("PATHWAYS_AUDIT_KEYS", "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode())
     private_directory(path.parent)
     # Created owner-only (never briefly world-readable); an older file is narrowed too.
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:

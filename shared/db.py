@@ -44,6 +44,8 @@ _SQLITE_IMMEDIATE = "pathways_sqlite_immediate"
 # Execution options for a SQLite schema migration: BEGIN EXCLUSIVE, and foreign keys off before it (the
 # pragma changes nothing inside a transaction). Such a connection is never returned to the pool.
 SQLITE_MIGRATION_OPTIONS = {"pathways_sqlite_begin": "BEGIN EXCLUSIVE", "pathways_sqlite_foreign_keys_off": True}
+# Set in a session's ``info`` by ``shared.audit.record``: after its commit, the audit sealer is woken.
+AUDITED = "pathways_audited"
 # The Database whose SQLite writer slot the current task holds: a nested write would wait on itself.
 _writing: ContextVar[Database | None] = ContextVar("pathways_writing", default=None)
 
@@ -134,6 +136,8 @@ class Database:
             self._writer = asyncio.Lock()
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         self.on_commit: list[Callable[[], None]] = []
+        # Called after a transaction that wrote audit records commits (the sealer's wake).
+        self.on_audit: list[Callable[[], None]] = []
 
     @property
     def backend(self) -> str:
@@ -180,14 +184,20 @@ class Database:
             async with self._sessions() as own:
                 async with self._writing(own):
                     yield own
+                audited = own.info.pop(AUDITED, False)
         else:
             await end_read(session)
             # What the request read before is re-read inside the transaction, never trusted stale.
             session.expire_all()
+            session.info.pop(AUDITED, None)
             async with self._writing(session):
                 yield session
+            audited = session.info.pop(AUDITED, False)
         if announce:
             self.notify_committed()
+        if audited:
+            for callback in self.on_audit:
+                callback()
 
     @asynccontextmanager
     async def _writing(self, session: AsyncSession) -> AsyncIterator[None]:

@@ -98,6 +98,21 @@ class ServiceSettings(BaseSettings):
     service_credentials: SecretStr = Field(
         default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_SERVICE_CREDENTIALS", "service_credentials")
     )
+    # The audit trail's HMAC keys, "kid:base64key,…" (at least 32 random bytes each; ``pathways audit
+    # keygen``): every record's hash is keyed, so one who can write the database but does not hold the key
+    # cannot re-compute a chain they edited. Several keys for rotation: new records use the active one,
+    # ``verify`` checks older ones with theirs. Empty: plain SHA-256 (development; ``verify`` still
+    # detects edits made without re-hashing).
+    audit_keys: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_AUDIT_KEYS", "audit_keys")
+    )
+    audit_active_key_id: str = Field(
+        default="", validation_alias=AliasChoices("PATHWAYS_AUDIT_ACTIVE_KEY_ID", "audit_active_key_id")
+    )
+    # How often the sealer looks for unsealed audit records besides being woken after each audited commit.
+    audit_seal_seconds: float = Field(
+        default=5.0, gt=0, validation_alias=AliasChoices("PATHWAYS_AUDIT_SEAL_SECONDS", "audit_seal_seconds")
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     # Consumers: deliveries before a message goes to the dead-letter subject.
@@ -108,6 +123,27 @@ class ServiceSettings(BaseSettings):
     request_queue_seconds: float = 2.0
     database_wait_seconds: float = 2.0
     busy_retry_after_seconds: int = 1
+    # Abuse resistance (``shared.protection``): the largest request body in bytes (413 past it; per
+    # service, e.g. ``DIRECTORY_MAX_BODY_BYTES``), and rate limits per caller (429 past them).
+    max_body_bytes: int = Field(default=1_000_000, ge=0)
+    # Where rate-limit counters live: in each process by default; with several replicas, a store they
+    # share, as a ``limits`` storage URI (``async+redis://redis:6379/0``).
+    rate_limit_storage: str = Field(
+        default="async+memory://", validation_alias=AliasChoices("PATHWAYS_RATE_LIMIT_STORAGE", "rate_limit_storage")
+    )
+    rate_limit_strategy: str = Field(
+        default="fixed-window", validation_alias=AliasChoices("PATHWAYS_RATE_LIMIT_STRATEGY", "rate_limit_strategy")
+    )
+    # Per kind of caller, over the defaults (``shared.protection.DEFAULT_RATE_LIMITS``), in ``limits``
+    # notation: '{"ehr-client": "50/second;2000/minute", "anonymous": "10/second"}'. "" turns a kind off.
+    rate_limits: dict[str, str] = Field(
+        default_factory=dict, validation_alias=AliasChoices("PATHWAYS_RATE_LIMITS", "rate_limits")
+    )
+    # Networks outbound deliveries (webhooks, FHIR Subscriptions) may reach although they are not public,
+    # comma-separated CIDRs (``shared.egress``); development also allows loopback.
+    egress_allowed_networks: str = Field(
+        default="", validation_alias=AliasChoices("PATHWAYS_EGRESS_ALLOWED_NETWORKS", "egress_allowed_networks")
+    )
     otel_exporter: str = Field(
         default="none", validation_alias=AliasChoices("PATHWAYS_OTEL_EXPORTER", "otel_exporter")
     )

@@ -2,8 +2,8 @@
 
 Both columns are nullable: existing referrals have neither until their next case.status.
 
-Revision ID: 0005_router
-Revises: 0004_secauth
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-26 23:10:00
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0005_router'
-down_revision = '0004_secauth'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
