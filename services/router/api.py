@@ -95,4 +95,7 @@ async def explain(body: ExplainRequest, session: SessionDep, router_state: Route
     # Built like a stored decision so the two read the same, but never added to a session.
     explained = decision_row(UUID(int=0), decision, kind="explain").model_dump(mode="json", exclude={"id", "case_id"})
     return {**explained, "note": note(explained), "ranking": {lane: [s.model_dump(mode="json") for s in services]
-                                                              for lane, services in decision.lanes.items()}}
+                                                              for lane, services in decision.lanes.items()},
+            # Specialist national helplines named as advice beside the offers, with why (rule 7).
+            "helplines": [s.model_dump(mode="json") for s in decision.helplines],
+            "referrer_summary": decision.referrer_summary}
