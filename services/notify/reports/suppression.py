@@ -1,0 +1,187 @@
+"""Small-number suppression for published counts.
+
+A count from 1 to 4 could identify a survivor in a small area, so it is shown as "<5" (primary
+suppression). Published totals are linear equations over the cells, so one hidden cell in a row whose
+other cells and total are shown could be worked out by subtraction; further cells (secondary
+suppression, shown as "*") are hidden until no hidden cell is determined by the published figures.
+
+A cell is determined when its unit vector lies in the row space of the published equations restricted
+to the hidden cells: that is exactly "recoverable by any sequence of additions and subtractions of the
+published rows, columns and totals", and it covers two-way tables with both margins, not only one line
+at a time. Secondary cells are chosen smallest first (least information lost), interior cells before
+totals, non-zero cells before zeros.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from fractions import Fraction
+
+SMALL_MAX = 4  # 1..SMALL_MAX is suppressed; 0 is shown (nobody to identify)
+PRIMARY_MARK = "<5"
+SECONDARY_MARK = "*"
+TOTAL = "Total"
+
+
+class Hidden(StrEnum):
+    shown = "shown"
+    primary = "primary"  # a count from 1 to 4
+    secondary = "secondary"  # hidden so that a primary cell cannot be worked out
+
+
+Cell = tuple[int, int]  # (row, column) in the table including its totals
+
+
+@dataclass(frozen=True)
+class CountTable:
+    """A table of counts. ``additive`` says the cells of a row add up to something published (the row
+    total column and the total row are then added here): only then can subtraction recover a cell. A
+    table where one survivor counts in several columns (characteristics) is not additive."""
+
+    key: str
+    title: str
+    row_header: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[int, ...]], ...]
+    additive: bool = True
+    # Row totals are meaningful only where each survivor falls in one column of the row.
+    row_totals: bool = True
+    note: str = ""
+
+    @classmethod
+    def of(cls, key: str, title: str, row_header: str, columns: Sequence[str],
+           rows: Iterable[tuple[str, Sequence[int]]], **options: object) -> CountTable:
+        return cls(key, title, row_header, tuple(columns),
+                   tuple((label, tuple(int(v) for v in values)) for label, values in rows), **options)  # type: ignore[arg-type]
+
+    def grid(self) -> tuple[list[str], list[str], list[list[int]], list[list[Cell]]]:
+        """Row labels, column labels, the values with totals added, and the published equations (each a
+        list of cells whose last entry is the total the others add up to)."""
+        labels = [label for label, _ in self.rows]
+        columns = list(self.columns)
+        values = [list(v) for _, v in self.rows]
+        equations: list[list[Cell]] = []
+        if not self.additive:
+            return labels, columns, values, equations
+        n_rows, n_cols = len(values), len(columns)
+        with_row_totals = self.row_totals and n_cols > 1
+        if with_row_totals:
+            columns.append(TOTAL)
+            for i, row in enumerate(values):
+                row.append(sum(row))
+                equations.append([*((i, j) for j in range(n_cols)), (i, n_cols)])
+        width = len(columns)
+        labels.append(TOTAL)
+        values.append([sum(values[i][j] for i in range(n_rows)) for j in range(width)])
+        for j in range(width):
+            equations.append([*((i, j) for i in range(n_rows)), (n_rows, j)])
+        if with_row_totals:
+            equations.append([*((n_rows, j) for j in range(n_cols)), (n_rows, n_cols)])
+        return labels, columns, values, equations
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    """A table as it may be shown: every cell as text, with the original kept only for tests."""
+
+    key: str
+    title: str
+    row_header: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[str, ...]], ...]
+    hidden: frozenset[Cell] = frozenset()
+    note: str = ""
+
+    def csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([self.row_header, *self.columns])
+        for label, cells in self.rows:
+            writer.writerow([label, *cells])
+        return out.getvalue()
+
+    def number(self, row: str, column: str) -> int | None:
+        """A shown count (``None`` when hidden), for charts."""
+        index = self.columns.index(column)
+        for label, cells in self.rows:
+            if label == row:
+                return int(cells[index]) if cells[index].isdigit() else None
+        raise KeyError(row)
+
+
+def determined(equations: list[list[Cell]], hidden: set[Cell], values: dict[Cell, int]) -> set[Cell]:
+    """The hidden cells that the published equations pin down (Gaussian elimination over the rationals)."""
+    order = sorted(hidden)
+    index = {cell: k for k, cell in enumerate(order)}
+    rows: list[list[Fraction]] = []
+    for equation in equations:
+        *parts, total = equation
+        row = [Fraction(0)] * len(order)
+        for cell in parts:
+            if cell in index:
+                row[index[cell]] += 1
+        if total in index:
+            row[index[total]] -= 1
+        if any(row):
+            rows.append(row)
+    pivots: list[int] = []
+    r = 0
+    for c in range(len(order)):
+        pivot = next((k for k in range(r, len(rows)) if rows[k][c] != 0), None)
+        if pivot is None:
+            continue
+        rows[r], rows[pivot] = rows[pivot], rows[r]
+        lead = rows[r][c]
+        rows[r] = [v / lead for v in rows[r]]
+        for k in range(len(rows)):
+            if k != r and rows[k][c] != 0:
+                factor = rows[k][c]
+                rows[k] = [a - factor * b for a, b in zip(rows[k], rows[r], strict=True)]
+        pivots.append(c)
+        r += 1
+    found = set()
+    for k, c in enumerate(pivots):
+        if all(v == 0 for j, v in enumerate(rows[k]) if j != c):
+            found.add(order[c])
+    return found
+
+
+def suppress(table: CountTable) -> PublishedTable:
+    """Hide counts of 1 to 4, then the fewest further cells (smallest first) so none can be worked out."""
+    labels, columns, values, equations = table.grid()
+    value = {(i, j): v for i, row in enumerate(values) for j, v in enumerate(row)}
+    primary = {cell for cell, v in value.items() if 1 <= v <= SMALL_MAX}
+    hidden = set(primary)
+    total_row = len(table.rows) if table.additive else -1
+    total_col = len(table.columns) if table.additive and len(columns) > len(table.columns) else -1
+    while exposed := determined(equations, hidden, value):
+        cell = min(exposed)
+        lines = [eq for eq in equations if cell in eq]
+        candidates = {other for eq in lines for other in eq if other not in hidden}
+
+        def cost(other: Cell) -> tuple[int, int, int, Cell]:
+            is_total = other[0] == total_row or other[1] == total_col
+            return (value[other] == 0, is_total, value[other], other)
+
+        if not candidates:  # every cell of its lines is hidden yet it is pinned down: widen to any cell
+            candidates = {c for c in value if c not in hidden}
+        if not candidates:
+            break  # everything is hidden already
+        hidden.add(min(candidates, key=cost))
+    shown_rows = tuple(
+        (label, tuple(PRIMARY_MARK if (i, j) in primary else SECONDARY_MARK if (i, j) in hidden else str(v)
+                      for j, v in enumerate(values[i])))
+        for i, label in enumerate(labels)
+    )
+    note = table.note
+    if hidden:
+        note = (note + " " if note else "") + (
+            f'"{PRIMARY_MARK}": a count from 1 to {SMALL_MAX}, hidden to protect survivors. '
+            + (f'"{SECONDARY_MARK}": hidden so that a "{PRIMARY_MARK}" cannot be worked out from the totals.'
+               if hidden - primary else ""))
+    return PublishedTable(table.key, table.title, table.row_header, tuple(columns), shown_rows,
+                          frozenset(hidden), note.strip())

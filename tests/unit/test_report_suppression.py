@@ -1,0 +1,144 @@
+"""Small-number suppression: no count from 1 to 4 is shown, and no hidden cell can be worked out from
+what is shown (the published cells, row totals, column totals and grand total)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from itertools import product
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.notify.reports.suppression import PRIMARY_MARK, SECONDARY_MARK, CountTable, suppress
+
+
+def _values(table: CountTable) -> list[list[int]]:
+    _, _, values, _ = table.grid()
+    return values
+
+
+def subtraction_attack(table: CountTable, published: list[list[str]]) -> dict[tuple[int, int], int]:
+    """An attacker who knows that each published row and column adds up to its total, and solves any
+    line with one unknown, over and over (independent of the implementation's linear algebra)."""
+    n_rows, n_cols = len(published), len(published[0])
+    known = {(i, j): int(v) for i in range(n_rows) for j, v in enumerate(published[i]) if v.isdigit()}
+    lines = []
+    row_totals = n_cols > len(table.columns)
+    data_rows, data_cols = n_rows - 1, (n_cols - 1 if row_totals else n_cols)
+    if row_totals:
+        lines += [[(i, j) for j in range(data_cols)] + [(i, data_cols)] for i in range(n_rows)]
+    lines += [[(i, j) for i in range(data_rows)] + [(data_rows, j)] for j in range(n_cols)]
+    recovered: dict[tuple[int, int], int] = {}
+    changed = True
+    while changed:
+        changed = False
+        for line in lines:
+            unknown = [c for c in line if c not in known]
+            if len(unknown) != 1:
+                continue
+            *parts, total = line
+            cell = unknown[0]
+            if cell == total:
+                value = sum(known[c] for c in parts)
+            else:
+                value = known[total] - sum(known[c] for c in parts if c != cell)
+            known[cell] = recovered[cell] = value
+            changed = True
+    return recovered
+
+
+def brute_force_values(table: CountTable, published: list[list[str]], cell: tuple[int, int]) -> set[int]:
+    """Every value the hidden cell can take in a non-negative table consistent with what is shown."""
+    values = _values(table)
+    n_rows, n_cols = len(values), len(values[0])
+    row_totals = n_cols > len(table.columns)
+    data_rows, data_cols = n_rows - 1, (n_cols - 1 if row_totals else n_cols)
+    hidden = [(i, j) for i in range(data_rows) for j in range(data_cols) if not published[i][j].isdigit()]
+    bound = values[data_rows][n_cols - 1] if row_totals else max(values[data_rows])
+    seen = set()
+    for guess in product(range(bound + 1), repeat=len(hidden)):
+        grid = [row[:data_cols] for row in values[:data_rows]]
+        for (i, j), v in zip(hidden, guess, strict=True):
+            grid[i][j] = v
+        full = [row + ([sum(row)] if row_totals else []) for row in grid]
+        full.append([sum(r[j] for r in full) for j in range(n_cols)])
+        if all(published[i][j] == str(full[i][j]) for i in range(n_rows) for j in range(n_cols)
+               if published[i][j].isdigit()):
+            seen.add(full[cell[0]][cell[1]])
+    return seen
+
+
+tables = st.integers(min_value=1, max_value=4).flatmap(
+    lambda n_rows: st.integers(min_value=1, max_value=4).flatmap(
+        lambda n_cols: st.lists(
+            st.lists(st.sampled_from([0, 1, 2, 3, 4, 5, 6, 9, 14, 30]), min_size=n_cols, max_size=n_cols),
+            min_size=n_rows, max_size=n_rows)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(tables)
+def test_no_small_count_is_shown_and_no_hidden_cell_can_be_worked_out(grid: list[list[int]]) -> None:
+    table = CountTable.of("t", "T", "area", [f"c{j}" for j in range(len(grid[0]))],
+                          [(f"r{i}", row) for i, row in enumerate(grid)])
+    published = suppress(table)
+    shown = [list(cells) for _, cells in published.rows]
+    values = _values(table)
+    for i, row in enumerate(shown):
+        for j, text in enumerate(row):
+            if 1 <= values[i][j] <= 4:
+                assert text == PRIMARY_MARK
+            elif text.isdigit():
+                assert int(text) == values[i][j]
+            else:
+                assert text in (PRIMARY_MARK, SECONDARY_MARK)
+    assert subtraction_attack(table, shown) == {}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([0, 1, 3, 6]), min_size=2, max_size=2), min_size=2, max_size=2))
+def test_every_hidden_cell_could_take_more_than_one_value(grid: list[list[int]]) -> None:
+    # Exhaustive: every non-negative table consistent with what is shown (2x2 plus margins).
+    table = CountTable.of("t", "T", "area", ["a", "b"], [("x", grid[0]), ("y", grid[1])])
+    published = suppress(table)
+    shown = [list(cells) for _, cells in published.rows]
+    for i in range(2):
+        for j in range(2):
+            if shown[i][j] == PRIMARY_MARK:  # a hidden zero may be pinned to 0: nobody to identify
+                assert len(brute_force_values(table, shown, (i, j))) > 1, (grid, shown)
+
+
+def test_a_single_small_cell_in_a_list_hides_the_next_smallest_and_keeps_the_total() -> None:
+    table = CountTable.of("risk", "Referrals by risk band", "risk band", ["referrals"],
+                          [("high", [3]), ("medium", [12]), ("standard", [40])])
+    published = suppress(table)
+    assert published.rows == (("high", ("<5",)), ("medium", ("*",)), ("standard", ("40",)), ("Total", ("55",)))
+    assert "<5" in published.csv() and "3" not in published.csv().split("\n", 1)[1].replace("<5", "")
+
+
+def test_a_table_where_everything_is_small_hides_the_total_too() -> None:
+    published = suppress(CountTable.of("t", "T", "band", ["n"], [("high", [2])]))
+    assert published.rows == (("high", ("<5",)), ("Total", ("<5",)))
+    published = suppress(CountTable.of("t", "T", "band", ["n"], [("high", [2]), ("low", [0])]))
+    assert published.rows[0][1] == ("<5",) and published.rows[-1][1] != ("2",)
+
+
+def test_not_additive_tables_hide_only_small_counts() -> None:
+    # One survivor can share several characteristics: there is no total to subtract from.
+    published = suppress(CountTable.of("c", "C", "characteristic", ["survivors"],
+                                       [("deaf", [2]), ("lgbt+", [9])], additive=False))
+    assert published.rows == (("deaf", ("<5",)), ("lgbt+", ("9",)))
+
+
+def test_zero_is_shown() -> None:
+    published = suppress(CountTable.of("t", "T", "band", ["n"], [("high", [0]), ("low", [7])]))
+    assert published.rows == (("high", ("0",)), ("low", ("7",)), ("Total", ("7",)))
+
+
+def test_two_way_table_with_margins() -> None:
+    table = CountTable.of("t", "T", "ICB", ["accepted", "declined", "expired"],
+                          [("A", [10, 2, 8]), ("B", [7, 9, 11]), ("C", [6, 12, 20])])
+    published = suppress(table)
+    shown = [list(cells) for _, cells in published.rows]
+    assert shown[0][1] == PRIMARY_MARK
+    assert subtraction_attack(table, shown) == {}
+    assert Fraction(1)  # fractions are what the implementation uses; the attacker above does not
