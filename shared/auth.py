@@ -26,6 +26,8 @@ class CallerKind(StrEnum):
     provider = "provider"
     service = "service"
     ops = "ops"
+    # Reports only, never a case: an ops-user credential whose role is "commissioner".
+    commissioner = "commissioner"
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,8 @@ class OpsVerifier(Protocol):
     async def __call__(self, request: Request, key: str, session: AsyncSession) -> Caller | None: ...
 
 
-async def require_ops(request: Request, key: PresentedKey, session: SessionDep) -> Caller:
-    """Ops staff, each with a named credential (held by the directory: see ``shared.ops_users``)."""
+async def ops_user(request: Request, key: PresentedKey, session: SessionDep) -> Caller:
+    """Whoever holds this ops-user credential: an ops user or a commissioner (its role says which)."""
     verify: OpsVerifier = request.app.state.verify_ops
     caller = await verify(request, key, session)
     if caller is None:
@@ -96,4 +98,20 @@ async def require_ops(request: Request, key: PresentedKey, session: SessionDep) 
     return caller
 
 
+async def require_ops(caller: Annotated[Caller, Depends(ops_user)]) -> Caller:
+    """Ops staff, each with a named credential (held by the directory: see ``shared.ops_users``).
+    A commissioner's credential is refused (403): commissioners see reports, never a case."""
+    if caller.kind is not CallerKind.ops:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="This endpoint is for ops users only.")
+    return caller
+
+
+async def require_ops_or_commissioner(caller: Annotated[Caller, Depends(ops_user)]) -> Caller:
+    """Reports: ops users and commissioners (aggregates with small-number suppression, never a case)."""
+    if caller.kind not in (CallerKind.ops, CallerKind.commissioner):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="This endpoint is for ops users and commissioners.")
+    return caller
+
+
 OpsCaller = Annotated[Caller, Depends(require_ops)]
+OpsOrCommissioner = Annotated[Caller, Depends(require_ops_or_commissioner)]

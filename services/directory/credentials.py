@@ -11,7 +11,7 @@ sign in.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field, StringConstraints
@@ -46,6 +46,7 @@ PROVIDER_KEY_PREFIX = "pw_prv"
 OPS_KEY_PREFIX = "pw_ops"
 Handle = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,98}[a-z0-9]$")]
 BOOTSTRAP = Caller(CallerKind.ops, "bootstrap")
+OpsRole = Literal["ops", "commissioner"]
 
 
 class ProviderKeyCreate(Validity):
@@ -67,14 +68,16 @@ class ProviderKeyIssued(ProviderKeyPublic, ShownOnce):
 class OpsUserCreate(Validity):
     id: Handle = Field(description="The person's handle, e.g. 'alex.khan': it names them in the audit trail")
     name: str = Field(default="", max_length=200, description="Full name or role (defaults to the handle)")
+    role: OpsRole = Field(default="ops", description="'ops', or 'commissioner': reports only, never a case")
 
 
 class OpsUserPublic(CredentialPublic):
     id: str
+    role: OpsRole = "ops"
 
     @classmethod
     def of(cls, user: OpsUser) -> OpsUserPublic:
-        return cls(id=user.id, **cls.fields_of(user))
+        return cls(id=user.id, role=user.role, **cls.fields_of(user))
 
 
 class OpsUserIssued(OpsUserPublic, ShownOnce):
@@ -199,9 +202,9 @@ async def add_ops_user(session: AsyncSession, caller: Caller, body: OpsUserCreat
     if await session.get(OpsUser, body.id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"An ops user '{body.id}' already exists.")
     plain = api_key or new_key(OPS_KEY_PREFIX).api_key
-    user = OpsUser(id=body.id, name=body.name or body.id, key_hash=hash_api_key(plain),
+    user = OpsUser(id=body.id, name=body.name or body.id, role=body.role, key_hash=hash_api_key(plain),
                    expires_at=body.expires_at(utcnow()))
-    issue(session, caller, user, kind="ops-user", subject=f"ops user {body.id}")
+    issue(session, caller, user, kind="ops-user", subject=f"ops user {body.id} ({body.role})")
     await session.flush()
     return OpsUserIssued(api_key=plain, **OpsUserPublic.of(user).model_dump())
 
@@ -273,7 +276,7 @@ async def find_ops_user(session: AsyncSession, api_key: str) -> OpsUser | None:
 async def verify_ops(request: Request, key: str, session: AsyncSession) -> Caller | None:
     """The directory's own ``OpsVerifier``: a lookup in the request's session."""
     user = await find_ops_user(session, key)
-    caller = Caller(CallerKind.ops, user.id) if user else None
+    caller = Caller(CallerKind(user.role), user.id) if user else None
     # End the read so the connection goes back to the pool: handlers that write open their own
     # transaction, and a request must not hold one connection while it waits for another.
     await session.rollback()
@@ -287,4 +290,4 @@ async def authenticate_ops(body: OpsKey, session: SessionDep, _caller: ServiceCa
     user = await find_ops_user(session, body.api_key)
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No ops user holds a usable key like that.")
-    return OpsIdentity(ops_user_id=user.id, name=user.name)
+    return OpsIdentity(ops_user_id=user.id, name=user.name, role=user.role)
