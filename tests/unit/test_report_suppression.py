@@ -9,7 +9,14 @@ from itertools import product
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.notify.reports.suppression import PRIMARY_MARK, SECONDARY_MARK, CountTable, suppress
+from services.notify.reports.suppression import (
+    PRIMARY_MARK,
+    SECONDARY_MARK,
+    CountTable,
+    Link,
+    suppress,
+    suppress_together,
+)
 
 
 def _values(table: CountTable) -> list[list[int]]:
@@ -142,3 +149,20 @@ def test_two_way_table_with_margins() -> None:
     assert shown[0][1] == PRIMARY_MARK
     assert subtraction_attack(table, shown) == {}
     assert Fraction(1)  # fractions are what the implementation uses; the attacker above does not
+
+
+def test_tables_published_together_are_protected_together() -> None:
+    # An ICB's referrals are its authorities' added up: a small authority hides a cell in the other table.
+    icbs = CountTable.of("icb", "By ICB", "ICB", ["referrals"], [("North", [10]), ("South", [30])])
+    las = CountTable.of("la", "By authority", "authority", ["referrals"],
+                        [("North: Aston", [6]), ("North: Brig", [4]), ("South: Cray", [30])])
+    links = [Link((("la", "North: Aston", "referrals"), ("la", "North: Brig", "referrals")),
+                  ("icb", "North", "referrals")),
+             Link((("la", "South: Cray", "referrals"),), ("icb", "South", "referrals")),
+             Link((("la", "Total", "referrals"),), ("icb", "Total", "referrals"))]
+    by_icb, by_la = suppress_together([icbs, las], links)
+    assert by_la.rows[1] == ("North: Brig", ("<5",))
+    # Alone, the authorities' table would show Aston (the total hides with it); with the ICB table beside
+    # it, North = Aston + Brig would give Brig away, so North's count is hidden too.
+    shown = {label: cells[0] for label, cells in (*by_icb.rows, *by_la.rows)}
+    assert not (shown["North"].isdigit() and shown["North: Aston"].isdigit())

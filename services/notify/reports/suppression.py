@@ -113,8 +113,25 @@ class PublishedTable:
         raise KeyError(row)
 
 
-def determined(equations: list[list[Cell]], hidden: set[Cell], values: dict[Cell, int]) -> set[Cell]:
-    """The hidden cells that the published equations pin down (Gaussian elimination over the rationals)."""
+Ref = tuple[str, str, str]  # (table key, row label, column label): a cell named across tables
+Key = tuple[str, int, int]  # (table key, row, column)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A published fact joining tables: the cells ``parts`` add up to the cell ``total`` (a grand total shown
+    in two tables is the link ``Link((a,), b)``; an ICB's referrals are the sum of its authorities')."""
+
+    parts: tuple[Ref, ...]
+    total: Ref
+
+
+def determined(equations: list[list[Key]], hidden: set[Key]) -> set[Key]:
+    """The hidden cells that the published equations pin down (Gaussian elimination over the rationals).
+
+    Each equation is a list of cells whose last one is the total of the others. A hidden cell is
+    determined exactly when its unit vector lies in the row space of the equations restricted to the
+    hidden cells (in reduced row echelon form: a pivot row with no other non-zero entry)."""
     order = sorted(hidden)
     index = {cell: k for k, cell in enumerate(order)}
     rows: list[list[Fraction]] = []
@@ -143,45 +160,67 @@ def determined(equations: list[list[Cell]], hidden: set[Cell], values: dict[Cell
                 rows[k] = [a - factor * b for a, b in zip(rows[k], rows[r], strict=True)]
         pivots.append(c)
         r += 1
-    found = set()
-    for k, c in enumerate(pivots):
-        if all(v == 0 for j, v in enumerate(rows[k]) if j != c):
-            found.add(order[c])
-    return found
+    return {order[c] for k, c in enumerate(pivots) if all(v == 0 for j, v in enumerate(rows[k]) if j != c)}
 
 
 def suppress(table: CountTable) -> PublishedTable:
-    """Hide counts of 1 to 4, then the fewest further cells (smallest first) so none can be worked out."""
-    labels, columns, values, equations = table.grid()
-    value = {(i, j): v for i, row in enumerate(values) for j, v in enumerate(row)}
+    """One table on its own (see ``suppress_together``)."""
+    return suppress_together([table])[0]
+
+
+def suppress_together(tables: Sequence[CountTable], links: Sequence[Link] = ()) -> list[PublishedTable]:
+    """Hide counts of 1 to 4, then the fewest further cells (smallest first) so that none can be worked
+    out from everything published together: each table's totals and the ``links`` between tables."""
+    grids = {t.key: t.grid() for t in tables}
+    value: dict[Key, int] = {}
+    equations: list[list[Key]] = []
+    margins: set[Key] = set()
+    for t in tables:
+        labels, columns, values, local = grids[t.key]
+        for i, row in enumerate(values):
+            for j, v in enumerate(row):
+                value[(t.key, i, j)] = v
+                if t.additive and (i == len(t.rows) or j >= len(t.columns)):
+                    margins.add((t.key, i, j))
+        equations += [[(t.key, i, j) for i, j in eq] for eq in local]
+
+    def key(ref: Ref) -> Key:
+        labels, columns, _, _ = grids[ref[0]]
+        return (ref[0], labels.index(ref[1]), columns.index(ref[2]))
+
+    equations += [[*(key(p) for p in link.parts), key(link.total)] for link in links]
     primary = {cell for cell, v in value.items() if 1 <= v <= SMALL_MAX}
     hidden = set(primary)
-    total_row = len(table.rows) if table.additive else -1
-    total_col = len(table.columns) if table.additive and len(columns) > len(table.columns) else -1
-    while exposed := determined(equations, hidden, value):
+
+    def cost(other: Key) -> tuple[bool, bool, int, Key]:
+        return (value[other] == 0, other in margins, value[other], other)
+
+    while exposed := determined(equations, hidden):
         cell = min(exposed)
-        lines = [eq for eq in equations if cell in eq]
-        candidates = {other for eq in lines for other in eq if other not in hidden}
-
-        def cost(other: Cell) -> tuple[int, int, int, Cell]:
-            is_total = other[0] == total_row or other[1] == total_col
-            return (value[other] == 0, is_total, value[other], other)
-
-        if not candidates:  # every cell of its lines is hidden yet it is pinned down: widen to any cell
+        candidates = {other for eq in equations if cell in eq for other in eq if other not in hidden}
+        if not candidates:  # its lines are all hidden, yet it is pinned down: widen to any cell
             candidates = {c for c in value if c not in hidden}
         if not candidates:
-            break  # everything is hidden already
+            break
         hidden.add(min(candidates, key=cost))
+    return [_published(t, grids[t.key], primary, hidden) for t in tables]
+
+
+def _published(table: CountTable, grid: tuple[list[str], list[str], list[list[int]], list[list[Cell]]],
+               primary: set[Key], hidden: set[Key]) -> PublishedTable:
+    labels, columns, values, _ = grid
+    mine = {(i, j) for k, i, j in hidden if k == table.key}
+    small = {(i, j) for k, i, j in primary if k == table.key}
     shown_rows = tuple(
-        (label, tuple(PRIMARY_MARK if (i, j) in primary else SECONDARY_MARK if (i, j) in hidden else str(v)
+        (label, tuple(PRIMARY_MARK if (i, j) in small else SECONDARY_MARK if (i, j) in mine else str(v)
                       for j, v in enumerate(values[i])))
         for i, label in enumerate(labels)
     )
     note = table.note
-    if hidden:
+    if mine:
         note = (note + " " if note else "") + (
-            f'"{PRIMARY_MARK}": a count from 1 to {SMALL_MAX}, hidden to protect survivors. '
-            + (f'"{SECONDARY_MARK}": hidden so that a "{PRIMARY_MARK}" cannot be worked out from the totals.'
-               if hidden - primary else ""))
+            f'"{PRIMARY_MARK}": a count from 1 to {SMALL_MAX}, hidden to protect survivors.'
+            + (f' "{SECONDARY_MARK}": hidden so that a "{PRIMARY_MARK}" cannot be worked out from the totals.'
+               if mine - small else ""))
     return PublishedTable(table.key, table.title, table.row_header, tuple(columns), shown_rows,
-                          frozenset(hidden), note.strip())
+                          frozenset(mine), note.strip())
