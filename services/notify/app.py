@@ -8,6 +8,7 @@ from services.notify import consumer
 from services.notify.api import router
 from services.notify.deadlines import DeadlineTimer
 from services.notify.ops import router as ops_router
+from services.notify.reports.api import router as reports_router
 from services.notify.migrations import MIGRATIONS
 from services.notify.settings import NotifySettings
 from services.notify.store import offers_by_state
@@ -39,7 +40,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         title="Pathways notify",
         description="Offers cases to providers, releases consent-gated handoffs, keeps the referrer informed.",
         migrations=MIGRATIONS,
-        routers=[router, ops_router],
+        routers=[router, ops_router, reports_router],
         setup=setup,
     )
     app.state.provider_keys = {}

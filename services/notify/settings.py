@@ -13,6 +13,8 @@ class NotifySettings(ServiceSettings):
     public_url: str = "http://127.0.0.1:8004"
     intake_url: str = "http://127.0.0.1:8001"
     directory_url: str = "http://127.0.0.1:8003"
+    # The router: the ops console reads its decisions, the reports its gap analysis.
+    router_url: str = "http://127.0.0.1:8002"
     # How long a provider's API key stays trusted after the directory confirmed it.
     provider_key_cache_seconds: float = 60.0
     # Response deadlines by risk band, in hours (high risk: hours, not days).
