@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from shared.auth import generate_api_key, hash_api_key
+from shared.web.session import generate_session_key
 
 DATA_DIR_DEFAULT = Path(".data")
 SERVICES = ("directory", "intake", "router", "notify")
@@ -70,6 +71,7 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
     values.pop("PATHWAYS_OPS_KEY_HASHES", None)  # the old shared-key setting, no longer read
     values.setdefault("PATHWAYS_OPS_KEY", generate_api_key("pw_ops"))
     values.setdefault("PATHWAYS_SERVICE_TOKEN", secrets.token_urlsafe(32))
+    values.setdefault("PATHWAYS_WEB_SESSION_KEYS", generate_session_key())
     if "INTAKE_ENCRYPTION_KEYS" not in values:
         values["INTAKE_ENCRYPTION_KEYS"] = "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
         values["INTAKE_ACTIVE_KEY_ID"] = "dev1"
