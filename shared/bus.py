@@ -78,6 +78,17 @@ class ConsumerLag:
     redelivered: int  # delivered more than once and not yet acknowledged
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message a consumer gave up on: where it was going, who failed, how (the body stays in the stream)."""
+
+    sequence: int
+    subject: str
+    consumer: str
+    error: str
+    deliveries: int
+
+
 class BusNotConnected(RuntimeError):
     pass
 
@@ -427,6 +438,26 @@ class Bus:
             "bus %s: %s dead-lettered stream message %d after %d deliveries (%s)",
             self.name, spec.durable, msg.metadata.sequence.stream, msg.metadata.num_delivered, type(exc).__name__,
         )
+
+    async def dead_letters(self, *, limit: int = 200) -> list[DeadLetter]:
+        """The dead-lettered messages, oldest first (read without consuming them), for ops to inspect."""
+        info = await self.js.stream_info(DLQ_STREAM)
+        found: list[DeadLetter] = []
+        seq = info.state.first_seq
+        while seq and seq <= info.state.last_seq and len(found) < limit:
+            try:
+                msg = await self.js.get_msg(DLQ_STREAM, seq)
+            except nats.js.errors.NotFoundError:
+                seq += 1
+                continue
+            headers = dict(msg.headers or {})
+            found.append(DeadLetter(
+                sequence=seq, subject=headers.get("Pathways-Dlq-Subject", msg.subject or ""),
+                consumer=headers.get("Pathways-Dlq-Consumer", ""), error=headers.get("Pathways-Dlq-Error", ""),
+                deliveries=int(headers.get("Pathways-Dlq-Deliveries", "0") or 0),
+            ))
+            seq += 1
+        return found
 
     async def replay_dead_letters(self, *, limit: int = 1000) -> int:
         """Republish dead-lettered messages to their original subjects (ops' replay).

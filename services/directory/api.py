@@ -257,6 +257,15 @@ async def get_organisation(organisation_id: str, session: SessionDep) -> Organis
     return OrganisationPublic.of(await _organisation(session, organisation_id))
 
 
+@router.get("/organisations/{organisation_id}/services", response_model=list[ServicePublic], responses=errors(404),
+            summary="An organisation's services, whatever their area (for editing the directory)")
+async def organisation_services(organisation_id: str, session: SessionDep) -> list[ServicePublic]:
+    organisation = await _organisation(session, organisation_id)
+    rows = (await session.exec(select(Service).where(Service.organisation_id == organisation_id)
+                               .order_by(col(Service.id)))).all()
+    return [_public(service, organisation) for service in rows]
+
+
 # --- Ops: organisations and services --------------------------------------------------------------
 
 

@@ -8,7 +8,9 @@ from services.notify import consumer
 from services.notify.api import router
 from services.notify.deadlines import DeadlineTimer
 from services.notify.ops import router as ops_router
+from services.notify.console.pages import router as console_router
 from services.notify.reports.api import router as reports_router
+from services.notify.reports.pages import router as report_pages_router
 from services.notify.migrations import MIGRATIONS
 from services.notify.settings import NotifySettings
 from services.notify.store import offers_by_state
@@ -16,6 +18,7 @@ from services.notify.webhooks import WebhookDispatcher
 from shared.events import DirectoryChanged, Event
 from shared.ops_users import RemoteOpsVerifier
 from shared.service import Runtime, create_service_app
+from shared.web.pages import mount_assets
 
 
 def create_app(settings: NotifySettings | None = None) -> FastAPI:
@@ -40,9 +43,10 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         title="Pathways notify",
         description="Offers cases to providers, releases consent-gated handoffs, keeps the referrer informed.",
         migrations=MIGRATIONS,
-        routers=[router, ops_router, reports_router],
+        routers=[router, ops_router, reports_router, console_router, report_pages_router],
         setup=setup,
     )
+    mount_assets(app)
     app.state.provider_keys = {}
     app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
     return app

@@ -17,7 +17,7 @@ from shared.auth import OpsOrCommissioner
 from shared.openapi import errors
 from shared.service import Runtime, RuntimeDep
 
-router = APIRouter(prefix="/reports", tags=["reports"])
+router = APIRouter(prefix="/report-tables", tags=["reports"])
 
 
 class TableOut(BaseModel):
@@ -49,7 +49,7 @@ def table_out(table: PublishedTable) -> dict[str, Any]:
             "rows": [(label, list(cells)) for label, cells in table.rows], "note": table.note}
 
 
-@router.get("/tables", response_model=ReportOut, summary="Every report table, with small numbers suppressed")
+@router.get("", response_model=ReportOut, summary="Every report table, with small numbers suppressed")
 async def report_tables(runtime: RuntimeDep, caller: OpsOrCommissioner, response: Response) -> dict[str, Any]:
     tables, gaps = await published_tables(runtime)
     async with runtime.db.transaction() as session:
