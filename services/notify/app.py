@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.notify import consumer
 from services.notify.api import router
+from services.notify.inbox import router as inbox_router
 from services.notify.deadlines import DeadlineTimer
 from services.notify.ops import router as ops_router
 from services.notify.migrations import MIGRATIONS
@@ -15,6 +16,7 @@ from services.notify.webhooks import WebhookDispatcher
 from shared.events import DirectoryChanged, Event
 from shared.ops_users import RemoteOpsVerifier
 from shared.service import Runtime, create_service_app
+from shared.web.pages import mount_assets
 
 
 def create_app(settings: NotifySettings | None = None) -> FastAPI:
@@ -39,9 +41,10 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         title="Pathways notify",
         description="Offers cases to providers, releases consent-gated handoffs, keeps the referrer informed.",
         migrations=MIGRATIONS,
-        routers=[router, ops_router],
+        routers=[router, ops_router, inbox_router],
         setup=setup,
     )
+    mount_assets(app)
     app.state.provider_keys = {}
     app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
     return app
