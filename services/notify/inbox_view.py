@@ -127,7 +127,9 @@ def _address(entries: Any) -> list[Row]:
 
 
 KNOWN = {"name", "birth_date", "gender", "telecom", "address", "nhs_number", "language", "interpreter_required",
-         "notes", "referrer", "ethnic_category"}
+         "notes", "referrer", "ethnic_category", "referrer_ods", "dash_yes_count",
+         # The case's id is in the page's own links already; it is not about the survivor.
+         "case_id"}
 
 
 def survivor_rows(survivor: dict[str, Any]) -> list[Row]:
@@ -151,6 +153,8 @@ def survivor_rows(survivor: dict[str, Any]) -> list[Row]:
     if isinstance(ethnic, dict) and (ethnic.get("text") or ethnic.get("coding")):
         coding = (ethnic.get("coding") or [{}])[0]
         rows.append(Row("Ethnic category (recorded)", str(ethnic.get("text") or coding.get("display") or coding.get("code"))))
+    if survivor.get("dash_yes_count") is not None:
+        rows.append(Row("DASH checklist", f"{survivor['dash_yes_count']} of 24 answered yes"))
     for note in survivor.get("notes") or []:
         rows.append(Row("Referrer's note", str(note)))
     for key, value in survivor.items():
@@ -160,10 +164,10 @@ def survivor_rows(survivor: dict[str, Any]) -> list[Row]:
 
 
 def referrer_rows(survivor: dict[str, Any]) -> list[Row]:
+    rows = [Row("Referring organisation (ODS code)", str(survivor["referrer_ods"]))] if survivor.get("referrer_ods") else []
     referrer = survivor.get("referrer")
     if not isinstance(referrer, dict):
-        return []
-    rows = []
+        return rows
     if referrer.get("practitioner"):
         rows.append(Row("Referred by", str(referrer["practitioner"])))
     roles = [r for r in referrer.get("role") or [] if r]
