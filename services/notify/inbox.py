@@ -41,6 +41,8 @@ from shared.web.pages import Pages
 from shared.web.realm import WebRealm
 
 CLOSED_SHOWN = 50
+# A page, not an export: a provider with more open work than this uses the API (or answers some first).
+OPEN_SHOWN = 500
 
 
 async def verify_provider_key(request: Request, key: str, session: AsyncSession) -> Caller | None:
@@ -84,9 +86,9 @@ async def inbox(request: Request, session: SessionDep, provider: ProviderWeb) ->
     """Offers awaiting a decision (soonest deadline first), accepted cases, and recently closed ones."""
     mine = select(Offer).where(Offer.organisation_id == provider.id)
     awaiting = (await session.exec(mine.where(Offer.status == OfferStatus.offered)
-                                   .order_by(col(Offer.respond_by)))).all()
+                                   .order_by(col(Offer.respond_by)).limit(OPEN_SHOWN))).all()
     accepted = (await session.exec(mine.where(Offer.status == OfferStatus.accepted)
-                                   .order_by(col(Offer.last_updated).desc()))).all()
+                                   .order_by(col(Offer.last_updated).desc()).limit(OPEN_SHOWN))).all()
     closed = (await session.exec(
         mine.where(col(Offer.status).in_([OfferStatus.declined, OfferStatus.expired, OfferStatus.withdrawn]))
         .order_by(col(Offer.last_updated).desc()).limit(CLOSED_SHOWN))).all()
@@ -94,6 +96,7 @@ async def inbox(request: Request, session: SessionDep, provider: ProviderWeb) ->
         "awaiting": [_offer_context(o) for o in awaiting],
         "accepted": [_offer_context(o) for o in accepted],
         "closed": [_offer_context(o) for o in closed],
+        "limit": OPEN_SHOWN,
     })
 
 

@@ -99,6 +99,11 @@ class WebRealm:
 
     def _load(self, request: Request) -> WebState:
         web: WebState = request.state.web
+        settings: ServiceSettings = request.app.state.settings
+        if not settings.is_development and not settings.web_session_keys.get_secret_value():
+            # Each replica would make up its own key and refuse the others' sessions: say so instead.
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                                detail="Web sign-in is not configured here (PATHWAYS_WEB_SESSION_KEYS).")
         codec, policy = self._codec(request)
         raw = policy.read(request)
         web.had_cookie = raw is not None
@@ -149,6 +154,9 @@ class WebRealm:
         return response
 
     # --- pages --------------------------------------------------------------------------------------
+
+    def idle_seconds(self, request: Request) -> int:
+        return self._codec(request)[0].idle_seconds
 
     def error_page(self, request: Request, code: int, detail: str) -> Response:
         return self.pages.render(request, "error.html", {
