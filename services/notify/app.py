@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.notify import consumer
 from services.notify.api import router
+from services.notify.inbox import router as inbox_router
 from services.notify.deadlines import DeadlineTimer
 from services.notify.ops import router as ops_router
 from services.notify.console.pages import router as console_router
@@ -43,7 +44,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         title="Pathways notify",
         description="Offers cases to providers, releases consent-gated handoffs, keeps the referrer informed.",
         migrations=MIGRATIONS,
-        routers=[router, ops_router, reports_router, console_router, report_pages_router],
+        routers=[router, ops_router, inbox_router, reports_router, console_router, report_pages_router],
         setup=setup,
     )
     mount_assets(app)

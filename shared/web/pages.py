@@ -51,6 +51,8 @@ class Pages:
             "caller": web.caller if web else None,
             "csrf_token": web.session.csrf if web and web.session else "",
             "flash": web.take_flash() if web else None,
+            # Signed-in pages leave the screen for the sign-in page when the session would have ended.
+            "idle_seconds": web.realm.idle_seconds(request) if web and web.caller else None,
             **(context or {}),
         }
         html = self.env.get_template(template).render(values)

@@ -36,6 +36,7 @@ from shared.web.session import CSRF_FIELD, CookiePolicy, SessionCodec, WebSessio
 Verifier = Callable[[Request, str, AsyncSession], Awaitable[Caller | None]]
 ERROR_TITLES = {400: "Check what you entered", 403: "Not allowed", 404: "Page not found",
                 409: "That cannot be done now", 410: "No longer available", 422: "Check what you entered",
+                429: "Too many attempts",
                 503: "Try again shortly"}
 
 
@@ -99,6 +100,11 @@ class WebRealm:
 
     def _load(self, request: Request) -> WebState:
         web: WebState = request.state.web
+        settings: ServiceSettings = request.app.state.settings
+        if not settings.is_development and not settings.web_session_keys.get_secret_value():
+            # Each replica would make up its own key and refuse the others' sessions: say so instead.
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                                detail="Web sign-in is not configured here (PATHWAYS_WEB_SESSION_KEYS).")
         codec, policy = self._codec(request)
         raw = policy.read(request)
         web.had_cookie = raw is not None
@@ -149,6 +155,9 @@ class WebRealm:
         return response
 
     # --- pages --------------------------------------------------------------------------------------
+
+    def idle_seconds(self, request: Request) -> int:
+        return self._codec(request)[0].idle_seconds
 
     def error_page(self, request: Request, code: int, detail: str) -> Response:
         return self.pages.render(request, "error.html", {
@@ -207,8 +216,17 @@ class WebRealm:
                           api_key: Annotated[str, Form(max_length=500)] = "") -> Response:
             web = realm._load(request)
             await realm._check_csrf(request, web.session)
+            # Refused sign-ins count with refused API credentials (shared.protection's "failed-auth"
+            # limit, when the app has one): guessing keys through the form is no cheaper than the API.
+            limits = getattr(request.app.state, "rate_limits", None)
+            address = request.client.host if request.client else "unknown"
+            if limits is not None and await limits.exhausted("failed-auth", address) is not None:
+                raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                                    detail="Too many refused sign-ins from this address. Try again later.")
             caller = await realm.verify(request, api_key.strip(), db) if api_key.strip() else None
             if caller is None:
+                if limits is not None:
+                    await limits.hit("failed-auth", address)
                 return realm.pages.render(request, "sign_in.html", {
                     "error": f"That {realm.credential_label} was not recognised, or it is expired or revoked.",
                 }, status_code=status.HTTP_401_UNAUTHORIZED)

@@ -57,7 +57,8 @@ class SessionCodec:
     def __init__(self, keys: str, *, idle_seconds: int, max_age_seconds: int) -> None:
         configured = [k.strip() for k in keys.split(",") if k.strip()]
         if not configured:
-            log.warning("no PATHWAYS_WEB_SESSION_KEYS configured: web sessions last only as long as this process")
+            # Development only (production refuses to sign anyone in without configured keys).
+            log.info("no PATHWAYS_WEB_SESSION_KEYS configured: web sessions last only as long as this process")
             configured = [_EPHEMERAL_KEY]
         self.fernet = MultiFernet([Fernet(k.encode()) for k in configured])
         self.idle_seconds = idle_seconds

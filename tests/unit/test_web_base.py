@@ -152,3 +152,43 @@ async def test_assets_are_bundled(client: httpx.AsyncClient):
     assert (await client.get("/assets/pathways.css")).status_code == 200
     script = await client.get("/assets/quick-exit.js")
     assert script.status_code == 200 and "location.replace" in script.text
+
+
+async def test_production_without_session_keys_refuses_to_sign_in_rather_than_guess():
+    app, _ = make_app(Environment.production)
+    app.state.settings = ServiceSettings(environment=Environment.production)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as c:
+        page = await c.get("/t/sign-in")
+        assert page.status_code == 503 and "PATHWAYS_WEB_SESSION_KEYS" in page.text
+
+
+async def test_signed_in_pages_leave_the_screen_when_the_session_would_end(client: httpx.AsyncClient):
+    await signed_in(client)
+    home = await client.get("/t")
+    assert 'data-idle-seconds="900"' in home.text and 'data-idle-url="/t/sign-in"' in home.text
+    assert "/assets/idle.js" in home.text
+    assert "data-idle-seconds" not in (await client.get("/t/sign-in")).text
+
+
+class CountingLimits:
+    """Stands in for shared.protection's rate limits: refuses after two refused sign-ins."""
+
+    def __init__(self) -> None:
+        self.refused: dict[str, int] = {}
+
+    async def exhausted(self, kind: str, key: str) -> object | None:
+        return object() if self.refused.get(key, 0) >= 2 else None
+
+    async def hit(self, kind: str, key: str) -> None:
+        assert kind == "failed-auth"
+        self.refused[key] = self.refused.get(key, 0) + 1
+
+
+async def test_refused_sign_ins_count_towards_the_failed_credential_limit():
+    app, _ = make_app(Environment.development)
+    app.state.rate_limits = CountingLimits()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        for expected in (401, 401, 429):
+            page = await c.get("/t/sign-in")
+            answer = await c.post("/t/sign-in", data={"csrf_token": csrf_of(page.text), "api_key": "pw_guess"})
+            assert answer.status_code == expected

@@ -51,6 +51,8 @@ def dev_secrets(path: Path = SECRETS_FILE) -> list[dict[str, Any]]:
             "DATABASE_URL": database,
             "NATS_URL": f"nats://{service}:{values[f'NATS_PASSWORD_{service.upper()}']}@nats:4222",
             "PATHWAYS_SERVICE_TOKEN": values["PATHWAYS_SERVICE_TOKEN"],
+            # The web pages' session cookie keys (notify serves the provider inbox).
+            "PATHWAYS_WEB_SESSION_KEYS": values["PATHWAYS_WEB_SESSION_KEYS"],
         }
         if service == "directory":
             # The sample's ops user "dev-ops" signs in with the key printed on stderr.

@@ -1,0 +1,107 @@
+"""The provider inbox in a real browser: a provider signs in with its own key, accepts an offer, reads the
+handoff with the safe-contact instructions first, records contact made; the quick exit leaves nothing
+identifying behind. axe-core checks every page; each page is saved under docs/screenshots/."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from services.launcher import System
+from tests.browser.conftest import EXIT_URL, PROVIDER_KEY, refer
+
+IDENTIFYING = ("Alex", "Example", "1990-04-01", "LS7 9ZZ", "07700", "Synthetic Street")
+API = {"Authorization": f"Bearer {PROVIDER_KEY}"}
+
+
+def offer_for(system: System, case_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The sample provider's offer for the case, once routing made it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        offers = httpx.get(f"{system.url('notify')}/offers", headers=API).json()
+        mine = [o for o in offers if o["case_id"] == case_id]
+        if mine:
+            return mine[0]  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"no offer for {case_id}: {offers}"
+        time.sleep(0.2)
+
+
+def sign_in(page: Any, system: System) -> None:
+    page.goto(f"{system.url('notify')}/inbox")
+    assert page.url.endswith("/inbox/sign-in")
+    page.get_by_label("Your organisation's Pathways key").fill(PROVIDER_KEY)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/inbox")
+
+
+def assert_not_identifying(page: Any) -> None:
+    assert not any(value in page.url or value in page.title() for value in IDENTIFYING), (page.url, page.title())
+
+
+def test_a_provider_accepts_an_offer_reads_the_handoff_safe_contact_first_and_records_contact(
+        page: Any, system: System, check_page: Any):
+    case_id = refer(system, "browser-inbox-journey")
+    offer = offer_for(system, case_id)
+
+    page.goto(f"{system.url('notify')}/inbox")
+    assert page.url.endswith("/inbox/sign-in")
+    check_page(page, "inbox-sign-in")
+    sign_in(page, system)
+    assert "You are signed in." in page.content()
+    check_page(page, "inbox-offers")
+
+    page.locator(f'a[href="/inbox/offers/{offer["id"]}"]').click()
+    page.wait_for_url(f"**/inbox/offers/{offer['id']}")
+    assert page.get_by_role("button", name="Accept this offer").is_visible()
+    assert not any(value in page.content() for value in IDENTIFYING)  # the offer is non-identifying
+    assert_not_identifying(page)
+    check_page(page, "inbox-offer")
+
+    page.get_by_role("button", name="Accept this offer").click()
+    page.wait_for_url(f"**/inbox/offers/{offer['id']}/handoff")
+    assert_not_identifying(page)
+    # Safe-contact instructions first: the first heading, above the survivor's details, and on screen.
+    assert page.locator("main h1").first.inner_text().startswith("Before you make contact")
+    safe = page.locator("#safe-contact")
+    assert "Do not leave voicemail" in safe.inner_text() and safe.is_visible()
+    survivor = page.get_by_role("heading", name="Survivor", exact=True)
+    assert safe.bounding_box()["y"] < survivor.bounding_box()["y"]
+    assert "Alex Example (synthetic)" in page.content()
+    check_page(page, "inbox-handoff")
+
+    page.get_by_label("Contact made").check()
+    page.get_by_role("button", name="Record outcome").click()
+    page.wait_for_url(f"**/inbox/offers/{offer['id']}")
+    assert "Recorded: contact made." in page.content()
+    check_page(page, "inbox-case")
+    recorded = httpx.get(f"{system.url('notify')}/offers/{offer['id']}", headers=API).json()
+    assert recorded["status"] == "accepted" and recorded["outcome"] == "contact-made"
+
+
+def test_quick_exit_leaves_nothing_identifying_in_history(page: Any, system: System):
+    case_id = refer(system, "browser-inbox-exit")
+    offer = offer_for(system, case_id)
+    assert httpx.post(f"{system.url('notify')}/offers/{offer['id']}/accept", headers=API).status_code == 200
+    visited: list[tuple[str, str]] = []
+    page.on("load", lambda p: visited.append((p.url, p.title())))
+
+    sign_in(page, system)
+    page.goto(f"{system.url('notify')}/inbox/offers/{offer['id']}")
+    page.get_by_role("link", name="Read the handoff").click()
+    page.wait_for_url("**/handoff")
+    assert "Alex Example (synthetic)" in page.content()
+
+    page.get_by_role("link", name="Quick exit").click()
+    page.wait_for_url(EXIT_URL)
+    assert page.title() == "Weather"
+    # Nothing any page put in history (URLs, titles) names the survivor.
+    assert visited and not any(value in url or value in title for url, title in visited for value in IDENTIFYING)
+    # location.replace: the handoff is no longer in history, and the session is gone, so Back shows a
+    # sign-in page, never the survivor's details (pages are no-store: nothing comes from the cache).
+    page.go_back()
+    page.wait_for_load_state("load")
+    assert "/handoff" not in page.url
+    assert not any(value in page.content() for value in IDENTIFYING)
+    assert page.url.endswith("/inbox/sign-in"), page.url
