@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from services.launcher import System
-from tests.browser.conftest import EHR_KEY
+from tests.browser.conftest import EHR_KEY, refer
 from tests.conftest import EXAMPLES
 
 IDENTIFYING = ("Alex", "Example", "1990-04-01", "LS7 9ZZ", "07700", "Synthetic Street")
@@ -117,6 +117,13 @@ def test_an_ops_user_assigns_an_escalated_case_and_revokes_a_credential(page: An
 
 def test_reports_show_small_counts_as_under_five_to_a_commissioner(browser: Any, page: Any, system: System,
                                                                    check_page: Any):
+    refer(system, "browser-reports-referral")
+    ops = {"Authorization": f"Bearer {ops_key(system)}"}
+    deadline = time.monotonic() + 30
+    while not any(t["key"] == "referrals-by-setting" and t["rows"]
+                  for t in httpx.get(f"{system.url('notify')}/report-tables", headers=ops).json()["tables"]):
+        assert time.monotonic() < deadline, "the referral never reached the reports"
+        time.sleep(0.2)
     # An ops user issues a commissioner's credential through the console.
     sign_in(page, system, "console", "Ops key", ops_key(system))
     page.wait_for_url("**/console")
