@@ -16,7 +16,7 @@ router = REPORTS.router()
 
 @router.get("")
 async def reports(request: Request, runtime: RuntimeDep, caller: ReportsWeb) -> Response:
-    tables, gaps_available = await published_tables(runtime)
+    tables, gaps_available = await published_tables(runtime, request.app.state)
     by_key = {t.key: t for t in tables}
     charts = {}
     if "referrals-by-icb" in by_key:
@@ -33,7 +33,7 @@ async def reports(request: Request, runtime: RuntimeDep, caller: ReportsWeb) -> 
 
 @router.get("/{key}.csv")
 async def download(key: str, request: Request, runtime: RuntimeDep, caller: ReportsWeb) -> Response:
-    tables, _ = await published_tables(runtime)
+    tables, _ = await published_tables(runtime, request.app.state)
     table = next((t for t in tables if t.key == key), None)
     if table is None:
         return REPORTS.error_page(request, 404, "There is no such report table.")

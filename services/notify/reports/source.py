@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import httpx
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notify.reports.figures import CaseFacts, GapFacts, OfferFacts
@@ -15,6 +15,13 @@ from services.notify.store import CaseConsent, Offer
 from shared.events import CaseSummary
 
 log = logging.getLogger(__name__)
+
+
+async def data_version(session: AsyncSession) -> tuple[object, ...]:
+    """Changes whenever a case or an offer does: the reports are rebuilt only then."""
+    cases = (await session.exec(select(func.count(), func.max(CaseConsent.updated_at)))).one()
+    offers = (await session.exec(select(func.count(), func.max(Offer.last_updated)))).one()
+    return (*cases, *offers)
 
 
 async def case_facts(session: AsyncSession) -> list[CaseFacts]:

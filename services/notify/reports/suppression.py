@@ -19,7 +19,6 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from fractions import Fraction
 
 SMALL_MAX = 4  # 1..SMALL_MAX is suppressed; 0 is shown (nobody to identify)
 PRIMARY_MARK = "<5"
@@ -126,41 +125,91 @@ class Link:
     total: Ref
 
 
-def determined(equations: list[list[Key]], hidden: set[Key]) -> set[Key]:
-    """The hidden cells that the published equations pin down (Gaussian elimination over the rationals).
+# Arithmetic modulo a large prime (exact integers, no fractions): these equations are sums of cells
+# equal to totals, whose matrices have minors of 0 and ±1, so their ranks modulo the prime are their
+# ranks over the rationals. (Were a rank ever to differ, a cell would only seem determined when it is
+# not, and be protected needlessly... or, vanishingly unlikely, the reverse; the tests check both ways.)
+PRIME = (1 << 61) - 1
+
+
+def determined(equations: list[list[Key]], hidden: set[Key],
+               cache: dict[frozenset[Key], set[Key]] | None = None) -> set[Key]:
+    """The hidden cells that the published equations pin down, worked out separately for each group of
+    hidden cells that equations join (``cache`` keeps each group's answer between calls)."""
+    parent = {cell: cell for cell in hidden}
+
+    def root(cell: Key) -> Key:
+        while parent[cell] != cell:
+            parent[cell] = parent[parent[cell]]
+            cell = parent[cell]
+        return cell
+
+    touching: list[list[Key]] = []
+    for equation in equations:
+        inside = [cell for cell in equation if cell in parent]
+        if inside:
+            touching.append(equation)
+            first = root(inside[0])
+            for cell in inside[1:]:
+                parent[root(cell)] = first
+    groups: dict[Key, set[Key]] = {}
+    for cell in hidden:
+        groups.setdefault(root(cell), set()).add(cell)
+    by_group: dict[Key, list[list[Key]]] = {}
+    for equation in touching:
+        cell = next(c for c in equation if c in parent)
+        by_group.setdefault(root(cell), []).append(equation)
+    found: set[Key] = set()
+    for top, cells in groups.items():
+        key = frozenset(cells)
+        if cache is not None and key in cache:
+            found |= cache[key]
+            continue
+        result = _determined(by_group.get(top, []), cells)
+        if cache is not None:
+            cache[key] = result
+        found |= result
+    return found
+
+
+def _determined(equations: list[list[Key]], hidden: set[Key]) -> set[Key]:
+    """The hidden cells that the published equations pin down.
 
     Each equation is a list of cells whose last one is the total of the others. A hidden cell is
     determined exactly when its unit vector lies in the row space of the equations restricted to the
-    hidden cells (in reduced row echelon form: a pivot row with no other non-zero entry)."""
-    order = sorted(hidden)
-    index = {cell: k for k, cell in enumerate(order)}
-    rows: list[list[Fraction]] = []
+    hidden cells: in reduced row echelon form, a pivot row with no other entry. Rows are sparse (a
+    line of a table), so the elimination keeps them as dictionaries."""
+    number = {cell: k for k, cell in enumerate(sorted(hidden))}
+    basis: dict[int, dict[int, int]] = {}
     for equation in equations:
         *parts, total = equation
-        row = [Fraction(0)] * len(order)
+        row: dict[int, int] = {}
         for cell in parts:
-            if cell in index:
-                row[index[cell]] += 1
-        if total in index:
-            row[index[total]] -= 1
-        if any(row):
-            rows.append(row)
-    pivots: list[int] = []
-    r = 0
-    for c in range(len(order)):
-        pivot = next((k for k in range(r, len(rows)) if rows[k][c] != 0), None)
-        if pivot is None:
+            if cell in number:
+                row[number[cell]] = (row.get(number[cell], 0) + 1) % PRIME
+        if total in number:
+            row[number[total]] = (row.get(number[total], 0) - 1) % PRIME
+        for pivot in [c for c in row if c in basis]:
+            factor = row.get(pivot, 0)
+            if factor:
+                for column, value in basis[pivot].items():
+                    row[column] = (row.get(column, 0) - factor * value) % PRIME
+        row = {c: v for c, v in row.items() if v}
+        if not row:
             continue
-        rows[r], rows[pivot] = rows[pivot], rows[r]
-        lead = rows[r][c]
-        rows[r] = [v / lead for v in rows[r]]
-        for k in range(len(rows)):
-            if k != r and rows[k][c] != 0:
-                factor = rows[k][c]
-                rows[k] = [a - factor * b for a, b in zip(rows[k], rows[r], strict=True)]
-        pivots.append(c)
-        r += 1
-    return {order[c] for k, c in enumerate(pivots) if all(v == 0 for j, v in enumerate(rows[k]) if j != c)}
+        pivot = min(row)
+        inverse = pow(row[pivot], PRIME - 2, PRIME)
+        row = {c: v * inverse % PRIME for c, v in row.items()}
+        for other in basis.values():
+            factor = other.get(pivot)
+            if factor:
+                for column, value in row.items():
+                    other[column] = (other.get(column, 0) - factor * value) % PRIME
+                for column in [c for c, v in other.items() if not v]:
+                    del other[column]
+        basis[pivot] = row
+    cells = sorted(hidden)
+    return {cells[p] for p, row in basis.items() if len(row) == 1}
 
 
 def suppress(table: CountTable) -> PublishedTable:
@@ -195,14 +244,26 @@ def suppress_together(tables: Sequence[CountTable], links: Sequence[Link] = ()) 
     def cost(other: Key) -> tuple[bool, bool, int, Key]:
         return (value[other] == 0, other in margins, value[other], other)
 
-    while exposed := determined(equations, hidden):
-        cell = min(exposed)
-        candidates = {other for eq in equations if cell in eq for other in eq if other not in hidden}
-        if not candidates:  # its lines are all hidden, yet it is pinned down: widen to any cell
-            candidates = {c for c in value if c not in hidden}
-        if not candidates:
-            break
-        hidden.add(min(candidates, key=cost))
+    lines_of: dict[Key, list[int]] = {}
+    for k, equation in enumerate(equations):
+        for cell in equation:
+            lines_of.setdefault(cell, []).append(k)
+    answers: dict[frozenset[Key], set[Key]] = {}
+    while exposed := determined(equations, hidden, answers):
+        # One new hidden cell for each exposed cell, all in one round, then look again: waiting for the
+        # first to settle before the next would take a round per cell for barely fewer hidden cells.
+        for cell in sorted(exposed):
+            lines = lines_of.get(cell, [])
+            candidates = {other for k in lines for other in equations[k] if other not in hidden}
+            if not candidates:  # its lines are all hidden, yet it is pinned down: widen to any cell
+                candidates = {c for c in value if c not in hidden}
+            if not candidates:
+                break
+            chosen = min(candidates, key=cost)
+            hidden.add(chosen)
+        else:
+            continue
+        break
     return [_published(t, grids[t.key], primary, hidden) for t in tables]
 
 
