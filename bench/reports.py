@@ -81,7 +81,8 @@ def main() -> None:
     tables_seconds = time.perf_counter() - began
     hidden = sum(len(t.hidden) for t in tables)
     cells = sum(len(cells) for t in tables for _, cells in t.rows)
-    print(f"cases: {args.cases}; tables: {len(tables)}; cells: {cells}; hidden: {hidden}")
+    print(f"cases: {args.cases}; tables: {len(tables)}; cells: {cells}; hidden: {hidden} "
+          f"({', '.join(f'{t.key} {len(t.hidden)}' for t in tables if t.hidden)})")
     print(f"router gap analysis: {gaps_seconds:.2f} s; notify tables with suppression: {tables_seconds:.2f} s")
 
 

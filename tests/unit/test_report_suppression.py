@@ -166,3 +166,46 @@ def test_tables_published_together_are_protected_together() -> None:
     # it, North = Aston + Brig would give Brig away, so North's count is hidden too.
     shown = {label: cells[0] for label, cells in (*by_icb.rows, *by_la.rows)}
     assert not (shown["North"].isdigit() and shown["North: Aston"].isdigit())
+
+
+def _attack(equations: list[tuple[list[tuple[str, str, str]], tuple[str, str, str]]],
+            shown: dict[tuple[str, str, str], str]) -> dict[tuple[str, str, str], int]:
+    """Subtraction across tables: any published equation (parts add up to total) with one unknown."""
+    known = {ref: int(text) for ref, text in shown.items() if text.isdigit()}
+    recovered: dict[tuple[str, str, str], int] = {}
+    changed = True
+    while changed:
+        changed = False
+        for parts, total in equations:
+            unknown = [ref for ref in (*parts, total) if ref not in known]
+            if len(unknown) != 1:
+                continue
+            ref = unknown[0]
+            known[ref] = recovered[ref] = (sum(known[p] for p in parts) if ref == total
+                                           else known[total] - sum(known[p] for p in parts if p != ref))
+            changed = True
+    return recovered
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([0, 1, 2, 4, 5, 7, 12, 40]), min_size=1, max_size=3), min_size=1, max_size=4))
+def test_linked_tables_leak_no_hidden_cell_to_subtraction_across_them(icbs: list[list[int]]) -> None:
+    # Each ICB has 1-3 authorities; the ICB table shows high/other by ICB; authorities add up to their ICB.
+    la_rows = [(f"I{i}: L{j}", [v]) for i, las in enumerate(icbs) for j, v in enumerate(las)]
+    icb_rows = [(f"I{i}", [sum(las) // 2, sum(las) - sum(las) // 2]) for i, las in enumerate(icbs)]
+    by_icb = CountTable.of("icb", "I", "ICB", ["high", "other"], icb_rows)
+    by_la = CountTable.of("la", "L", "LA", ["n"], la_rows)
+    links = [Link(tuple(("la", f"I{i}: L{j}", "n") for j in range(len(las))), ("icb", f"I{i}", "Total"))
+             for i, las in enumerate(icbs)] + [Link((("la", "Total", "n"),), ("icb", "Total", "Total"))]
+    published = suppress_together([by_icb, by_la], links)
+    shown = {(t.key, label, column): cell for t in published for label, cells in t.rows
+             for column, cell in zip(t.columns, cells, strict=True)}
+    equations = [([(link.parts[k]) for k in range(len(link.parts))], link.total) for link in links]
+    for i in range(len(icbs)):
+        equations.append(([("icb", f"I{i}", "high"), ("icb", f"I{i}", "other")], ("icb", f"I{i}", "Total")))
+    for column in ("high", "other", "Total"):
+        equations.append(([("icb", f"I{i}", column) for i in range(len(icbs))], ("icb", "Total", column)))
+    equations.append(([("icb", "Total", "high"), ("icb", "Total", "other")], ("icb", "Total", "Total")))
+    equations.append(([("la", label, "n") for label, _ in la_rows], ("la", "Total", "n")))
+    assert not any(text in {"1", "2", "3", "4"} for text in shown.values())
+    assert _attack(equations, shown) == {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -57,16 +57,24 @@ class GapFacts:
 
 def _icb(summary: CaseSummary | None) -> str:
     area = summary.area if summary else None
-    return area.icbs[0].code if area and area.icbs else UNPLACED
+    return (area.icbs[0].code if area and area.icbs else "") or UNPLACED
 
 
 def _lad(summary: CaseSummary | None) -> str:
     area = summary.area if summary else None
-    return area.lads[0].code if area and area.lads else UNPLACED
+    return (area.lads[0].code if area and area.lads else "") or UNPLACED
 
 
 def _name(names: Mapping[str, str], code: str) -> str:
-    return names.get(code, code)
+    return names.get(code) or code
+
+
+def _labels(codes: Iterable[str], name: Callable[[str], str]) -> dict[str, str]:
+    """Row labels that are unique (the links between tables find rows by label): a name shared by two
+    codes is followed by each code."""
+    codes = list(codes)
+    counts = Counter(name(code) for code in codes)
+    return {code: name(code) if counts[name(code)] == 1 else f"{name(code)} ({code})" for code in codes}
 
 
 def route_kinds(offers: Iterable[OfferFacts]) -> set[str]:
@@ -127,8 +135,8 @@ def build_tables(cases: Sequence[CaseFacts], offers: Sequence[OfferFacts], geogr
     if any(b["not known"] for b in by_icb.values()):
         bands.append("not known")
     icb_rows = sorted(by_icb, key=lambda code: (code == UNPLACED, _name(names, code)))
-    icb_label = {code: _name(names, code) for code in icb_rows}
-    la_label = {key: f"{icb_label[key[0]]}: {_name(names, key[1])}" for key in by_la}
+    icb_label = _labels(icb_rows, lambda code: _name(names, code))
+    la_label = _labels(by_la, lambda key: f"{icb_label[key[0]]}: {_name(names, key[1])}")  # type: ignore[arg-type]
     tables = [
         CountTable.of("referrals-by-icb", "Referrals by ICB and risk band", "ICB", bands,
                       [(icb_label[code], [by_icb[code][b] for b in bands]) for code in icb_rows]),

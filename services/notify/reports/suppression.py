@@ -233,6 +233,11 @@ def suppress_together(tables: Sequence[CountTable], links: Sequence[Link] = ()) 
                     margins.add((t.key, i, j))
         equations += [[(t.key, i, j) for i, j in eq] for eq in local]
 
+    for t in tables:
+        labels = [label for label, _ in t.rows]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"{t.key}: row labels must be unique (links find rows by label)")
+
     def key(ref: Ref) -> Key:
         labels, columns, _, _ = grids[ref[0]]
         return (ref[0], labels.index(ref[1]), columns.index(ref[2]))
@@ -250,17 +255,25 @@ def suppress_together(tables: Sequence[CountTable], links: Sequence[Link] = ()) 
             lines_of.setdefault(cell, []).append(k)
     answers: dict[frozenset[Key], set[Key]] = {}
     while exposed := determined(equations, hidden, answers):
-        # One new hidden cell for each exposed cell, all in one round, then look again: waiting for the
-        # first to settle before the next would take a round per cell for barely fewer hidden cells.
+        # One new hidden cell for each exposed cell whose lines nothing hid yet this round, then look again.
+        touched: set[int] = set()
         for cell in sorted(exposed):
             lines = lines_of.get(cell, [])
-            candidates = {other for k in lines for other in equations[k] if other not in hidden}
+            if touched.intersection(lines):  # a cell hidden this round may already protect it
+                continue
+            # The line that gives it away is the one where it is (nearly) the only unknown: hide another
+            # cell there, not in a long line that happens to hold a smaller count.
+            open_lines = [k for k in lines if any(other not in hidden for other in equations[k])]
+            fewest = min((sum(c in hidden for c in equations[k]) for k in open_lines), default=0)
+            candidates = {other for k in open_lines if sum(c in hidden for c in equations[k]) == fewest
+                          for other in equations[k] if other not in hidden}
             if not candidates:  # its lines are all hidden, yet it is pinned down: widen to any cell
                 candidates = {c for c in value if c not in hidden}
             if not candidates:
                 break
             chosen = min(candidates, key=cost)
             hidden.add(chosen)
+            touched.update(lines_of.get(chosen, []))
         else:
             continue
         break
