@@ -41,7 +41,7 @@ class RemoteOpsVerifier:
         try:
             response = await runtime.http.post(
                 f"{self.directory_url}{AUTHENTICATE_PATH}", json={"api_key": key}, timeout=TIMEOUT_SECONDS,
-                headers={"Authorization": f"Bearer {runtime.settings.service_token.get_secret_value()}"},
+                headers=runtime.settings.service_headers(),
             )
         except httpx.HTTPError:
             response = None

@@ -13,13 +13,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field, StringConstraints
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.directory.store import OpsUser, Organisation, ProviderKey
-from shared.auth import Caller, CallerKind, OpsCaller, ServiceCaller, hash_api_key
+from shared.auth import Caller, CallerKind, NotifyCaller, OpsCaller, hash_api_key, service_from
 from shared.credentials import (
     CredentialPublic,
     EndAction,
@@ -47,6 +47,8 @@ OPS_KEY_PREFIX = "pw_ops"
 Handle = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,98}[a-z0-9]$")]
 BOOTSTRAP = Caller(CallerKind.ops, "bootstrap")
 OpsRole = Literal["ops", "commissioner"]
+# The services with ops routes of their own, which ask the directory who holds an ops key.
+OpsCheckers = Annotated[Caller, Depends(service_from("intake", "router", "notify"))]
 
 
 class ProviderKeyCreate(Validity):
@@ -182,7 +184,7 @@ async def end_provider_key(organisation_id: str, name: str, action: EndAction, r
 
 @internal.post("/internal/providers/authenticate", response_model=ProviderIdentity,
                summary="Which provider holds this API key, while it is usable (for notify)", responses=errors(404))
-async def authenticate_provider(body: ProviderKeyQuery, session: SessionDep, _caller: ServiceCaller
+async def authenticate_provider(body: ProviderKeyQuery, session: SessionDep, _caller: NotifyCaller
                                 ) -> ProviderIdentity:
     row = (await session.exec(select(ProviderKey, Organisation).join(Organisation)
                               .where(ProviderKey.key_hash == hash_api_key(body.api_key)))).first()
@@ -286,7 +288,7 @@ async def verify_ops(request: Request, key: str, session: AsyncSession) -> Calle
 @internal.post(AUTHENTICATE_PATH, response_model=OpsIdentity,
                summary="Which ops user holds this key, while it is usable (for the other services)",
                responses=errors(404))
-async def authenticate_ops(body: OpsKey, session: SessionDep, _caller: ServiceCaller) -> OpsIdentity:
+async def authenticate_ops(body: OpsKey, session: SessionDep, _caller: OpsCheckers) -> OpsIdentity:
     user = await find_ops_user(session, body.api_key)
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No ops user holds a usable key like that.")

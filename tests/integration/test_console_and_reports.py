@@ -18,9 +18,9 @@ from sqlmodel import select
 
 from services.launcher import NatsServer
 from services.notify.store import CaseConsent, Escalation, Offer
-from shared.auth import ServiceCaller
+from shared.auth import NotifyCaller
 from shared.events import CaseEscalated
-from tests.harness import SERVICE_TOKEN, eventually
+from tests.harness import SERVICE_CREDENTIALS, eventually
 from tests.integration.notify_world import OPS, World, world_for
 from tests.servers import LocalServer, _Token
 
@@ -41,14 +41,14 @@ async def sign_in(client: httpx.AsyncClient, realm: str, key: str) -> httpx.Resp
 def stub_router(decisions: dict[str, dict[str, Any]]) -> FastAPI:
     """The router's two reads the console and the reports use."""
     app = FastAPI()
-    app.state.settings = type("Settings", (), {"service_token": _Token(SERVICE_TOKEN)})()
+    app.state.settings = type("Settings", (), {"service_credentials": _Token(SERVICE_CREDENTIALS)})()
 
     @app.get("/cases/{case_id}/decision")
     async def decision(case_id: str) -> dict[str, Any]:
         return decisions[case_id]
 
     @app.get("/internal/reports/geography")
-    async def geography(_caller: ServiceCaller) -> dict[str, Any]:
+    async def geography(_caller: NotifyCaller) -> dict[str, Any]:
         return {"names": {"E54000054": "West Yorkshire ICB (synthetic)"},
                 "gaps": [{"icb": "E54000054", "community": "deaf", "availability": "regional", "survivors": 3}],
                 "areas": [{"lad": "E08000033", "icb": "E54000054", "idva": False, "marac": True}]}

@@ -42,7 +42,7 @@ async def gap_facts(http: httpx.AsyncClient, settings: NotifySettings) -> GapFac
     """The router's raw gap-analysis counts, or ``None`` while it cannot be reached (the page says so)."""
     try:
         response = await http.get(f"{settings.router_url}/internal/reports/geography",
-                                  headers={"Authorization": f"Bearer {settings.service_token.get_secret_value()}"})
+                                  headers=settings.service_headers())
     except httpx.HTTPError as exc:
         log.warning("reports: the router could not be reached (%s)", type(exc).__name__)
         return None
