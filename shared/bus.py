@@ -459,11 +459,13 @@ class Bus:
             seq += 1
         return found
 
-    async def replay_dead_letters(self, *, limit: int = 1000) -> int:
+    async def replay_dead_letters(self, *, limit: int = 1000, up_to: int | None = None) -> int:
         """Republish dead-lettered messages to their original subjects (ops' replay).
 
         Consumers that already processed an event skip it by ``event_id``; the one that failed gets
-        it afresh. Replayed messages are removed from the dead-letter stream.
+        it afresh. Replayed messages are removed from the dead-letter stream. ``up_to`` (a stream
+        sequence) replays only what was there when ops looked: a message that fails again and comes
+        back is not replayed round and round.
         """
         js = self.js
         sub = await js.pull_subscribe(f"{DLQ_PREFIX}.>", durable=None, stream=DLQ_STREAM)
@@ -474,7 +476,11 @@ class Bus:
                     msgs = await sub.fetch(batch=min(100, limit - replayed), timeout=1)
                 except asyncio.TimeoutError:  # either kind nats-py raises (see _consume_loop)
                     break
+                if up_to is not None and msgs and msgs[0].metadata.sequence.stream > up_to:
+                    break
                 for msg in msgs:
+                    if up_to is not None and msg.metadata.sequence.stream > up_to:
+                        break
                     headers = dict(msg.headers or {})
                     subject = headers.pop("Pathways-Dlq-Subject")
                     consumer = headers.pop("Pathways-Dlq-Consumer", "")

@@ -87,7 +87,9 @@ async def dead_letters(request: Request, runtime: RuntimeDep, caller: OpsWeb) ->
 
 @router.post("/dead-letters/replay")
 async def replay(request: Request, runtime: RuntimeDep, caller: OpsWeb) -> Response:
-    replayed = await runtime.bus.replay_dead_letters()
+    # What is there now, not what fails again while this runs.
+    letters = await runtime.bus.dead_letters(limit=1000)
+    replayed = await runtime.bus.replay_dead_letters(limit=len(letters), up_to=letters[-1].sequence if letters else 0)
     async with runtime.db.transaction() as session:
         record(session, caller, "replay-dead-letters", case_id=None, detail=f"{replayed} replayed")
     CONSOLE.flash(request, f"Replayed {replayed} message(s) to their consumers.")
