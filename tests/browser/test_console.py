@@ -108,6 +108,30 @@ def test_an_ops_user_assigns_an_escalated_case_and_revokes_a_credential(page: An
     assert "Revoked" in page.locator(".flash").inner_text()
     assert httpx.get(f"{system.url('notify')}/offers", headers={"Authorization": f"Bearer {issued}"}).status_code == 401
 
+    # Directory editing: a new organisation and service, paused, its coverage changed (not the sample's
+    # services, which the inbox tests rely on).
+    page.goto(f"{system.url('notify')}/console/directory")
+    page.get_by_label("Id", exact=True).fill("browser-test-org")
+    page.get_by_label("Name", exact=True).fill("Browser Test Organisation (synthetic)")
+    page.get_by_label("deaf").check()
+    page.get_by_role("button", name="Add organisation").click()
+    page.wait_for_url("**/console/directory/browser-test-org")
+    page.get_by_label("Id", exact=True).fill("browser-test-outreach")
+    page.get_by_label("Name", exact=True).last.fill("Browser Test Outreach (synthetic)")
+    page.get_by_label("Kind of service").last.select_option("community-outreach")
+    page.get_by_label('Coverage (ONS codes, postcode districts or "national")').last.fill("E08000033")
+    page.get_by_role("button", name="Add service").click()
+    page.wait_for_url("**/console/directory/browser-test-org")
+    page.get_by_label("Referrals").select_option("no")
+    page.get_by_role("button", name="Save capacity of Browser Test Outreach (synthetic)").click()
+    page.wait_for_url("**/console/directory/browser-test-org")
+    assert "paused" in page.locator(".flash").inner_text()
+    page.get_by_label('Coverage (ONS codes, postcode districts or "national")').first.fill("E08000033, E08000034")
+    page.get_by_role("button", name="Save coverage of Browser Test Outreach (synthetic)").click()
+    page.wait_for_url("**/console/directory/browser-test-org")
+    found = httpx.get(f"{system.url('directory')}/services/browser-test-outreach").json()
+    assert found["accepting"] is False and found["coverage"] == ["E08000033", "E08000034"]
+
     for name, path in (("console-directory", "/console/directory"),
                        ("console-organisation", "/console/directory/aire-valley-da"),
                        ("console-dead-letters", "/console/dead-letters"), ("console-webhooks", "/console/webhooks")):

@@ -182,6 +182,8 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
                ("POST", "/console/webhooks/{organisation_id}/enable"), ("GET", "/console/directory"),
                ("POST", "/console/directory/organisations"), ("GET", "/console/directory/{organisation_id}"),
                ("POST", "/console/directory/services"), ("POST", "/console/directory/services/{service_id}/capacity"),
+               ("POST", "/console/directory/{organisation_id}/edit"),
+               ("POST", "/console/directory/services/{service_id}/edit"),
                ("POST", "/console/directory/services/{service_id}/coverage"), ("GET", "/console/credentials"),
                ("POST", "/console/credentials/clients"), ("POST", "/console/credentials/ops-users"),
                ("POST", "/console/credentials/providers/{organisation_id}/keys"),

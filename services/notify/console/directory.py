@@ -65,6 +65,40 @@ async def organisation(organisation_id: str, request: Request, _caller: OpsWeb) 
                                 {"organisation": found, "services": services, **choices()})
 
 
+@router.post("/directory/{organisation_id}/edit")
+async def edit_organisation(
+    organisation_id: str, request: Request, _caller: OpsWeb,
+    name: Annotated[str, Form(max_length=200)] = "",
+    by_and_for: Annotated[list[str] | None, Form()] = None,
+    delivery: Annotated[str, Form(max_length=20)] = "poll",
+    webhook_url: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    found = await call(request, "directory", "GET", f"/organisations/{_segment(organisation_id)}")
+    body = {k: v for k, v in found.items() if k not in ("id", "signing_secret_count")}
+    body.update(name=name.strip(), by_and_for=by_and_for or [], delivery=delivery,
+                webhook_url=webhook_url.strip() or None)
+    await call(request, "directory", "PUT", f"/organisations/{_segment(organisation_id)}", json=body)
+    CONSOLE.flash(request, f"Organisation {body['name']} saved.")
+    return CONSOLE.redirect(f"/console/directory/{_segment(organisation_id)}")
+
+
+@router.post("/directory/services/{service_id}/edit")
+async def edit_service(
+    service_id: str, request: Request, _caller: OpsWeb,
+    name: Annotated[str, Form(max_length=200)] = "",
+    service_type: Annotated[str, Form(max_length=40)] = "",
+    by_and_for: Annotated[list[str] | None, Form()] = None,
+    risk_levels: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    found = await call(request, "directory", "GET", f"/services/{_segment(service_id)}")
+    body = {k: v for k, v in found.items() if k not in READ_ONLY}
+    body.update(name=name.strip(), service_type=service_type, by_and_for=by_and_for or [],
+                risk_levels=risk_levels or [])
+    await call(request, "directory", "PUT", f"/services/{_segment(service_id)}", json=body)
+    CONSOLE.flash(request, f"{body['name']}: saved.")
+    return CONSOLE.redirect(f"/console/directory/{_segment(found['organisation_id'])}")
+
+
 @router.post("/directory/services")
 async def create_service(
     request: Request, _caller: OpsWeb,
