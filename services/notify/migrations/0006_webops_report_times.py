@@ -2,8 +2,8 @@
 survivor first contacted. Existing rows get what can be read back: the first consent statement stands in
 for the referral time, the last change of an accepted offer with no outcome for its acceptance.
 
-Revision ID: 0004_webops
-Revises: 0003
+Revision ID: 0006_webops
+Revises: 0005
 Create Date: 2026-11-26 23:05:00
 """
 
@@ -12,20 +12,19 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from shared.db import UTCDateTime
 
-revision = '0004_webops'
-down_revision = '0003'
+revision = '0006_webops'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
     with op.batch_alter_table('case_consent', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('referred_at', UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('referred_at', sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table('offer', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('accepted_at', UTCDateTime(), nullable=True))
-        batch_op.add_column(sa.Column('first_contact_at', UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('accepted_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('first_contact_at', sa.DateTime(timezone=True), nullable=True))
     op.execute("UPDATE case_consent SET referred_at = consent_at WHERE consent_version = 1")
     op.execute("UPDATE offer SET accepted_at = last_updated WHERE status = 'accepted' AND outcome IS NULL")
 
