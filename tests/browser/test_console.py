@@ -81,6 +81,8 @@ def test_an_ops_user_assigns_an_escalated_case_and_revokes_a_credential(page: An
     page.locator(f'a[href="/console/escalations/{escalation["id"]}"]').click()
     page.wait_for_url(f"**/console/escalations/{escalation['id']}")
     assert page.get_by_role("heading", name="The router's explanation").is_visible()
+    assert page.locator("main .notice").count() == 0  # the router answered: its decisions are on the page
+    assert page.get_by_role("heading", name=re.compile(r"^Initial decision")).is_visible()
     assert not any(value in page.content() for value in IDENTIFYING)  # ops see the summary, never identity
     check_page(page, "console-escalation")
     page.get_by_label("Service (directory id)").fill("aire-valley-da-outreach")
