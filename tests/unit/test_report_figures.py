@@ -84,3 +84,17 @@ def test_tables_suppress_small_counts_everywhere_and_time_medians_need_five_case
     for table in tables.values():
         for _, cells in table.rows:
             assert not any(cell in {"1", "2", "3", "4"} for cell in cells), table.key
+
+
+def test_a_chart_never_draws_a_hidden_count_as_a_bar() -> None:
+    from services.notify.reports.charts import bar_chart
+    from services.notify.reports.suppression import CountTable, suppress
+
+    table = suppress(CountTable.of("t", "Referrals by ICB", "ICB", ["referrals"],
+                                   [("North", [3]), ("South", [40]), ("East", [12])]))
+    chart = bar_chart(table, "referrals", title="Referrals by ICB")
+    assert chart is not None and "Total" not in [b.label for b in chart.bars]
+    bars = {b.label: b for b in chart.bars}
+    assert bars["North"].text == "<5" and bars["North"].length == 0
+    assert bars["East"].text == "*" and bars["East"].length == 0  # hidden so that North cannot be worked out
+    assert bars["South"].length > 0 and "<5 means a count from 1 to 4" in chart.description
