@@ -151,3 +151,12 @@ async def test_a_withdrawn_consent_is_marked_and_the_details_are_gone(world: Wor
         assert not any(value in gone.text for value in IDENTIFYING)
         home = (await notify.get("/inbox")).text
         assert "Consent withdrawn: do not contact" in home
+
+
+async def test_revoking_the_providers_key_ends_its_web_session(world: World):
+    async with world.notify() as notify:
+        await sign_in(notify, "key-outreach")
+        world.directory.providers.pop("key-outreach")  # revoked in the directory
+        response = await notify.get("/inbox")
+        assert response.status_code == 303 and response.headers["location"] == "/inbox/sign-in"
+        assert "no longer valid" in (await notify.get("/inbox/sign-in")).text
