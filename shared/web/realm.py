@@ -189,8 +189,11 @@ class WebRealm:
                     except IllegalTransition as exc:
                         response = realm.error_page(request, 409, str(exc))
                     except RequestValidationError:
-                        response = realm.error_page(request, 422, "Some of what was sent is missing or not "
-                                                                  "one of the choices offered. Nothing was changed.")
+                        if request.method == "GET":  # a mistyped or made-up address (an id that is no id)
+                            response = realm.error_page(request, 404, "There is no page at this address.")
+                        else:
+                            response = realm.error_page(request, 422, "Some of what was sent is missing or not "
+                                                                      "one of the choices offered. Nothing was changed.")
                     return realm.finish(request, response)
 
                 return handler

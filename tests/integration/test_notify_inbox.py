@@ -160,3 +160,10 @@ async def test_revoking_the_providers_key_ends_its_web_session(world: World):
         response = await notify.get("/inbox")
         assert response.status_code == 303 and response.headers["location"] == "/inbox/sign-in"
         assert "no longer valid" in (await notify.get("/inbox/sign-in")).text
+
+
+async def test_a_made_up_address_is_a_page_not_found(world: World):
+    async with world.notify() as notify:
+        await sign_in(notify, "key-outreach")
+        response = await notify.get("/inbox/offers/not-an-id")
+        assert response.status_code == 404 and "text/html" in response.headers["content-type"]
