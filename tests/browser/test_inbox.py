@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 
 from services.launcher import System
-from tests.browser.conftest import EXIT_URL, PROVIDER_KEY, refer
+from tests.browser.conftest import EHR_KEY, EXIT_URL, PROVIDER_KEY, refer
+from tests.integration.notify_world import withdrawal
 
 IDENTIFYING = ("Alex", "Example", "1990-04-01", "LS7 9ZZ", "07700", "Synthetic Street")
 API = {"Authorization": f"Bearer {PROVIDER_KEY}"}
@@ -105,3 +106,37 @@ def test_quick_exit_leaves_nothing_identifying_in_history(page: Any, system: Sys
     assert "/handoff" not in page.url
     assert not any(value in page.content() for value in IDENTIFYING)
     assert page.url.endswith("/inbox/sign-in"), page.url
+
+
+def test_escape_pressed_twice_is_a_quick_exit(page: Any, system: System):
+    sign_in(page, system)
+    page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
+    page.wait_for_url(EXIT_URL)
+    page.goto(f"{system.url('notify')}/inbox")
+    assert page.url.endswith("/inbox/sign-in")  # the session ended with the exit
+
+
+def test_a_case_whose_consent_was_withdrawn_is_marked_and_its_details_are_gone(
+        page: Any, system: System, check_page: Any):
+    case_id = refer(system, "browser-inbox-withdrawn")
+    offer = offer_for(system, case_id)
+    notify = system.url("notify")
+    assert httpx.post(f"{notify}/offers/{offer['id']}/accept", headers=API).status_code == 200
+    assert httpx.get(f"{notify}/offers/{offer['id']}/handoff", headers=API).status_code == 200
+    withdrawn = httpx.put(f"{system.url('intake')}/fhir/Consent/{case_id}", json=withdrawal(),
+                          headers={"Authorization": f"Bearer {EHR_KEY}", "Content-Type": "application/fhir+json"})
+    assert withdrawn.status_code == 200, withdrawn.text
+    deadline = time.monotonic() + 30
+    while not httpx.get(f"{notify}/offers/{offer['id']}", headers=API).json()["stop_contact"]:
+        assert time.monotonic() < deadline, "the withdrawal did not reach notify"
+        time.sleep(0.2)
+
+    sign_in(page, system)
+    assert "Consent withdrawn: do not contact" in page.content()
+    page.goto(f"{notify}/inbox/offers/{offer['id']}")
+    assert page.get_by_role("alert").inner_text().startswith("Consent withdrawn: do not contact")
+    assert page.get_by_role("link", name="Read the handoff").count() == 0
+    check_page(page, "inbox-withdrawn")
+    page.goto(f"{notify}/inbox/offers/{offer['id']}/handoff")
+    assert not any(value in page.content() for value in IDENTIFYING)
