@@ -8,8 +8,10 @@ package, served by ``mount_assets``), no inline scripts or styles (the security 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
@@ -19,6 +21,16 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
 HERE = Path(__file__).parent
 ASSETS_PATH = "/assets"
 NO_STORE = "no-store"
+# People in England read times in their own clock (GMT or BST), not UTC.
+UK = ZoneInfo("Europe/London")
+
+
+def uk_time(value: datetime | None) -> str:
+    """``{{ offer.respond_by | when }}``: "Tue 1 Dec 2026, 14:05" in UK time."""
+    if value is None:
+        return ""
+    local = value.astimezone(UK)
+    return f"{local:%a} {local.day} {local:%b %Y, %H:%M}"
 
 
 def no_store(response: Response) -> Response:
@@ -40,6 +52,7 @@ class Pages:
             lstrip_blocks=True,
         )
         self.env.globals["assets"] = ASSETS_PATH
+        self.env.filters["when"] = uk_time
 
     def render(self, request: Request, template: str, context: dict[str, Any] | None = None, *,
                status_code: int = 200) -> HTMLResponse:

@@ -192,3 +192,12 @@ async def test_refused_sign_ins_count_towards_the_failed_credential_limit():
             page = await c.get("/t/sign-in")
             answer = await c.post("/t/sign-in", data={"csrf_token": csrf_of(page.text), "api_key": "pw_guess"})
             assert answer.status_code == expected
+
+
+def test_times_read_in_uk_time():
+    from datetime import UTC, datetime
+
+    from shared.web.pages import uk_time
+
+    assert uk_time(datetime(2026, 7, 1, 13, 5, tzinfo=UTC)) == "Wed 1 Jul 2026, 14:05"  # BST
+    assert uk_time(datetime(2026, 12, 1, 13, 5, tzinfo=UTC)) == "Tue 1 Dec 2026, 13:05"  # GMT
