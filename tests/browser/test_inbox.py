@@ -72,6 +72,11 @@ def test_a_provider_accepts_an_offer_reads_the_handoff_safe_contact_first_and_re
     assert "Alex Example (synthetic)" in page.content()
     check_page(page, "inbox-handoff")
 
+    # The quick exit stays on screen however far down the page is read.
+    page.mouse.wheel(0, 5000)
+    assert page.get_by_role("link", name="Quick exit").is_visible()
+    box = page.get_by_role("link", name="Quick exit").bounding_box()
+    assert 0 <= box["y"] < 900
     page.get_by_label("Contact made").check()
     page.get_by_role("button", name="Record outcome").click()
     page.wait_for_url(f"**/inbox/offers/{offer['id']}")
