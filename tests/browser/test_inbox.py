@@ -145,3 +145,40 @@ def test_a_case_whose_consent_was_withdrawn_is_marked_and_its_details_are_gone(
     check_page(page, "inbox-withdrawn")
     page.goto(f"{notify}/inbox/offers/{offer['id']}/handoff")
     assert not any(value in page.content() for value in IDENTIFYING)
+
+
+def tab_to(page: Any, text: str, limit: int = 40) -> None:
+    """Press Tab until the focused control says ``text`` (as a keyboard user moves through a page)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("(document.activeElement.innerText || document.activeElement.value || '').trim()")
+        if focused.startswith(text):
+            # The focus is visible: the focused control is drawn with an outline.
+            assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+            return
+    raise AssertionError(f"'{text}' cannot be reached with the Tab key")
+
+
+def test_the_inbox_works_by_keyboard_alone(page: Any, system: System):
+    case_id = refer(system, "browser-inbox-keyboard")
+    offer = offer_for(system, case_id)
+    page.goto(f"{system.url('notify')}/inbox")
+    tab_to(page, "Skip to main content")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")  # past the quick exit, into the key field
+    page.keyboard.type(PROVIDER_KEY)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/inbox")
+    page.locator("main").focus()  # then on through the page from the top of the content
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.getAttribute('href')") == f"/inbox/offers/{offer['id']}":
+            break
+    else:
+        raise AssertionError("the offer's link cannot be reached with the Tab key")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/inbox/offers/{offer['id']}")
+    tab_to(page, "Accept this offer")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/inbox/offers/{offer['id']}/handoff")
+    assert page.locator("main h1").first.inner_text().startswith("Before you make contact")
