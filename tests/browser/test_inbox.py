@@ -182,3 +182,12 @@ def test_the_inbox_works_by_keyboard_alone(page: Any, system: System):
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/inbox/offers/{offer['id']}/handoff")
     assert page.locator("main h1").first.inner_text().startswith("Before you make contact")
+
+
+def test_an_unattended_page_leaves_the_screen_when_the_session_would_end(page: Any, system: System):
+    page.clock.install()  # the page's timers run on a clock the test moves (no waiting)
+    sign_in(page, system)
+    page.clock.fast_forward("14:00")
+    assert page.url.endswith("/inbox")
+    page.clock.fast_forward("01:01")  # 15 minutes without a request: the default idle timeout
+    page.wait_for_url("**/inbox/sign-in")
