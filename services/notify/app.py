@@ -6,8 +6,8 @@ from fastapi import FastAPI
 
 from services.notify import consumer
 from services.notify.api import router
-from services.notify.inbox import router as inbox_router
 from services.notify.deadlines import DeadlineTimer
+from services.notify.inbox import router as inbox_router
 from services.notify.ops import router as ops_router
 from services.notify.migrations import MIGRATIONS
 from services.notify.settings import NotifySettings
