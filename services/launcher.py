@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.auth import generate_api_key, hash_api_key
+from shared.auth import generate_api_key, hash_api_key, service_credentials_setting
 from shared.web.session import generate_session_key
 
 DATA_DIR_DEFAULT = Path(".data")
@@ -62,6 +62,17 @@ def nats_server_binary() -> str:
     return found
 
 
+def service_credential_variable(service: str) -> str:
+    """Where ``secrets.env`` keeps a service's own credential (each process gets its own as
+    ``PATHWAYS_SERVICE_CREDENTIAL``)."""
+    return f"PATHWAYS_SERVICE_CREDENTIAL_{service.upper()}"
+
+
+def accepted_service_credentials(values: dict[str, str]) -> str:
+    """``PATHWAYS_SERVICE_CREDENTIALS`` for every service: the digests of the four services' credentials."""
+    return service_credentials_setting({s: values[service_credential_variable(s)] for s in SERVICES})
+
+
 def load_or_create_secrets(path: Path) -> dict[str, str]:
     """Development secrets, made once and kept under .data/ so stored data stays readable across runs."""
     values: dict[str, str] = {}
@@ -70,7 +81,10 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
     # The development ops user's key (the directory registers "dev-ops" with it when the sample loads).
     values.pop("PATHWAYS_OPS_KEY_HASHES", None)  # the old shared-key setting, no longer read
     values.setdefault("PATHWAYS_OPS_KEY", generate_api_key("pw_ops"))
-    values.setdefault("PATHWAYS_SERVICE_TOKEN", secrets.token_urlsafe(32))
+    values.pop("PATHWAYS_SERVICE_TOKEN", None)  # the old shared token, no longer read (issue 13)
+    # Each service's own credential for internal calls; the others accept it by its digest.
+    for service in SERVICES:
+        values.setdefault(service_credential_variable(service), generate_api_key(f"pw_svc_{service}"))
     values.setdefault("PATHWAYS_WEB_SESSION_KEYS", generate_session_key())
     if "INTAKE_ENCRYPTION_KEYS" not in values:
         values["INTAKE_ENCRYPTION_KEYS"] = "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -176,6 +190,8 @@ class System:
             # Links in webhooks and FHIR notifications point at where the services really listen.
             NOTIFY_PUBLIC_URL=self.url("notify"),
             INTAKE_SUBSCRIPTION_PUBLIC_URL=self.url("intake"),
+            # The audience every client assertion names (private_key_jwt).
+            INTAKE_OAUTH_TOKEN_URL=f"{self.url('intake')}/oauth2/token",
             PYTHONUNBUFFERED="1",
             # The databases live under the data directory, whatever it is called.
             PATHWAYS_DATA_DIR=str(self.data_dir),
@@ -191,6 +207,7 @@ class System:
             env[f"{service.upper()}_PORT"] = str(self.ports[service])
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
+        env["PATHWAYS_SERVICE_CREDENTIALS"] = accepted_service_credentials(env)
         env.update(self.extra_env)
         return env
 
@@ -213,10 +230,13 @@ class System:
             raise
 
     def start_service(self, service: str, env: dict[str, str] | None = None) -> None:
+        env = env or self.environment()
+        # Each process holds only its own credential for calling the others.
+        own = {"PATHWAYS_SERVICE_CREDENTIAL": env[service_credential_variable(service)]}
         log = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115 - owned by the child process
         self.processes[service] = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],
-            env=env or self.environment(),
+            env={k: v for k, v in env.items() if not k.startswith("PATHWAYS_SERVICE_CREDENTIAL_")} | own,
             cwd=self.data_dir.parent,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )

@@ -131,7 +131,11 @@ def create_service_app(
             await db.dispose()
             flush_spans()
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    # Swagger UI and ReDoc in development only (issue 13): production serves the document, not a console.
+    # /openapi.json stays, for integrators and the contract tests.
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan,
+                  docs_url="/docs" if settings.is_development else None,
+                  redoc_url="/redoc" if settings.is_development else None)
     app.add_middleware(AdmissionMiddleware)
     app.state.busy_response = busy_problem
     install_problem_handlers(app)

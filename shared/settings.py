@@ -1,7 +1,7 @@
 """Settings: one pydantic-settings object per service, each with its own environment prefix.
 
 A few values are the same for every service and are read without a prefix, so that one variable
-configures the whole system (``NATS_URL``, ``DATABASE_URL``, ``PATHWAYS_ENV``, ``PATHWAYS_SERVICE_TOKEN``).
+configures the whole system (``NATS_URL``, ``DATABASE_URL``, ``PATHWAYS_ENV``, ``PATHWAYS_SERVICE_CREDENTIALS``).
 In Kubernetes each service runs in its own pod with its own environment, so these can still differ
 per service there.
 
@@ -46,9 +46,14 @@ class ServiceSettings(BaseSettings):
         default=1, ge=1, le=5, validation_alias=AliasChoices("NATS_STREAM_REPLICAS", "nats_stream_replicas")
     )
     database_url: str = Field(default="", validation_alias=AliasChoices("DATABASE_URL", "database_url"))
-    # Token that authenticates one Pathways service to another on internal HTTP calls.
-    service_token: SecretStr = Field(
-        default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_SERVICE_TOKEN", "service_token")
+    # Internal HTTP calls between the services (issue 13): each service presents its OWN credential, and
+    # accepts the services named in ``service_credentials`` ("name:sha256-hex,…", several per name while a
+    # credential is rotated), so a callee knows which service called and holds nothing it could call as.
+    service_credential: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_SERVICE_CREDENTIAL", "service_credential")
+    )
+    service_credentials: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_SERVICE_CREDENTIALS", "service_credentials")
     )
     host: str = "127.0.0.1"
     port: int = 8000
@@ -104,6 +109,10 @@ class ServiceSettings(BaseSettings):
             return self.database_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite+aiosqlite:///{self.data_dir / (self.service_name + '.db')}"
+
+    def service_headers(self) -> dict[str, str]:
+        """The headers that authenticate this service on another's internal endpoints."""
+        return {"Authorization": f"Bearer {self.service_credential.get_secret_value()}"}
 
     @property
     def is_development(self) -> bool:

@@ -68,7 +68,7 @@ async def serving(app: Any, port: int | None = None, *, lifespan: str = "off") -
 class StubDirectory:
     """The directory's internal contract, as notify uses it: provider keys, delivery settings, services."""
 
-    service_token: str
+    service_credentials: str  # PATHWAYS_SERVICE_CREDENTIALS: which services may call it
     providers: dict[str, str] = field(default_factory=dict)  # api key → organisation id
     deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -76,8 +76,8 @@ class StubDirectory:
 
     def app(self) -> FastAPI:
         app = FastAPI()
-        # shared.auth.require_service reads the expected token from app.state.settings.
-        app.state.settings = type("Settings", (), {"service_token": _Token(self.service_token)})()
+        # shared.auth.require_service reads the accepted credentials from app.state.settings.
+        app.state.settings = type("Settings", (), {"service_credentials": _Token(self.service_credentials)})()
 
         @app.post("/internal/providers/authenticate")
         async def authenticate(body: dict[str, str], _caller: ServiceCaller) -> dict[str, str]:

@@ -22,6 +22,13 @@ class IntakeSettings(ServiceSettings):
     # How long an EHR client's API key is trusted after it was looked up: a client revoked in the
     # database is refused at most this long afterwards, and a burst of requests does not look it up each time.
     client_cache_seconds: float = 10.0
+    # OAuth2 client credentials with private_key_jwt (issue 13): the token endpoint's URL as clients
+    # address it (every client assertion's ``aud``), how long an assertion may live, how long an access
+    # token does, and how long a JWKS fetched from a client's URL is reused.
+    oauth_token_url: str = "http://127.0.0.1:8001/oauth2/token"
+    assertion_max_seconds: int = Field(default=300, ge=30, le=300)
+    access_token_seconds: int = Field(default=300, ge=60, le=3600)
+    jwks_cache_seconds: float = Field(default=300.0, ge=0)
     # Register the sample EHR client (development and demos only).
     seed_sample_client: bool = False
     # After consent is withdrawn, the identifying data is purged this many hours later (0: at the next

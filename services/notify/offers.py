@@ -175,7 +175,8 @@ async def accept_offer(session: AsyncSession, offer: Offer, provider: Caller, *,
     if not await OFFER_STATES.advance(session, offer, OfferStatus.accepted, last_updated=now):
         return False
     enqueue(session, OfferAccepted(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
-                                   organisation_id=offer.organisation_id))
+                                   organisation_id=offer.organisation_id, service_type=offer.service_type,
+                                   by_and_for=bool(offer.by_and_for)))
     announce_task(session, offer.case_id, TaskView.accepted(offer.service_name), now=now)
     record(session, provider, "accept-offer", case_id=offer.case_id, detail=f"offer {offer.id}")
     return True

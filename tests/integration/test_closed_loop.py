@@ -20,7 +20,7 @@ from shared.bus import Bus
 from shared.events import CaseStatus, TaskStatus
 from shared.fhir import FhirError
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.harness import eventually, running, service_auth
 from tests.servers import serving
 
 EHR = {"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}", "Content-Type": "application/fhir+json"}
@@ -80,7 +80,7 @@ async def intake(nats_server: NatsServer, database_url: str, encryption_keys: st
     monkeypatch.setenv("INTAKE_SUBSCRIPTION_PUBLIC_URL", "https://pathways.example.org")
     monkeypatch.setenv("INTAKE_SUBSCRIPTION_RETRY_HOURS", retry_hours)
     app = create_app(IntakeSettings(
-        nats_url=nats_server.url, database_url=database_url, service_token=SERVICE_TOKEN, environment="development",
+        nats_url=nats_server.url, database_url=database_url, **service_auth("intake"), environment="development",
         encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,
     ))
     async with running(app) as client:
