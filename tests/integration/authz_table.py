@@ -65,6 +65,13 @@ def internal(status: int) -> dict[str, int]:
     return {**everyone(403), "none": 401, "service": status}
 
 
+def web_page(status: int = 303) -> dict[str, int]:
+    """Web pages (the provider inbox): a session cookie from the page's own sign-in, never a bearer
+    credential, so every API caller is sent to sign in (303). Who may see what once signed in is
+    tested with sessions in tests/integration/test_notify_inbox.py (another provider's offer: 404)."""
+    return everyone(status)
+
+
 PROBES = {
     ("GET", "/openapi.json"): Row("/openapi.json", everyone()),
     ("GET", "/metrics"): Row("/metrics", everyone()),
@@ -142,6 +149,20 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
         ("GET", "/ops/webhook-endpoints"): Row("/ops/webhook-endpoints", ops_only(200)),
         ("POST", "/ops/webhook-endpoints/{organisation_id}/enable"):
             Row("/ops/webhook-endpoints/nobody/enable", ops_only(404)),
+        # The provider inbox: the sign-in page is public; its form, like sign-out, needs the CSRF token
+        # of the sign-in page's session (403 without); the quick exit answers anyone with a redirect.
+        ("GET", "/inbox/sign-in"): Row("/inbox/sign-in", web_page(200)),
+        ("POST", "/inbox/sign-in"): Row("/inbox/sign-in", web_page(403), form={"api_key": "pw_sample_aire_valley_da"}),
+        ("POST", "/inbox/sign-out"): Row("/inbox/sign-out", web_page(403), form={}),
+        ("GET", "/inbox/exit"): Row("/inbox/exit", web_page()),
+        ("GET", "/inbox"): Row("/inbox", web_page()),
+        ("GET", "/inbox/offers/{offer_id}"): Row("/inbox/offers/{offer}", web_page()),
+        ("GET", "/inbox/offers/{offer_id}/handoff"): Row("/inbox/offers/{offer}/handoff", web_page()),
+        ("POST", "/inbox/offers/{offer_id}/accept"): Row("/inbox/offers/{offer}/accept", web_page(), form={}),
+        ("POST", "/inbox/offers/{offer_id}/decline"):
+            Row("/inbox/offers/{offer}/decline", web_page(), form={"reason": "no-capacity"}),
+        ("POST", "/inbox/offers/{offer_id}/outcomes"):
+            Row("/inbox/offers/{offer}/outcomes", web_page(), form={"outcome": "contact-made"}),
     },
     "intake": {
         **PROBES,
