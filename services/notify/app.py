@@ -14,6 +14,7 @@ from services.notify.migrations import MIGRATIONS
 from services.notify.settings import NotifySettings
 from services.notify.store import offers_by_state
 from services.notify.webhooks import WebhookDispatcher
+from shared.audit_api import audit_router
 from shared.events import DirectoryChanged, Event
 from shared.ops_users import RemoteOpsVerifier
 from shared.service import Runtime, create_service_app
@@ -43,7 +44,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         title="Pathways notify",
         description="Offers cases to providers, releases consent-gated handoffs, keeps the referrer informed.",
         migrations=MIGRATIONS,
-        routers=[router, ops_router, inbox_router],
+        routers=[router, ops_router, audit_router("notify"), inbox_router],
         setup=setup,
     )
     mount_assets(app)
