@@ -18,7 +18,7 @@ from shared.audit_api import audit_router
 from shared.events import DirectoryChanged, Event
 from shared.ops_users import RemoteOpsVerifier
 from shared.service import Runtime, create_service_app
-from shared.web.pages import mount_assets
+from shared.web.pages import mount_assets, refuse_in_html
 
 
 def create_app(settings: NotifySettings | None = None) -> FastAPI:
@@ -48,6 +48,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         setup=setup,
     )
     mount_assets(app)
+    refuse_in_html(app, "/inbox")
     app.state.provider_keys = {}
     app.state.unknown_provider_keys = TTLCache(maxsize=settings.unknown_key_cache_size,
                                                ttl=settings.unknown_key_cache_seconds)

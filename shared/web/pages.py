@@ -71,6 +71,29 @@ class Pages:
         html = self.env.get_template(template).render(values)
         return HTMLResponse(html, status_code=status_code)
 
+    def render_plain(self, template: str, context: dict[str, Any], *, status_code: int) -> HTMLResponse:
+        """A page rendered outside a route (no request, nobody signed in): refusals before the route."""
+        values = {"request": None, "realm": None, "caller": None, "csrf_token": "", "flash": None,
+                  "idle_seconds": None, **context}
+        return no_store(HTMLResponse(self.env.get_template(template).render(values), status_code=status_code))
+
+
+def refuse_in_html(app: FastAPI, prefix: str) -> None:
+    """Requests refused before they reach a route (rate limits, body size: ``shared.protection``) under
+    ``prefix`` get an HTML page, not problem+json: a person is reading. Other paths keep the app's refusal."""
+    other = app.state.refusal
+
+    def refusal(path: str, status: int, detail: str, headers: dict[str, str]) -> Response:
+        if path != prefix and not path.startswith(prefix + "/"):
+            return other(path, status, detail, headers)  # type: ignore[no-any-return]
+        title = "Too many attempts" if status == 429 else "That cannot be done now"
+        response = BASE_PAGES.render_plain("error.html", {"status": status, "title": title, "detail": detail},
+                                           status_code=status)
+        response.headers.update(headers)
+        return response
+
+    app.state.refusal = refusal
+
 
 def mount_assets(app: FastAPI) -> None:
     """Serve the bundled stylesheet and scripts at ``/assets`` (once per app)."""

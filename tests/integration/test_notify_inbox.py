@@ -177,5 +177,6 @@ async def test_guessing_keys_through_the_sign_in_form_is_limited_like_the_api(wo
             assert answer.status_code == 401
         third = await notify.post("/inbox/sign-in", data={"csrf_token": csrf_of(page.text), "api_key": "pw_prv_right"})
         assert third.status_code == 429 and "Retry-After" in third.headers  # not even looked at
+        assert "text/html" in third.headers["content-type"] and "Too many attempts" in third.text
         # The same address guessing through the API is refused too: one count for both.
         assert (await notify.get("/offers", headers=provider("pw_guess"))).status_code == 429
