@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 
 from shared.auth import generate_api_key, hash_api_key, service_credentials_setting
-from shared.web.session import generate_session_key
 from shared.settings import private_directory
+from shared.web.session import generate_session_key
 
 DATA_DIR_DEFAULT = Path(".data")
 SERVICES = ("directory", "intake", "router", "notify")

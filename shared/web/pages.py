@@ -8,8 +8,10 @@ package, served by ``mount_assets``), no inline scripts or styles (the security 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
@@ -19,6 +21,16 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
 HERE = Path(__file__).parent
 ASSETS_PATH = "/assets"
 NO_STORE = "no-store"
+# People in England read times in their own clock (GMT or BST), not UTC.
+UK = ZoneInfo("Europe/London")
+
+
+def uk_time(value: datetime | None) -> str:
+    """``{{ offer.respond_by | when }}``: "Tue 1 Dec 2026, 14:05" in UK time."""
+    if value is None:
+        return ""
+    local = value.astimezone(UK)
+    return f"{local:%a} {local.day} {local:%b %Y, %H:%M}"
 
 
 def no_store(response: Response) -> Response:
@@ -40,6 +52,7 @@ class Pages:
             lstrip_blocks=True,
         )
         self.env.globals["assets"] = ASSETS_PATH
+        self.env.filters["when"] = uk_time
 
     def render(self, request: Request, template: str, context: dict[str, Any] | None = None, *,
                status_code: int = 200) -> HTMLResponse:
@@ -57,6 +70,29 @@ class Pages:
         }
         html = self.env.get_template(template).render(values)
         return HTMLResponse(html, status_code=status_code)
+
+    def render_plain(self, template: str, context: dict[str, Any], *, status_code: int) -> HTMLResponse:
+        """A page rendered outside a route (no request, nobody signed in): refusals before the route."""
+        values = {"request": None, "realm": None, "caller": None, "csrf_token": "", "flash": None,
+                  "idle_seconds": None, **context}
+        return no_store(HTMLResponse(self.env.get_template(template).render(values), status_code=status_code))
+
+
+def refuse_in_html(app: FastAPI, prefix: str) -> None:
+    """Requests refused before they reach a route (rate limits, body size: ``shared.protection``) under
+    ``prefix`` get an HTML page, not problem+json: a person is reading. Other paths keep the app's refusal."""
+    other = app.state.refusal
+
+    def refusal(path: str, status: int, detail: str, headers: dict[str, str]) -> Response:
+        if path != prefix and not path.startswith(prefix + "/"):
+            return other(path, status, detail, headers)  # type: ignore[no-any-return]
+        title = "Too many attempts" if status == 429 else "That cannot be done now"
+        response = BASE_PAGES.render_plain("error.html", {"status": status, "title": title, "detail": detail},
+                                           status_code=status)
+        response.headers.update(headers)
+        return response
+
+    app.state.refusal = refusal
 
 
 def mount_assets(app: FastAPI) -> None:

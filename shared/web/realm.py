@@ -189,8 +189,11 @@ class WebRealm:
                     except IllegalTransition as exc:
                         response = realm.error_page(request, 409, str(exc))
                     except RequestValidationError:
-                        response = realm.error_page(request, 422, "Some of what was sent is missing or not "
-                                                                  "one of the choices offered. Nothing was changed.")
+                        if request.method == "GET":  # a mistyped or made-up address (an id that is no id)
+                            response = realm.error_page(request, 404, "There is no page at this address.")
+                        else:
+                            response = realm.error_page(request, 422, "Some of what was sent is missing or not "
+                                                                      "one of the choices offered. Nothing was changed.")
                     return realm.finish(request, response)
 
                 return handler
@@ -216,17 +219,9 @@ class WebRealm:
                           api_key: Annotated[str, Form(max_length=500)] = "") -> Response:
             web = realm._load(request)
             await realm._check_csrf(request, web.session)
-            # Refused sign-ins count with refused API credentials (shared.protection's "failed-auth"
-            # limit, when the app has one): guessing keys through the form is no cheaper than the API.
-            limits = getattr(request.app.state, "rate_limits", None)
-            address = request.client.host if request.client else "unknown"
-            if limits is not None and await limits.exhausted("failed-auth", address) is not None:
-                raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
-                                    detail="Too many refused sign-ins from this address. Try again later.")
             caller = await realm.verify(request, api_key.strip(), db) if api_key.strip() else None
             if caller is None:
-                if limits is not None:
-                    await limits.hit("failed-auth", address)
+                # A 401: shared.protection counts it against the address ("failed-auth"), as for the API.
                 return realm.pages.render(request, "sign_in.html", {
                     "error": f"That {realm.credential_label} was not recognised, or it is expired or revoked.",
                 }, status_code=status.HTTP_401_UNAUTHORIZED)

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 
 from services.launcher import System
-from tests.browser.conftest import EXIT_URL, PROVIDER_KEY, refer
+from tests.browser.conftest import EHR_KEY, EXIT_URL, PROVIDER_KEY, refer
+from tests.integration.notify_world import withdrawal
 
 IDENTIFYING = ("Alex", "Example", "1990-04-01", "LS7 9ZZ", "07700", "Synthetic Street")
 API = {"Authorization": f"Bearer {PROVIDER_KEY}"}
@@ -71,6 +72,11 @@ def test_a_provider_accepts_an_offer_reads_the_handoff_safe_contact_first_and_re
     assert "Alex Example (synthetic)" in page.content()
     check_page(page, "inbox-handoff")
 
+    # The quick exit stays on screen however far down the page is read.
+    page.mouse.wheel(0, 5000)
+    assert page.get_by_role("link", name="Quick exit").is_visible()
+    box = page.get_by_role("link", name="Quick exit").bounding_box()
+    assert 0 <= box["y"] < 900
     page.get_by_label("Contact made").check()
     page.get_by_role("button", name="Record outcome").click()
     page.wait_for_url(f"**/inbox/offers/{offer['id']}")
@@ -105,3 +111,83 @@ def test_quick_exit_leaves_nothing_identifying_in_history(page: Any, system: Sys
     assert "/handoff" not in page.url
     assert not any(value in page.content() for value in IDENTIFYING)
     assert page.url.endswith("/inbox/sign-in"), page.url
+
+
+def test_escape_pressed_twice_is_a_quick_exit(page: Any, system: System):
+    sign_in(page, system)
+    page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
+    page.wait_for_url(EXIT_URL)
+    page.goto(f"{system.url('notify')}/inbox")
+    assert page.url.endswith("/inbox/sign-in")  # the session ended with the exit
+
+
+def test_a_case_whose_consent_was_withdrawn_is_marked_and_its_details_are_gone(
+        page: Any, system: System, check_page: Any):
+    case_id = refer(system, "browser-inbox-withdrawn")
+    offer = offer_for(system, case_id)
+    notify = system.url("notify")
+    assert httpx.post(f"{notify}/offers/{offer['id']}/accept", headers=API).status_code == 200
+    assert httpx.get(f"{notify}/offers/{offer['id']}/handoff", headers=API).status_code == 200
+    withdrawn = httpx.put(f"{system.url('intake')}/fhir/Consent/{case_id}", json=withdrawal(),
+                          headers={"Authorization": f"Bearer {EHR_KEY}", "Content-Type": "application/fhir+json"})
+    assert withdrawn.status_code == 200, withdrawn.text
+    deadline = time.monotonic() + 30
+    while not httpx.get(f"{notify}/offers/{offer['id']}", headers=API).json()["stop_contact"]:
+        assert time.monotonic() < deadline, "the withdrawal did not reach notify"
+        time.sleep(0.2)
+
+    sign_in(page, system)
+    assert "Consent withdrawn: do not contact" in page.content()
+    page.goto(f"{notify}/inbox/offers/{offer['id']}")
+    assert page.get_by_role("alert").inner_text().startswith("Consent withdrawn: do not contact")
+    assert page.get_by_role("link", name="Read the handoff").count() == 0
+    check_page(page, "inbox-withdrawn")
+    page.goto(f"{notify}/inbox/offers/{offer['id']}/handoff")
+    assert not any(value in page.content() for value in IDENTIFYING)
+
+
+def tab_to(page: Any, text: str, limit: int = 40) -> None:
+    """Press Tab until the focused control says ``text`` (as a keyboard user moves through a page)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("(document.activeElement.innerText || document.activeElement.value || '').trim()")
+        if focused.startswith(text):
+            # The focus is visible: the focused control is drawn with an outline.
+            assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+            return
+    raise AssertionError(f"'{text}' cannot be reached with the Tab key")
+
+
+def test_the_inbox_works_by_keyboard_alone(page: Any, system: System):
+    case_id = refer(system, "browser-inbox-keyboard")
+    offer = offer_for(system, case_id)
+    page.goto(f"{system.url('notify')}/inbox")
+    tab_to(page, "Skip to main content")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")  # past the quick exit, into the key field
+    page.keyboard.type(PROVIDER_KEY)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/inbox")
+    page.locator("main").focus()  # then on through the page from the top of the content
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.getAttribute('href')") == f"/inbox/offers/{offer['id']}":
+            break
+    else:
+        raise AssertionError("the offer's link cannot be reached with the Tab key")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/inbox/offers/{offer['id']}")
+    tab_to(page, "Accept this offer")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/inbox/offers/{offer['id']}/handoff")
+    assert page.locator("main h1").first.inner_text().startswith("Before you make contact")
+
+
+def test_an_unattended_page_leaves_the_screen_when_the_session_would_end(page: Any, system: System):
+    page.clock.install()  # the page's timers run on a clock the test moves (no waiting)
+    sign_in(page, system)
+    page.clock.fast_forward("14:00")
+    assert page.url.endswith("/inbox")
+    page.clock.fast_forward("01:01")  # 15 minutes without a request: the default idle timeout
+    page.wait_for_url("**/inbox/sign-in")

@@ -65,13 +65,6 @@ def reports(status: int) -> dict[str, int]:
     return {**everyone(401), "ops": status, "commissioner": status}
 
 
-def web_page() -> dict[str, int]:
-    """A signed-in web page (console, reports): its credential is the session cookie, so an API credential
-    counts for nothing and every caller is sent to sign in (303). Who may sign in is the realm's rule,
-    checked at sign-in and on every page: tests/integration/test_console_and_reports.py."""
-    return everyone(303)
-
-
 def web_realm(prefix: str) -> dict[tuple[str, str], Row]:
     """A realm's own routes: sign-in page (200), sign-in and sign-out without the form's CSRF token (403),
     quick exit (303, to the neutral site)."""
@@ -84,6 +77,14 @@ def web_realm(prefix: str) -> dict[tuple[str, str], Row]:
 def internal(status: int) -> dict[str, int]:
     """Internal routes: only the named services' credentials; an API key of any kind is not one (403)."""
     return {**everyone(403), "none": 401, "service": status}
+
+
+def web_page(status: int = 303) -> dict[str, int]:
+    """Web pages (the provider inbox, the ops console, the reports): a session cookie from the page's own
+    sign-in, never a bearer credential, so every API caller is sent to sign in (303). Who may see what
+    once signed in is tested with sessions in tests/integration/test_notify_inbox.py (another provider's
+    offer: 404) and tests/integration/test_console_and_reports.py (a commissioner: never the console)."""
+    return everyone(status)
 
 
 PROBES = {
@@ -166,6 +167,20 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
         ("GET", "/ops/webhook-endpoints"): Row("/ops/webhook-endpoints", ops_only(200)),
         ("POST", "/ops/webhook-endpoints/{organisation_id}/enable"):
             Row("/ops/webhook-endpoints/nobody/enable", ops_only(404)),
+        # The provider inbox: the sign-in page is public; its form, like sign-out, needs the CSRF token
+        # of the sign-in page's session (403 without); the quick exit answers anyone with a redirect.
+        ("GET", "/inbox/sign-in"): Row("/inbox/sign-in", web_page(200)),
+        ("POST", "/inbox/sign-in"): Row("/inbox/sign-in", web_page(403), form={"api_key": "pw_sample_aire_valley_da"}),
+        ("POST", "/inbox/sign-out"): Row("/inbox/sign-out", web_page(403), form={}),
+        ("GET", "/inbox/exit"): Row("/inbox/exit", web_page()),
+        ("GET", "/inbox"): Row("/inbox", web_page()),
+        ("GET", "/inbox/offers/{offer_id}"): Row("/inbox/offers/{offer}", web_page()),
+        ("GET", "/inbox/offers/{offer_id}/handoff"): Row("/inbox/offers/{offer}/handoff", web_page()),
+        ("POST", "/inbox/offers/{offer_id}/accept"): Row("/inbox/offers/{offer}/accept", web_page(), form={}),
+        ("POST", "/inbox/offers/{offer_id}/decline"):
+            Row("/inbox/offers/{offer}/decline", web_page(), form={"reason": "no-capacity"}),
+        ("POST", "/inbox/offers/{offer_id}/outcomes"):
+            Row("/inbox/offers/{offer}/outcomes", web_page(), form={"outcome": "contact-made"}),
         ("GET", "/report-tables"): Row("/report-tables", reports(200)),
         ("GET", "/report-tables/{key}.csv"): Row("/report-tables/offers.csv", reports(200)),
         # The ops console (ops users sign in) and the reports (ops users and commissioners sign in).

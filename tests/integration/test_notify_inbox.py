@@ -151,3 +151,32 @@ async def test_a_withdrawn_consent_is_marked_and_the_details_are_gone(world: Wor
         assert not any(value in gone.text for value in IDENTIFYING)
         home = (await notify.get("/inbox")).text
         assert "Consent withdrawn: do not contact" in home
+
+
+async def test_revoking_the_providers_key_ends_its_web_session(world: World):
+    async with world.notify() as notify:
+        await sign_in(notify, "key-outreach")
+        world.directory.providers.pop("key-outreach")  # revoked in the directory
+        response = await notify.get("/inbox")
+        assert response.status_code == 303 and response.headers["location"] == "/inbox/sign-in"
+        assert "no longer valid" in (await notify.get("/inbox/sign-in")).text
+
+
+async def test_a_made_up_address_is_a_page_not_found(world: World):
+    async with world.notify() as notify:
+        await sign_in(notify, "key-outreach")
+        response = await notify.get("/inbox/offers/not-an-id")
+        assert response.status_code == 404 and "text/html" in response.headers["content-type"]
+
+
+async def test_guessing_keys_through_the_sign_in_form_is_limited_like_the_api(world: World):
+    async with world.notify(rate_limits={"failed-auth": "2/minute"}) as notify:
+        page = await notify.get("/inbox/sign-in")
+        for _ in range(2):
+            answer = await notify.post("/inbox/sign-in", data={"csrf_token": csrf_of(page.text), "api_key": "pw_guess"})
+            assert answer.status_code == 401
+        third = await notify.post("/inbox/sign-in", data={"csrf_token": csrf_of(page.text), "api_key": "pw_prv_right"})
+        assert third.status_code == 429 and "Retry-After" in third.headers  # not even looked at
+        assert "text/html" in third.headers["content-type"] and "Too many attempts" in third.text
+        # The same address guessing through the API is refused too: one count for both.
+        assert (await notify.get("/offers", headers=provider("pw_guess"))).status_code == 429

@@ -170,25 +170,10 @@ async def test_signed_in_pages_leave_the_screen_when_the_session_would_end(clien
     assert "data-idle-seconds" not in (await client.get("/t/sign-in")).text
 
 
-class CountingLimits:
-    """Stands in for shared.protection's rate limits: refuses after two refused sign-ins."""
+def test_times_read_in_uk_time():
+    from datetime import UTC, datetime
 
-    def __init__(self) -> None:
-        self.refused: dict[str, int] = {}
+    from shared.web.pages import uk_time
 
-    async def exhausted(self, kind: str, key: str) -> object | None:
-        return object() if self.refused.get(key, 0) >= 2 else None
-
-    async def hit(self, kind: str, key: str) -> None:
-        assert kind == "failed-auth"
-        self.refused[key] = self.refused.get(key, 0) + 1
-
-
-async def test_refused_sign_ins_count_towards_the_failed_credential_limit():
-    app, _ = make_app(Environment.development)
-    app.state.rate_limits = CountingLimits()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
-        for expected in (401, 401, 429):
-            page = await c.get("/t/sign-in")
-            answer = await c.post("/t/sign-in", data={"csrf_token": csrf_of(page.text), "api_key": "pw_guess"})
-            assert answer.status_code == expected
+    assert uk_time(datetime(2026, 7, 1, 13, 5, tzinfo=UTC)) == "Wed 1 Jul 2026, 14:05"  # BST
+    assert uk_time(datetime(2026, 12, 1, 13, 5, tzinfo=UTC)) == "Tue 1 Dec 2026, 13:05"  # GMT
