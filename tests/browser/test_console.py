@@ -105,6 +105,14 @@ def test_an_ops_user_assigns_an_escalated_case_and_revokes_a_credential(page: An
     issued = flashed_key(page)
     assert httpx.get(f"{system.url('notify')}/offers", headers={"Authorization": f"Bearer {issued}"}).status_code == 200
     check_page(page, "console-credentials")
+    # Rotated: a new key shown once; the old one stops at once.
+    page.get_by_role("button", name=re.compile(r"^Rotate .* key browser-test$")).click()
+    page.wait_for_url("**/console/credentials")
+    rotated = flashed_key(page)
+    assert rotated != issued
+    assert httpx.get(f"{system.url('notify')}/offers", headers={"Authorization": f"Bearer {issued}"}).status_code == 401
+    issued = rotated
+    assert httpx.get(f"{system.url('notify')}/offers", headers={"Authorization": f"Bearer {issued}"}).status_code == 200
     page.get_by_role("button", name=re.compile(r"^Revoke .* key browser-test$")).click()
     page.wait_for_url("**/console/credentials")
     assert "Revoked" in page.locator(".flash").inner_text()
