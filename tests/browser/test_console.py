@@ -188,3 +188,40 @@ def test_reports_show_small_counts_as_under_five_to_a_commissioner(browser: Any,
         check_page(tab, "reports")
     finally:
         context.close()
+
+
+def test_an_escalated_case_is_assigned_by_keyboard_alone(page: Any, system: System):
+    from tests.browser.test_inbox import tab_to
+
+    case_id = escalated_referral(system, "browser-console-keyboard")
+    escalation = escalation_of(system, case_id)
+    page.goto(f"{system.url('notify')}/console")
+    tab_to(page, "Skip to main content")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")  # past the quick exit, into the key field
+    page.keyboard.type(ops_key(system))
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/console")
+    tab_to(page, "Escalations")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/console/escalations")
+    page.locator("main").focus()
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.getAttribute('href')") == f"/console/escalations/{escalation['id']}":
+            break
+    else:
+        raise AssertionError("the escalated case cannot be reached with the Tab key")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/console/escalations/{escalation['id']}")
+    page.locator("main").focus()
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "service_id":
+            break
+    else:
+        raise AssertionError("the service field cannot be reached with the Tab key")
+    page.keyboard.type("aire-valley-da-outreach")
+    page.keyboard.press("Enter")  # submits the form the field is in
+    page.wait_for_url(f"**/console/escalations/{escalation['id']}")
+    assert "Offered to" in page.locator(".flash").inner_text()
