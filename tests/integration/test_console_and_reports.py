@@ -107,7 +107,7 @@ async def test_ops_user_reads_an_escalation_with_the_routers_explanation_assigns
             assert listing.headers["cache-control"] == "no-store"
             page = await notify.get(f"/console/escalations/{escalation_id}")
             assert "no local service takes the case" in page.text and "svc-far: does not cover the area" in page.text
-            assert f"<title>Escalated case" in page.text and str(case_id) not in page.text.split("<body")[0]
+            assert "<title>Escalated case" in page.text and str(case_id) not in page.text.split("<body")[0]
 
             # A form without the page's CSRF token changes nothing.
             forged = await notify.post(f"/console/escalations/{escalation_id}/assign", data={"service_id": "svc-refuge"})

@@ -225,7 +225,7 @@ def suppress_together(tables: Sequence[CountTable], links: Sequence[Link] = ()) 
     equations: list[list[Key]] = []
     margins: set[Key] = set()
     for t in tables:
-        labels, columns, values, local = grids[t.key]
+        _, _, values, local = grids[t.key]
         for i, row in enumerate(values):
             for j, v in enumerate(row):
                 value[(t.key, i, j)] = v
