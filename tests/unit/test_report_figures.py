@@ -98,3 +98,10 @@ def test_a_chart_never_draws_a_hidden_count_as_a_bar() -> None:
     assert bars["North"].text == "<5" and bars["North"].length == 0
     assert bars["East"].text == "*" and bars["East"].length == 0  # hidden so that North cannot be worked out
     assert bars["South"].length > 0 and "<5 means a count from 1 to 4" in chart.description
+
+
+def test_the_trend_has_every_month_including_those_without_referrals() -> None:
+    cases = [_case(datetime(2026, 1, 5, tzinfo=UTC)) for _ in range(6)] + \
+            [_case(datetime(2026, 4, 5, tzinfo=UTC)) for _ in range(7)]
+    months = dict(next(t for t in build_tables(cases, [], None) if t.key == "referrals-by-month").rows)
+    assert months == {"2026-01": ("6",), "2026-02": ("0",), "2026-03": ("0",), "2026-04": ("7",), "Total": ("13",)}

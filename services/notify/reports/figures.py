@@ -77,6 +77,19 @@ def _labels(codes: Iterable[str], name: Callable[[str], str]) -> dict[str, str]:
     return {code: name(code) if counts[name(code)] == 1 else f"{name(code)} ({code})" for code in codes}
 
 
+def _months(counted: Mapping[str, int]) -> list[str]:
+    """Every month from the first referral's to the last's ("YYYY-MM"), those with none included: a trend."""
+    if not counted:
+        return []
+    first, last = min(counted), max(counted)
+    year, month = int(first[:4]), int(first[5:])
+    months = []
+    while f"{year:04d}-{month:02d}" <= last:
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
 def route_kinds(offers: Iterable[OfferFacts]) -> set[str]:
     """The kinds of service a case was offered to (one case can take several routes at once)."""
     kinds = set()
@@ -146,7 +159,7 @@ def build_tables(cases: Sequence[CaseFacts], offers: Sequence[OfferFacts], geogr
                       [(s.value, [by_setting[s.value]]) for s in CareSetting if by_setting[s.value]]
                       + ([("not known", [by_setting["not known"]])] if by_setting["not known"] else [])),
         CountTable.of("referrals-by-month", "Referrals by month", "month", ["referrals"],
-                      [(month, [by_month[month]]) for month in sorted(by_month)]),
+                      [(month, [by_month[month]]) for month in _months(by_month)]),
         CountTable.of("referrals-by-characteristic", "Survivors by the characteristics they chose to share",
                       "characteristic", ["survivors"],
                       [(COMMUNITY_NAMES.get(c, c), [by_community[c]]) for c in Community],
