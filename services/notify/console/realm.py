@@ -27,7 +27,8 @@ def _verifier(*kinds: CallerKind):  # type: ignore[no-untyped-def]
 
 CONSOLE = WebRealm(name="console", title="Ops console", prefix="/console", verify=_verifier(CallerKind.ops),
                    pages=PAGES, credential_label="Ops key",
-                   credential_hint="Your own ops credential (pw_ops_…), issued by another ops user.")
+                   credential_hint="Your own ops credential (pw_ops_…), issued by another ops user. "
+                                   "Commissioners sign in to the reports (/reports) instead.")
 REPORTS = WebRealm(name="reports", title="Reports", prefix="/reports",
                    verify=_verifier(CallerKind.ops, CallerKind.commissioner), pages=PAGES,
                    credential_label="Ops or commissioner key",
