@@ -1,5 +1,6 @@
 """Gap analysis for commissioners, from the router's own view of the world (its cases and its copy of the
-directory and gazetteer), with the same coverage rules routing uses (``domain._candidates``).
+directory and gazetteer), with the same coverage rule routing uses (rule 1: ``index.covering_services``,
+the area tier from the coverage that matched).
 
 Raw counts only: notify, which publishes the reports, applies small-number suppression to the tables it
 builds from them. Nothing here identifies a case: the answer is counts by area and community.
@@ -13,15 +14,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from services.router.domain import (
-    IDVA_TYPES,
-    TIER_WORDS,
-    DirectoryIndex,
-    _candidates,
-    _tier,
-    resolve_case_area,
-    survivor_communities,
-)
+from services.router.index import DirectoryIndex, covering_services, resolve_case_area
+from services.router.rules import IDVA_TYPES, TIER_WORDS, survivor_communities
 from shared.events import ByAndForPreference, CaseSummary
 from shared.reference import ServiceStatus, ServiceType
 
@@ -66,8 +60,8 @@ def wanted_communities(summary: CaseSummary) -> list[str]:
 def availability(summary: CaseSummary, community: str, index: DirectoryIndex) -> Availability:
     """The nearest tier at which a by-and-for service of ``community`` covers the case's area."""
     area = resolve_case_area(summary, index)
-    tiers = [_tier(c.record) for c in _candidates(area, index)
-             if community in c.record.by_and_for and c.record.status == ServiceStatus.active]
+    tiers = [tier for service, tier in covering_services(area, index).values()
+             if community in service.by_and_for and service.status == ServiceStatus.active]
     return Availability(TIER_WORDS[min(tiers)]) if tiers else Availability.none
 
 
