@@ -50,7 +50,7 @@ API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey",
                        description="The API key in the X-API-Key header (instead of the bearer token).")
 
 
-def bearer_or_api_key(
+async def bearer_or_api_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     x_api_key: Annotated[str | None, Depends(API_KEY)],
 ) -> str:
@@ -69,7 +69,7 @@ def bearer_or_api_key(
 PresentedKey = Annotated[str, Depends(bearer_or_api_key)]
 
 
-def require_service(request: Request, token: PresentedKey) -> Caller:
+async def require_service(request: Request, token: PresentedKey) -> Caller:
     """Internal endpoints: only another Pathways service, holding the shared service token."""
     expected = request.app.state.settings.service_token.get_secret_value()
     if not expected or not hmac.compare_digest(token.encode(), expected.encode()):

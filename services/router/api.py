@@ -22,7 +22,7 @@ router = APIRouter(tags=["router"])
 async def require_ops_or_service(request: Request, key: PresentedKey, session: SessionDep) -> Caller:
     """Ops staff, or another Pathways service (intake, for the referrer's Task)."""
     try:
-        return require_service(request, key)
+        return await require_service(request, key)
     except HTTPException:
         pass
     return await require_ops(request, key, session)
@@ -31,7 +31,7 @@ async def require_ops_or_service(request: Request, key: PresentedKey, session: S
 OpsOrService = Annotated[Caller, Depends(require_ops_or_service)]
 
 
-def get_router(request: Request) -> Router:
+async def get_router(request: Request) -> Router:
     return request.app.state.router  # type: ignore[no-any-return]
 
 
