@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.events import utcnow
@@ -264,6 +264,37 @@ class Database:
                 if await session.get(ProcessedEvent, (consumer, event_id)) is not None:
                     return None
             raise
+
+
+    async def run_batch(
+        self, consumer: str, works: Sequence[tuple[UUID, Callable[[AsyncSession], Awaitable[object]]]]
+    ) -> list[BaseException | None]:
+        """``run_once`` for a batch of events, in order, in ONE transaction (one commit, one fsync, one
+        turn of SQLite's writer slot for the lot): each event's work and inbox record in a savepoint of
+        its own, so a failing event is rolled back and reported alone while the others commit.
+
+        Returns, per event, ``None`` (done now or before) or the error its work raised. Raises when the
+        transaction itself fails: then nothing of the batch was stored.
+        """
+        outcomes: list[BaseException | None] = [None] * len(works)
+        async with self.transaction() as session:
+            ids = list({event_id for event_id, _ in works})
+            done = set((await session.exec(
+                select(ProcessedEvent.event_id).where(  # type: ignore[call-overload]
+                    ProcessedEvent.consumer == consumer, col(ProcessedEvent.event_id).in_(ids))
+            )).all())
+            for index, (event_id, work) in enumerate(works):
+                if event_id in done:
+                    continue
+                done.add(event_id)  # the same event twice in one batch is done once
+                try:
+                    async with session.begin_nested():
+                        session.add(ProcessedEvent(consumer=consumer, event_id=event_id, processed_at=utcnow()))
+                        await session.flush()
+                        await work(session)
+                except Exception as exc:  # noqa: BLE001 - this event's failure, reported to its message
+                    outcomes[index] = exc
+        return outcomes
 
 
 async def end_read(session: AsyncSession) -> None:
