@@ -134,6 +134,7 @@ class Bus:
         # The CA that signed the NATS servers' certificates (tls:// URLs); the system's CAs otherwise.
         self.tls_ca_file = tls_ca_file
         self.nc: NATS | None = None
+        self._js: tuple[NATS, nats.js.JetStreamContext] | None = None
         self._consumers: list[ConsumerSpec] = []
         self._broadcasts: list[tuple[tuple[str, ...], BroadcastHandler]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -230,7 +231,10 @@ class Bus:
     def js(self) -> nats.js.JetStreamContext:
         if self.nc is None or not self.nc.is_connected:
             raise BusNotConnected("not connected to NATS")
-        return self.nc.jetstream(timeout=5)
+        # One context per connection: building one per publish showed in the profile (issue 9).
+        if self._js is None or self._js[0] is not self.nc:
+            self._js = (self.nc, self.nc.jetstream(timeout=5))
+        return self._js[1]
 
     async def declare_streams(self) -> None:
         """Create or update the event stream and the dead-letter stream (with ``stream_replicas`` copies)."""

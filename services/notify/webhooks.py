@@ -105,9 +105,35 @@ class WebhookDispatcher:
                     .limit(BATCH)
                 )
             ).all()
+            disabled = set((await session.exec(
+                select(WebhookEndpointState.organisation_id).where(
+                    col(WebhookEndpointState.organisation_id).in_({d.organisation_id for d in due}),
+                    col(WebhookEndpointState.disabled_at).is_not(None))
+            )).all()) if due else set()
+        polling: list[str] = []
         for delivery in due:
-            await self.attempt(delivery)
+            if delivery.organisation_id not in disabled and await self._polls(delivery):
+                polling.append(delivery.id)
+            else:
+                await self.attempt(delivery)
+        if polling:
+            # Most providers poll: their offers' deliveries are closed in one write per batch instead of a
+            # lease and a finish each (issue 9). Only still-pending rows: another instance may have got there.
+            async with self.runtime.db.transaction(announce=False) as session:
+                await session.exec(  # type: ignore[call-overload]
+                    update(WebhookDelivery)
+                    .where(col(WebhookDelivery.id).in_(polling), col(WebhookDelivery.status) == WebhookStatus.pending)
+                    .values(status=WebhookStatus.not_applicable)
+                )
         return len(due) == BATCH
+
+    async def _polls(self, delivery: WebhookDelivery) -> bool:
+        """The organisation takes offers by polling (or the web inbox), not by webhook: nothing to send."""
+        try:
+            target = await self.directory.of(delivery.organisation_id)
+        except DirectoryUnavailable:
+            return False  # the attempt finds out again and reschedules
+        return target.channel != "webhook" or not target.webhook_url
 
     async def _lease(self, delivery: WebhookDelivery, now: datetime) -> bool:
         """Take the delivery for one attempt; another notify instance that looked at the same time gets nothing."""
