@@ -270,30 +270,44 @@ class Database:
         self, consumer: str, works: Sequence[tuple[UUID, Callable[[AsyncSession], Awaitable[object]]]]
     ) -> list[BaseException | None]:
         """``run_once`` for a batch of events, in order, in ONE transaction (one commit, one fsync, one
-        turn of SQLite's writer slot for the lot): each event's work and inbox record in a savepoint of
-        its own, so a failing event is rolled back and reported alone while the others commit.
+        turn of SQLite's writer slot for the lot), each event with its inbox record.
 
-        Returns, per event, ``None`` (done now or before) or the error its work raised. Raises when the
-        transaction itself fails: then nothing of the batch was stored.
+        Returns, per event, ``None`` (done now or before) or the error it failed with. When an event's
+        work fails, the batch is rolled back and each event runs again in a transaction of its own
+        (``run_once``), so the failing one is reported alone and the others commit; failures are rare
+        (an event ahead of the one it depends on), and the common case pays no savepoint per event.
+        When the transaction itself fails (the database away, no writer slot in time), every event
+        gets that error: nothing of the batch was stored.
         """
-        outcomes: list[BaseException | None] = [None] * len(works)
-        async with self.transaction() as session:
-            ids = list({event_id for event_id, _ in works})
-            done = set((await session.exec(
-                select(ProcessedEvent.event_id).where(  # type: ignore[call-overload]
-                    ProcessedEvent.consumer == consumer, col(ProcessedEvent.event_id).in_(ids))
-            )).all())
-            for index, (event_id, work) in enumerate(works):
-                if event_id in done:
-                    continue
-                done.add(event_id)  # the same event twice in one batch is done once
-                try:
-                    async with session.begin_nested():
-                        session.add(ProcessedEvent(consumer=consumer, event_id=event_id, processed_at=utcnow()))
-                        await session.flush()
+        work_failed = False
+        try:
+            async with self.transaction() as session:
+                ids = list({event_id for event_id, _ in works})
+                done = set((await session.exec(
+                    select(ProcessedEvent.event_id).where(  # type: ignore[call-overload]
+                        ProcessedEvent.consumer == consumer, col(ProcessedEvent.event_id).in_(ids))
+                )).all())
+                for event_id, work in works:
+                    if event_id in done:
+                        continue
+                    done.add(event_id)  # the same event twice in one batch is done once
+                    session.add(ProcessedEvent(consumer=consumer, event_id=event_id, processed_at=utcnow()))
+                    try:
                         await work(session)
-                except Exception as exc:  # noqa: BLE001 - this event's failure, reported to its message
-                    outcomes[index] = exc
+                    except Exception:
+                        work_failed = True
+                        raise
+            return [None] * len(works)
+        except Exception as exc:  # noqa: BLE001 - reported per event below
+            if not work_failed or len(works) == 1:
+                return [exc] * len(works)
+        outcomes: list[BaseException | None] = []
+        for event_id, work in works:
+            try:
+                await self.run_once(consumer, event_id, work)
+                outcomes.append(None)
+            except Exception as exc:  # noqa: BLE001 - this event's failure, reported to its message
+                outcomes.append(exc)
         return outcomes
 
 
