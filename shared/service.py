@@ -58,10 +58,10 @@ class Runtime:
         """A durable consumer whose ``work`` runs once per event, in one transaction with the inbox
         record and any outbox events it enqueues; the message is acked after that commit.
 
-        Events fetched together are handled in one transaction (``Database.run_batch``: a savepoint
-        each), so a backlog costs one commit per batch rather than one per event (issue 9)."""
+        Events fetched together are handled in one transaction (``Database.run_batch``; a failing event
+        is then retried alone), so a backlog costs one commit per batch rather than one per event (issue 9)."""
 
-        async def prepare(event: Event, delivery: Delivery) -> Callable[[AsyncSession], Awaitable[None]]:
+        async def prepare(event: Event, delivery: Delivery) -> Work1:
             return lambda session: work(session, event, delivery)
 
         return self.consume_prepared(durable, subjects, prepare, **options)
@@ -78,7 +78,7 @@ class Runtime:
 
         async def batch(received: Sequence[Received]) -> list[BaseException | None]:
             outcomes: list[BaseException | None] = [None] * len(received)
-            works: list[tuple[int, Received, Callable[[AsyncSession], Awaitable[None]]]] = []
+            works: list[tuple[int, Received, Work1]] = []
             for index, item in enumerate(received):
                 try:
                     with item.span():
@@ -86,7 +86,7 @@ class Runtime:
                 except Exception as exc:  # noqa: BLE001 - this event alone is retried
                     outcomes[index] = exc
 
-            def traced(item: Received, work: Callable[[AsyncSession], Awaitable[None]]) -> Work1:
+            def traced(item: Received, work: Work1) -> Work1:
                 async def run(session: AsyncSession) -> None:
                     with item.span() as span:
                         try:
