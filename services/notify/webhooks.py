@@ -32,7 +32,7 @@ from shared.events import CaseEscalated, utcnow
 from shared.metrics import WEBHOOK_DELIVERIES, WEBHOOK_FAILURES
 from shared.outbox import enqueue
 from shared.service import Runtime
-from shared.telemetry import restored_context, safe_attributes, tracer
+from shared.telemetry import instrument_client, restored_context, safe_attributes, tracer
 
 log = logging.getLogger(__name__)
 BATCH = 50
@@ -95,6 +95,9 @@ class WebhookDispatcher:
         # Webhook URLs are the providers': a client of their own that calls only public addresses, checked
         # at each connection (shared.egress), never the internal client with its service credentials.
         self.http = external_client(policy_for(self.settings), timeout=self.settings.webhook_timeout_seconds)
+        # The POST is a client span of the delivery (as the internal client's calls are): the trace shows
+        # the webhook call itself, not only the directory look-up before it.
+        instrument_client(self.http)
         runtime.stop_hooks.append(self.http.aclose)
         self.worker = PeriodicWorker("notify-webhooks", self.step, interval=self.settings.webhook_poll_seconds)
         runtime.db.on_commit.append(self.worker.wake)
