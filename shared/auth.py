@@ -11,8 +11,9 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
+from functools import lru_cache
 from enum import StrEnum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request, status
@@ -46,6 +47,7 @@ def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
+# Dependencies are async: FastAPI runs a plain function in its thread pool, a hop per request for nothing.
 # FastAPI's security classes read the credential, so the OpenAPI documents show how to authenticate.
 # auto_error=False: a missing credential is our own 401 (problem+json or OperationOutcome), not theirs.
 BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="The API key as a bearer token.")
@@ -53,7 +55,7 @@ API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey",
                        description="The API key in the X-API-Key header (instead of the bearer token).")
 
 
-def bearer_or_api_key(
+async def bearer_or_api_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     x_api_key: Annotated[str | None, Depends(API_KEY)],
 ) -> str:
@@ -72,7 +74,7 @@ def bearer_or_api_key(
 PresentedKey = Annotated[str, Depends(bearer_or_api_key)]
 
 
-def optional_key(
+async def optional_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     x_api_key: Annotated[str | None, Depends(API_KEY)],
 ) -> str | None:
@@ -95,14 +97,15 @@ SERVICE_BEARER = HTTPBearer(auto_error=False, scheme_name="serviceCredential",
 SERVICES = ("intake", "router", "directory", "notify")
 
 
-def service_credential_digests(configured: str) -> list[tuple[str, str]]:
+@lru_cache(maxsize=8)
+def service_credential_digests(configured: str) -> tuple[tuple[str, str], ...]:
     """``name:sha256-hex`` entries, comma-separated (several per service while one is rotated)."""
     entries = []
     for entry in configured.replace("\n", ",").split(","):
         name, _, digest = entry.strip().partition(":")
         if name and len(digest) == 64:
             entries.append((name, digest.lower()))
-    return entries
+    return tuple(entries)
 
 
 def service_credentials_setting(secrets_by_service: dict[str, list[str]] | dict[str, str]) -> str:
@@ -124,7 +127,7 @@ def identify_service(configured: str, presented: str) -> str | None:
     return found
 
 
-def require_service(request: Request,
+async def require_service(request: Request,
                     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(SERVICE_BEARER)]) -> Caller:
     """Internal endpoints: another Pathways service, named by its own credential."""
     if bearer is None or not bearer.credentials.strip():
@@ -140,10 +143,10 @@ def require_service(request: Request,
 ServiceCaller = Annotated[Caller, Depends(require_service)]
 
 
-def service_from(*names: str) -> Callable[[Caller], Caller]:
+def service_from(*names: str) -> Callable[[Caller], Awaitable[Caller]]:
     """A dependency admitting only the named services: each internal route says who may call it."""
 
-    def admitted(caller: ServiceCaller) -> Caller:
+    async def admitted(caller: ServiceCaller) -> Caller:
         if caller.id not in names:
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 detail=f"This endpoint is for the {' and '.join(names)} service(s) only.")
