@@ -3,6 +3,12 @@
 API keys are random, shown once, and stored only as a SHA-256 digest: the keys are long random
 strings, so a fast hash is enough and lookups stay O(1). Every request resolves to a ``Caller`` so
 that later authorisation rules (roles, scopes, rate limits) have one thing to look at.
+
+Roles (issue 13), and the dependency that admits each: referrer, an EHR client limited to its ODS codes
+(intake's ``ClientDep``: API key or private_key_jwt access token); provider, its own offers and handoffs
+(notify's ``ProviderDep``); ops (``OpsCaller``); commissioner, reports only and never a case
+(``OpsOrCommissioner``); service, internal routes only (``ServiceCaller``, or ``service_from(...)`` to name
+the services a route admits). Who may call every route: ``tests/integration/authz_table.py``.
 """
 
 from __future__ import annotations
@@ -10,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass, field
-from functools import lru_cache
-from enum import StrEnum
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request, status
@@ -127,8 +133,9 @@ def identify_service(configured: str, presented: str) -> str | None:
     return found
 
 
-async def require_service(request: Request,
-                    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(SERVICE_BEARER)]) -> Caller:
+async def require_service(
+    request: Request, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(SERVICE_BEARER)]
+) -> Caller:
     """Internal endpoints: another Pathways service, named by its own credential."""
     if bearer is None or not bearer.credentials.strip():
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Missing service credential.",
