@@ -134,7 +134,7 @@ def complete(document: dict[str, Any], *, fhir_prefix: str | None = None) -> dic
                 wanted.add(400 if fhir else 422)
             if operation.get("requestBody"):
                 wanted.add(400)  # a body that is not JSON at all
-            if operation.get("security"):
+            if operation.get("security") and {} not in operation["security"]:  # {}: the credential is optional
                 wanted |= {401, 403}
             wanted.add(503)
             for code in sorted(wanted):
