@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from shared.auth import generate_api_key, hash_api_key, service_credentials_setting
+from shared.settings import private_directory
 
 DATA_DIR_DEFAULT = Path(".data")
 SERVICES = ("directory", "intake", "router", "notify")
@@ -87,8 +88,12 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
     if "INTAKE_ENCRYPTION_KEYS" not in values:
         values["INTAKE_ENCRYPTION_KEYS"] = "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
         values["INTAKE_ACTIVE_KEY_ID"] = "dev1"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    # The audit trails' HMAC key (intake, notify and the directory seal their hash chains with it).
+    values.setdefault("PATHWAYS_AUDIT_KEYS", "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode())
+    private_directory(path.parent)
+    # Created owner-only (never briefly world-readable); an older file is narrowed too.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write("".join(f"{k}={v}\n" for k, v in values.items()))
     path.chmod(0o600)
     return values
 
@@ -110,7 +115,7 @@ class NatsServer:
     def start(self, timeout: float = 20.0) -> None:
         self.port = self.port or free_port()
         self.monitor_port = self.monitor_port or free_port()
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(self.store_dir)
         log = open(self.log_file or os.devnull, "ab")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
             [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port),
@@ -210,8 +215,9 @@ class System:
         return env
 
     def start(self, timeout: float = 60.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(exist_ok=True)
+        # Owner-only: the databases, the NATS store (case summaries), the logs and the development secrets.
+        private_directory(self.data_dir)
+        private_directory(self.log_dir)
         try:
             if not self.nats_url:
                 self.nats = NatsServer(

@@ -41,6 +41,11 @@ WEBHOOK_DELIVERIES = Counter("pathways_webhook_deliveries", "Webhooks a provider
 WEBHOOK_FAILURES = Counter(
     "pathways_webhook_failures", "Webhook attempts that failed, by reason", ["reason"]
 )
+REQUESTS_REFUSED = Counter(
+    "pathways_requests_refused",
+    "Requests refused by shared.protection: over a rate limit (by kind of caller) or over the body limit",
+    ["reason"],
+)
 OUTBOX_DEPTH = Gauge("pathways_outbox_depth", "Events committed but not yet published", ["service"])
 CONSUMER_PENDING = Gauge(
     "pathways_consumer_pending", "Messages not yet delivered to a durable consumer", ["consumer"]
@@ -52,6 +57,11 @@ CONSUMER_REDELIVERED = Gauge(
     "pathways_consumer_redelivered", "Messages a consumer has had delivered more than once", ["consumer"]
 )
 DEAD_LETTER_DEPTH = Gauge("pathways_dead_letter_depth", "Messages waiting in the dead-letter stream")
+AUDIT_UNSEALED_AGE = Gauge(
+    "pathways_audit_unsealed_oldest_seconds", "Age of the oldest audit record not yet sealed into the chain (0: none)",
+    ["service"],
+)
+AUDIT_CHAIN_SEQ = Gauge("pathways_audit_chain_seq", "The audit chain head's sequence number", ["service"])
 HTTP_DURATION = Histogram(
     "pathways_http_request_duration_seconds",
     "HTTP request latency by route template",

@@ -193,6 +193,8 @@ class OtlpReceiver:
 
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
+        # Every export request as it arrived: all a span carries (names, attributes, events, status).
+        self.raw: list[bytes] = []
         self._lock = threading.Lock()
 
     def app(self) -> FastAPI:
@@ -207,7 +209,8 @@ class OtlpReceiver:
         @app.post("/v1/traces")
         async def traces(request: Request) -> Response:
             export = ExportTraceServiceRequest()
-            export.ParseFromString(await request.body())
+            body = await request.body()
+            export.ParseFromString(body)
             received = []
             for resource_spans in export.resource_spans:
                 resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
@@ -221,6 +224,7 @@ class OtlpReceiver:
                         ))
             with self._lock:
                 self.spans.extend(received)
+                self.raw.append(body)
             return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
 
         return app

@@ -37,6 +37,7 @@ from services.directory.store import (
 from shared.audit import record
 from shared.auth import Caller, CallerKind, NotifyCaller, OpsCaller, OptionalKey, RouterCaller
 from shared.directory_contract import DirectorySnapshot, ProviderDelivery, ServiceRecord
+from shared.egress import policy_for, registration_refusal
 from shared.events import AreaStatus, DirectoryChanged, RiskBand, utcnow
 from shared.fhir import FHIR_JSON
 from shared.geography import COUNTRY_NAMES, describe
@@ -283,10 +284,23 @@ def _changed(session: AsyncSession, caller: Caller, entity: str, entity_id: str,
     enqueue(session, DirectoryChanged(entity=entity, entity_id=entity_id, change=change))  # type: ignore[arg-type]
 
 
+async def _check_webhook_urls(runtime: RuntimeDep, organisations: list[tuple[str, OrganisationIn]]) -> None:
+    """422 unless every webhook URL is one Pathways may call (``shared.egress``: no private, loopback,
+    link-local… address, now or by the name's current resolution; delivery checks again)."""
+    policy = policy_for(runtime.settings)
+    refusals = []
+    for organisation_id, body in organisations:
+        if body.webhook_url is not None and (why := await registration_refusal(str(body.webhook_url), policy)):
+            refusals.append(f"{organisation_id}: webhook_url refused: {why}")
+    if refusals:
+        raise HTTPException(422, detail="; ".join(refusals))
+
+
 @ops.post("/organisations", response_model=OrganisationPublic, status_code=201, summary="Add an organisation",
           responses=errors(409, 422))
 async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep,
                               session: SessionDep, caller: OpsCaller) -> OrganisationPublic:
+    await _check_webhook_urls(runtime, [(body.id, body)])
     async with runtime.db.transaction(session):
         if await session.get(Organisation, body.id) is not None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Organisation '{body.id}' already exists.")
@@ -301,6 +315,7 @@ async def create_organisation(body: OrganisationCreate, runtime: RuntimeDep,
 async def replace_organisation(
     organisation_id: str, body: OrganisationIn, runtime: RuntimeDep, session: SessionDep, caller: OpsCaller
 ) -> OrganisationPublic:
+    await _check_webhook_urls(runtime, [(organisation_id, body)])
     async with runtime.db.transaction(session):
         organisation = await _organisation(session, organisation_id)
         _assign(session, organisation, body.columns())
@@ -422,6 +437,11 @@ async def export_hsds(session: SessionDep, contacts: ContactsVisible) -> dict[st
 async def import_hsds(
     document: Annotated[dict[str, Any], Body()], runtime: RuntimeDep, session: SessionDep, caller: OpsCaller
 ) -> HsdsImportResult | JSONResponse:
+    # Webhook URLs are checked before the transaction: resolving names must not hold the writer.
+    try:
+        await _check_webhook_urls(runtime, [(o.id, o) for o in hsds.import_document(document, {})[0]])
+    except hsds.HsdsImportError:
+        pass  # reported below, with every bad record
     async with runtime.db.transaction(session):
         known = {o.id: list(o.signing_secrets) for o in (await session.exec(select(Organisation))).all()}
         try:

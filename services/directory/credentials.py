@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.directory.store import OpsUser, Organisation, ProviderKey
+from shared.audit import record_read
 from shared.auth import Caller, CallerKind, NotifyCaller, OpsCaller, hash_api_key, service_from
 from shared.credentials import (
     CredentialPublic,
@@ -144,13 +145,15 @@ async def create_provider_key(organisation_id: str, body: ProviderKeyCreate, run
 
 @ops.get("/organisations/{organisation_id}/keys", response_model=list[ProviderKeyPublic],
          summary="A provider's keys, with their state and expiry (never the keys)", responses=errors(404))
-async def list_provider_keys(organisation_id: str,
-                             session: SessionDep, _caller: OpsCaller) -> list[ProviderKeyPublic]:
+async def list_provider_keys(organisation_id: str, runtime: RuntimeDep,
+                             session: SessionDep, caller: OpsCaller) -> list[ProviderKeyPublic]:
     if await session.get(Organisation, organisation_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No organisation with id '{organisation_id}'.")
-    keys = (await session.exec(select(ProviderKey).where(ProviderKey.organisation_id == organisation_id)
-                               .order_by(col(ProviderKey.name)))).all()
-    return [ProviderKeyPublic.of(k) for k in keys]
+    keys = [ProviderKeyPublic.of(k) for k in (await session.exec(
+        select(ProviderKey).where(ProviderKey.organisation_id == organisation_id).order_by(col(ProviderKey.name))
+    )).all()]
+    await record_read(runtime.db, session, caller, "list-provider-keys", detail=f"organisation {organisation_id}")
+    return keys
 
 
 @ops.post("/organisations/{organisation_id}/keys/{name}/rotate", response_model=ProviderKeyIssued,
@@ -240,8 +243,10 @@ async def create_ops_user(body: OpsUserCreate, runtime: RuntimeDep,
 
 
 @ops.get("/ops-users", response_model=list[OpsUserPublic], summary="Every ops user, with state and expiry")
-async def list_ops_users(session: SessionDep, _caller: OpsCaller) -> list[OpsUserPublic]:
-    return [OpsUserPublic.of(u) for u in (await session.exec(select(OpsUser).order_by(col(OpsUser.id)))).all()]
+async def list_ops_users(session: SessionDep, caller: OpsCaller, runtime: RuntimeDep) -> list[OpsUserPublic]:
+    users = [OpsUserPublic.of(u) for u in (await session.exec(select(OpsUser).order_by(col(OpsUser.id)))).all()]
+    await record_read(runtime.db, session, caller, "list-ops-users", detail=f"{len(users)} shown")
+    return users
 
 
 @ops.post("/ops-users/{user_id}/rotate", response_model=OpsUserIssued,

@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from shared.audit import AuditRecord
+from shared.audit import AuditChain, AuditRecord
 from shared.credentials import KeyCredential
 from shared.db import utc_field
 from shared.events import utcnow
@@ -166,4 +166,4 @@ class OpsUser(KeyCredential, table=True):
 
 
 TABLES = [Organisation, Service, DistrictArea, AreaCentroid, Postcode, LocalAuthority, GazetteerImport, ProviderKey,
-          OpsUser, AuditRecord]
+          OpsUser, AuditRecord, AuditChain]

@@ -114,19 +114,12 @@ def cipher(request: Request) -> FieldCipher:
 
 
 async def read_fhir_json(request: Request, settings: IntakeSettings) -> dict[str, Any]:
-    """The request body as a JSON object: 415, 413 and 400 before anything is parsed as FHIR."""
+    """The request body as a JSON object: 415 and 400 before anything is parsed as FHIR (a body over
+    ``max_body_bytes`` is refused with 413 while it streams in: ``shared.protection``)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ACCEPTED_CONTENT_TYPES:
         raise FhirError(415, [Issue("not-supported", "Send the resource as application/fhir+json.")])
-    too_large = FhirError(413, [Issue("too-costly", f"The body exceeds {settings.max_body_bytes} bytes.")])
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        raise too_large
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > settings.max_body_bytes:
-            raise too_large
+    raw = await request.body()
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -361,6 +354,6 @@ async def read_handoff_details(
                            type=CONSENT_REFUSAL)
         details = json.loads(cipher(request).decrypt(referral.identifying, aad=referral.id.bytes))
         record(session, caller, "release-identifying-data", case_id=case_id,
-               detail=f"to organisation {organisation_id}; {basis}; consent version {consent.version}")
+               detail=f"to organisation {organisation_id}; {basis}; consent version {consent.version}", reason=basis)
     return {"case_id": str(case_id), "referrer_ods": referral.referrer_ods, "consent_version": consent.version,
             "release_basis": basis, **details}

@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.intake.store import ApiClient, ApiClientOds
+from shared.audit import record_read
 from shared.auth import Caller, OpsCaller, hash_api_key
 from shared.credentials import (
     CredentialPublic,
@@ -129,14 +130,17 @@ async def create_client(body: ClientCreate, runtime: RuntimeDep,
 
 
 @router.get("", response_model=list[ClientPublic], summary="Every EHR client, with its state and expiry")
-async def list_clients(session: SessionDep, _caller: OpsCaller) -> list[ClientPublic]:
-    clients = (await session.exec(select(ApiClient).order_by(col(ApiClient.id)))).all()
-    return [ClientPublic.of(c) for c in clients]
+async def list_clients(session: SessionDep, caller: OpsCaller, runtime: RuntimeDep) -> list[ClientPublic]:
+    clients = [ClientPublic.of(c) for c in (await session.exec(select(ApiClient).order_by(col(ApiClient.id)))).all()]
+    await record_read(runtime.db, session, caller, "list-ehr-clients", detail=f"{len(clients)} shown")
+    return clients
 
 
 @router.get("/{client_id}", response_model=ClientPublic, summary="One EHR client", responses=errors(404))
-async def read_client(client_id: str, session: SessionDep, _caller: OpsCaller) -> ClientPublic:
-    return ClientPublic.of(await _client(session, client_id))
+async def read_client(client_id: str, session: SessionDep, caller: OpsCaller, runtime: RuntimeDep) -> ClientPublic:
+    client = ClientPublic.of(await _client(session, client_id))
+    await record_read(runtime.db, session, caller, "read-ehr-client", detail=f"EHR client {client_id}")
+    return client
 
 
 @router.put("/{client_id}/keys", response_model=ClientPublic,

@@ -35,6 +35,8 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
     }
     if event.outputs:
         values["task_outputs"] = list(event.outputs)
+    if TASK_STATES.is_final(event.status):
+        values["closed_at"] = event.occurred_at  # the identifying data's retention is counted from here
     try:
         moved = await TASK_STATES.advance(session, referral, event.status, **values)
     except IllegalTransition as exc:

@@ -15,8 +15,6 @@ class IntakeSettings(ServiceSettings):
     # Key ring for identifying data: "kid1:base64key,kid2:base64key"; new values use the active key.
     encryption_keys: SecretStr = SecretStr("")
     active_key_id: str = ""
-    # Largest request body accepted, in bytes.
-    max_body_bytes: int = 1_000_000
     # The directory holds the ops users; intake asks it who an ops credential belongs to.
     directory_url: str = "http://127.0.0.1:8003"
     # How long an EHR client's API key is trusted after it was looked up: a client revoked in the
@@ -34,6 +32,9 @@ class IntakeSettings(ServiceSettings):
     # After consent is withdrawn, the identifying data is purged this many hours later (0: at the next
     # purge run). The wait lets a survivor who withdrew by mistake give consent again.
     withdrawal_purge_hours: float = Field(default=24.0, ge=0)
+    # After a referral closes (its Task completed, rejected or cancelled), its identifying data is purged this
+    # many days later; the non-identifying record (summary, Task, audit trail) stays for statistics.
+    closed_purge_days: float = Field(default=90.0, ge=0)
     # How often due purges are looked for.
     purge_check_seconds: float = Field(default=300.0, gt=0)
     # DASH thresholds: this many "yes" answers or more makes the band.

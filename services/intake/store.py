@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
-from shared.audit import AuditRecord
+from shared.audit import AuditChain, AuditRecord
 from shared.credentials import KeyCredential
 from shared.db import utc_field
 from shared.events import TaskStatus, utcnow
@@ -65,6 +65,9 @@ class Referral(SQLModel, table=True):
     # Consent withdrawn: the identifying data is purged from this moment (emptied, ``purged_at`` set).
     purge_due_at: datetime | None = utc_field(default=None, index=True)
     purged_at: datetime | None = utc_field(default=None)
+    # When the Task reached a final state (completed, rejected, cancelled): the identifying data is purged
+    # ``INTAKE_CLOSED_PURGE_DAYS`` later (``services.intake.retention``).
+    closed_at: datetime | None = utc_field(default=None, index=True)
     task_status: str = Field(default=TaskStatus.requested, max_length=20)
     business_status: str = Field(default="received", max_length=200)
     business_status_code: str | None = Field(default=None, max_length=60)
@@ -131,4 +134,4 @@ class AcceptedOffer(SQLModel, table=True):
 
 
 TABLES = [ApiClient, ApiClientOds, Referral, IdempotencyRecord, AcceptedOffer, ClientAssertionJti, AccessToken,
-          AuditRecord]
+          AuditRecord, AuditChain]

@@ -311,7 +311,8 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep,
                 offer.handoff_released_at = now
                 session.add(offer)
             record(session, provider, "release-handoff", case_id=offer.case_id,
-                   detail=f"offer {offer.id}; to {offer.organisation_id}; {reason}; consent version {released_on}")
+                   detail=f"offer {offer.id}; to {offer.organisation_id}; {reason}; consent version {released_on}",
+                   reason=reason)
     if code != 200:
         raise HTTPException(code, detail=notify_reason)
     # Safe-contact rules first and plainly: they decide whether and how to make contact at all.

@@ -13,6 +13,7 @@ from services.notify.migrations import MIGRATIONS
 from services.notify.settings import NotifySettings
 from services.notify.store import offers_by_state
 from services.notify.webhooks import WebhookDispatcher
+from shared.audit_api import audit_router
 from shared.events import DirectoryChanged, Event
 from shared.ops_users import RemoteOpsVerifier
 from shared.service import Runtime, create_service_app
@@ -41,7 +42,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         title="Pathways notify",
         description="Offers cases to providers, releases consent-gated handoffs, keeps the referrer informed.",
         migrations=MIGRATIONS,
-        routers=[router, ops_router],
+        routers=[router, ops_router, audit_router("notify")],
         setup=setup,
     )
     # Bounded like the negative cache; each entry also carries its own expiry (never past the key's).

@@ -9,6 +9,7 @@ from services.router.api import router
 from services.router.directory_client import DirectoryCache
 from services.router.migrations import MIGRATIONS
 from services.router.settings import RouterSettings
+from shared.audit_api import audit_router
 from shared.events import DirectoryChanged, Event
 from shared.ops_users import RemoteOpsVerifier
 from shared.service import Runtime, create_service_app
@@ -41,7 +42,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         description="Matches each case by area, risk, characteristics and preferences to local services, "
         "and explains every decision.",
         migrations=MIGRATIONS,
-        routers=[router],
+        routers=[router, audit_router("router")],
         setup=setup,
     )
     app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)

@@ -58,7 +58,7 @@ def test_intake_reads_its_key_ring_from_the_mounted_files(tmp_path: Path, monkey
     monkeypatch.setenv("PATHWAYS_SECRETS_DIR", str(mounted))
     settings = IntakeSettings()
     FieldCipher.from_config(settings.encryption_keys.get_secret_value(), settings.active_key_id)
-    assert settings.nats_url.startswith("nats://intake:")
+    assert settings.nats_url.get_secret_value().startswith("nats://intake:")
 
 
 async def test_every_service_s_nats_user_is_let_in_and_no_other(tmp_path: Path) -> None:

@@ -68,7 +68,9 @@ async def audit_of(app: FastAPI) -> list[AuditRecord]:
 
 
 def trail(records: list[AuditRecord], kind: str) -> list[tuple[str, str, str]]:
-    return [(r.actor_kind, r.actor_id, r.action) for r in records if r.action.endswith(kind)]
+    """What was done with credentials of ``kind`` (reads of their details are audited too, but not here)."""
+    return [(r.actor_kind, r.actor_id, r.action) for r in records
+            if r.action.endswith(kind) and not r.action.startswith(("read-", "list-"))]
 
 
 def bundle_for(ods: str, identifier: str) -> dict[str, Any]:

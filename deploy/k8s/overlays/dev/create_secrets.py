@@ -62,6 +62,7 @@ def dev_secrets(path: Path = SECRETS_FILE) -> list[dict[str, Any]]:
         if service == "directory":
             # The sample's ops user "dev-ops" signs in with the key printed on stderr.
             data["DIRECTORY_SAMPLE_OPS_KEY_HASH"] = hash_api_key(values["PATHWAYS_OPS_KEY"])
+        data["PATHWAYS_AUDIT_KEYS"] = values["PATHWAYS_AUDIT_KEYS"]  # each seals its audit trail's hash chain
         if service == "intake":
             data["INTAKE_ENCRYPTION_KEYS"] = values["INTAKE_ENCRYPTION_KEYS"]
             data["INTAKE_ACTIVE_KEY_ID"] = values["INTAKE_ACTIVE_KEY_ID"]

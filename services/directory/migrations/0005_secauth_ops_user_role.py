@@ -1,8 +1,8 @@
 """Ops-user roles (issue 13): an ops-user credential is either "ops" or "commissioner" (reports only,
 never a case). Existing users stay ops.
 
-Revision ID: 0004_secauth
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_secauth"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 
 
 def upgrade() -> None:

@@ -3,8 +3,8 @@ to an organisation holding an accepted offer for the case, checked by intake its
 OAuth2 client credentials with private_key_jwt (a client's JWKS, assertion jtis until they expire,
 access tokens as digests).
 
-Revision ID: 0004_secauth
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_secauth"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 
 
 def upgrade() -> None:
