@@ -37,8 +37,10 @@ class LocalServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
+        # No log_config nor log_level: uvicorn would stop its loggers propagating to the root handler, or raise
+        # their level, for the rest of the test run (the scrubber's tests capture there). The services run so too.
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, lifespan=self.lifespan,
-                                log_level="warning", access_log=False)
+                                log_level=None, access_log=False, log_config=None)
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
