@@ -12,7 +12,7 @@ from services.router.consumer import Router, decide, decision_row
 from services.router.directory_client import DirectoryUnavailable
 from services.router.store import RoutedCase, decisions_for
 from shared.audit import record_read
-from shared.auth import OpsCaller
+from shared.auth import CallerKind, OpsCaller
 from shared.events import CaseSummary, ConsentScope, ConsentState, ConsentStatus
 from shared.openapi import errors
 from shared.service import RuntimeDep, SessionDep
