@@ -14,7 +14,7 @@ from services.router.directory_client import DirectoryUnavailable
 from services.router.gaps import GeographyReport, geography_report
 from services.router.store import RoutedCase, decisions_for
 from shared.audit import record_read
-from shared.auth import CallerKind, NotifyCaller, OpsCaller
+from shared.auth import NotifyCaller, OpsCaller
 from shared.events import CaseSummary, ConsentScope, ConsentState, ConsentStatus
 from shared.openapi import errors
 from shared.service import RuntimeDep, SessionDep
