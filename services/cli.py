@@ -96,7 +96,10 @@ def say(text: str, *, err: bool = False) -> None:
 
 
 def banner(system: System) -> str:
-    nats = system.nats_url or (system.nats.url if system.nats else "")
+    from services.status import without_credentials
+
+    # A NATS_URL of the environment may carry a user and password: the banner shows where, never who.
+    nats = without_credentials(system.nats_url or (system.nats.url if system.nats else ""))
     env = system.environment()
     guide = sample_guide(system) if env["DIRECTORY_LOAD_SAMPLE"].lower() == "true" else empty_guide(system)
     return f"""

@@ -41,6 +41,11 @@ WEBHOOK_DELIVERIES = Counter("pathways_webhook_deliveries", "Webhooks a provider
 WEBHOOK_FAILURES = Counter(
     "pathways_webhook_failures", "Webhook attempts that failed, by reason", ["reason"]
 )
+REQUESTS_REFUSED = Counter(
+    "pathways_requests_refused",
+    "Requests refused by shared.protection: over a rate limit (by kind of caller) or over the body limit",
+    ["reason"],
+)
 OUTBOX_DEPTH = Gauge("pathways_outbox_depth", "Events committed but not yet published", ["service"])
 CONSUMER_PENDING = Gauge(
     "pathways_consumer_pending", "Messages not yet delivered to a durable consumer", ["consumer"]

@@ -2,8 +2,9 @@
 
 Routes declare the errors particular to them (``errors(404, 409)``); what every route of a kind can
 answer is added here: 401 and 403 where a credential is required, the validation error where there is
-input (422 problem+json, or 400 OperationOutcome on a FHIR API), 503 everywhere (a dependency away, or
-the service saturated). Error bodies are RFC 9457 problem+json, except on a FHIR API, where they are
+input (422 problem+json, or 400 OperationOutcome on a FHIR API), 413 where there is a body, 429 on
+every route but the probes and internal calls (``shared.protection``), 503 everywhere (a dependency
+away, or the service saturated). Error bodies are RFC 9457 problem+json, except on a FHIR API, where they are
 OperationOutcome resources in application/fhir+json.
 """
 
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
+from shared.admission import PROBE_PATHS
 from shared.fhir import FHIR_JSON
 from shared.problems import PROBLEM_JSON
 
@@ -26,11 +28,17 @@ DESCRIPTIONS = {
     404: "No such resource, or not one this caller may see",
     409: "Conflicts with the current state (an illegal state transition, a duplicate, a retried key reused)",
     410: "Gone: withdrawn, the survivor withdrew consent; do not make contact",
-    413: "The body is too large",
+    413: "The body is larger than the service accepts (`<SERVICE>_MAX_BODY_BYTES`); nothing was done",
     415: "Unsupported content type",
     422: "The request does not match the API's schema or rules; nothing was changed",
+    429: "Too many requests from this caller (or refused credentials from this address); nothing was done: "
+         "retry after Retry-After",
     503: "Unavailable (a dependency is away or the service is saturated); retry later, honouring Retry-After",
 }
+
+# A response entry marked so keeps the content its route declares (e.g. RFC 6749 token errors, which are
+# application/json by that standard) instead of problem+json.
+OWN_CONTENT = "x-own-content"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
@@ -129,15 +137,19 @@ def complete(document: dict[str, Any], *, fhir_prefix: str | None = None) -> dic
             if has_input or validation is not None:
                 wanted.add(400 if fhir else 422)
             if operation.get("requestBody"):
-                wanted.add(400)  # a body that is not JSON at all
+                wanted |= {400, 413}  # a body that is not JSON at all; one over the size limit
+            if path not in PROBE_PATHS and not path.startswith("/internal/"):
+                wanted.add(429)  # shared.protection: per-caller rate limits
             if operation.get("security"):
                 wanted |= {401, 403}
             wanted.add(503)
             for code in sorted(wanted):
                 entry = responses.setdefault(str(code), {})
                 entry.setdefault("description", DESCRIPTIONS.get(code, HTTPStatus(code).phrase))
+                if entry.get(OWN_CONTENT):
+                    continue  # an error format a standard fixes (OAuth2's token errors)
                 entry["content"] = _error_content(fhir)
-                if code == 503:
+                if code in (429, 503):
                     entry["headers"] = {"Retry-After": {"description": "Seconds to wait before retrying",
                                                         "schema": {"type": "string"}}}
             for code, entry in responses.items():

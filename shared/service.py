@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared import metrics
+from shared import metrics, protection
 from shared.admission import Admission, AdmissionMiddleware
 from shared.bus import DLQ_STREAM, Bus, ConsumerSpec, Delivery
 from shared.db import Database
@@ -104,8 +104,8 @@ def create_service_app(
         configure_tracing(name, settings.otel_exporter)
         db = migrations.database(settings.resolved_database_url(), wait_timeout=settings.database_wait_seconds)
         await upgrade(db, migrations)
-        bus = Bus(settings.nats_url, name=f"pathways-{name}", stream_replicas=settings.nats_stream_replicas,
-                  tls_ca_file=settings.nats_ca_file or None)
+        bus = Bus(settings.nats_url.get_secret_value(), name=f"pathways-{name}", stream_replicas=settings.nats_stream_replicas,
+                  tls_ca_file=settings.nats_ca_file or None, limits=settings.stream_limits())
         relay = OutboxRelay(db, bus)
         http = httpx.AsyncClient(timeout=10.0)
         instrument_client(http)
@@ -142,12 +142,17 @@ def create_service_app(
             await db.dispose()
             flush_spans()
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    # Swagger UI and ReDoc in development only (issue 13): production serves the document, not a console.
+    # /openapi.json stays, for integrators and the contract tests.
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan,
+                  docs_url="/docs" if settings.is_development else None,
+                  redoc_url="/redoc" if settings.is_development else None)
     app.add_middleware(AdmissionMiddleware)
     app.state.busy_response = busy_problem
     install_problem_handlers(app)
     install_openapi(app, fhir_prefix=fhir_prefix)
     app.add_middleware(AllowHeader, document=app.openapi)
+    protection.install(app, settings)
     app.add_middleware(metrics.HttpRequests, service=name)
     instrument_app(app)
     app.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], tags=["probes"],

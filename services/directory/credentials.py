@@ -11,16 +11,16 @@ sign in.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field, StringConstraints
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.directory.store import OpsUser, Organisation, ProviderKey
 from shared.audit import record_read
-from shared.auth import Caller, CallerKind, OpsCaller, ServiceCaller, hash_api_key
+from shared.auth import Caller, CallerKind, NotifyCaller, OpsCaller, hash_api_key, service_from
 from shared.credentials import (
     CredentialPublic,
     EndAction,
@@ -47,6 +47,9 @@ PROVIDER_KEY_PREFIX = "pw_prv"
 OPS_KEY_PREFIX = "pw_ops"
 Handle = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,98}[a-z0-9]$")]
 BOOTSTRAP = Caller(CallerKind.ops, "bootstrap")
+OpsRole = Literal["ops", "commissioner"]
+# The services with ops routes of their own, which ask the directory who holds an ops key.
+OpsCheckers = Annotated[Caller, Depends(service_from("intake", "router", "notify"))]
 
 
 class ProviderKeyCreate(Validity):
@@ -68,14 +71,16 @@ class ProviderKeyIssued(ProviderKeyPublic, ShownOnce):
 class OpsUserCreate(Validity):
     id: Handle = Field(description="The person's handle, e.g. 'alex.khan': it names them in the audit trail")
     name: str = Field(default="", max_length=200, description="Full name or role (defaults to the handle)")
+    role: OpsRole = Field(default="ops", description="'ops', or 'commissioner': reports only, never a case")
 
 
 class OpsUserPublic(CredentialPublic):
     id: str
+    role: OpsRole = "ops"
 
     @classmethod
     def of(cls, user: OpsUser) -> OpsUserPublic:
-        return cls(id=user.id, **cls.fields_of(user))
+        return cls(id=user.id, role=user.role, **cls.fields_of(user))
 
 
 class OpsUserIssued(OpsUserPublic, ShownOnce):
@@ -182,7 +187,7 @@ async def end_provider_key(organisation_id: str, name: str, action: EndAction, r
 
 @internal.post("/internal/providers/authenticate", response_model=ProviderIdentity,
                summary="Which provider holds this API key, while it is usable (for notify)", responses=errors(404))
-async def authenticate_provider(body: ProviderKeyQuery, session: SessionDep, _caller: ServiceCaller
+async def authenticate_provider(body: ProviderKeyQuery, session: SessionDep, _caller: NotifyCaller
                                 ) -> ProviderIdentity:
     row = (await session.exec(select(ProviderKey, Organisation).join(Organisation)
                               .where(ProviderKey.key_hash == hash_api_key(body.api_key)))).first()
@@ -202,9 +207,9 @@ async def add_ops_user(session: AsyncSession, caller: Caller, body: OpsUserCreat
     if await session.get(OpsUser, body.id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"An ops user '{body.id}' already exists.")
     plain = api_key or new_key(OPS_KEY_PREFIX).api_key
-    user = OpsUser(id=body.id, name=body.name or body.id, key_hash=hash_api_key(plain),
+    user = OpsUser(id=body.id, name=body.name or body.id, role=body.role, key_hash=hash_api_key(plain),
                    expires_at=body.expires_at(utcnow()))
-    issue(session, caller, user, kind="ops-user", subject=f"ops user {body.id}")
+    issue(session, caller, user, kind="ops-user", subject=f"ops user {body.id} ({body.role})")
     await session.flush()
     return OpsUserIssued(api_key=plain, **OpsUserPublic.of(user).model_dump())
 
@@ -278,7 +283,7 @@ async def find_ops_user(session: AsyncSession, api_key: str) -> OpsUser | None:
 async def verify_ops(request: Request, key: str, session: AsyncSession) -> Caller | None:
     """The directory's own ``OpsVerifier``: a lookup in the request's session."""
     user = await find_ops_user(session, key)
-    caller = Caller(CallerKind.ops, user.id) if user else None
+    caller = Caller(CallerKind(user.role), user.id) if user else None
     # End the read so the connection goes back to the pool: handlers that write open their own
     # transaction, and a request must not hold one connection while it waits for another.
     await session.rollback()
@@ -288,8 +293,8 @@ async def verify_ops(request: Request, key: str, session: AsyncSession) -> Calle
 @internal.post(AUTHENTICATE_PATH, response_model=OpsIdentity,
                summary="Which ops user holds this key, while it is usable (for the other services)",
                responses=errors(404))
-async def authenticate_ops(body: OpsKey, session: SessionDep, _caller: ServiceCaller) -> OpsIdentity:
+async def authenticate_ops(body: OpsKey, session: SessionDep, _caller: OpsCheckers) -> OpsIdentity:
     user = await find_ops_user(session, body.api_key)
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No ops user holds a usable key like that.")
-    return OpsIdentity(ops_user_id=user.id, name=user.name)
+    return OpsIdentity(ops_user_id=user.id, name=user.name, role=user.role)

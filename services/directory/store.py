@@ -161,6 +161,8 @@ class OpsUser(KeyCredential, table=True):
     __tablename__ = "ops_user"
 
     id: str = Field(primary_key=True, max_length=100)
+    # "ops" (everything ops do) or "commissioner" (reports only, never a case).
+    role: str = Field(default="ops", max_length=20, sa_column_kwargs={"server_default": "ops"})
 
 
 TABLES = [Organisation, Service, DistrictArea, AreaCentroid, Postcode, LocalAuthority, GazetteerImport, ProviderKey,

@@ -13,7 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import select
 from starlette.exceptions import HTTPException
 
-from services.intake import closed_loop, consumer, retention
+from services.intake import closed_loop, consumer, oauth, retention
 from services.intake.clients import ClientCreate, register
 from services.intake.clients import router as clients_router
 from services.intake.api import router
@@ -40,7 +40,7 @@ SAMPLE_CLIENT = {
 }
 
 STATUS_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 409: "conflict",
-                413: "too-costly", 415: "not-supported", 503: "transient"}
+                413: "too-costly", 415: "not-supported", 429: "throttled", 503: "transient"}
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -63,11 +63,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         title="Pathways intake",
         description="Receives FHIR referrals from GP and acute EHR systems and tracks each as a FHIR Task.",
         migrations=MIGRATIONS,
-        routers=[router, closed_loop.router, clients_router, audit_router("intake")],
+        routers=[router, closed_loop.router, clients_router, oauth.router, audit_router("intake")],
         setup=setup,
         fhir_prefix="/fhir",
     )
     app.state.cipher = field_cipher
+    app.state.jwks_cache = oauth.JwksCache(settings.jwks_cache_seconds)
     app.state.client_keys = TTLCache(maxsize=10_000, ttl=settings.client_cache_seconds)
     app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
 
@@ -76,11 +77,14 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         return outcome_response(exc.status, exc.issues, exc.headers)
 
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        if request.url.path.startswith("/fhir"):
-            code = STATUS_CODES.get(exc.status_code, "exception")
-            return outcome_response(exc.status_code, [Issue(code, str(exc.detail))], dict(exc.headers or {}))
-        response = problem(exc.status_code, str(exc.detail))
-        response.headers.update(exc.headers or {})
+        return refusal(request.url.path, exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    def refusal(path: str, status_code: int, detail: str, headers: dict[str, str]) -> JSONResponse:
+        if path.startswith("/fhir"):
+            code = STATUS_CODES.get(status_code, "exception")
+            return outcome_response(status_code, [Issue(code, detail)], headers)
+        response = problem(status_code, detail)
+        response.headers.update(headers)
         return response
 
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -114,6 +118,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         return busy(request.url.path, settings.busy_retry_after_seconds)
 
     app.state.busy_response = busy
+    app.state.refusal = refusal
     # The transaction rolled back, so a 503 means "nothing stored": the EHR can safely retry.
     for error in (DBAPIError, OSError):
         app.add_exception_handler(error, database_unavailable)

@@ -29,7 +29,8 @@ def capability_statement(settings: IntakeSettings) -> dict[str, Any]:
             "mode": "server",
             "documentation": (
                 "Authenticate with 'Authorization: Bearer <API key>'; each key is bound to the ODS codes it may "
-                f"refer for. Bodies above {settings.max_body_bytes} bytes get 413. Retries are idempotent by "
+                f"refer for. Bodies above {settings.max_body_bytes} bytes get 413; a client past its rate limit "
+                "gets 429 with Retry-After (nothing done). Retries are idempotent by "
                 "Bundle.identifier or X-Request-Id; the same key with a different body is a 409."
             ),
             "security": {"service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",

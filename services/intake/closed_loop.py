@@ -28,9 +28,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.intake.api import ClientDep, read_fhir_json
 from services.intake.settings import IntakeSettings
 from services.intake.store import Referral
-from shared.db import utc_field
 from shared.background import PeriodicWorker
+from shared.db import utc_field
 from shared.delivery import endpoint_refusal, retry_delay
+from shared.egress import (
+    MAX_HEADERS,
+    EndpointRefused,
+    external_client,
+    header_refusal,
+    policy_for,
+    registration_refusal,
+)
 from shared.events import utcnow
 from shared.fhir import CANONICAL, FHIR_JSON, FhirError, Issue
 from shared.openapi import FhirResponse, errors, fhir_resource
@@ -167,8 +175,13 @@ def parse_subscription(body: dict[str, Any], *, development: bool, min_heartbeat
     if heartbeat is not None and (not isinstance(heartbeat, int) or heartbeat < min_heartbeat):
         issues.append(Issue("value", f"The heartbeat period must be at least {min_heartbeat} s.", "Subscription.channel"))
     headers = channel.get("header") or []
-    if not all(isinstance(h, str) and ":" in h for h in headers):
-        issues.append(Issue("value", "Each channel.header must be 'Name: value'.", "Subscription.channel.header"))
+    if not isinstance(headers, list) or len(headers) > MAX_HEADERS:
+        issues.append(Issue("value", f"channel.header is a list of at most {MAX_HEADERS} 'Name: value' headers.",
+                            "Subscription.channel.header"))
+    else:
+        for header in headers:
+            if (why := header_refusal(header)) is not None:
+                issues.append(Issue("value", f"channel.header: {why}.", "Subscription.channel.header"))
     if issues:
         raise FhirError(422, issues)
     return {"endpoint": endpoint, "heartbeat_seconds": heartbeat, "headers": list(headers),
@@ -192,6 +205,9 @@ async def create_subscription(request: Request, client: ClientDep, runtime: Runt
     body = await read_fhir_json(request, settings)
     fields = parse_subscription(body, development=settings.is_development,
                                 min_heartbeat=_settings(request).min_heartbeat_seconds)
+    # An EHR client chooses this address: never one inside Pathways' network (shared.egress).
+    if (why := await registration_refusal(fields["endpoint"], policy_for(settings))) is not None:
+        raise FhirError(422, [Issue("value", f"Subscription.channel.endpoint: {why}.", "Subscription.channel.endpoint")])
     sub = FhirSubscription(client_id=client.id, **fields)
     async with runtime.db.transaction(session):
         session.add(sub)
@@ -287,6 +303,9 @@ class SubscriptionNotifier:
     def __init__(self, runtime: Runtime, settings: ClosedLoopSettings) -> None:
         self.runtime = runtime
         self.settings = settings
+        # Endpoints are the EHR clients' choice: a client that calls only public addresses, checked at
+        # each connection (shared.egress), never the internal client.
+        self.http = external_client(policy_for(runtime.settings), timeout=settings.timeout_seconds)
         # Every commit wakes it (a Task change may have queued a notification); under load a short linger
         # turns a commit per referral into a few steps per second (issue 9).
         self.worker = PeriodicWorker("intake-subscriptions", self.step, interval=settings.poll_seconds,
@@ -350,10 +369,15 @@ class SubscriptionNotifier:
         for header in sub.headers:
             name, _, value = header.partition(":")
             headers[name.strip()] = value.strip()
+        refused = False
         try:
-            response = await self.runtime.http.post(sub.endpoint, content=body.encode(), headers=headers,
-                                                    timeout=self.settings.timeout_seconds, follow_redirects=False)
+            response = await self.http.post(sub.endpoint, content=body.encode(), headers=headers,
+                                            timeout=self.settings.timeout_seconds, follow_redirects=False)
             error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+        except EndpointRefused as exc:
+            # The endpoint's name now resolves to an address Pathways does not call: nothing was sent,
+            # and no retry can fix it: the Subscription goes to error and the client must fix it.
+            error, refused = str(exc), True
         except httpx.HTTPError as exc:
             error = type(exc).__name__
         async with self.runtime.db.transaction() as session:
@@ -366,11 +390,12 @@ class SubscriptionNotifier:
                 sub_row.last_sent_at = now
                 if note.kind == NotificationKind.handshake and sub_row.status == SubscriptionStatus.requested:
                     sub_row.status = SubscriptionStatus.active
-            elif now - row.created_at >= timedelta(hours=self.settings.retry_hours):
+            elif refused or now - row.created_at >= timedelta(hours=self.settings.retry_hours):
                 row.status = "failed"
-                row.last_error = error
+                row.last_error = error[:120]
                 sub_row.status = SubscriptionStatus.error
-                sub_row.error = f"endpoint failing for {self.settings.retry_hours:g} h ({error})"[:120]
+                sub_row.error = (error if refused else
+                                 f"endpoint failing for {self.settings.retry_hours:g} h ({error})")[:120]
                 log.error("subscription %s: endpoint failing past the retry period; status error", sub_row.id)
             else:
                 row.last_error = error
@@ -394,4 +419,5 @@ def start(runtime: Runtime, app_state: Any) -> None:
     app_state.closed_loop_settings = settings
     notifier = SubscriptionNotifier(runtime, settings)
     notifier.worker.start()
+    runtime.stop_hooks.append(notifier.http.aclose)
     runtime.stop_hooks.append(notifier.worker.stop)

@@ -15,13 +15,18 @@ class IntakeSettings(ServiceSettings):
     # Key ring for identifying data: "kid1:base64key,kid2:base64key"; new values use the active key.
     encryption_keys: SecretStr = SecretStr("")
     active_key_id: str = ""
-    # Largest request body accepted, in bytes.
-    max_body_bytes: int = 1_000_000
     # The directory holds the ops users; intake asks it who an ops credential belongs to.
     directory_url: str = "http://127.0.0.1:8003"
     # How long an EHR client's API key is trusted after it was looked up: a client revoked in the
     # database is refused at most this long afterwards, and a burst of requests does not look it up each time.
     client_cache_seconds: float = 10.0
+    # OAuth2 client credentials with private_key_jwt (issue 13): the token endpoint's URL as clients
+    # address it (every client assertion's ``aud``), how long an assertion may live, how long an access
+    # token does, and how long a JWKS fetched from a client's URL is reused.
+    oauth_token_url: str = "http://127.0.0.1:8001/oauth2/token"
+    assertion_max_seconds: int = Field(default=300, ge=30, le=300)
+    access_token_seconds: int = Field(default=300, ge=60, le=3600)
+    jwks_cache_seconds: float = Field(default=300.0, ge=0)
     # Register the sample EHR client (development and demos only).
     seed_sample_client: bool = False
     # After consent is withdrawn, the identifying data is purged this many hours later (0: at the next

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cachetools import TTLCache
 from fastapi import FastAPI
 
 from services.notify import consumer
@@ -28,6 +29,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         async def on_directory_changed(event: Event) -> None:
             if isinstance(event, DirectoryChanged) and event.entity in ("provider-key", "organisation"):
                 app.state.provider_keys.clear()
+                app.state.unknown_provider_keys.clear()  # a key just issued must not stay refused
 
         # Every replica holds its own cache, so every replica hears (the cache's expiry backs this up).
         await runtime.bus.broadcast([DirectoryChanged.subject], on_directory_changed)
@@ -44,5 +46,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         setup=setup,
     )
     app.state.provider_keys = {}
+    app.state.unknown_provider_keys = TTLCache(maxsize=settings.unknown_key_cache_size,
+                                               ttl=settings.unknown_key_cache_seconds)
     app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
     return app

@@ -27,6 +27,7 @@ from shared.audit import record
 from shared.background import PeriodicWorker
 from shared.delivery import endpoint_refusal, retry_delay
 from shared.directory_contract import ProviderDelivery
+from shared.egress import EndpointRefused, external_client, policy_for
 from shared.events import CaseEscalated, utcnow
 from shared.metrics import WEBHOOK_DELIVERIES, WEBHOOK_FAILURES
 from shared.outbox import enqueue
@@ -56,7 +57,7 @@ class DeliverySettings:
         try:
             response = await self.runtime.http.get(
                 f"{self.settings.directory_url}/internal/organisations/{organisation_id}/delivery",
-                headers={"Authorization": f"Bearer {self.settings.service_token.get_secret_value()}"},
+                headers=self.settings.service_headers(),
             )
         except httpx.HTTPError as exc:
             raise DirectoryUnavailable(type(exc).__name__) from None
@@ -91,6 +92,10 @@ class WebhookDispatcher:
         self.runtime = runtime
         self.settings: NotifySettings = runtime.settings  # type: ignore[assignment]
         self.directory = DeliverySettings(runtime)
+        # Webhook URLs are the providers': a client of their own that calls only public addresses, checked
+        # at each connection (shared.egress), never the internal client with its service credentials.
+        self.http = external_client(policy_for(self.settings), timeout=self.settings.webhook_timeout_seconds)
+        runtime.stop_hooks.append(self.http.aclose)
         self.worker = PeriodicWorker("notify-webhooks", self.step, interval=self.settings.webhook_poll_seconds)
         runtime.db.on_commit.append(self.worker.wake)
 
@@ -155,13 +160,18 @@ class WebhookDispatcher:
             return
         headers = webhook_headers(delivery.id, now, delivery.payload, target.signing_secrets)
         try:
-            response = await self.runtime.http.post(
+            response = await self.http.post(
                 target.webhook_url, content=delivery.payload.encode(), headers=headers,
                 timeout=self.settings.webhook_timeout_seconds, follow_redirects=False,
             )
             error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
             if error is not None:
                 WEBHOOK_FAILURES.labels("http-status").inc()
+        except EndpointRefused as exc:
+            # The name now resolves to an address Pathways does not call (DNS rebinding, or a changed
+            # record): nothing was sent; no retry can fix it, so ops decide.
+            await self._disable(delivery, now, reason=str(exc))
+            return
         except httpx.HTTPError as exc:
             error = type(exc).__name__
             WEBHOOK_FAILURES.labels("network").inc()

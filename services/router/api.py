@@ -12,24 +12,12 @@ from services.router.consumer import Router, decide, decision_row
 from services.router.directory_client import DirectoryUnavailable
 from services.router.store import RoutedCase, decisions_for
 from shared.audit import record_read
-from shared.auth import Caller, CallerKind, PresentedKey, require_ops, require_service
+from shared.auth import OpsCaller
 from shared.events import CaseSummary, ConsentScope, ConsentState, ConsentStatus
 from shared.openapi import errors
 from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter(tags=["router"])
-
-
-async def require_ops_or_service(request: Request, key: PresentedKey, session: SessionDep) -> Caller:
-    """Ops staff, or another Pathways service (intake, for the referrer's Task)."""
-    try:
-        return require_service(request, key)
-    except HTTPException:
-        pass
-    return await require_ops(request, key, session)
-
-
-OpsOrService = Annotated[Caller, Depends(require_ops_or_service)]
 
 
 def get_router(request: Request) -> Router:
@@ -65,7 +53,7 @@ class CaseDecisions(BaseModel):
 
 @router.get("/cases/{case_id}/decision", summary="How a case was routed, and why", responses=errors(404),
             response_model=CaseDecisions)
-async def get_decision(case_id: UUID, session: SessionDep, caller: OpsOrService, runtime: RuntimeDep) -> dict[str, Any]:
+async def get_decision(case_id: UUID, session: SessionDep, caller: OpsCaller, runtime: RuntimeDep) -> dict[str, Any]:
     case = await session.get(RoutedCase, case_id)
     rows = await decisions_for(session, case_id)
     if case is None or not rows:
@@ -99,7 +87,7 @@ class ExplainRequest(BaseModel):
 
 @router.post("/explain", summary="What the rules would do with a hypothetical case (nothing is created)")
 async def explain(body: ExplainRequest, session: SessionDep, router_state: RouterDep,
-                  _caller: OpsOrService) -> dict[str, Any]:
+                  _caller: OpsCaller) -> dict[str, Any]:
     try:
         index = await router_state.cache.current()
     except DirectoryUnavailable as exc:

@@ -21,7 +21,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
 
     async def setup(runtime: Runtime) -> None:
         cache = DirectoryCache(
-            runtime.http, settings.directory_url, settings.service_token.get_secret_value(),
+            runtime.http, settings.directory_url, settings.service_credential.get_secret_value(),
             refresh_seconds=settings.directory_refresh_seconds, timeout=settings.directory_timeout_seconds,
         )
         state = consumer.Router(settings, cache)

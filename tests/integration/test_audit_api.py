@@ -21,7 +21,7 @@ from shared.audit import AuditRecord, record
 from shared.audit_chain import AuditKeys, verify
 from shared.auth import Caller, CallerKind, hash_api_key
 from shared.events import utcnow
-from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.harness import eventually, running, service_auth
 
 OPS_KEY = "pw_ops_test_key"
 OPS = {"Authorization": f"Bearer {OPS_KEY}"}
@@ -31,7 +31,7 @@ TRAIL = "/ops/audit/directory"
 @pytest.fixture
 async def directory(nats_server: NatsServer, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(DirectorySettings(
-        nats_url=nats_server.url, database_url=database_url, service_token=SERVICE_TOKEN, load_sample=True,
+        nats_url=nats_server.url, database_url=database_url, **service_auth("directory"), load_sample=True,
         sample_ops_key_hash=hash_api_key(OPS_KEY), audit_seal_seconds=60,
     ))
     async with running(app) as client:

@@ -11,16 +11,17 @@ from uuid import UUID
 
 import pytest
 from fastapi import FastAPI, Request, Response
+from sqlmodel import select
 
 from services.intake.app import SAMPLE_CLIENT, create_app
-from services.intake.closed_loop import BACKPORT, TOPIC, parse_subscription
+from services.intake.closed_loop import BACKPORT, TOPIC, FhirSubscription, parse_subscription
 from services.intake.settings import IntakeSettings
 from services.launcher import NatsServer
 from shared.bus import Bus
 from shared.events import CaseStatus, TaskStatus
 from shared.fhir import FhirError
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.harness import eventually, running, service_auth
 from tests.servers import serving
 
 EHR = {"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}", "Content-Type": "application/fhir+json"}
@@ -80,7 +81,7 @@ async def intake(nats_server: NatsServer, database_url: str, encryption_keys: st
     monkeypatch.setenv("INTAKE_SUBSCRIPTION_PUBLIC_URL", "https://pathways.example.org")
     monkeypatch.setenv("INTAKE_SUBSCRIPTION_RETRY_HOURS", retry_hours)
     app = create_app(IntakeSettings(
-        nats_url=nats_server.url, database_url=database_url, service_token=SERVICE_TOKEN, environment="development",
+        nats_url=nats_server.url, database_url=database_url, **service_auth("intake"), environment="development",
         encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,
     ))
     async with running(app) as client:
@@ -227,3 +228,56 @@ def test_subscriptions_must_be_https_rest_hook_id_only_outside_development():
         with pytest.raises(FhirError) as raised:
             parse_subscription(bad, development=False, min_heartbeat=1)
         assert raised.value.status == 422
+
+
+async def test_a_subscription_endpoint_that_now_resolves_to_a_private_address_is_never_called(intake, monkeypatch):
+    """DNS rebinding: public when the EHR registered it, inside the network at delivery: nothing is sent
+    and the Subscription goes to error, saying why."""
+    answers = iter([["93.184.216.34"]])
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        return next(answers, ["169.254.169.254"])
+
+    monkeypatch.setattr("shared.egress.resolve", rebinding)
+    created = await intake.post("/fhir/Subscription", json=subscription("https://ehr.example.org/fhir-notify"),
+                                headers=EHR)
+    assert created.status_code == 201, created.text
+    sub_id = created.json()["id"]
+
+    async def in_error() -> bool:
+        return (await intake.get(f"/fhir/Subscription/{sub_id}", headers=EHR)).json()["status"] == "error"
+
+    await eventually(in_error)
+    sub = (await intake.get(f"/fhir/Subscription/{sub_id}", headers=EHR)).json()
+    assert "link-local address" in sub["error"] and "169.254" not in sub["error"]
+
+
+INSIDE_THE_NETWORK = ("https://127.0.0.1/fhir-notify", "https://10.0.0.1/fhir-notify",
+                      "https://169.254.169.254/latest/meta-data", "https://[::1]/fhir-notify",
+                      "https://[::ffff:127.0.0.1]/fhir-notify", "https://localhost/fhir-notify")
+
+
+async def test_subscription_endpoints_inside_the_network_are_refused_at_registration(
+        nats_server, database_url, encryption_keys):
+    settings = IntakeSettings(nats_url=nats_server.url, database_url=database_url, **service_auth("intake"),
+                              encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,
+                              environment="production")
+    app = create_app(settings)
+    async with running(app) as intake:
+        for endpoint in INSIDE_THE_NETWORK:
+            refused = await intake.post("/fhir/Subscription", json=subscription(endpoint), headers=EHR)
+            assert refused.status_code == 422, endpoint
+            [issue] = refused.json()["issue"]
+            assert issue["expression"] == ["Subscription.channel.endpoint"]
+            assert "Pathways does not call" in issue["diagnostics"]
+        async with app.state.runtime.db.session() as session:
+            assert (await session.exec(select(FhirSubscription))).first() is None
+
+
+async def test_subscription_headers_may_not_override_host_or_framing(intake):
+    for header in ("Host: intake.internal", "Content-Length: 0", "X-Forwarded-For: 10.0.0.1", "X-A: b\r\nX-C: d"):
+        body = subscription("https://ehr.example.org/fhir-notify")
+        body["channel"]["header"] = [header]
+        refused = await intake.post("/fhir/Subscription", json=body, headers=EHR)
+        assert refused.status_code == 422, header
+        assert refused.json()["issue"][0]["expression"] == ["Subscription.channel.header"]

@@ -18,11 +18,11 @@ from services.directory.settings import DirectorySettings
 from services.launcher import NatsServer
 from shared.auth import hash_api_key
 from shared.bus import EVENTS_STREAM
-from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.harness import as_service, eventually, running, service_auth
 
 OPS_KEY = "pw_ops_test_key"
 OPS = {"Authorization": f"Bearer {OPS_KEY}"}
-INTERNAL = {"X-API-Key": SERVICE_TOKEN}
+INTERNAL = as_service("notify")
 SECRET_OLD = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SECRET_NEW = "whsec_" + "NgLR0s9HLZrsUxkVQE9JMQAJp3MbMbTx"
 
@@ -38,7 +38,7 @@ NEW_SERVICE: dict[str, Any] = {
 @pytest.fixture
 async def application(nats_server: NatsServer, database_url: str) -> FastAPI:
     return create_app(DirectorySettings(
-        nats_url=nats_server.url, database_url=database_url, service_token=SERVICE_TOKEN, load_sample=True,
+        nats_url=nats_server.url, database_url=database_url, **service_auth("directory"), load_sample=True,
         sample_ops_key_hash=hash_api_key(OPS_KEY),
     ))
 
@@ -204,3 +204,30 @@ async def test_fhir_view_of_services(directory):
     one = (await directory.get("/fhir/HealthcareService/leeds-marac")).json()
     assert one["resourceType"] == "HealthcareService" and one["active"] is True
     assert (await directory.get("/fhir/HealthcareService/nope")).status_code == 404
+
+
+WEBHOOKS_INSIDE_THE_NETWORK = ("https://127.0.0.1/hook", "https://10.1.2.3/hook", "https://169.254.169.254/latest",
+                               "https://[::1]/hook", "https://[::ffff:10.0.0.1]/hook", "https://localhost/hook")
+
+
+async def test_webhook_urls_inside_the_network_are_refused_when_ops_register_them(directory):
+    """SSRF: a webhook URL that is, or resolves to, a private, loopback or link-local address (the cloud
+    metadata service) is refused with the reason, and nothing is stored (notify checks again at delivery)."""
+    webhook = {"delivery": "webhook", "signing_secrets": [SECRET_NEW]}
+    for number, url in enumerate(WEBHOOKS_INSIDE_THE_NETWORK):
+        created = await directory.post("/organisations", headers=OPS,
+                                       json={**NEW_ORG, "id": f"ssrf-{number}", **webhook, "webhook_url": url})
+        assert created.status_code == 422, url
+        assert "webhook_url refused" in created.json()["detail"] and "Pathways does not call" in created.json()["detail"]
+        assert (await directory.get(f"/organisations/ssrf-{number}")).status_code == 404
+    org = (await directory.get("/organisations/aire-valley-da")).json()
+    replaced = await directory.put("/organisations/aire-valley-da", headers=OPS, json={
+        "name": org["name"], **webhook, "webhook_url": "https://169.254.169.254/latest"})
+    assert replaced.status_code == 422
+    assert (await directory.get("/organisations/aire-valley-da")).json()["delivery"] == "poll"
+
+    exported = (await directory.get("/hsds")).json()
+    aire = next(o for o in exported["organizations"] if o["id"] == "aire-valley-da")
+    aire.setdefault("pathways", {})["webhook_url"] = "https://10.0.0.5/hook"
+    imported = await directory.post("/hsds", json=exported, headers=OPS)
+    assert imported.status_code == 422 and "aire-valley-da" in imported.json()["detail"]

@@ -196,3 +196,28 @@ async def test_provider_holding_the_handoff_is_told_by_webhook_to_stop_when_cons
         stop = receiver.received[-1]["payload"]["data"]
         assert stop["offer_id"] == offer["id"] and stop["links"]["handoff"].endswith(f"/offers/{offer['id']}/handoff")
         assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))).status_code == 410
+
+
+async def test_a_webhook_host_that_now_resolves_to_a_private_address_is_never_called(world: World, monkeypatch):
+    """DNS rebinding: the name was public when ops registered it and now resolves inside the network.
+    Notify checks the address at the connection itself, sends nothing, disables the endpoint and tells ops."""
+    async def rebound(host: str, port: int) -> list[str]:
+        return ["10.0.0.7"]
+
+    monkeypatch.setattr("shared.egress.resolve", rebound)
+    async with world.notify(environment="production") as notify:
+        world.directory.deliveries["org-hooked"] = {
+            "channel": "webhook", "webhook_url": "https://hooks.provider.example/pathways",
+            "signing_secrets": [new_secret()],
+        }
+        case_id = await world.refer(identifier="rebound")
+        await world.route(case_id, "hooked")
+
+        async def refused() -> bool:
+            rows = await deliveries(notify.app)
+            return bool(rows) and rows[0].status == WebhookStatus.failed
+
+        await eventually(refused)
+        endpoints = (await notify.get("/ops/webhook-endpoints", headers=OPS)).json()
+        reason = endpoints[0]["disabled_reason"]
+        assert "private address" in reason and "10.0.0.7" not in reason

@@ -33,7 +33,7 @@ from shared.audit import AuditRecord
 from shared.audit_chain import AuditKeys, verify
 from shared.auth import hash_api_key
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, eventually, running, url_for
+from tests.harness import eventually, running, service_auth, url_for
 from tests.integration.conftest import EHR, intake_settings
 from tests.integration.notify_world import offer_for, provider
 from tests.servers import LocalServer
@@ -112,7 +112,7 @@ class System:
 async def system(nats_server: NatsServer, database_url: str, encryption_keys: str) -> AsyncIterator[System]:
     async with AsyncExitStack() as stack:
         directory = create_directory(DirectorySettings(
-            nats_url=nats_server.url, database_url=url_for(database_url, "directory"), service_token=SERVICE_TOKEN,
+            nats_url=nats_server.url, database_url=url_for(database_url, "directory"), **service_auth("directory"),
             load_sample=True, sample_ops_key_hash=hash_api_key(OPS_KEY)))
         directory_server = LocalServer(directory, lifespan="on")
         await directory_server.start()
@@ -125,10 +125,10 @@ async def system(nats_server: NatsServer, database_url: str, encryption_keys: st
         await intake_server.start()
         stack.push_async_callback(intake_server.stop)
         router = create_router(RouterSettings(
-            nats_url=nats_server.url, database_url=url_for(database_url, "router"), service_token=SERVICE_TOKEN,
+            nats_url=nats_server.url, database_url=url_for(database_url, "router"), **service_auth("router"),
             directory_url=directory_server.url))
         notify = create_notify(NotifySettings(
-            nats_url=nats_server.url, database_url=url_for(database_url, "notify"), service_token=SERVICE_TOKEN,
+            nats_url=nats_server.url, database_url=url_for(database_url, "notify"), **service_auth("notify"),
             directory_url=directory_server.url, intake_url=intake_server.url, environment="development",
             provider_key_cache_seconds=0.0))
         clients = {"router": await stack.enter_async_context(running(router)),
