@@ -69,9 +69,8 @@ async def get_decision(case_id: UUID, session: SessionDep, caller: OpsCaller, ru
         "note": decisions[-1]["note"],
         "decisions": decisions,
     }
-    if caller.kind is CallerKind.ops:  # intake's reads for the referrer's Task are the system's own
-        await record_read(runtime.db, session, caller, "read-routing-decision", case_id=case_id,
-                          detail=f"{len(rows)} decision(s)")
+    await record_read(runtime.db, session, caller, "read-routing-decision", case_id=case_id,
+                      detail=f"{len(rows)} decision(s)")
     return answer
 
 
