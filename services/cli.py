@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from services import cli_credentials
+from services import cli_audit, cli_credentials
 from services.launcher import DATA_DIR_DEFAULT, DEFAULT_PORTS, SERVICES, System
 
 app = typer.Typer(help="Pathways: referral routes from NHS settings to specialist domestic abuse services.",
@@ -26,6 +26,7 @@ app.add_typer(gazetteer, name="gazetteer")
 app.add_typer(cli_credentials.clients, name="clients")
 app.add_typer(cli_credentials.providers, name="providers")
 app.add_typer(cli_credentials.ops_users, name="ops-users")
+app.add_typer(cli_audit.audit, name="audit")
 db = typer.Typer(help="Each service's tables: schema migrations (Alembic), per service, in its own schema.")
 app.add_typer(db, name="db")
 
@@ -95,7 +96,10 @@ def say(text: str, *, err: bool = False) -> None:
 
 
 def banner(system: System) -> str:
-    nats = system.nats_url or (system.nats.url if system.nats else "")
+    from services.status import without_credentials
+
+    # A NATS_URL of the environment may carry a user and password: the banner shows where, never who.
+    nats = without_credentials(system.nats_url or (system.nats.url if system.nats else ""))
     env = system.environment()
     guide = sample_guide(system) if env["DIRECTORY_LOAD_SAMPLE"].lower() == "true" else empty_guide(system)
     return f"""

@@ -193,9 +193,10 @@ def ops_users_bootstrap(
 
 @ops_users.command("create")
 def ops_users_create(user_id: str, ops_key: OpsKey, name: str = "", valid_days: ValidDays = 365,
-                     directory_url: DirectoryUrl = DIRECTORY) -> None:
-    """Create a named ops user; prints the key once."""
-    call("POST", f"{directory_url}/ops-users", ops_key, {"id": user_id, "name": name, "valid_days": valid_days})
+                     role: str = "ops", directory_url: DirectoryUrl = DIRECTORY) -> None:
+    """Create a named ops user (``--role commissioner``: reports only); prints the key once."""
+    call("POST", f"{directory_url}/ops-users", ops_key,
+         {"id": user_id, "name": name, "valid_days": valid_days, "role": role})
 
 
 @ops_users.command("list")

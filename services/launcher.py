@@ -18,7 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from shared.auth import generate_api_key, hash_api_key
+from shared.auth import generate_api_key, hash_api_key, service_credentials_setting
+from shared.settings import private_directory
 
 DATA_DIR_DEFAULT = Path(".data")
 SERVICES = ("directory", "intake", "router", "notify")
@@ -61,6 +62,17 @@ def nats_server_binary() -> str:
     return found
 
 
+def service_credential_variable(service: str) -> str:
+    """Where ``secrets.env`` keeps a service's own credential (each process gets its own as
+    ``PATHWAYS_SERVICE_CREDENTIAL``)."""
+    return f"PATHWAYS_SERVICE_CREDENTIAL_{service.upper()}"
+
+
+def accepted_service_credentials(values: dict[str, str]) -> str:
+    """``PATHWAYS_SERVICE_CREDENTIALS`` for every service: the digests of the four services' credentials."""
+    return service_credentials_setting({s: values[service_credential_variable(s)] for s in SERVICES})
+
+
 def load_or_create_secrets(path: Path) -> dict[str, str]:
     """Development secrets, made once and kept under .data/ so stored data stays readable across runs."""
     values: dict[str, str] = {}
@@ -69,12 +81,19 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
     # The development ops user's key (the directory registers "dev-ops" with it when the sample loads).
     values.pop("PATHWAYS_OPS_KEY_HASHES", None)  # the old shared-key setting, no longer read
     values.setdefault("PATHWAYS_OPS_KEY", generate_api_key("pw_ops"))
-    values.setdefault("PATHWAYS_SERVICE_TOKEN", secrets.token_urlsafe(32))
+    values.pop("PATHWAYS_SERVICE_TOKEN", None)  # the old shared token, no longer read (issue 13)
+    # Each service's own credential for internal calls; the others accept it by its digest.
+    for service in SERVICES:
+        values.setdefault(service_credential_variable(service), generate_api_key(f"pw_svc_{service}"))
     if "INTAKE_ENCRYPTION_KEYS" not in values:
         values["INTAKE_ENCRYPTION_KEYS"] = "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
         values["INTAKE_ACTIVE_KEY_ID"] = "dev1"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    # The audit trails' HMAC key (intake, notify and the directory seal their hash chains with it).
+    values.setdefault("PATHWAYS_AUDIT_KEYS", "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode())
+    private_directory(path.parent)
+    # Created owner-only (never briefly world-readable); an older file is narrowed too.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write("".join(f"{k}={v}\n" for k, v in values.items()))
     path.chmod(0o600)
     return values
 
@@ -96,7 +115,7 @@ class NatsServer:
     def start(self, timeout: float = 20.0) -> None:
         self.port = self.port or free_port()
         self.monitor_port = self.monitor_port or free_port()
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(self.store_dir)
         log = open(self.log_file or os.devnull, "ab")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
             [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port),
@@ -174,6 +193,8 @@ class System:
             # Links in webhooks and FHIR notifications point at where the services really listen.
             NOTIFY_PUBLIC_URL=self.url("notify"),
             INTAKE_SUBSCRIPTION_PUBLIC_URL=self.url("intake"),
+            # The audience every client assertion names (private_key_jwt).
+            INTAKE_OAUTH_TOKEN_URL=f"{self.url('intake')}/oauth2/token",
             PYTHONUNBUFFERED="1",
             # The databases live under the data directory, whatever it is called.
             PATHWAYS_DATA_DIR=str(self.data_dir),
@@ -189,12 +210,14 @@ class System:
             env[f"{service.upper()}_PORT"] = str(self.ports[service])
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
+        env["PATHWAYS_SERVICE_CREDENTIALS"] = accepted_service_credentials(env)
         env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 60.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(exist_ok=True)
+        # Owner-only: the databases, the NATS store (case summaries), the logs and the development secrets.
+        private_directory(self.data_dir)
+        private_directory(self.log_dir)
         try:
             if not self.nats_url:
                 self.nats = NatsServer(
@@ -211,10 +234,13 @@ class System:
             raise
 
     def start_service(self, service: str, env: dict[str, str] | None = None) -> None:
+        env = env or self.environment()
+        # Each process holds only its own credential for calling the others.
+        own = {"PATHWAYS_SERVICE_CREDENTIAL": env[service_credential_variable(service)]}
         log = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115 - owned by the child process
         self.processes[service] = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],
-            env=env or self.environment(),
+            env={k: v for k, v in env.items() if not k.startswith("PATHWAYS_SERVICE_CREDENTIAL_")} | own,
             cwd=self.data_dir.parent,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )

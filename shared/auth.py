@@ -12,6 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
+from collections.abc import Callable
 from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request, status
@@ -26,6 +27,8 @@ class CallerKind(StrEnum):
     provider = "provider"
     service = "service"
     ops = "ops"
+    # Reports only, never a case: an ops-user credential whose role is "commissioner".
+    commissioner = "commissioner"
 
 
 @dataclass(frozen=True)
@@ -69,15 +72,88 @@ def bearer_or_api_key(
 PresentedKey = Annotated[str, Depends(bearer_or_api_key)]
 
 
-def require_service(request: Request, token: PresentedKey) -> Caller:
-    """Internal endpoints: only another Pathways service, holding the shared service token."""
-    expected = request.app.state.settings.service_token.get_secret_value()
-    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+def optional_key(
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    x_api_key: Annotated[str | None, Depends(API_KEY)],
+) -> str | None:
+    """The presented credential, if any: for public routes that show more to an authenticated caller."""
+    if x_api_key:
+        return x_api_key
+    if bearer is not None and bearer.credentials.strip():
+        return bearer.credentials.strip()
+    return None
+
+
+OptionalKey = Annotated[str | None, Depends(optional_key)]
+
+
+# Internal endpoints take a service credential only: its own scheme, so the OpenAPI says which routes are
+# for services (none of them is routed by the ingress).
+SERVICE_BEARER = HTTPBearer(auto_error=False, scheme_name="serviceCredential",
+                            description="Internal calls only: the calling Pathways service's own credential "
+                                        "(never accepted on a public route).")
+SERVICES = ("intake", "router", "directory", "notify")
+
+
+def service_credential_digests(configured: str) -> list[tuple[str, str]]:
+    """``name:sha256-hex`` entries, comma-separated (several per service while one is rotated)."""
+    entries = []
+    for entry in configured.replace("\n", ",").split(","):
+        name, _, digest = entry.strip().partition(":")
+        if name and len(digest) == 64:
+            entries.append((name, digest.lower()))
+    return entries
+
+
+def service_credentials_setting(secrets_by_service: dict[str, list[str]] | dict[str, str]) -> str:
+    """The ``PATHWAYS_SERVICE_CREDENTIALS`` value accepting these services' secrets (launcher, deploy, tests)."""
+    entries = []
+    for name, held in secrets_by_service.items():
+        for secret in [held] if isinstance(held, str) else held:
+            entries.append(f"{name}:{hash_api_key(secret)}")
+    return ",".join(entries)
+
+
+def identify_service(configured: str, presented: str) -> str | None:
+    """Which service holds ``presented``: every accepted digest is compared in constant time."""
+    digest = hash_api_key(presented).encode()
+    found = None
+    for name, expected in service_credential_digests(configured):
+        if hmac.compare_digest(digest, expected.encode()):
+            found = name
+    return found
+
+
+def require_service(request: Request,
+                    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(SERVICE_BEARER)]) -> Caller:
+    """Internal endpoints: another Pathways service, named by its own credential."""
+    if bearer is None or not bearer.credentials.strip():
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Missing service credential.",
+                            headers={"WWW-Authenticate": "Bearer"})
+    configured = request.app.state.settings.service_credentials.get_secret_value()
+    name = identify_service(configured, bearer.credentials.strip())
+    if name is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="This endpoint is for Pathways services only.")
-    return Caller(CallerKind.service, "pathways-service")
+    return Caller(CallerKind.service, name)
 
 
 ServiceCaller = Annotated[Caller, Depends(require_service)]
+
+
+def service_from(*names: str) -> Callable[[Caller], Caller]:
+    """A dependency admitting only the named services: each internal route says who may call it."""
+
+    def admitted(caller: ServiceCaller) -> Caller:
+        if caller.id not in names:
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                detail=f"This endpoint is for the {' and '.join(names)} service(s) only.")
+        return caller
+
+    return admitted
+
+
+NotifyCaller = Annotated[Caller, Depends(service_from("notify"))]
+RouterCaller = Annotated[Caller, Depends(service_from("router"))]
 
 
 class OpsVerifier(Protocol):
@@ -86,8 +162,8 @@ class OpsVerifier(Protocol):
     async def __call__(self, request: Request, key: str, session: AsyncSession) -> Caller | None: ...
 
 
-async def require_ops(request: Request, key: PresentedKey, session: SessionDep) -> Caller:
-    """Ops staff, each with a named credential (held by the directory: see ``shared.ops_users``)."""
+async def ops_user(request: Request, key: PresentedKey, session: SessionDep) -> Caller:
+    """Whoever holds this ops-user credential: an ops user or a commissioner (its role says which)."""
     verify: OpsVerifier = request.app.state.verify_ops
     caller = await verify(request, key, session)
     if caller is None:
@@ -96,4 +172,20 @@ async def require_ops(request: Request, key: PresentedKey, session: SessionDep) 
     return caller
 
 
+async def require_ops(caller: Annotated[Caller, Depends(ops_user)]) -> Caller:
+    """Ops staff, each with a named credential (held by the directory: see ``shared.ops_users``).
+    A commissioner's credential is refused (403): commissioners see reports, never a case."""
+    if caller.kind is not CallerKind.ops:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="This endpoint is for ops users only.")
+    return caller
+
+
+async def require_ops_or_commissioner(caller: Annotated[Caller, Depends(ops_user)]) -> Caller:
+    """Reports: ops users and commissioners (aggregates with small-number suppression, never a case)."""
+    if caller.kind not in (CallerKind.ops, CallerKind.commissioner):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="This endpoint is for ops users and commissioners.")
+    return caller
+
+
 OpsCaller = Annotated[Caller, Depends(require_ops)]
+OpsOrCommissioner = Annotated[Caller, Depends(require_ops_or_commissioner)]

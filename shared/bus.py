@@ -1,6 +1,8 @@
 """The JetStream bus: the one place where events are published and consumed.
 
-- Streams are declared idempotently at start-up (create, or update when they exist).
+- Streams are declared idempotently at start-up (create, or update when they exist), with limits
+  (``StreamLimits``): events hold case summaries (risk, district, shared characteristics), so they are
+  kept only as long as configured, never for ever.
 - Publishing sends ``Nats-Msg-Id`` = ``event_id`` and waits for the JetStream ack, so a retried
   publish inside the stream's duplicate window is stored once.
 - Consumers are durable pull consumers. A message is acked only after its handler returned, and the
@@ -25,7 +27,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 from opentelemetry import trace
 
 from shared.events import Event, decode_event
@@ -41,6 +43,28 @@ DEFAULT_BACKOFF = (1.0, 5.0, 15.0, 60.0, 300.0)
 
 Handler = Callable[[Event, "Delivery"], Awaitable[None]]
 BroadcastHandler = Callable[[Event], Awaitable[None]]
+
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """What JetStream keeps, and for how long.
+
+    ``events_max_age``: an event (and the case summary in it) is deleted this long after it was stored,
+    consumed or not; consumers handle events in seconds, so this bounds retention, not delivery, unless a
+    consumer is down for that long (a dead consumer is an alert long before). ``dead_letters_max_age``:
+    dead letters wait this long for ops to replay them (the dead-letter depth alerts meanwhile).
+    ``max_bytes``: a full stream refuses new messages (the outbox keeps them and retries) rather than
+    dropping old ones that may not have been consumed. ``max_msg_size``: events are small; a huge one is
+    a bug.
+    """
+
+    events_max_age: float = 14 * DAY
+    dead_letters_max_age: float = 30 * DAY
+    max_bytes: int = 1 << 30
+    max_msg_size: int = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -93,6 +117,7 @@ class Bus:
         duplicate_window: float = 120.0,
         stream_replicas: int | None = None,
         tls_ca_file: str | None = None,
+        limits: StreamLimits | None = None,
     ) -> None:
         self.url = url
         self.name = name
@@ -100,6 +125,8 @@ class Bus:
         # None (a CLI, a test probe) keeps an existing stream's replica count: only the services,
         # configured like the cluster they run on, decide it.
         self.stream_replicas = stream_replicas
+        # Likewise: None keeps an existing stream's limits (and gives a new one the defaults).
+        self.limits = limits
         # The CA that signed the NATS servers' certificates (tls:// URLs); the system's CAs otherwise.
         self.tls_ca_file = tls_ca_file
         self.nc: NATS | None = None
@@ -202,21 +229,30 @@ class Bus:
         return self.nc.jetstream(timeout=5)
 
     async def declare_streams(self) -> None:
-        """Create or update the event stream and the dead-letter stream (with ``stream_replicas`` copies)."""
+        """Create or update the event stream and the dead-letter stream (with ``stream_replicas`` copies and
+        ``limits``: an existing stream gets the configured retention at start-up)."""
+        limits = self.limits or StreamLimits()
         for config in (
             StreamConfig(
                 name=EVENTS_STREAM,
                 subjects=list(EVENTS_SUBJECTS),
                 storage=StorageType.FILE,
                 duplicate_window=self.duplicate_window,
+                max_age=limits.events_max_age,
             ),
             StreamConfig(
                 name=DLQ_STREAM,
                 subjects=[f"{DLQ_PREFIX}.>"],
                 storage=StorageType.FILE,
                 duplicate_window=self.duplicate_window,
+                max_age=limits.dead_letters_max_age,
             ),
         ):
+            # JetStream refuses a duplicate window longer than the stream keeps its messages.
+            config.duplicate_window = min(self.duplicate_window, config.max_age or self.duplicate_window)
+            config.max_bytes = limits.max_bytes
+            config.max_msg_size = limits.max_msg_size
+            config.discard = DiscardPolicy.NEW
             assert self.nc is not None
             js = self.nc.jetstream(timeout=5)
             try:
@@ -227,6 +263,9 @@ class Bus:
                     await js.add_stream(config)
             else:
                 config.num_replicas = self.stream_replicas or existing.config.num_replicas
+                if self.limits is None:
+                    for name in ("max_age", "max_bytes", "max_msg_size", "discard", "duplicate_window"):
+                        setattr(config, name, getattr(existing.config, name))
                 await js.update_stream(config)
 
     # ---- state, for metrics and ``pathways status`` --------------------------------------------

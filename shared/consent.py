@@ -50,6 +50,9 @@ def consent_covers(
 # The RFC 9457 problem type of a release refused for consent (intake to notify), so that a caller can tell
 # it from a refused credential, which has the same status code.
 CONSENT_REFUSAL = "https://pathways.example.org/problems/consent-refusal"
+# Intake has not (yet) heard that the named organisation accepted the case: notify may ask again shortly,
+# as the acceptance crosses the bus.
+NOT_ACCEPTED = "https://pathways.example.org/problems/not-accepted"
 
 
 def release_verdict(

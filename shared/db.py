@@ -16,15 +16,18 @@ file through the busy handler and failing to upgrade a read into a write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import DateTime, event, text
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -41,6 +44,8 @@ _SQLITE_IMMEDIATE = "pathways_sqlite_immediate"
 # Execution options for a SQLite schema migration: BEGIN EXCLUSIVE, and foreign keys off before it (the
 # pragma changes nothing inside a transaction). Such a connection is never returned to the pool.
 SQLITE_MIGRATION_OPTIONS = {"pathways_sqlite_begin": "BEGIN EXCLUSIVE", "pathways_sqlite_foreign_keys_off": True}
+# Set in a session's ``info`` by ``shared.audit.record``: after its commit, the audit sealer is woken.
+AUDITED = "pathways_audited"
 # The Database whose SQLite writer slot the current task holds: a nested write would wait on itself.
 _writing: ContextVar[Database | None] = ContextVar("pathways_writing", default=None)
 
@@ -109,10 +114,12 @@ class Database:
         self.wait_timeout = wait_timeout
         # The pool sizes are not the fix for load: the one-session-per-request rule and the bounded
         # waits are. SQLite: readers run side by side (WAL), writers take turns in-process.
+        # hide_parameters: a database error's message never quotes the row's values (identifying data).
         kwargs: dict[str, Any] = {"echo": echo, "pool_timeout": wait_timeout, "pool_size": 5,
-                                  "max_overflow": 10}
+                                  "max_overflow": 10, "hide_parameters": True}
         sqlite = url.startswith("sqlite")
         if sqlite:
+            private_sqlite_files(url)
             # In-process writers never contend for the file's lock (they take turns for the writer slot,
             # whose wait is bounded). Another process or app on the same file (the CLI, services sharing
             # one file in tests) can hold it, creating tables at start-up under load for seconds: wait.
@@ -129,6 +136,8 @@ class Database:
             self._writer = asyncio.Lock()
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         self.on_commit: list[Callable[[], None]] = []
+        # Called after a transaction that wrote audit records commits (the sealer's wake).
+        self.on_audit: list[Callable[[], None]] = []
 
     @property
     def backend(self) -> str:
@@ -175,14 +184,20 @@ class Database:
             async with self._sessions() as own:
                 async with self._writing(own):
                     yield own
+                audited = own.info.pop(AUDITED, False)
         else:
             await end_read(session)
             # What the request read before is re-read inside the transaction, never trusted stale.
             session.expire_all()
+            session.info.pop(AUDITED, None)
             async with self._writing(session):
                 yield session
+            audited = session.info.pop(AUDITED, False)
         if announce:
             self.notify_committed()
+        if audited:
+            for callback in self.on_audit:
+                callback()
 
     @asynccontextmanager
     async def _writing(self, session: AsyncSession) -> AsyncIterator[None]:
@@ -238,6 +253,29 @@ async def end_read(session: AsyncSession) -> None:
     before the request does something slow (parsing, a network call). Loaded objects stay usable."""
     if session.in_transaction():
         await session.commit()
+
+
+SQLITE_FILE_MODE = 0o600
+
+
+def private_sqlite_files(url: str) -> None:
+    """Make a SQLite database file readable by its owner only, before SQLite opens it.
+
+    SQLite creates a new file with the process's umask (world-readable, 0644, by default) and gives its
+    ``-wal`` and ``-shm`` files the database file's own permissions: so the file is created 0600 here,
+    and an existing one (and its ``-wal``/``-shm``, made by an earlier release) is narrowed to 0600.
+    """
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    database = Path(path)
+    if not database.parent.is_dir():
+        return  # SQLite will say so when it connects
+    os.close(os.open(database, os.O_CREAT | os.O_RDWR, SQLITE_FILE_MODE))
+    for file in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o777 != SQLITE_FILE_MODE:
+                file.chmod(SQLITE_FILE_MODE)
 
 
 def _sqlite_begin(conn: Connection) -> None:

@@ -260,6 +260,11 @@ class OfferMade(OfferEvent):
 class OfferAccepted(OfferEvent):
     subject: ClassVar[str] = "case.offer.accepted"
 
+    # What intake needs to decide a release itself (issue 13): the kind of service that accepted, and
+    # whether it is by-and-for (consent has a scope of its own for those). None from older publishers.
+    service_type: str | None = None
+    by_and_for: bool = False
+
 
 class OfferDeclined(OfferEvent):
     subject: ClassVar[str] = "case.offer.declined"

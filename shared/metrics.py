@@ -57,6 +57,11 @@ CONSUMER_REDELIVERED = Gauge(
     "pathways_consumer_redelivered", "Messages a consumer has had delivered more than once", ["consumer"]
 )
 DEAD_LETTER_DEPTH = Gauge("pathways_dead_letter_depth", "Messages waiting in the dead-letter stream")
+AUDIT_UNSEALED_AGE = Gauge(
+    "pathways_audit_unsealed_oldest_seconds", "Age of the oldest audit record not yet sealed into the chain (0: none)",
+    ["service"],
+)
+AUDIT_CHAIN_SEQ = Gauge("pathways_audit_chain_seq", "The audit chain head's sequence number", ["service"])
 HTTP_DURATION = Histogram(
     "pathways_http_request_duration_seconds",
     "HTTP request latency by route template",

@@ -36,6 +36,10 @@ DESCRIPTIONS = {
     503: "Unavailable (a dependency is away or the service is saturated); retry later, honouring Retry-After",
 }
 
+# A response entry marked so keeps the content its route declares (e.g. RFC 6749 token errors, which are
+# application/json by that standard) instead of problem+json.
+OWN_CONTENT = "x-own-content"
+
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
     "description": "RFC 9457 problem details.",
@@ -142,6 +146,8 @@ def complete(document: dict[str, Any], *, fhir_prefix: str | None = None) -> dic
             for code in sorted(wanted):
                 entry = responses.setdefault(str(code), {})
                 entry.setdefault("description", DESCRIPTIONS.get(code, HTTPStatus(code).phrase))
+                if entry.get(OWN_CONTENT):
+                    continue  # an error format a standard fixes (OAuth2's token errors)
                 entry["content"] = _error_content(fhir)
                 if code in (429, 503):
                     entry["headers"] = {"Retry-After": {"description": "Seconds to wait before retrying",

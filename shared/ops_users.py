@@ -26,6 +26,8 @@ class OpsKey(BaseModel):
 class OpsIdentity(BaseModel):
     ops_user_id: str
     name: str
+    # "ops" or "commissioner" (reports only): ``shared.auth.require_ops`` refuses a commissioner.
+    role: str = "ops"
 
 
 class RemoteOpsVerifier:
@@ -39,7 +41,7 @@ class RemoteOpsVerifier:
         try:
             response = await runtime.http.post(
                 f"{self.directory_url}{AUTHENTICATE_PATH}", json={"api_key": key}, timeout=TIMEOUT_SECONDS,
-                headers={"Authorization": f"Bearer {runtime.settings.service_token.get_secret_value()}"},
+                headers=runtime.settings.service_headers(),
             )
         except httpx.HTTPError:
             response = None
@@ -48,4 +50,6 @@ class RemoteOpsVerifier:
         if response is None or response.status_code != 200:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="Cannot check ops credentials right now.",
                                 headers={"Retry-After": "5"})
-        return Caller(CallerKind.ops, OpsIdentity.model_validate(response.json()).ops_user_id)
+        identity = OpsIdentity.model_validate(response.json())
+        kind = CallerKind.commissioner if identity.role == CallerKind.commissioner else CallerKind.ops
+        return Caller(kind, identity.ops_user_id)

@@ -104,8 +104,8 @@ def create_service_app(
         configure_tracing(name, settings.otel_exporter)
         db = migrations.database(settings.resolved_database_url(), wait_timeout=settings.database_wait_seconds)
         await upgrade(db, migrations)
-        bus = Bus(settings.nats_url, name=f"pathways-{name}", stream_replicas=settings.nats_stream_replicas,
-                  tls_ca_file=settings.nats_ca_file or None)
+        bus = Bus(settings.nats_url.get_secret_value(), name=f"pathways-{name}", stream_replicas=settings.nats_stream_replicas,
+                  tls_ca_file=settings.nats_ca_file or None, limits=settings.stream_limits())
         relay = OutboxRelay(db, bus)
         http = httpx.AsyncClient(timeout=10.0)
         instrument_client(http)
@@ -117,6 +117,17 @@ def create_service_app(
         app.state.admission = Admission(settings.max_concurrent_requests, settings.request_queue_seconds)
         await bus.start()
         relay.start()
+        if any(table.name == "audit_record" for table in db.tables):
+            from shared.audit_chain import chain_state, start_sealer
+
+            runtime.stop_hooks.append(start_sealer(db, settings).stop)
+
+            async def audit_chain() -> None:
+                age, seq = await chain_state(db)
+                metrics.AUDIT_UNSEALED_AGE.labels(name).set(age)
+                metrics.AUDIT_CHAIN_SEQ.labels(name).set(seq)
+
+            runtime.metric_refreshers.append(audit_chain)
         if setup is not None:
             await setup(runtime)
         log.info("%s started", name)
@@ -131,7 +142,11 @@ def create_service_app(
             await db.dispose()
             flush_spans()
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    # Swagger UI and ReDoc in development only (issue 13): production serves the document, not a console.
+    # /openapi.json stays, for integrators and the contract tests.
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan,
+                  docs_url="/docs" if settings.is_development else None,
+                  redoc_url="/redoc" if settings.is_development else None)
     app.add_middleware(AdmissionMiddleware)
     app.state.busy_response = busy_problem
     install_problem_handlers(app)

@@ -1,12 +1,15 @@
 """Settings: one pydantic-settings object per service, each with its own environment prefix.
 
 A few values are the same for every service and are read without a prefix, so that one variable
-configures the whole system (``NATS_URL``, ``DATABASE_URL``, ``PATHWAYS_ENV``, ``PATHWAYS_SERVICE_TOKEN``).
+configures the whole system (``NATS_URL``, ``DATABASE_URL``, ``PATHWAYS_ENV``, ``PATHWAYS_SERVICE_CREDENTIALS``).
 In Kubernetes each service runs in its own pod with its own environment, so these can still differ
 per service there.
 
 Secrets can also come from files, one per setting, named as its environment variable (a mounted
-Kubernetes Secret): ``PATHWAYS_SECRETS_DIR`` names the directory. Environment variables win over files.
+Kubernetes Secret): ``PATHWAYS_SECRETS_DIR`` names the directory. Or one file per variable, the Docker
+and Compose convention: ``DATABASE_URL_FILE=/run/secrets/db`` reads ``DATABASE_URL`` from that file (for
+string settings, secrets above all). A variable wins over its ``_FILE``, and both over the directory.
+Secret settings are ``SecretStr``: printed or dumped, they show as ``**********``.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import AliasChoices, Field, SecretStr
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from shared.bus import StreamLimits
 
 DATA_DIR = Path(".data")
 SECRETS_DIR_VARIABLE = "PATHWAYS_SECRETS_DIR"
@@ -26,6 +33,30 @@ SECRETS_DIR_VARIABLE = "PATHWAYS_SECRETS_DIR"
 class Environment(StrEnum):
     development = "development"
     production = "production"
+
+
+class FileVariables(PydanticBaseSettingsSource):
+    """``<VARIABLE>_FILE=/path``: a string setting read from that file (trailing newline dropped)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is done in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        prefix = str(self.config.get("env_prefix") or "")
+        for name, info in self.settings_cls.model_fields.items():
+            if info.annotation not in (str, SecretStr):
+                continue
+            alias = info.validation_alias
+            variable = alias.choices[0] if isinstance(alias, AliasChoices) else prefix + name
+            path = os.environ.get(f"{str(variable).upper()}_FILE")
+            if path:
+                try:
+                    values[name] = Path(path).read_text().rstrip("\r\n")
+                except OSError as exc:
+                    # Names the variable and the path, never anything read.
+                    raise ValueError(f"{str(variable).upper()}_FILE: cannot read {path} ({type(exc).__name__})") from None
+        return values
 
 
 class ServiceSettings(BaseSettings):
@@ -37,18 +68,50 @@ class ServiceSettings(BaseSettings):
     environment: Environment = Field(
         default=Environment.production, validation_alias=AliasChoices("PATHWAYS_ENV", "environment")
     )
-    # One URL, or several separated by commas (the client fails over between them).
-    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=AliasChoices("NATS_URL", "nats_url"))
+    # One URL, or several separated by commas (the client fails over between them). Secret: it may carry
+    # the service's NATS user and password (production does), so it is masked wherever settings are shown.
+    nats_url: SecretStr = Field(default=SecretStr("nats://127.0.0.1:4222"),
+                                validation_alias=AliasChoices("NATS_URL", "nats_url"))
     # CA certificate (a mounted file) for tls:// NATS URLs whose servers use a private CA.
     nats_ca_file: str = Field(default="", validation_alias=AliasChoices("NATS_CA_FILE", "nats_ca_file"))
     # Copies of each stream kept by a NATS cluster: 3 in production, so losing a node loses nothing.
     nats_stream_replicas: int = Field(
         default=1, ge=1, le=5, validation_alias=AliasChoices("NATS_STREAM_REPLICAS", "nats_stream_replicas")
     )
-    database_url: str = Field(default="", validation_alias=AliasChoices("DATABASE_URL", "database_url"))
-    # Token that authenticates one Pathways service to another on internal HTTP calls.
-    service_token: SecretStr = Field(
-        default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_SERVICE_TOKEN", "service_token")
+    # How long JetStream keeps events (case summaries) and dead letters, and how much (shared.bus.StreamLimits).
+    nats_events_max_age_days: float = Field(
+        default=14, gt=0, le=365, validation_alias=AliasChoices("NATS_EVENTS_MAX_AGE_DAYS", "nats_events_max_age_days"))
+    nats_dead_letters_max_age_days: float = Field(
+        default=30, gt=0, le=365,
+        validation_alias=AliasChoices("NATS_DEAD_LETTERS_MAX_AGE_DAYS", "nats_dead_letters_max_age_days"))
+    nats_stream_max_bytes: int = Field(
+        default=1 << 30, ge=1 << 20, validation_alias=AliasChoices("NATS_STREAM_MAX_BYTES", "nats_stream_max_bytes"))
+    # Secret: a PostgreSQL URL carries the password.
+    database_url: SecretStr = Field(default=SecretStr(""),
+                                    validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    # Internal HTTP calls between the services (issue 13): each service presents its OWN credential, and
+    # accepts the services named in ``service_credentials`` ("name:sha256-hex,…", several per name while a
+    # credential is rotated), so a callee knows which service called and holds nothing it could call as.
+    service_credential: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_SERVICE_CREDENTIAL", "service_credential")
+    )
+    service_credentials: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_SERVICE_CREDENTIALS", "service_credentials")
+    )
+    # The audit trail's HMAC keys, "kid:base64key,…" (at least 32 random bytes each; ``pathways audit
+    # keygen``): every record's hash is keyed, so one who can write the database but does not hold the key
+    # cannot re-compute a chain they edited. Several keys for rotation: new records use the active one,
+    # ``verify`` checks older ones with theirs. Empty: plain SHA-256 (development; ``verify`` still
+    # detects edits made without re-hashing).
+    audit_keys: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_AUDIT_KEYS", "audit_keys")
+    )
+    audit_active_key_id: str = Field(
+        default="", validation_alias=AliasChoices("PATHWAYS_AUDIT_ACTIVE_KEY_ID", "audit_active_key_id")
+    )
+    # How often the sealer looks for unsealed audit records besides being woken after each audited commit.
+    audit_seal_seconds: float = Field(
+        default=5.0, gt=0, validation_alias=AliasChoices("PATHWAYS_AUDIT_SEAL_SECONDS", "audit_seal_seconds")
     )
     host: str = "127.0.0.1"
     port: int = 8000
@@ -100,18 +163,37 @@ class ServiceSettings(BaseSettings):
         secrets_dir = os.environ.get(SECRETS_DIR_VARIABLE)
         if secrets_dir:
             file_secret_settings = SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir)
-        return init_settings, env_settings, dotenv_settings, file_secret_settings
+        return init_settings, env_settings, FileVariables(settings_cls), dotenv_settings, file_secret_settings
 
     def resolved_database_url(self) -> str:
         """The service's own database: SQLite under the data directory unless a URL is configured."""
-        if self.database_url:
-            return self.database_url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.database_url.get_secret_value():
+            return self.database_url.get_secret_value()
+        private_directory(self.data_dir)
         return f"sqlite+aiosqlite:///{self.data_dir / (self.service_name + '.db')}"
+
+    def service_headers(self) -> dict[str, str]:
+        """The headers that authenticate this service on another's internal endpoints."""
+        return {"Authorization": f"Bearer {self.service_credential.get_secret_value()}"}
 
     @property
     def is_development(self) -> bool:
         return self.environment is Environment.development
+
+    def stream_limits(self) -> StreamLimits:
+        from shared.bus import DAY, StreamLimits
+
+        return StreamLimits(events_max_age=self.nats_events_max_age_days * DAY,
+                            dead_letters_max_age=self.nats_dead_letters_max_age_days * DAY,
+                            max_bytes=self.nats_stream_max_bytes)
+
+
+def private_directory(path: Path) -> None:
+    """Create ``path`` (and its parents) readable by its owner only (0700); an existing one is narrowed to
+    0700: it holds the databases, whose identifying data is encrypted but whose case records are not."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o777 != 0o700:
+        path.chmod(0o700)
 
 
 def prefixed(prefix: str) -> SettingsConfigDict:

@@ -27,7 +27,9 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.trace import Link
+from opentelemetry.trace import Link, Status
+
+from shared.scrub import scrub
 
 ALLOWED_ATTRIBUTES = frozenset(
     {"pathways.case_id", "pathways.event_id", "pathways.offer_id", "pathways.outcome", "pathways.delivery",
@@ -61,18 +63,26 @@ def _keep(attributes: Mapping[str, object] | None) -> dict[str, object]:
     return {k: v for k, v in (attributes or {}).items() if k in ALLOWED_ATTRIBUTES}
 
 
+def _status(status: Status) -> Status:
+    """A failed span's status keeps its exception's type: the message after it could quote data."""
+    if not status.description:
+        return status
+    return Status(status.status_code, scrub(status.description.split(":", 1)[0]))
+
+
 def _allowed_only(span: ReadableSpan) -> ReadableSpan:
     return ReadableSpan(
-        name=span.name,
+        # Route templates and fixed names; scrubbed all the same (an unmatched route could name a path).
+        name=scrub(span.name),
         context=span.context,
         parent=span.parent,
         resource=span.resource,
         attributes=_keep(span.attributes),  # type: ignore[arg-type]
         # An exception event keeps its type: its message and stack trace could quote data.
-        events=[Event(e.name, _keep(e.attributes), e.timestamp) for e in span.events],  # type: ignore[arg-type]
+        events=[Event(scrub(e.name), _keep(e.attributes), e.timestamp) for e in span.events],  # type: ignore[arg-type]
         links=[Link(link.context, _keep(link.attributes)) for link in span.links],  # type: ignore[arg-type]
         kind=span.kind,
-        status=span.status,
+        status=_status(span.status),
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,

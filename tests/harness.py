@@ -16,10 +16,23 @@ from fastapi import FastAPI
 from nats.js import JetStreamContext
 from sqlmodel import col, select
 
+from shared.auth import SERVICES, service_credentials_setting
 from shared.bus import EVENTS_STREAM
 from shared.outbox import OutboxMessage
 
-SERVICE_TOKEN = "test-service-token"
+# Each service's own credential for internal calls (issue 13), and what every service accepts.
+SERVICE_SECRETS = {name: f"pw_svc_test_{name}_credential" for name in SERVICES}
+SERVICE_CREDENTIALS = service_credentials_setting(SERVICE_SECRETS)
+
+
+def service_auth(name: str) -> dict[str, str]:
+    """Settings for service ``name``: its own credential, and every service's accepted."""
+    return {"service_credential": SERVICE_SECRETS[name], "service_credentials": SERVICE_CREDENTIALS}
+
+
+def as_service(name: str) -> dict[str, str]:
+    """The headers of an internal call made by service ``name``."""
+    return {"Authorization": f"Bearer {SERVICE_SECRETS[name]}"}
 
 
 @asynccontextmanager

@@ -68,7 +68,7 @@ async def serving(app: Any, port: int | None = None, *, lifespan: str = "off") -
 class StubDirectory:
     """The directory's internal contract, as notify uses it: provider keys, delivery settings, services."""
 
-    service_token: str
+    service_credentials: str  # PATHWAYS_SERVICE_CREDENTIALS: which services may call it
     providers: dict[str, str] = field(default_factory=dict)  # api key → organisation id
     deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -76,8 +76,8 @@ class StubDirectory:
 
     def app(self) -> FastAPI:
         app = FastAPI()
-        # shared.auth.require_service reads the expected token from app.state.settings.
-        app.state.settings = type("Settings", (), {"service_token": _Token(self.service_token)})()
+        # shared.auth.require_service reads the accepted credentials from app.state.settings.
+        app.state.settings = type("Settings", (), {"service_credentials": _Token(self.service_credentials)})()
 
         @app.post("/internal/providers/authenticate")
         async def authenticate(body: dict[str, str], _caller: ServiceCaller) -> dict[str, str]:
@@ -193,6 +193,8 @@ class OtlpReceiver:
 
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
+        # Every export request as it arrived: all a span carries (names, attributes, events, status).
+        self.raw: list[bytes] = []
         self._lock = threading.Lock()
 
     def app(self) -> FastAPI:
@@ -207,7 +209,8 @@ class OtlpReceiver:
         @app.post("/v1/traces")
         async def traces(request: Request) -> Response:
             export = ExportTraceServiceRequest()
-            export.ParseFromString(await request.body())
+            body = await request.body()
+            export.ParseFromString(body)
             received = []
             for resource_spans in export.resource_spans:
                 resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
@@ -221,6 +224,7 @@ class OtlpReceiver:
                         ))
             with self._lock:
                 self.spans.extend(received)
+                self.raw.append(body)
             return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
 
         return app

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlmodel import col, select
@@ -26,7 +26,7 @@ from services.directory.domain import (
     ServiceIn,
     WaitBand,
 )
-from services.directory.search import SearchFilters, SearchIndex
+from services.directory.search import SearchFilters, SearchIndex, without_contacts
 from services.directory.store import (
     Organisation,
     OrganisationBase,
@@ -35,7 +35,7 @@ from services.directory.store import (
     ServiceBase,
 )
 from shared.audit import record
-from shared.auth import Caller, OpsCaller, ServiceCaller
+from shared.auth import Caller, CallerKind, NotifyCaller, OpsCaller, OptionalKey, RouterCaller
 from shared.directory_contract import DirectorySnapshot, ProviderDelivery, ServiceRecord
 from shared.egress import policy_for, registration_refusal
 from shared.events import AreaStatus, DirectoryChanged, RiskBand, utcnow
@@ -120,9 +120,9 @@ class OrganisationPublic(OrganisationBase):
     signing_secret_count: int = 0
 
     @classmethod
-    def of(cls, org: Organisation) -> OrganisationPublic:
-        return cls(**org.model_dump(exclude={"signing_secrets", "updated_at"}),
-                   signing_secret_count=len(org.signing_secrets))
+    def of(cls, org: Organisation, *, contacts: bool = True) -> OrganisationPublic:
+        view = org.model_dump(exclude={"signing_secrets", "updated_at"})
+        return cls(**(view if contacts else without_contacts(view)), signing_secret_count=len(org.signing_secrets))
 
 
 class CapacityUpdate(BaseModel):
@@ -137,6 +137,18 @@ class CapacityUpdate(BaseModel):
 class HsdsImportResult(BaseModel):
     organisations: int
     services: int
+
+
+async def contacts_visible(request: Request, session: SessionDep, key: OptionalKey) -> bool:
+    """Public routes show contact details and webhook URLs to ops only (issue 13); without a credential,
+    or with any other, the same answer without them."""
+    if not key:
+        return False
+    caller = await request.app.state.verify_ops(request, key, session)
+    return caller is not None and caller.kind is CallerKind.ops
+
+
+ContactsVisible = Annotated[bool, Depends(contacts_visible)]
 
 
 def _index(request: Request) -> SearchIndex:
@@ -197,6 +209,7 @@ async def get_gazetteer(session: SessionDep) -> GazetteerOut:
 async def search_services(
     request: Request,
     session: SessionDep,
+    contacts: ContactsVisible,
     area: Annotated[str, Query(description="Postcode, sector, postcode district, or ONS (LAD/UTLA/ICB) code")],
     service_type: Annotated[list[ServiceType] | None, Query(alias="type")] = None,
     community: Annotated[Community | None, Query(description="By-and-for community")] = None,
@@ -219,7 +232,7 @@ async def search_services(
         abuse_type=abuse_type,
     )
     # The index's pre-encoded JSON: validating thousands of rows per request would cost more than the search.
-    return Response(index.search_json(resolved, filters), media_type="application/json")
+    return Response(index.search_json(resolved, filters, contacts=contacts), media_type="application/json")
 
 
 async def _service_view(session: AsyncSession, service_id: str) -> tuple[Service, Organisation]:
@@ -231,19 +244,21 @@ async def _service_view(session: AsyncSession, service_id: str) -> tuple[Service
     return row[0], row[1]
 
 
-def _public(service: Service, organisation: Organisation) -> ServicePublic:
-    return ServicePublic(**service.model_dump(exclude={"updated_at"}), organisation_name=organisation.name,
+def _public(service: Service, organisation: Organisation, *, contacts: bool = True) -> ServicePublic:
+    view = service.model_dump(exclude={"updated_at"})
+    return ServicePublic(**(view if contacts else without_contacts(view)), organisation_name=organisation.name,
                          organisation_by_and_for=organisation.by_and_for)
 
 
 @router.get("/services/{service_id}", response_model=ServicePublic, responses=errors(404))
-async def get_service(service_id: str, session: SessionDep) -> ServicePublic:
-    return _public(*await _service_view(session, service_id))
+async def get_service(service_id: str, session: SessionDep, contacts: ContactsVisible) -> ServicePublic:
+    return _public(*await _service_view(session, service_id), contacts=contacts)
 
 
 @router.get("/organisations", response_model=list[OrganisationPublic])
-async def list_organisations(session: SessionDep) -> list[OrganisationPublic]:
-    return [OrganisationPublic.of(o) for o in (await session.exec(select(Organisation).order_by(col(Organisation.id)))).all()]
+async def list_organisations(session: SessionDep, contacts: ContactsVisible) -> list[OrganisationPublic]:
+    return [OrganisationPublic.of(o, contacts=contacts)
+            for o in (await session.exec(select(Organisation).order_by(col(Organisation.id)))).all()]
 
 
 async def _organisation(session: AsyncSession, organisation_id: str) -> Organisation:
@@ -254,8 +269,8 @@ async def _organisation(session: AsyncSession, organisation_id: str) -> Organisa
 
 
 @router.get("/organisations/{organisation_id}", response_model=OrganisationPublic, responses=errors(404))
-async def get_organisation(organisation_id: str, session: SessionDep) -> OrganisationPublic:
-    return OrganisationPublic.of(await _organisation(session, organisation_id))
+async def get_organisation(organisation_id: str, session: SessionDep, contacts: ContactsVisible) -> OrganisationPublic:
+    return OrganisationPublic.of(await _organisation(session, organisation_id), contacts=contacts)
 
 
 # --- Ops: organisations and services --------------------------------------------------------------
@@ -409,10 +424,10 @@ async def delete_service(service_id: str, runtime: RuntimeDep,
 
 
 @router.get("/hsds", summary="The whole directory as Open Referral UK / HSDS 3 JSON")
-async def export_hsds(session: SessionDep) -> dict[str, Any]:
+async def export_hsds(session: SessionDep, contacts: ContactsVisible) -> dict[str, Any]:
     organisations = list((await session.exec(select(Organisation).order_by(col(Organisation.id)))).all())
     services = list((await session.exec(select(Service).order_by(col(Service.id)))).all())
-    return hsds.export_document(organisations, services)
+    return hsds.export_document(organisations, services, contacts=contacts)
 
 
 @ops.post("/hsds", response_model=HsdsImportResult, summary="Import (create or replace) from HSDS JSON",
@@ -467,6 +482,7 @@ def _assign(session: AsyncSession, row: Organisation | Service, columns: dict[st
 async def fhir_services(
     request: Request,
     session: SessionDep,
+    contacts: ContactsVisible,
     area: Annotated[str | None, Query(description="Only services covering this area")] = None,
 ) -> JSONResponse:
     wanted: set[str] = set()
@@ -476,14 +492,15 @@ async def fhir_services(
         await index.ensure_current(session)
         wanted = {s["id"] for s in index.search(resolved, SearchFilters())}
     rows = (await session.exec(select(Service, Organisation).join(Organisation).order_by(col(Service.id)))).all()
-    resources = [fhir_view.healthcare_service(s, o) for s, o in rows if not area or s.id in wanted]
+    resources = [fhir_view.healthcare_service(s, o, contacts=contacts) for s, o in rows if not area or s.id in wanted]
     return JSONResponse(fhir_view.bundle(resources), media_type=FHIR_JSON)
 
 
 @router.get("/fhir/HealthcareService/{service_id}", summary="One service as a FHIR HealthcareService",
             response_class=FhirResponse, responses={**fhir_resource("HealthcareService"), **errors(404)})
-async def fhir_service(service_id: str, session: SessionDep) -> JSONResponse:
-    return JSONResponse(fhir_view.healthcare_service(*await _service_view(session, service_id)), media_type=FHIR_JSON)
+async def fhir_service(service_id: str, session: SessionDep, contacts: ContactsVisible) -> JSONResponse:
+    return JSONResponse(fhir_view.healthcare_service(*await _service_view(session, service_id), contacts=contacts),
+                        media_type=FHIR_JSON)
 
 
 # --- Internal: router and notify -------------------------------------------------------------------
@@ -492,7 +509,7 @@ async def fhir_service(service_id: str, session: SessionDep) -> JSONResponse:
 @internal.get("/internal/organisations/{organisation_id}/delivery", response_model=ProviderDelivery,
               summary="How notify reaches a provider: channel, webhook URL, signing secrets", responses=errors(404))
 async def provider_delivery(organisation_id: str,
-                            session: SessionDep, _caller: ServiceCaller) -> ProviderDelivery:
+                            session: SessionDep, _caller: NotifyCaller) -> ProviderDelivery:
     organisation = await _organisation(session, organisation_id)
     return ProviderDelivery(
         organisation_id=organisation.id,
@@ -504,7 +521,7 @@ async def provider_delivery(organisation_id: str,
 
 @internal.get("/internal/snapshot", response_model=DirectorySnapshot,
               summary="Every service, and the gazetteer version in force, for the router's in-memory copy")
-async def snapshot(session: SessionDep, _caller: ServiceCaller) -> DirectorySnapshot:
+async def snapshot(session: SessionDep, _caller: RouterCaller) -> DirectorySnapshot:
     rows = (await session.exec(select(Service, Organisation).join(Organisation).order_by(col(Service.id)))).all()
     services = tuple(
         ServiceRecord(
@@ -525,7 +542,7 @@ async def snapshot(session: SessionDep, _caller: ServiceCaller) -> DirectorySnap
               responses={200: {"description": "``shared.geography.Gazetteer`` as JSON: sectors and districts → "
                                "[[LAD, share], …], [[ICB, share], …]; LAD → [upper tier, region, main ICB]; names",
                                "content": {"application/json": {"schema": {"type": "object"}}}}})
-async def internal_gazetteer(request: Request, session: SessionDep, _caller: ServiceCaller) -> Response:
+async def internal_gazetteer(request: Request, session: SessionDep, _caller: RouterCaller) -> Response:
     version = (await gazetteer.gazetteer_status(session)).version
     cached: tuple[str, bytes] | None = getattr(request.app.state, "gazetteer_json", None)
     if cached is None or cached[0] != version:

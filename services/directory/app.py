@@ -11,6 +11,7 @@ from services.directory.sample import add_development_ops_user, load_sample_if_e
 from services.directory.search import SearchIndex
 from services.directory.migrations import MIGRATIONS
 from services.directory.settings import DirectorySettings
+from shared.audit_api import audit_router
 from shared.service import Runtime, create_service_app
 
 
@@ -31,7 +32,7 @@ def create_app(settings: DirectorySettings | None = None) -> FastAPI:
         title="Pathways directory",
         description="Local and by-and-for domestic abuse services, what they serve and where.",
         migrations=MIGRATIONS,
-        routers=[router, ops, internal, credentials.ops, credentials.internal],
+        routers=[router, ops, internal, credentials.ops, credentials.internal, audit_router("directory")],
         setup=setup,
     )
     app.state.search_index = SearchIndex()

@@ -11,15 +11,16 @@ sign in.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field, StringConstraints
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.directory.store import OpsUser, Organisation, ProviderKey
-from shared.auth import Caller, CallerKind, OpsCaller, ServiceCaller, hash_api_key
+from shared.audit import record_read
+from shared.auth import Caller, CallerKind, NotifyCaller, OpsCaller, hash_api_key, service_from
 from shared.credentials import (
     CredentialPublic,
     EndAction,
@@ -46,6 +47,9 @@ PROVIDER_KEY_PREFIX = "pw_prv"
 OPS_KEY_PREFIX = "pw_ops"
 Handle = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,98}[a-z0-9]$")]
 BOOTSTRAP = Caller(CallerKind.ops, "bootstrap")
+OpsRole = Literal["ops", "commissioner"]
+# The services with ops routes of their own, which ask the directory who holds an ops key.
+OpsCheckers = Annotated[Caller, Depends(service_from("intake", "router", "notify"))]
 
 
 class ProviderKeyCreate(Validity):
@@ -67,14 +71,16 @@ class ProviderKeyIssued(ProviderKeyPublic, ShownOnce):
 class OpsUserCreate(Validity):
     id: Handle = Field(description="The person's handle, e.g. 'alex.khan': it names them in the audit trail")
     name: str = Field(default="", max_length=200, description="Full name or role (defaults to the handle)")
+    role: OpsRole = Field(default="ops", description="'ops', or 'commissioner': reports only, never a case")
 
 
 class OpsUserPublic(CredentialPublic):
     id: str
+    role: OpsRole = "ops"
 
     @classmethod
     def of(cls, user: OpsUser) -> OpsUserPublic:
-        return cls(id=user.id, **cls.fields_of(user))
+        return cls(id=user.id, role=user.role, **cls.fields_of(user))
 
 
 class OpsUserIssued(OpsUserPublic, ShownOnce):
@@ -139,13 +145,15 @@ async def create_provider_key(organisation_id: str, body: ProviderKeyCreate, run
 
 @ops.get("/organisations/{organisation_id}/keys", response_model=list[ProviderKeyPublic],
          summary="A provider's keys, with their state and expiry (never the keys)", responses=errors(404))
-async def list_provider_keys(organisation_id: str,
-                             session: SessionDep, _caller: OpsCaller) -> list[ProviderKeyPublic]:
+async def list_provider_keys(organisation_id: str, runtime: RuntimeDep,
+                             session: SessionDep, caller: OpsCaller) -> list[ProviderKeyPublic]:
     if await session.get(Organisation, organisation_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No organisation with id '{organisation_id}'.")
-    keys = (await session.exec(select(ProviderKey).where(ProviderKey.organisation_id == organisation_id)
-                               .order_by(col(ProviderKey.name)))).all()
-    return [ProviderKeyPublic.of(k) for k in keys]
+    keys = [ProviderKeyPublic.of(k) for k in (await session.exec(
+        select(ProviderKey).where(ProviderKey.organisation_id == organisation_id).order_by(col(ProviderKey.name))
+    )).all()]
+    await record_read(runtime.db, session, caller, "list-provider-keys", detail=f"organisation {organisation_id}")
+    return keys
 
 
 @ops.post("/organisations/{organisation_id}/keys/{name}/rotate", response_model=ProviderKeyIssued,
@@ -179,7 +187,7 @@ async def end_provider_key(organisation_id: str, name: str, action: EndAction, r
 
 @internal.post("/internal/providers/authenticate", response_model=ProviderIdentity,
                summary="Which provider holds this API key, while it is usable (for notify)", responses=errors(404))
-async def authenticate_provider(body: ProviderKeyQuery, session: SessionDep, _caller: ServiceCaller
+async def authenticate_provider(body: ProviderKeyQuery, session: SessionDep, _caller: NotifyCaller
                                 ) -> ProviderIdentity:
     row = (await session.exec(select(ProviderKey, Organisation).join(Organisation)
                               .where(ProviderKey.key_hash == hash_api_key(body.api_key)))).first()
@@ -199,9 +207,9 @@ async def add_ops_user(session: AsyncSession, caller: Caller, body: OpsUserCreat
     if await session.get(OpsUser, body.id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"An ops user '{body.id}' already exists.")
     plain = api_key or new_key(OPS_KEY_PREFIX).api_key
-    user = OpsUser(id=body.id, name=body.name or body.id, key_hash=hash_api_key(plain),
+    user = OpsUser(id=body.id, name=body.name or body.id, role=body.role, key_hash=hash_api_key(plain),
                    expires_at=body.expires_at(utcnow()))
-    issue(session, caller, user, kind="ops-user", subject=f"ops user {body.id}")
+    issue(session, caller, user, kind="ops-user", subject=f"ops user {body.id} ({body.role})")
     await session.flush()
     return OpsUserIssued(api_key=plain, **OpsUserPublic.of(user).model_dump())
 
@@ -235,8 +243,10 @@ async def create_ops_user(body: OpsUserCreate, runtime: RuntimeDep,
 
 
 @ops.get("/ops-users", response_model=list[OpsUserPublic], summary="Every ops user, with state and expiry")
-async def list_ops_users(session: SessionDep, _caller: OpsCaller) -> list[OpsUserPublic]:
-    return [OpsUserPublic.of(u) for u in (await session.exec(select(OpsUser).order_by(col(OpsUser.id)))).all()]
+async def list_ops_users(session: SessionDep, caller: OpsCaller, runtime: RuntimeDep) -> list[OpsUserPublic]:
+    users = [OpsUserPublic.of(u) for u in (await session.exec(select(OpsUser).order_by(col(OpsUser.id)))).all()]
+    await record_read(runtime.db, session, caller, "list-ops-users", detail=f"{len(users)} shown")
+    return users
 
 
 @ops.post("/ops-users/{user_id}/rotate", response_model=OpsUserIssued,
@@ -273,7 +283,7 @@ async def find_ops_user(session: AsyncSession, api_key: str) -> OpsUser | None:
 async def verify_ops(request: Request, key: str, session: AsyncSession) -> Caller | None:
     """The directory's own ``OpsVerifier``: a lookup in the request's session."""
     user = await find_ops_user(session, key)
-    caller = Caller(CallerKind.ops, user.id) if user else None
+    caller = Caller(CallerKind(user.role), user.id) if user else None
     # End the read so the connection goes back to the pool: handlers that write open their own
     # transaction, and a request must not hold one connection while it waits for another.
     await session.rollback()
@@ -283,8 +293,8 @@ async def verify_ops(request: Request, key: str, session: AsyncSession) -> Calle
 @internal.post(AUTHENTICATE_PATH, response_model=OpsIdentity,
                summary="Which ops user holds this key, while it is usable (for the other services)",
                responses=errors(404))
-async def authenticate_ops(body: OpsKey, session: SessionDep, _caller: ServiceCaller) -> OpsIdentity:
+async def authenticate_ops(body: OpsKey, session: SessionDep, _caller: OpsCheckers) -> OpsIdentity:
     user = await find_ops_user(session, body.api_key)
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No ops user holds a usable key like that.")
-    return OpsIdentity(ops_user_id=user.id, name=user.name)
+    return OpsIdentity(ops_user_id=user.id, name=user.name, role=user.role)

@@ -19,7 +19,7 @@ def _concept(system: str, code: str, display: str | None = None) -> dict[str, An
     return {"coding": [coding], "text": display or code}
 
 
-def healthcare_service(service: Service, organisation: Organisation) -> dict[str, Any]:
+def healthcare_service(service: Service, organisation: Organisation, *, contacts: bool = True) -> dict[str, Any]:
     provided_by: dict[str, Any] = {"display": organisation.name}
     if organisation.ods_code:
         provided_by["identifier"] = {"system": ODS_SYSTEM, "value": organisation.ods_code}
@@ -48,7 +48,7 @@ def healthcare_service(service: Service, organisation: Organisation) -> dict[str
     }
     if service.description:
         resource["comment"] = service.description
-    if service.contact_email or service.contact_phone:
+    if contacts and (service.contact_email or service.contact_phone):
         telecom = [{"system": "email", "value": service.contact_email}] if service.contact_email else []
         telecom += [{"system": "phone", "value": service.contact_phone}] if service.contact_phone else []
         resource["contact"] = [{"name": [{"text": service.contact_name}] if service.contact_name else [],

@@ -103,15 +103,27 @@ def export_service(service: Service) -> dict[str, Any]:
     }
 
 
-def export_document(organisations: list[Organisation], services: list[Service]) -> dict[str, Any]:
+def export_document(organisations: list[Organisation], services: list[Service], *,
+                    contacts: bool = True) -> dict[str, Any]:
+    """The directory as HSDS; ``contacts=False`` (an unauthenticated caller) leaves out contact details
+    and webhook URLs (issue 13)."""
     by_org: dict[str, list[dict[str, Any]]] = {}
     for service in services:
-        by_org.setdefault(service.organisation_id, []).append(export_service(service))
+        by_org.setdefault(service.organisation_id, []).append(
+            export_service(service) if contacts else _without_contacts(export_service(service)))
     return {
         "hsds_version": HSDS_VERSION,
         "profile": "https://openreferraluk.org",
-        "organizations": [{**export_organisation(o), "services": by_org.get(o.id, [])} for o in organisations],
+        "organizations": [{**(export_organisation(o) if contacts else _without_contacts(export_organisation(o))),
+                           "services": by_org.get(o.id, [])} for o in organisations],
     }
+
+
+def _without_contacts(record: dict[str, Any]) -> dict[str, Any]:
+    extension = {**record["pathways"], **{k: None for k in ("webhook_url", "contact_name", "contact_phone")
+                                          if k in record["pathways"]}}
+    emptied = {k: [] for k in ("phones", "contacts") if k in record}
+    return {**record, "email": None, **emptied, "pathways": extension}
 
 
 def _terms(record: dict[str, Any], taxonomy: str) -> list[str]:

@@ -51,6 +51,8 @@ class Entry:
     # The view as JSON without its closing brace: a search appends only its match reason, so a large
     # result costs string joins rather than per-field validation and encoding.
     json_head: str
+    # The same without the contact fields: what an unauthenticated caller sees (issue 13).
+    public_json_head: str
     coverage: tuple[str, ...]
     service_type: str
     communities: frozenset[str]
@@ -94,12 +96,22 @@ class Entry:
         return True
 
 
+# Who to talk to and where notify delivers: shown to ops, not to anyone on the internet (issue 13).
+CONTACT_FIELDS = ("contact_name", "contact_email", "contact_phone", "webhook_url")
+
+
+def without_contacts(view: dict[str, Any]) -> dict[str, Any]:
+    """A public view with the contact fields (and a webhook URL) emptied; the keys stay, so the schema holds."""
+    return {**view, **{name: None for name in CONTACT_FIELDS if name in view}}
+
+
 def entry_for(service: Service, organisation: Organisation) -> Entry:
     view = service.model_dump(exclude={"updated_at"})
     view.update(organisation_name=organisation.name, organisation_by_and_for=list(organisation.by_and_for))
     return Entry(
         view=view,
         json_head=json.dumps(view, separators=(",", ":"), ensure_ascii=False)[:-1],
+        public_json_head=json.dumps(without_contacts(view), separators=(",", ":"), ensure_ascii=False)[:-1],
         coverage=tuple(service.coverage),
         service_type=service.service_type,
         communities=frozenset(service.by_and_for) | frozenset(organisation.by_and_for),
@@ -181,9 +193,11 @@ class SearchIndex:
     def search(self, area: ResolvedArea, filters: SearchFilters) -> list[dict[str, Any]]:
         return [{**entry.view, "match_reason": reason} for entry, reason in self.matching(area, filters)]
 
-    def search_json(self, area: ResolvedArea, filters: SearchFilters) -> bytes:
-        """The same result as ``search``, encoded as the API's JSON array."""
-        parts = [f'{entry.json_head},"match_reason":{json.dumps(reason)}}}' for entry, reason in self.matching(area, filters)]
+    def search_json(self, area: ResolvedArea, filters: SearchFilters, *, contacts: bool = True) -> bytes:
+        """The same result as ``search``, encoded as the API's JSON array (``contacts=False``: without
+        the contact fields, for an unauthenticated caller)."""
+        parts = [f'{entry.json_head if contacts else entry.public_json_head},"match_reason":{json.dumps(reason)}}}'
+                 for entry, reason in self.matching(area, filters)]
         return ("[" + ",".join(parts) + "]").encode()
 
 

@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from shared.audit import AuditRecord
+from shared.audit import AuditChain, AuditRecord
 from shared.credentials import KeyCredential
 from shared.db import utc_field
 from shared.events import utcnow
@@ -161,7 +161,9 @@ class OpsUser(KeyCredential, table=True):
     __tablename__ = "ops_user"
 
     id: str = Field(primary_key=True, max_length=100)
+    # "ops" (everything ops do) or "commissioner" (reports only, never a case).
+    role: str = Field(default="ops", max_length=20, sa_column_kwargs={"server_default": "ops"})
 
 
 TABLES = [Organisation, Service, DistrictArea, AreaCentroid, Postcode, LocalAuthority, GazetteerImport, ProviderKey,
-          OpsUser, AuditRecord]
+          OpsUser, AuditRecord, AuditChain]

@@ -19,12 +19,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.intake import referrals
 from services.intake.capability import capability_statement
 from services.intake.domain import ParsedCancellation, parse_bundle, parse_consent, parse_submission
+from services.intake.oauth import ACCESS_TOKEN_PREFIX, OAUTH2, client_for_access_token
 from services.intake.settings import IntakeSettings
-from services.intake.store import ApiClient, Referral
+from services.intake.store import AcceptedOffer, ApiClient, Referral
 from services.intake.task import task_resource
 from shared.audit import record
-from shared.auth import PresentedKey, ServiceCaller, hash_api_key
-from shared.consent import CONSENT_REFUSAL, release_verdict
+from shared.auth import NotifyCaller, PresentedKey, hash_api_key
+from shared.consent import CONSENT_REFUSAL, NOT_ACCEPTED, release_verdict
 from shared.crypto import FieldCipher
 from shared.events import utcnow
 from shared.db import end_read
@@ -75,16 +76,25 @@ CONSENT_BODY = fhir_body("Consent", "The survivor's consent as it now stands.", 
 SUBMIT_ERRORS = errors(400, 403, 404, 409, 413, 415, 422)
 
 
-async def require_client(key: PresentedKey, session: SessionDep, request: Request) -> ApiClient:
-    """The EHR client holding this key, looked up on the request's own session (then its connection
-    goes back to the pool) and trusted for ``client_cache_seconds``, never past its expiry; changing a
-    client through the ops API empties the cache at once (``services.intake.clients``)."""
+async def require_client(key: PresentedKey, session: SessionDep, request: Request,
+                         _oauth2: Annotated[str | None, Depends(OAUTH2)]) -> ApiClient:
+    """The EHR client holding this API key, or an unexpired access token from ``POST /oauth2/token``,
+    looked up on the request's own session (then its connection goes back to the pool). An API key is
+    trusted for ``client_cache_seconds``, never past its expiry; changing a client through the ops API
+    empties the cache at once (``services.intake.clients``). Access tokens are checked every time."""
     digest = hash_api_key(key)
     known: TTLCache[str, ApiClient] = request.app.state.client_keys
     if (client := known.get(digest)) is not None and client.usable():
         return client
-    client = (await session.exec(select(ApiClient).where(ApiClient.key_hash == digest))).first()
+    by_token = key.startswith(f"{ACCESS_TOKEN_PREFIX}_")
+    if by_token:
+        client = await client_for_access_token(session, digest)
+    else:
+        client = (await session.exec(select(ApiClient).where(ApiClient.key_hash == digest))).first()
     await end_read(session)
+    if client is not None and client.usable() and by_token:
+        session.expunge(client)
+        return client
     if client is None or not client.usable():
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown, expired or revoked API key.",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -287,15 +297,25 @@ async def metadata(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(capability_statement(settings), media_type=FHIR_JSON)
 
 
+async def accepted_offer(session: AsyncSession, case_id: UUID, organisation_id: str) -> AcceptedOffer | None:
+    """The organisation's accepted offer for the case that still stands, if notify has announced one."""
+    return (await session.exec(select(AcceptedOffer).where(
+        AcceptedOffer.case_id == case_id, AcceptedOffer.organisation_id == organisation_id,
+        col(AcceptedOffer.stopped_at).is_(None)).limit(1))).first()
+
+
 @router.get(
     "/internal/referrals/{case_id}/handoff",
     tags=["internal"],
     response_model=None,
     summary="Identifying details for a handoff (notify only; every read is audited)",
-    description="Intake checks its own, authoritative consent (or the recorded safeguarding basis) for the "
-                "named organisation and kind of service at this moment: 410 once consent is withdrawn or the "
-                "data purged, 403 outside the consent's scope (both with the problem type "
-                f"`{CONSENT_REFUSAL}`), 409 for a consent version intake never issued.",
+    description="Intake checks for itself, at release, that the named organisation holds an accepted offer "
+                "for the case (as notify announced it on the bus; otherwise 409 with the problem type "
+                f"`{NOT_ACCEPTED}`), and its own, authoritative consent (or the recorded safeguarding basis) "
+                "for that organisation and the kind of service that accepted: 410 once consent is withdrawn or "
+                "the data purged, 403 outside the consent's scope (both with the problem type "
+                f"`{CONSENT_REFUSAL}`), 409 for a consent version intake never issued. Only notify's "
+                "service credential is accepted.",
     responses=errors(403, 404, 409, 410),
 )
 async def read_handoff_details(
@@ -305,7 +325,7 @@ async def read_handoff_details(
     consent_version: Annotated[int, Query(ge=1, description="the consent version the caller decided on")],
     runtime: RuntimeDep,
     session: SessionDep,
-    caller: ServiceCaller,
+    caller: NotifyCaller,
     request: Request,
     by_and_for: bool = False,
 ) -> dict[str, Any] | JSONResponse:
@@ -313,6 +333,13 @@ async def read_handoff_details(
         referral = await session.get(Referral, case_id)
         if referral is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such referral.")
+        accepted = await accepted_offer(session, case_id, organisation_id)
+        if accepted is None:
+            return problem(status.HTTP_409_CONFLICT, f"Organisation {organisation_id} holds no accepted offer for this "
+                           "case (or was told to stop contact).", type=NOT_ACCEPTED)
+        # What was accepted decides the consent scope, not what the caller says.
+        if accepted.service_type is not None:
+            service_type, by_and_for = accepted.service_type, accepted.by_and_for
         consent = referrals.current_consent(referral)
         if consent_version > consent.version:
             raise HTTPException(status.HTTP_409_CONFLICT,
@@ -327,6 +354,6 @@ async def read_handoff_details(
                            type=CONSENT_REFUSAL)
         details = json.loads(cipher(request).decrypt(referral.identifying, aad=referral.id.bytes))
         record(session, caller, "release-identifying-data", case_id=case_id,
-               detail=f"to organisation {organisation_id}; {basis}; consent version {consent.version}")
+               detail=f"to organisation {organisation_id}; {basis}; consent version {consent.version}", reason=basis)
     return {"case_id": str(case_id), "referrer_ods": referral.referrer_ods, "consent_version": consent.version,
             "release_basis": basis, **details}

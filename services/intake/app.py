@@ -13,13 +13,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import select
 from starlette.exceptions import HTTPException
 
-from services.intake import closed_loop, consumer, retention
+from services.intake import closed_loop, consumer, oauth, retention
 from services.intake.clients import ClientCreate, register
 from services.intake.clients import router as clients_router
 from services.intake.api import router
 from services.intake.migrations import MIGRATIONS
 from services.intake.settings import IntakeSettings
 from services.intake.store import ApiClient
+from shared.audit_api import audit_router
 from shared.credentials import SAMPLE_DATA
 from shared.ops_users import RemoteOpsVerifier
 from shared.crypto import FieldCipher
@@ -62,11 +63,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         title="Pathways intake",
         description="Receives FHIR referrals from GP and acute EHR systems and tracks each as a FHIR Task.",
         migrations=MIGRATIONS,
-        routers=[router, closed_loop.router, clients_router],
+        routers=[router, closed_loop.router, clients_router, oauth.router, audit_router("intake")],
         setup=setup,
         fhir_prefix="/fhir",
     )
     app.state.cipher = field_cipher
+    app.state.jwks_cache = oauth.JwksCache(settings.jwks_cache_seconds)
     app.state.client_keys = TTLCache(maxsize=10_000, ttl=settings.client_cache_seconds)
     app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
 

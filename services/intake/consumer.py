@@ -7,10 +7,10 @@ import logging
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.intake.closed_loop import task_changed
-from services.intake.store import Referral
+from services.intake.store import AcceptedOffer, Referral
 from services.intake.task import TASK_STATES
 from shared.bus import Delivery
-from shared.events import CaseStatus, Event, TaskStatus
+from shared.events import CaseStatus, Event, OfferAccepted, OfferContactStopped, TaskStatus
 from shared.metrics import REFERRAL_TO_ACCEPTANCE
 from shared.service import Runtime
 from shared.state_machine import IllegalTransition
@@ -35,6 +35,8 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
     }
     if event.outputs:
         values["task_outputs"] = list(event.outputs)
+    if TASK_STATES.is_final(event.status):
+        values["closed_at"] = event.occurred_at  # the identifying data's retention is counted from here
     try:
         moved = await TASK_STATES.advance(session, referral, event.status, **values)
     except IllegalTransition as exc:
@@ -49,5 +51,21 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
     await task_changed(session, referral)
 
 
+async def on_offer_news(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
+    """Record acceptances (and stops) so the handoff is released only to an organisation that accepted."""
+    assert isinstance(event, OfferAccepted | OfferContactStopped)
+    known = await session.get(AcceptedOffer, event.offer_id)
+    if isinstance(event, OfferAccepted):
+        if known is None:
+            session.add(AcceptedOffer(offer_id=event.offer_id, case_id=event.case_id,
+                                      organisation_id=event.organisation_id, service_id=event.service_id,
+                                      service_type=event.service_type, by_and_for=event.by_and_for,
+                                      accepted_at=event.occurred_at))
+    elif known is not None and known.stopped_at is None:
+        known.stopped_at = event.occurred_at
+        session.add(known)
+
+
 def register(runtime: Runtime) -> None:
     runtime.consume("intake-case-status", [CaseStatus.subject], on_case_status)
+    runtime.consume("intake-offer-acceptances", [OfferAccepted.subject, OfferContactStopped.subject], on_offer_news)

@@ -13,8 +13,14 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from services.intake.store import Referral
+from shared.audit import record
+from shared.auth import Caller, CallerKind
 from shared.crypto import FieldCipher
 from shared.db import Database
+
+
+# Re-encrypting decrypts every referral's identifying data: the audit trail says who did, when and why.
+KEY_ROTATION = Caller(CallerKind.service, "intake-key-rotation")
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,10 @@ async def rotate_identifying(db: Database, cipher: FieldCipher, *, batch: int = 
                     rotated += 1
                 else:
                     skipped += 1
+            if rows:
+                record(session, KEY_ROTATION, "re-encrypt-identifying-data", case_id=None,
+                       detail=f"{len(rows)} referral(s) in this batch; to key {cipher.active_key_id}",
+                       reason="encryption key rotation")
         if len(rows) < batch:
             return Rotation(rotated, skipped)
         after = rows[-1][0]

@@ -20,6 +20,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.intake.domain import ParsedCancellation, ParsedReferral, consent_state
 from services.intake.store import ApiClient, IdempotencyRecord, Referral
 from services.intake.task import TASK_STATES, task_resource
+from shared.audit import record
+from shared.auth import Caller, CallerKind
 from shared.crypto import FieldCipher
 from shared.db import Database
 from shared.events import (
@@ -169,10 +171,13 @@ async def cancel(session: AsyncSession, client: ApiClient, parsed: ParsedCancell
     if referral is None:
         raise FhirError(404, [Issue("not-found", "No referral from this client matches the revoked ServiceRequest.",
                                     "ServiceRequest.identifier")])
+    now = utcnow()
     if await TASK_STATES.advance(session, referral, TaskStatus.cancelled, business_status="cancelled by the referrer",
                                  business_status_code="cancelled", status_reason=parsed.reason,
-                                 last_updated=utcnow()):
+                                 last_updated=now, closed_at=now):
         enqueue(session, ReferralCancelled(case_id=referral.id, reason=parsed.reason))
+        record(session, referrer(client), "cancel-referral", case_id=referral.id,
+               detail=f"ODS {referral.referrer_ods}", reason=parsed.reason or "revoked by the referrer")
     return Answer(200, task_resource(referral))
 
 
@@ -211,8 +216,18 @@ async def update_consent(
                                                     "Task and send the update again.", "Consent")])
         await session.refresh(referral)
         enqueue(session, ConsentUpdated(case_id=referral.id, consent=after))
+        record(session, referrer(client), "update-consent", case_id=referral.id,
+               detail=f"consent version {after.version}; status {after.status.value}; scopes "
+                      f"{','.join(sorted(str(s) for s in after.scopes)) or 'none'}"
+                      + (f"; purge due {purge_due:%Y-%m-%dT%H:%MZ}" if purge_due else ""),
+               reason="consent updated by the referrer")
     resource = {**body, "id": str(referral.id), "meta": {"lastUpdated": referral.last_updated.isoformat()}}
     return Answer(200, resource, f"/fhir/Consent/{referral.id}")
+
+
+def referrer(client: ApiClient) -> Caller:
+    """The EHR client as the audit trail names it."""
+    return Caller(CallerKind.ehr_client, client.id)
 
 
 def current_consent(referral: Referral) -> ConsentState:

@@ -1,20 +1,25 @@
-"""Purging identifying data the survivor withdrew consent for.
+"""Retention: purging identifying data once it may no longer be kept.
 
-A withdrawal marks the referral ``purge_due_at`` (``referrals.update_consent``); once that moment
-passes, the encrypted identifying details are emptied and ``purged_at`` is set. The routing summary,
-the Task and the audit trail stay: they identify nobody. The wider retention schedule (how long closed
-cases keep their data) belongs to the retention rule, not here.
+Two rules, one job. Consent withdrawn: ``referrals.update_consent`` marks the referral ``purge_due_at``
+(``INTAKE_WITHDRAWAL_PURGE_HOURS`` later). Case closed: the Task reached a final state at ``closed_at``,
+and the data is kept ``INTAKE_CLOSED_PURGE_DAYS`` after that (counted at purge time, so a changed
+setting applies to every closed case). A purge empties the encrypted identifying details, removes the
+copies of Consent resources the referrer sent (kept to answer retries, and free to name the person),
+sets ``purged_at`` and writes an audit record with the rule it applied. The routing summary, the Task
+and the audit trail stay: they identify nobody, and the statistics need them.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from uuid import UUID
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.intake.settings import IntakeSettings
-from services.intake.store import Referral
+from services.intake.store import IdempotencyRecord, Referral
 from shared.audit import record
 from shared.auth import Caller, CallerKind
 from shared.background import PeriodicWorker
@@ -24,13 +29,32 @@ from shared.service import Runtime
 
 INTAKE = Caller(CallerKind.service, "intake")
 BATCH = 100
+WITHDRAWN = "consent withdrawn"
+CLOSED = "case closed"
 
 
-async def purge_due(db: Database, *, now: datetime, batch: int = BATCH) -> int:
-    """Empty the identifying data of every referral whose purge is due; returns how many were purged.
+async def _purge(session: AsyncSession, referral_id: UUID, now: datetime, *, guard: object, reason: str,
+                 detail: str) -> bool:
+    """Empty one referral's identifying data if ``guard`` (the rule's compare-and-set) still holds."""
+    result = await session.exec(  # type: ignore[call-overload]
+        update(Referral)
+        .where(col(Referral.id) == referral_id, col(Referral.purged_at).is_(None), guard)
+        .values(identifying="", purged_at=now)
+    )
+    if result.rowcount != 1:
+        return False
+    await session.exec(delete(IdempotencyRecord).where(  # type: ignore[call-overload]
+        col(IdempotencyRecord.location) == f"/fhir/Consent/{referral_id}"))
+    record(session, INTAKE, "purge-identifying-data", case_id=referral_id, detail=detail, reason=reason)
+    return True
 
-    Compare-and-set on ``purge_due_at``: a consent given again meanwhile clears it, and that referral is
-    left alone."""
+
+async def purge_due(db: Database, *, now: datetime, closed_after: timedelta | None = None, batch: int = BATCH) -> int:
+    """Purge the identifying data of up to ``batch`` referrals whose purge is due; returns how many.
+
+    Withdrawals first (compare-and-set on ``purge_due_at``: a consent given again meanwhile clears it,
+    and that referral is left alone), then referrals closed more than ``closed_after`` ago (None: that
+    rule is off)."""
     purged = 0
     async with db.transaction() as session:
         due = (await session.exec(
@@ -40,15 +64,20 @@ async def purge_due(db: Database, *, now: datetime, batch: int = BATCH) -> int:
             .limit(batch)
         )).all()
         for referral_id, due_at in due:
-            result = await session.exec(  # type: ignore[call-overload]
-                update(Referral)
-                .where(col(Referral.id) == referral_id, col(Referral.purge_due_at) == due_at,
-                       col(Referral.purged_at).is_(None))
-                .values(identifying="", purged_at=now)
-            )
-            if result.rowcount == 1:
-                purged += 1
-                record(session, INTAKE, "purge-identifying-data", case_id=referral_id, detail="consent withdrawn")
+            purged += await _purge(session, referral_id, now, guard=col(Referral.purge_due_at) == due_at,
+                                   reason=WITHDRAWN, detail=f"due {due_at:%Y-%m-%dT%H:%MZ}")
+        if closed_after is not None and purged < batch:
+            cutoff = now - closed_after
+            closed = (await session.exec(
+                select(Referral.id, Referral.closed_at)
+                .where(col(Referral.closed_at) <= cutoff, col(Referral.purged_at).is_(None))
+                .order_by(col(Referral.closed_at))
+                .limit(batch - purged)
+            )).all()
+            for referral_id, closed_at in closed:
+                purged += await _purge(session, referral_id, now, guard=col(Referral.closed_at) <= cutoff,
+                                       reason=CLOSED, detail=f"closed {closed_at:%Y-%m-%dT%H:%MZ}; kept "
+                                                             f"{closed_after.total_seconds() / 86400:g} days")
     return purged
 
 
@@ -56,7 +85,8 @@ def start(runtime: Runtime) -> None:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
 
     async def step() -> bool:
-        return await purge_due(runtime.db, now=utcnow()) == BATCH
+        closed_after = timedelta(days=settings.closed_purge_days)
+        return await purge_due(runtime.db, now=utcnow(), closed_after=closed_after) == BATCH
 
     worker = PeriodicWorker("intake-purge", step, interval=settings.purge_check_seconds)
     worker.start()

@@ -20,11 +20,21 @@ class IntakeSettings(ServiceSettings):
     # How long an EHR client's API key is trusted after it was looked up: a client revoked in the
     # database is refused at most this long afterwards, and a burst of requests does not look it up each time.
     client_cache_seconds: float = 10.0
+    # OAuth2 client credentials with private_key_jwt (issue 13): the token endpoint's URL as clients
+    # address it (every client assertion's ``aud``), how long an assertion may live, how long an access
+    # token does, and how long a JWKS fetched from a client's URL is reused.
+    oauth_token_url: str = "http://127.0.0.1:8001/oauth2/token"
+    assertion_max_seconds: int = Field(default=300, ge=30, le=300)
+    access_token_seconds: int = Field(default=300, ge=60, le=3600)
+    jwks_cache_seconds: float = Field(default=300.0, ge=0)
     # Register the sample EHR client (development and demos only).
     seed_sample_client: bool = False
     # After consent is withdrawn, the identifying data is purged this many hours later (0: at the next
     # purge run). The wait lets a survivor who withdrew by mistake give consent again.
     withdrawal_purge_hours: float = Field(default=24.0, ge=0)
+    # After a referral closes (its Task completed, rejected or cancelled), its identifying data is purged this
+    # many days later; the non-identifying record (summary, Task, audit trail) stays for statistics.
+    closed_purge_days: float = Field(default=90.0, ge=0)
     # How often due purges are looked for.
     purge_check_seconds: float = Field(default=300.0, gt=0)
     # DASH thresholds: this many "yes" answers or more makes the band.

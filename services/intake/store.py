@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
-from shared.audit import AuditRecord
+from shared.audit import AuditChain, AuditRecord
 from shared.credentials import KeyCredential
 from shared.db import utc_field
 from shared.events import TaskStatus, utcnow
@@ -22,6 +22,9 @@ class ApiClient(KeyCredential, table=True):
     __tablename__ = "api_client"
 
     id: str = Field(primary_key=True, max_length=80)
+    # Public keys for private_key_jwt (``services.intake.oauth``): an inline JWKS or a JWKS URL, or neither.
+    jwks: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    jwks_url: str | None = Field(default=None, max_length=500)
     # Loaded with the client (one extra query), so the ODS check needs no second round trip later.
     ods: list["ApiClientOds"] = Relationship(
         sa_relationship_kwargs={"lazy": "selectin", "cascade": "all, delete-orphan", "order_by": "ApiClientOds.ods_code"}
@@ -62,6 +65,9 @@ class Referral(SQLModel, table=True):
     # Consent withdrawn: the identifying data is purged from this moment (emptied, ``purged_at`` set).
     purge_due_at: datetime | None = utc_field(default=None, index=True)
     purged_at: datetime | None = utc_field(default=None)
+    # When the Task reached a final state (completed, rejected, cancelled): the identifying data is purged
+    # ``INTAKE_CLOSED_PURGE_DAYS`` later (``services.intake.retention``).
+    closed_at: datetime | None = utc_field(default=None, index=True)
     task_status: str = Field(default=TaskStatus.requested, max_length=20)
     business_status: str = Field(default="received", max_length=200)
     business_status_code: str | None = Field(default=None, max_length=60)
@@ -89,4 +95,43 @@ class IdempotencyRecord(SQLModel, table=True):
     created_at: datetime = utc_field(default_factory=utcnow)
 
 
-TABLES = [ApiClient, ApiClientOds, Referral, IdempotencyRecord, AuditRecord]
+class ClientAssertionJti(SQLModel, table=True):
+    """A client assertion's ``jti``, kept until the assertion expires: the same assertion twice is a replay."""
+
+    __tablename__ = "client_assertion_jti"
+
+    client_id: str = Field(primary_key=True, max_length=80)
+    jti: str = Field(primary_key=True, max_length=200)
+    expires_at: datetime = utc_field(index=True)
+
+
+class AccessToken(SQLModel, table=True):
+    """A short-lived access token issued at the token endpoint, stored only as its SHA-256 digest."""
+
+    __tablename__ = "access_token"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    client_id: str = Field(max_length=80, index=True)
+    created_at: datetime = utc_field(default_factory=utcnow)
+    expires_at: datetime = utc_field(index=True)
+
+
+class AcceptedOffer(SQLModel, table=True):
+    """An offer a provider accepted, as notify announced it (``case.offer.accepted``): intake releases
+    identifying data only to an organisation holding one, whatever the caller of the handoff says
+    (issue 13). ``stopped_at``: the provider was told to stop contact (consent withdrawn, cancelled)."""
+
+    __tablename__ = "accepted_offer"
+
+    offer_id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(index=True)
+    organisation_id: str = Field(max_length=80)
+    service_id: str = Field(max_length=80)
+    service_type: str | None = Field(default=None, max_length=40)
+    by_and_for: bool = Field(default=False)
+    accepted_at: datetime = utc_field(default_factory=utcnow)
+    stopped_at: datetime | None = utc_field(default=None)
+
+
+TABLES = [ApiClient, ApiClientOds, Referral, IdempotencyRecord, AcceptedOffer, ClientAssertionJti, AccessToken,
+          AuditRecord, AuditChain]

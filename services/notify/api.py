@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -9,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+from cachetools import TTLCache
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import and_, or_
@@ -22,7 +24,7 @@ from services.notify.settings import NotifySettings
 from services.notify.store import CaseConsent, Offer, OfferStatus
 from shared.audit import record
 from shared.auth import Caller, CallerKind, PresentedKey, hash_api_key
-from shared.consent import CONSENT_REFUSAL, release_verdict
+from shared.consent import CONSENT_REFUSAL, NOT_ACCEPTED, release_verdict
 from shared.events import utcnow
 from shared.db import end_read
 from shared.openapi import errors
@@ -31,6 +33,9 @@ from shared.search import InvalidSearch, last_updated_condition
 from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter(tags=["provider"])
+# Asking intake again while an acceptance crosses the bus: about 3 s in all.
+HANDOFF_ATTEMPTS = 8
+HANDOFF_RETRY_SECONDS = 0.1
 
 
 class OfferPublic(BaseModel):
@@ -101,22 +106,30 @@ class Handoff(BaseModel):
 async def require_provider(key: PresentedKey, request: Request, runtime: RuntimeDep) -> Caller:
     """A provider, identified by one of its organisation's keys as the directory knows it.
 
-    Cached for ``provider_key_cache_seconds`` (never past the key's expiry); a key issued, rotated or
-    revoked in the directory empties the cache at once (``directory.changed``)."""
+    By default the directory is asked on every request (one indexed look-up), so a revoked key stops at
+    the next call. A positive cache (``provider_key_cache_seconds``) is possible, never past the key's
+    expiry, emptied when the directory announces a key change. Unknown keys are remembered for
+    ``unknown_key_cache_seconds`` in a bounded cache: guessing keys costs the directory nothing."""
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
     cache: dict[str, tuple[float, Caller]] = request.app.state.provider_keys
+    unknown: TTLCache[str, bool] = request.app.state.unknown_provider_keys
     digest = hash_api_key(key)
+    refused = HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown, expired or revoked API key.",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if digest in unknown:
+        raise refused
     hit = cache.get(digest)
     if hit and hit[0] > time.monotonic():
         return hit[1]
     response = await runtime.http.post(
         f"{settings.directory_url}/internal/providers/authenticate",
         json={"api_key": key},
-        headers={"Authorization": f"Bearer {settings.service_token.get_secret_value()}"},
+        headers=settings.service_headers(),
     )
     if response.status_code == 404:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown, expired or revoked API key.",
-                            headers={"WWW-Authenticate": "Bearer"})
+        cache.pop(digest, None)
+        unknown[digest] = True
+        raise refused
     if response.status_code != 200:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="Cannot check credentials right now.")
     identity = response.json()
@@ -124,7 +137,8 @@ async def require_provider(key: PresentedKey, request: Request, runtime: Runtime
     lifetime = settings.provider_key_cache_seconds
     if identity.get("expires_at"):
         lifetime = min(lifetime, (datetime.fromisoformat(identity["expires_at"]) - utcnow()).total_seconds())
-    cache[digest] = (time.monotonic() + lifetime, caller)
+    if lifetime > 0:
+        cache[digest] = (time.monotonic() + lifetime, caller)
     return caller
 
 
@@ -238,6 +252,26 @@ def release_decision(offer: Offer, case: CaseConsent | None, now: datetime) -> t
                            organisation_id=offer.organisation_id, now=now)
 
 
+async def ask_intake_for_handoff(runtime: RuntimeDep, offer: Offer, consent_version: int) -> Any:
+    """Intake's answer; while intake has not yet heard of the acceptance (it crosses the bus), ask again
+    a few times before answering the provider with a 503 and a Retry-After."""
+    settings: NotifySettings = runtime.settings  # type: ignore[assignment]
+    for attempt in range(HANDOFF_ATTEMPTS):
+        response = await runtime.http.get(
+            f"{settings.intake_url}/internal/referrals/{offer.case_id}/handoff",
+            params={"organisation_id": offer.organisation_id, "service_type": offer.service_type,
+                    "by_and_for": bool(offer.by_and_for), "consent_version": consent_version},
+            headers=settings.service_headers(),
+        )
+        not_yet = (response.status_code == status.HTTP_409_CONFLICT
+                   and response.headers.get("content-type") == PROBLEM_JSON
+                   and response.json().get("type") == NOT_ACCEPTED)
+        if not not_yet or attempt == HANDOFF_ATTEMPTS - 1:
+            return response
+        await asyncio.sleep(HANDOFF_RETRY_SECONDS * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 @router.get("/offers/{offer_id}/handoff",
             summary="The identifying handoff, once accepted and while consent (or a safeguarding basis) allows",
             responses=errors(403, 404, 409, 410),
@@ -255,13 +289,11 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep,
         raise HTTPException(code, detail=reason)
     # Intake, which holds the data and the authoritative consent, decides again for itself: notify's copy
     # may not yet have heard of a withdrawal.
-    response = await runtime.http.get(
-        f"{settings.intake_url}/internal/referrals/{offer.case_id}/handoff",
-        params={"organisation_id": offer.organisation_id, "service_type": offer.service_type,
-                "by_and_for": bool(offer.by_and_for), "consent_version": consent_version},
-        headers={"Authorization": f"Bearer {settings.service_token.get_secret_value()}"},
-    )
+    response = await ask_intake_for_handoff(runtime, offer, consent_version)
     refusal = response.json() if response.headers.get("content-type") == PROBLEM_JSON else {}
+    if refusal.get("type") == NOT_ACCEPTED:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "2"},
+                            detail="The acceptance is still on its way to intake: ask again in a moment.")
     if refusal.get("type") == CONSENT_REFUSAL:
         raise HTTPException(response.status_code, detail=refusal["detail"])
     if response.status_code != 200:
@@ -279,7 +311,8 @@ async def read_handoff(offer_id: UUID, runtime: RuntimeDep,
                 offer.handoff_released_at = now
                 session.add(offer)
             record(session, provider, "release-handoff", case_id=offer.case_id,
-                   detail=f"offer {offer.id}; to {offer.organisation_id}; {reason}; consent version {released_on}")
+                   detail=f"offer {offer.id}; to {offer.organisation_id}; {reason}; consent version {released_on}",
+                   reason=reason)
     if code != 200:
         raise HTTPException(code, detail=notify_reason)
     # Safe-contact rules first and plainly: they decide whether and how to make contact at all.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cachetools import TTLCache
 from fastapi import FastAPI
 
 from services.notify import consumer
@@ -12,6 +13,7 @@ from services.notify.migrations import MIGRATIONS
 from services.notify.settings import NotifySettings
 from services.notify.store import offers_by_state
 from services.notify.webhooks import WebhookDispatcher
+from shared.audit_api import audit_router
 from shared.events import DirectoryChanged, Event
 from shared.ops_users import RemoteOpsVerifier
 from shared.service import Runtime, create_service_app
@@ -27,6 +29,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         async def on_directory_changed(event: Event) -> None:
             if isinstance(event, DirectoryChanged) and event.entity in ("provider-key", "organisation"):
                 app.state.provider_keys.clear()
+                app.state.unknown_provider_keys.clear()  # a key just issued must not stay refused
 
         # Every replica holds its own cache, so every replica hears (the cache's expiry backs this up).
         await runtime.bus.broadcast([DirectoryChanged.subject], on_directory_changed)
@@ -39,9 +42,11 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         title="Pathways notify",
         description="Offers cases to providers, releases consent-gated handoffs, keeps the referrer informed.",
         migrations=MIGRATIONS,
-        routers=[router, ops_router],
+        routers=[router, ops_router, audit_router("notify")],
         setup=setup,
     )
     app.state.provider_keys = {}
+    app.state.unknown_provider_keys = TTLCache(maxsize=settings.unknown_key_cache_size,
+                                               ttl=settings.unknown_key_cache_seconds)
     app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
     return app

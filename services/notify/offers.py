@@ -47,6 +47,7 @@ from shared.events import (
     RoutedService,
     utcnow,
 )
+from shared.firewall import reasons_for, summary_for
 from shared.outbox import enqueue
 from shared.state_machine import IllegalTransition
 
@@ -153,8 +154,10 @@ async def make_offer(
         service_type=service.service_type,
         organisation_id=service.organisation_id,
         by_and_for=list(service.by_and_for),
-        summary=summary.model_dump(mode="json"),
-        reasons=list(service.reasons),
+        # The immigration firewall: a statutory body's offer never says the survivor has no recourse to
+        # public funds (the router used it to match; the MARAC is not told).
+        summary=summary_for(summary, service.service_type).model_dump(mode="json"),
+        reasons=reasons_for(service.reasons, service.service_type),
         created_at=now,
         respond_by=respond_by(now, summary.risk_band, settings.deadline_hours()),
         last_updated=now,
@@ -175,7 +178,8 @@ async def accept_offer(session: AsyncSession, offer: Offer, provider: Caller, *,
     if not await OFFER_STATES.advance(session, offer, OfferStatus.accepted, last_updated=now):
         return False
     enqueue(session, OfferAccepted(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
-                                   organisation_id=offer.organisation_id))
+                                   organisation_id=offer.organisation_id, service_type=offer.service_type,
+                                   by_and_for=bool(offer.by_and_for)))
     announce_task(session, offer.case_id, TaskView.accepted(offer.service_name), now=now)
     record(session, provider, "accept-offer", case_id=offer.case_id, detail=f"offer {offer.id}")
     return True

@@ -13,8 +13,13 @@ class NotifySettings(ServiceSettings):
     public_url: str = "http://127.0.0.1:8004"
     intake_url: str = "http://127.0.0.1:8001"
     directory_url: str = "http://127.0.0.1:8003"
-    # How long a provider's API key stays trusted after the directory confirmed it.
-    provider_key_cache_seconds: float = 60.0
+    # How long a provider's API key stays trusted after the directory confirmed it. 0 (the default): the
+    # directory is asked on every request, so a revoked key stops at the next call on every replica
+    # (issue 13). Above 0, the directory's change broadcast evicts early, but at most once.
+    provider_key_cache_seconds: float = 0.0
+    # Keys the directory does not know are remembered (bounded) so that guessing costs no internal call.
+    unknown_key_cache_seconds: float = 30.0
+    unknown_key_cache_size: int = 10_000
     # Response deadlines by risk band, in hours (high risk: hours, not days).
     deadline_hours_high: float = 4.0
     deadline_hours_medium: float = 48.0

@@ -12,7 +12,7 @@ from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel, func, select
 
 from services.notify.domain import OfferStatus
-from shared.audit import AuditRecord
+from shared.audit import AuditChain, AuditRecord
 from shared.db import Database, utc_field
 from shared.events import utcnow
 from shared.state_machine import StateMachine
@@ -166,6 +166,7 @@ class EscalationNote(SQLModel, table=True):
 
 TABLES = [
     CaseConsent, RoutingRecord, Offer, WebhookDelivery, WebhookEndpointState, Escalation, EscalationNote, AuditRecord,
+    AuditChain,
 ]
 
 

@@ -57,7 +57,7 @@ class DeliverySettings:
         try:
             response = await self.runtime.http.get(
                 f"{self.settings.directory_url}/internal/organisations/{organisation_id}/delivery",
-                headers={"Authorization": f"Bearer {self.settings.service_token.get_secret_value()}"},
+                headers=self.settings.service_headers(),
             )
         except httpx.HTTPError as exc:
             raise DirectoryUnavailable(type(exc).__name__) from None

@@ -11,24 +11,13 @@ from pydantic import BaseModel, Field
 from services.router.consumer import Router, decide, decision_row
 from services.router.directory_client import DirectoryUnavailable
 from services.router.store import RoutedCase, decisions_for
-from shared.auth import Caller, PresentedKey, require_ops, require_service
+from shared.audit import record_read
+from shared.auth import OpsCaller
 from shared.events import CaseSummary, ConsentScope, ConsentState, ConsentStatus
 from shared.openapi import errors
-from shared.service import SessionDep
+from shared.service import RuntimeDep, SessionDep
 
 router = APIRouter(tags=["router"])
-
-
-async def require_ops_or_service(request: Request, key: PresentedKey, session: SessionDep) -> Caller:
-    """Ops staff, or another Pathways service (intake, for the referrer's Task)."""
-    try:
-        return require_service(request, key)
-    except HTTPException:
-        pass
-    return await require_ops(request, key, session)
-
-
-OpsOrService = Annotated[Caller, Depends(require_ops_or_service)]
 
 
 def get_router(request: Request) -> Router:
@@ -64,13 +53,13 @@ class CaseDecisions(BaseModel):
 
 @router.get("/cases/{case_id}/decision", summary="How a case was routed, and why", responses=errors(404),
             response_model=CaseDecisions)
-async def get_decision(case_id: UUID, session: SessionDep, _caller: OpsOrService) -> dict[str, Any]:
+async def get_decision(case_id: UUID, session: SessionDep, caller: OpsCaller, runtime: RuntimeDep) -> dict[str, Any]:
     case = await session.get(RoutedCase, case_id)
     rows = await decisions_for(session, case_id)
     if case is None or not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No routing decision for that case.")
     decisions = [{**row.model_dump(mode="json"), "note": note(row.model_dump(mode="json"))} for row in rows]
-    return {
+    answer = {
         "case_id": str(case_id),
         "state": case.state,
         "rule_version": case.rule_version,
@@ -80,6 +69,10 @@ async def get_decision(case_id: UUID, session: SessionDep, _caller: OpsOrService
         "note": decisions[-1]["note"],
         "decisions": decisions,
     }
+    if caller.kind is CallerKind.ops:  # intake's reads for the referrer's Task are the system's own
+        await record_read(runtime.db, session, caller, "read-routing-decision", case_id=case_id,
+                          detail=f"{len(rows)} decision(s)")
+    return answer
 
 
 class ExplainRequest(BaseModel):
@@ -94,7 +87,7 @@ class ExplainRequest(BaseModel):
 
 @router.post("/explain", summary="What the rules would do with a hypothetical case (nothing is created)")
 async def explain(body: ExplainRequest, session: SessionDep, router_state: RouterDep,
-                  _caller: OpsOrService) -> dict[str, Any]:
+                  _caller: OpsCaller) -> dict[str, Any]:
     try:
         index = await router_state.cache.current()
     except DirectoryUnavailable as exc:

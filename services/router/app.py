@@ -9,6 +9,7 @@ from services.router.api import router
 from services.router.directory_client import DirectoryCache
 from services.router.migrations import MIGRATIONS
 from services.router.settings import RouterSettings
+from shared.audit_api import audit_router
 from shared.events import DirectoryChanged, Event
 from shared.ops_users import RemoteOpsVerifier
 from shared.service import Runtime, create_service_app
@@ -20,7 +21,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
 
     async def setup(runtime: Runtime) -> None:
         cache = DirectoryCache(
-            runtime.http, settings.directory_url, settings.service_token.get_secret_value(),
+            runtime.http, settings.directory_url, settings.service_credential.get_secret_value(),
             refresh_seconds=settings.directory_refresh_seconds, timeout=settings.directory_timeout_seconds,
         )
         state = consumer.Router(settings, cache)
@@ -41,7 +42,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         description="Matches each case by area, risk, characteristics and preferences to local services, "
         "and explains every decision.",
         migrations=MIGRATIONS,
-        routers=[router],
+        routers=[router, audit_router("router")],
         setup=setup,
     )
     app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)

@@ -12,6 +12,7 @@ from sqlalchemy import JSON, Column, Text, func
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.audit import AuditChain, AuditRecord
 from shared.db import utc_field
 from shared.events import utcnow
 
@@ -117,4 +118,5 @@ async def decisions_for(session: AsyncSession, case_id: UUID) -> list[RoutingDec
     return list((await session.exec(statement)).all())
 
 
-TABLES: list[type[SQLModel]] = [RoutedCase, RoutingDecision, OfferLoad]
+# The audit trail: ops reading a case's routing (shared characteristics included) is on record.
+TABLES: list[type[SQLModel]] = [RoutedCase, RoutingDecision, OfferLoad, AuditRecord, AuditChain]

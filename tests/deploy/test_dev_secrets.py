@@ -15,6 +15,7 @@ import pytest
 
 from services.intake.settings import IntakeSettings
 from services.launcher import free_port, nats_server_binary, stop_process, wait_until_ok
+from shared.auth import identify_service
 from shared.crypto import FieldCipher
 from tests.deploy.k8s_tools import K8S
 from tests.harness import assert_nats_refuses
@@ -38,7 +39,11 @@ def test_the_secrets_are_complete_consistent_and_kept_between_runs(tmp_path: Pat
         data = first[f"pathways-{name}"]
         assert urlsplit(data["DATABASE_URL"]).password == password
         assert urlsplit(data["NATS_URL"]).username == name
-        assert data["PATHWAYS_SERVICE_TOKEN"] == first["pathways-intake"]["PATHWAYS_SERVICE_TOKEN"]
+        # Each service its own credential; every service accepts all four, by digest only.
+        assert data["PATHWAYS_SERVICE_CREDENTIALS"] == first["pathways-intake"]["PATHWAYS_SERVICE_CREDENTIALS"]
+        assert identify_service(data["PATHWAYS_SERVICE_CREDENTIALS"], data["PATHWAYS_SERVICE_CREDENTIAL"]) == name
+        assert data["PATHWAYS_SERVICE_CREDENTIAL"] not in data["PATHWAYS_SERVICE_CREDENTIALS"]
+        assert "PATHWAYS_SERVICE_TOKEN" not in data
     assert len(first["pathways-directory"]["DIRECTORY_SAMPLE_OPS_KEY_HASH"]) == 64  # a hash, never the key
     assert generated(tmp_path) == first  # the same values on a second run: stored data stays readable
 
@@ -53,7 +58,7 @@ def test_intake_reads_its_key_ring_from_the_mounted_files(tmp_path: Path, monkey
     monkeypatch.setenv("PATHWAYS_SECRETS_DIR", str(mounted))
     settings = IntakeSettings()
     FieldCipher.from_config(settings.encryption_keys.get_secret_value(), settings.active_key_id)
-    assert settings.nats_url.startswith("nats://intake:")
+    assert settings.nats_url.get_secret_value().startswith("nats://intake:")
 
 
 async def test_every_service_s_nats_user_is_let_in_and_no_other(tmp_path: Path) -> None:

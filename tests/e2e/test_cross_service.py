@@ -41,11 +41,10 @@ def test_a_declined_offer_is_answered_by_the_router_and_nothing_is_dropped(syste
     task = poll(lambda: httpx.get(f"{intake}/fhir/Task/{case_id}", headers=EHR_KEY).json(),
                 lambda t: t["businessStatus"]["coding"][0]["code"] == "escalated-to-ops", timeout=30)
     assert task["status"] == "requested"
-    service = {"Authorization": f"Bearer {system.environment()['PATHWAYS_SERVICE_TOKEN']}"}
-    decision = httpx.get(f"{router}/cases/{case_id}/decision", headers=service).json()
+    ops = {"Authorization": f"Bearer {system.environment()['PATHWAYS_OPS_KEY']}"}
+    decision = httpx.get(f"{router}/cases/{case_id}/decision", headers=ops).json()
     assert decision["state"] == "exhausted" and decision["offered"] == ["aire-valley-da-outreach"]
     assert "declined (no-capacity)" in decision["note"]
-    ops = {"Authorization": f"Bearer {system.environment()['PATHWAYS_OPS_KEY']}"}
     queue = poll(lambda: httpx.get(f"{notify}/ops/escalations", headers=ops).json(),
                  lambda q: any(e["case_id"] == case_id for e in q))
     assert "exhausted" in next(e for e in queue if e["case_id"] == case_id)["reason"]

@@ -42,7 +42,9 @@ def credentials(system: System, tags: list[str] | None) -> dict[str, str]:
         "provider": PROVIDER_KEY,
         "ops": env["PATHWAYS_OPS_KEY"],
         "router": env["PATHWAYS_OPS_KEY"],
-        "internal": env["PATHWAYS_SERVICE_TOKEN"],
+        # Internal routes each name the service that may call them: notify's credential reaches the
+        # handoff and the directory's provider checks; the others answer it with 403, which is conformant.
+        "internal": env["PATHWAYS_SERVICE_CREDENTIAL_NOTIFY"],
     }
     for tag in tags or ():
         if tag in keys:

@@ -12,7 +12,19 @@ from services.intake import referrals
 from services.intake.app import SAMPLE_CLIENT, create_app
 from services.intake.settings import IntakeSettings
 from services.launcher import NatsServer
-from tests.harness import SERVICE_TOKEN, running
+from tests.harness import running, service_auth
+
+async def record_acceptance(app: object, case_id: str, organisation_id: str) -> None:
+    """Intake's record of an accepted offer, as its consumer writes it when notify announces one
+    (``case.offer.accepted``; tests/integration/test_release_check.py goes through the bus)."""
+    from uuid import UUID, uuid4
+
+    from services.intake.store import AcceptedOffer
+
+    async with app.state.runtime.db.transaction() as session:  # type: ignore[attr-defined]
+        session.add(AcceptedOffer(offer_id=uuid4(), case_id=UUID(case_id), organisation_id=organisation_id,
+                                  service_id=f"{organisation_id}-service"))
+
 
 EHR = {"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}", "Content-Type": "application/fhir+json"}
 
@@ -21,7 +33,7 @@ def intake_settings(nats_url: str, database_url: str, encryption_keys: str, **ov
     values: dict[str, object] = {
         "nats_url": nats_url,
         "database_url": database_url,
-        "service_token": SERVICE_TOKEN,
+        **service_auth("intake"),
         "encryption_keys": encryption_keys,
         "active_key_id": "k1",
         "seed_sample_client": True,

@@ -40,7 +40,7 @@ from shared.events import (
     utcnow,
 )
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.harness import SERVICE_CREDENTIALS, eventually, running, service_auth
 from tests.servers import LocalServer, StubDirectory
 
 EHR = {"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}", "Content-Type": "application/fhir+json"}
@@ -102,7 +102,7 @@ class World:
 
     def notify_settings(self, **overrides: Any) -> NotifySettings:
         values: dict[str, Any] = dict(
-            nats_url=self.nats_url, database_url=self.database_url, service_token=SERVICE_TOKEN,
+            nats_url=self.nats_url, database_url=self.database_url, **service_auth("notify"),
             directory_url=self.directory_server.url, intake_url=self.intake_server.url,
             environment="development",
             webhook_backoff_base_seconds=0.05, webhook_backoff_cap_seconds=0.2, webhook_poll_seconds=0.05,
@@ -220,9 +220,9 @@ async def offer_for(notify: httpx.AsyncClient, key: str, case_id: UUID) -> dict[
 
 @asynccontextmanager
 async def world_for(nats_url: str, database_url: str, tmp_path: Path, encryption_keys: str) -> AsyncIterator[World]:
-    directory = StubDirectory(SERVICE_TOKEN, providers=dict(KEYS), ops_users={OPS_KEY: "ops-alex"})
+    directory = StubDirectory(SERVICE_CREDENTIALS, providers=dict(KEYS), ops_users={OPS_KEY: "ops-alex"})
     intake = create_intake(IntakeSettings(
-        nats_url=nats_url, database_url=f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}", service_token=SERVICE_TOKEN,
+        nats_url=nats_url, database_url=f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}", **service_auth("intake"),
         encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,
     ))
     directory_server = LocalServer(directory.app())

@@ -21,7 +21,7 @@ from services.notify.store import Offer
 from shared.auth import hash_api_key
 from shared.events import CaseStatus, TaskStatus, utcnow
 from shared.outbox import OutboxMessage
-from tests.harness import SERVICE_TOKEN, running, url_for
+from tests.harness import SERVICE_CREDENTIALS, running, service_auth, url_for
 from tests.integration.conftest import EHR
 from tests.integration.notify_world import synthetic_offer
 from tests.integration.test_intake_referrals import cancellation, load
@@ -36,7 +36,7 @@ ORGANISATION = {"id": "fenside-da", "name": "Fenside Domestic Abuse Service (sam
 @pytest.fixture
 async def directory(nats_server: NatsServer, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_directory(DirectorySettings(nats_url=nats_server.url, database_url=url_for(database_url, "directory"),
-                                             service_token=SERVICE_TOKEN, load_sample=True,
+                                             **service_auth("directory"), load_sample=True,
                                              sample_ops_key_hash=hash_api_key(OPS_KEY)))
     async with running(app) as client:
         yield client
@@ -71,10 +71,10 @@ async def test_an_offset_too_large_for_the_database_is_an_operation_outcome(inta
 
 @pytest.fixture
 async def notify(nats_server: NatsServer, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    stub = StubDirectory(SERVICE_TOKEN, providers={PROVIDER_KEY: "org-synthetic"}, ops_users={OPS_KEY: "ops-alex"})
+    stub = StubDirectory(SERVICE_CREDENTIALS, providers={PROVIDER_KEY: "org-synthetic"}, ops_users={OPS_KEY: "ops-alex"})
     async with serving(stub.app()) as directory_server:
         app = create_notify(NotifySettings(nats_url=nats_server.url, database_url=database_url,
-                                           service_token=SERVICE_TOKEN, directory_url=directory_server.url))
+                                           **service_auth("notify"), directory_url=directory_server.url))
         async with running(app) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client

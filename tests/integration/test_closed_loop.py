@@ -21,7 +21,7 @@ from shared.bus import Bus
 from shared.events import CaseStatus, TaskStatus
 from shared.fhir import FhirError
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.harness import eventually, running, service_auth
 from tests.servers import serving
 
 EHR = {"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}", "Content-Type": "application/fhir+json"}
@@ -81,7 +81,7 @@ async def intake(nats_server: NatsServer, database_url: str, encryption_keys: st
     monkeypatch.setenv("INTAKE_SUBSCRIPTION_PUBLIC_URL", "https://pathways.example.org")
     monkeypatch.setenv("INTAKE_SUBSCRIPTION_RETRY_HOURS", retry_hours)
     app = create_app(IntakeSettings(
-        nats_url=nats_server.url, database_url=database_url, service_token=SERVICE_TOKEN, environment="development",
+        nats_url=nats_server.url, database_url=database_url, **service_auth("intake"), environment="development",
         encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,
     ))
     async with running(app) as client:
@@ -259,7 +259,7 @@ INSIDE_THE_NETWORK = ("https://127.0.0.1/fhir-notify", "https://10.0.0.1/fhir-no
 
 async def test_subscription_endpoints_inside_the_network_are_refused_at_registration(
         nats_server, database_url, encryption_keys):
-    settings = IntakeSettings(nats_url=nats_server.url, database_url=database_url, service_token=SERVICE_TOKEN,
+    settings = IntakeSettings(nats_url=nats_server.url, database_url=database_url, **service_auth("intake"),
                               encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,
                               environment="production")
     app = create_app(settings)

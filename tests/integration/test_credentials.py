@@ -25,7 +25,7 @@ from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
 from shared.audit import AuditRecord
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.harness import eventually, running, service_auth
 from tests.integration.conftest import intake_settings
 from tests.servers import LocalServer
 
@@ -51,7 +51,7 @@ class Area:
 async def area(nats_url: str, database_url: str) -> AsyncIterator[Area]:
     """A real directory on a real port (other services ask it about ops keys), with its first ops user."""
     app = create_directory(DirectorySettings(nats_url=nats_url, database_url=database_url,
-                                             service_token=SERVICE_TOKEN))
+                                             **service_auth("directory")))
     server = LocalServer(app, lifespan="on")
     await server.start()
     try:
@@ -68,7 +68,9 @@ async def audit_of(app: FastAPI) -> list[AuditRecord]:
 
 
 def trail(records: list[AuditRecord], kind: str) -> list[tuple[str, str, str]]:
-    return [(r.actor_kind, r.actor_id, r.action) for r in records if r.action.endswith(kind)]
+    """What was done with credentials of ``kind`` (reads of their details are audited too, but not here)."""
+    return [(r.actor_kind, r.actor_id, r.action) for r in records
+            if r.action.endswith(kind) and not r.action.startswith(("read-", "list-"))]
 
 
 def bundle_for(ods: str, identifier: str) -> dict[str, Any]:
@@ -166,7 +168,7 @@ async def test_a_provider_holds_named_keys_that_are_rotated_expired_and_revoked_
         # A long cache at notify: only the directory's change announcement makes revocation prompt.
         notify_app = create_notify(NotifySettings(
             nats_url=nats_server.url, database_url=f"sqlite+aiosqlite:///{tmp_path / 'notify.db'}",
-            service_token=SERVICE_TOKEN, directory_url=str(directory.base_url), provider_key_cache_seconds=3600))
+            **service_auth("notify"), directory_url=str(directory.base_url), provider_key_cache_seconds=3600))
         async with running(notify_app) as notify:
             async def status_with(key: str) -> int:
                 return (await notify.get("/offers", headers=bearer(key))).status_code
@@ -260,3 +262,40 @@ async def test_ops_users_are_named_and_their_actions_attributed_and_revocation_i
 
 async def _is(status: Any, expected: int) -> bool:
     return bool(await status == expected)
+
+
+async def test_a_revoked_provider_key_stops_at_the_next_call_and_unknown_keys_cost_the_directory_nothing(
+    nats_server: NatsServer, database_url: str, tmp_path: Path
+) -> None:
+    """Issue 13: no positive cache survives a revocation (notify's defaults), and a key the directory does
+    not know is refused from notify's bounded negative cache on later tries."""
+    async with area(nats_server.url, database_url) as pathways:
+        directory = pathways.directory
+        assert (await directory.post("/organisations", json=ORGANISATION, headers=pathways.ops)).status_code == 201
+        key = (await directory.post("/organisations/moorside-da/keys", json={"name": "inbox"},
+                                    headers=pathways.ops)).json()["api_key"]
+        notify_app = create_notify(NotifySettings(
+            nats_url=nats_server.url, database_url=f"sqlite+aiosqlite:///{tmp_path / 'notify.db'}",
+            **service_auth("notify"), directory_url=str(directory.base_url)))
+        async with running(notify_app) as notify:
+            asked: list[str] = []
+            http = notify_app.state.runtime.http
+            original = http.post
+
+            async def counting_post(url: str, **kwargs: Any) -> httpx.Response:
+                if url.endswith("/internal/providers/authenticate"):
+                    asked.append(url)
+                return await original(url, **kwargs)
+
+            http.post = counting_post  # type: ignore[method-assign]
+            assert (await notify.get("/offers", headers=bearer(key))).status_code == 200
+            assert (await notify.get("/offers", headers=bearer(key))).status_code == 200
+            revoked = await directory.post("/organisations/moorside-da/keys/inbox/revoke", headers=pathways.ops)
+            assert revoked.json()["state"] == "revoked"
+            # The very next call: no waiting for an announcement.
+            assert (await notify.get("/offers", headers=bearer(key))).status_code == 401
+
+            asked.clear()
+            for _ in range(5):
+                assert (await notify.get("/offers", headers=bearer("pw_prv_guessed_key"))).status_code == 401
+            assert len(asked) == 1

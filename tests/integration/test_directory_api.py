@@ -9,12 +9,12 @@ import pytest
 from services.directory.app import create_app
 from services.directory.settings import DirectorySettings
 from services.launcher import NatsServer
-from tests.harness import SERVICE_TOKEN, running
+from tests.harness import as_service, running, service_auth
 
 
 @pytest.fixture
 async def directory(nats_server: NatsServer, database_url: str) -> AsyncIterator:
-    settings = DirectorySettings(nats_url=nats_server.url, database_url=database_url, service_token=SERVICE_TOKEN,
+    settings = DirectorySettings(nats_url=nats_server.url, database_url=database_url, **service_auth("directory"),
                                  load_sample=True)
     async with running(create_app(settings)) as client:
         yield client
@@ -49,9 +49,9 @@ async def test_unknown_and_invalid_areas_get_specific_answers(directory):
 async def test_provider_authentication_is_for_services_only(directory):
     body = {"api_key": "pw_sample_aire_valley_da"}
     assert (await directory.post("/internal/providers/authenticate", json=body)).status_code == 401
-    denied = await directory.post("/internal/providers/authenticate", json=body, headers={"X-API-Key": "nope"})
+    denied = await directory.post("/internal/providers/authenticate", json=body, headers={"Authorization": "Bearer nope"})
     assert denied.status_code == 403
-    ok = await directory.post("/internal/providers/authenticate", json=body, headers={"X-API-Key": SERVICE_TOKEN})
+    ok = await directory.post("/internal/providers/authenticate", json=body, headers=as_service("notify"))
     who = ok.json()
     assert (who["organisation_id"], who["name"], who["key_name"]) == (
         "aire-valley-da", "Aire Valley Domestic Abuse Service (sample)", "sample")
@@ -59,12 +59,12 @@ async def test_provider_authentication_is_for_services_only(directory):
 
 async def test_snapshot_gives_the_router_every_service_and_the_gazetteer_in_force(directory):
     assert (await directory.get("/internal/snapshot")).status_code == 401
-    body = (await directory.get("/internal/snapshot", headers={"X-API-Key": SERVICE_TOKEN})).json()
+    body = (await directory.get("/internal/snapshot", headers=as_service("router"))).json()
     services = {s["id"]: s for s in body["services"]}
     assert services["kinara-outreach"]["by_and_for"] == ["black-minoritised"]
     assert services["national-da-helpline"]["coverage"] == ["national"]
     assert (await directory.get("/internal/gazetteer")).status_code == 401
-    copy = (await directory.get("/internal/gazetteer", headers={"X-API-Key": SERVICE_TOKEN})).json()
+    copy = (await directory.get("/internal/gazetteer", headers=as_service("router"))).json()
     assert copy["version"] == body["gazetteer_version"] and copy["source"] == "ons-derived-default"
     assert copy["sectors"]["LS7 3"] == [[["E08000035", 1.0]], [["E54000054", 1.0]]]
     assert len(copy["sectors"]) == 10_062 and len(copy["authorities"]) == 296

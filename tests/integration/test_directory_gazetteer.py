@@ -17,7 +17,7 @@ from services.directory.app import create_app
 from services.directory.gazetteer import import_onspd
 from services.directory.settings import DirectorySettings
 from services.launcher import NatsServer
-from tests.harness import SERVICE_TOKEN, running
+from tests.harness import as_service, running, service_auth
 from tests.unit.test_directory_model import ONSPD_HEADER, onspd_row
 
 LEEDS, BRADFORD, WEST_YORKSHIRE = "E08000035", "E08000032", "E54000054"
@@ -41,7 +41,7 @@ def write_onspd(path: Path, rows: list[str] = ONSPD_ROWS) -> Path:
 
 @pytest.fixture
 async def application(nats_server: NatsServer, database_url: str) -> FastAPI:
-    settings = DirectorySettings(nats_url=nats_server.url, database_url=database_url, service_token=SERVICE_TOKEN)
+    settings = DirectorySettings(nats_url=nats_server.url, database_url=database_url, **service_auth("directory"))
     return create_app(settings)
 
 
@@ -124,7 +124,7 @@ async def test_an_import_is_in_force_for_its_districts_and_the_default_for_the_r
     assert (await directory.get("/areas/ZZ1 2")).json()["source"] == "onspd-import"
     leeds = (await directory.get("/areas/LS7 3AB")).json()
     assert leeds["source"] == "ons-derived-default" and leeds["parts"][0]["lad_name"] == "Leeds"
-    copy = (await directory.get("/internal/gazetteer", headers={"X-API-Key": SERVICE_TOKEN})).json()
+    copy = (await directory.get("/internal/gazetteer", headers=as_service("router"))).json()
     assert copy["version"] == status["version"] and copy["source"] == "onspd-import"
     assert copy["sectors"]["ZZ1 2"] == [[[BRADFORD, 0.5], [LEEDS, 0.5]], [[WEST_YORKSHIRE, 1.0]]]
     assert copy["sectors"]["LS7 3"] == [[[LEEDS, 1.0]], [[WEST_YORKSHIRE, 1.0]]]

@@ -18,11 +18,11 @@ from services.directory.settings import DirectorySettings
 from services.launcher import NatsServer
 from shared.auth import hash_api_key
 from shared.bus import EVENTS_STREAM
-from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.harness import as_service, eventually, running, service_auth
 
 OPS_KEY = "pw_ops_test_key"
 OPS = {"Authorization": f"Bearer {OPS_KEY}"}
-INTERNAL = {"X-API-Key": SERVICE_TOKEN}
+INTERNAL = as_service("notify")
 SECRET_OLD = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SECRET_NEW = "whsec_" + "NgLR0s9HLZrsUxkVQE9JMQAJp3MbMbTx"
 
@@ -38,7 +38,7 @@ NEW_SERVICE: dict[str, Any] = {
 @pytest.fixture
 async def application(nats_server: NatsServer, database_url: str) -> FastAPI:
     return create_app(DirectorySettings(
-        nats_url=nats_server.url, database_url=database_url, service_token=SERVICE_TOKEN, load_sample=True,
+        nats_url=nats_server.url, database_url=database_url, **service_auth("directory"), load_sample=True,
         sample_ops_key_hash=hash_api_key(OPS_KEY),
     ))
 

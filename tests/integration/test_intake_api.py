@@ -17,8 +17,8 @@ from shared.consent import CONSENT_REFUSAL
 from shared.events import CaseStatus, ReferralReceived, TaskStatus
 from shared.outbox import OutboxMessage
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, eventually
-from tests.integration.conftest import EHR
+from tests.harness import as_service, eventually
+from tests.integration.conftest import EHR, record_acceptance
 
 
 def example() -> dict:
@@ -139,11 +139,12 @@ async def test_handoff_details_only_for_services_and_every_read_is_audited(intak
     path = f"/internal/referrals/{task_id}/handoff?organisation_id=org-1&service_type=community-outreach&consent_version=1"
     assert (await intake.get(path, headers={"Authorization": "Bearer wrong"})).status_code == 403
     assert (await intake.get(path, headers={"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}"})).status_code == 403
-    details = await intake.get(path, headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
+    await record_acceptance(intake.app, task_id, "org-1")
+    details = await intake.get(path, headers=as_service("notify"))
     assert details.status_code == 200 and details.json()["birth_date"] == "1990-04-01"
 
     # Intake checks its own consent: the example's does not reach an IDVA, and only intake numbers versions.
-    service = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    service = as_service("notify")
     outside = await intake.get(path.replace("community-outreach", "idva"), headers=service)
     assert outside.status_code == 403 and outside.json()["type"] == CONSENT_REFUSAL
     assert outside.json()["detail"] == "The handoff cannot be released: consent does not cover idva."

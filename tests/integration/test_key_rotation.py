@@ -14,10 +14,10 @@ from services.intake.app import create_app
 from services.intake.store import Referral
 from services.launcher import NatsServer
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, pathways, running
-from tests.integration.conftest import EHR, intake_settings
+from tests.harness import as_service, pathways, running
+from tests.integration.conftest import EHR, intake_settings, record_acceptance
 
-SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+SERVICE = as_service("notify")
 
 
 def new_key(key_id: str) -> str:
@@ -45,10 +45,13 @@ async def test_rotation_re_encrypts_under_the_new_key_and_the_old_key_can_then_g
     ring = {"INTAKE_ENCRYPTION_KEYS": f"{old},{new}", "INTAKE_ACTIVE_KEY_ID": "k2", "DATABASE_URL": database_url}
     both = create_app(intake_settings(nats_server.url, database_url, f"{old},{new}", active_key_id="k2"))
     async with running(both) as intake:
+        for case_id in ids:
+            await record_acceptance(both, case_id, "o")
         handoff = await intake.get(handoff_path(ids[0]), headers=SERVICE)
         assert handoff.json()["birth_date"] == "1990-04-01"
         body = json.loads((EXAMPLES / "high-risk-no-consent-safeguarding.json").read_text())
         ids.append((await intake.post("/fhir/Bundle", json=body, headers=EHR)).json()["id"])
+        await record_acceptance(both, ids[-1], "o")
 
         code, output = await pathways("keys", "rotate", "--batch", "1", env=ring)
         assert code == 0, output

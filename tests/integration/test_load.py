@@ -34,7 +34,7 @@ from shared.auth import hash_api_key
 from shared.events import OfferAccepted, ReferralReceived
 from shared.outbox import OutboxMessage
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.harness import eventually, running, service_auth
 from tests.integration.conftest import EHR, intake_settings
 from tests.integration.notify_world import World, offer_for, provider, world_for
 
@@ -200,7 +200,7 @@ async def test_a_burst_of_directory_ops_edits_is_answered_and_each_announced(nat
         DirectorySettings(
             nats_url=nats_server.url,
             database_url=database_url,
-            service_token=SERVICE_TOKEN,
+            **service_auth("directory"),
             load_sample=True,
             sample_ops_key_hash=hash_api_key(OPS_KEY),
             database_wait_seconds=30,

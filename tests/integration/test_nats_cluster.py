@@ -27,7 +27,7 @@ from shared.bus import DLQ_STREAM, EVENTS_STREAM, Bus
 from shared.events import CaseRouted, Event, OfferMade, ReferralReceived, decode_event
 from shared.outbox import OutboxMessage
 from shared.service import Runtime
-from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.harness import SERVICE_CREDENTIALS, eventually, running, service_auth
 from tests.integration.test_router import (  # noqa: F401 - directory: the router's stub directory fixture
     StubDirectory,
     directory,
@@ -100,13 +100,13 @@ async def settled(bus: Bus, runtimes: list[Runtime], durables: list[str]) -> boo
 async def test_killing_the_stream_leader_mid_burst_loses_and_repeats_nothing(
     cluster: NatsCluster, directory: StubDirectory, tmp_path: Path
 ) -> None:
-    notify_directory = NotifyDirectory(service_token=SERVICE_TOKEN)
+    notify_directory = NotifyDirectory(service_credentials=SERVICE_CREDENTIALS)
     router = create_router(router_settings(cluster, f"sqlite+aiosqlite:///{tmp_path / 'router.db'}", directory,
                                            nats_stream_replicas=3))
     async with serving(notify_directory.app()) as directory_server, running(router):
         notify = create_notify(NotifySettings(
             nats_url=cluster.url, nats_stream_replicas=3, database_url=f"sqlite+aiosqlite:///{tmp_path / 'notify.db'}",
-            service_token=SERVICE_TOKEN, directory_url=directory_server.url, intake_url=directory_server.url,
+            **service_auth("notify"), directory_url=directory_server.url, intake_url=directory_server.url,
             environment="development", webhook_poll_seconds=0.05, sla_check_seconds=3600,
         ))
         async with running(notify):

@@ -19,7 +19,7 @@ from services.launcher import free_port, nats_server_binary, stop_process, wait_
 from services.status import nats_status
 from shared.bus import EVENTS_STREAM, Bus
 from shared.events import DirectoryChanged
-from tests.harness import SERVICE_TOKEN, assert_nats_refuses, running
+from tests.harness import assert_nats_refuses, running, service_auth
 from tests.tls import make_ca, make_tls_files
 
 PASSWORD = "directory-test-password"
@@ -65,7 +65,7 @@ async def test_a_service_connects_with_its_user_over_tls_and_uses_the_bus(
 ) -> None:
     settings = DirectorySettings(
         nats_url=secured_nats.url("directory", PASSWORD), nats_ca_file=str(secured_nats.ca_file),
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'directory.db'}", service_token=SERVICE_TOKEN,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'directory.db'}", **service_auth("directory"),
     )
     app = create_app(settings)
     async with running(app) as client:

@@ -10,7 +10,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from services.intake.retention import purge_due
 from services.intake.store import Referral
@@ -282,7 +282,8 @@ async def test_intake_refuses_the_handoff_when_consent_was_withdrawn_before_noti
         assert gone.json()["detail"] == "The survivor withdrew consent: do not make contact."
         async with world.intake.state.runtime.db.session() as session:
             reads = (await session.exec(select(AuditRecord).where(AuditRecord.case_id == case_id))).all()
-        assert [r.action for r in reads] == []
+        # The withdrawal is on record; no release is.
+        assert [r.action for r in reads] == ["update-consent"]
 
         # Once notify hears, the offer is withdrawn (nothing was released, so nobody must stop contact).
         relay.start()
@@ -334,10 +335,10 @@ async def test_withdrawal_after_the_case_closed_stops_the_provider_and_purges_th
         assert await purge_due(world.intake.state.runtime.db, now=referral.purge_due_at) == 1
         async with world.intake.state.runtime.db.session() as session:
             referral = await session.get(Referral, case_id)
-            actions = [r.action for r in (await session.exec(select(AuditRecord)
-                                                              .where(AuditRecord.case_id == case_id))).all()]
+            actions = [r.action for r in (await session.exec(select(AuditRecord).where(AuditRecord.case_id == case_id)
+                                                              .order_by(col(AuditRecord.at)))).all()]
         assert referral is not None and referral.identifying == "" and referral.purged_at is not None
-        assert actions == ["release-identifying-data", "purge-identifying-data"]
+        assert actions == ["release-identifying-data", "update-consent", "purge-identifying-data"]
 
 
 async def test_referral_cancelled_withdraws_pending_offers(world: World):

@@ -13,7 +13,7 @@ from services.launcher import NatsServer, free_port
 from shared.bus import EVENTS_STREAM, Bus
 from shared.outbox import OutboxMessage
 from tests.conftest import EXAMPLES
-from tests.harness import SERVICE_TOKEN, eventually, running
+from tests.harness import eventually, running, service_auth
 
 EHR = {"Authorization": f"Bearer {SAMPLE_CLIENT['api_key']}", "Content-Type": "application/fhir+json"}
 
@@ -24,7 +24,7 @@ async def test_referral_accepted_while_nats_is_down_is_published_when_it_returns
     server = NatsServer(tmp_path / "nats", port=free_port())  # not started yet
     app = create_app(
         IntakeSettings(
-            nats_url=server.url, database_url=database_url, service_token=SERVICE_TOKEN,
+            nats_url=server.url, database_url=database_url, **service_auth("intake"),
             encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,
         )
     )
@@ -65,7 +65,7 @@ async def test_referral_accepted_while_nats_is_stopped_is_published_once_it_rest
     server.start()
     app = create_app(
         IntakeSettings(
-            nats_url=server.url, database_url=database_url, service_token=SERVICE_TOKEN,
+            nats_url=server.url, database_url=database_url, **service_auth("intake"),
             encryption_keys=encryption_keys, active_key_id="k1", seed_sample_client=True,
         )
     )

@@ -22,7 +22,7 @@ from services.notify.settings import NotifySettings
 from services.router.app import create_app as create_router
 from services.router.settings import RouterSettings
 from shared.credentials import SAMPLE_DATA
-from tests.harness import SERVICE_TOKEN, running
+from tests.harness import as_service, running, service_auth
 from tests.integration.conftest import EHR, intake_settings
 
 LIMIT = 2_000
@@ -102,7 +102,7 @@ async def test_a_fhir_body_over_the_limit_gets_an_operation_outcome_even_when_ch
 @pytest.fixture
 async def throttled_intake(nats_server, database_url, encryption_keys) -> AsyncIterator[tuple[FastAPI, str]]:
     """Intake with tiny limits, and a second EHR client besides the sample one."""
-    app = create_intake(intake_settings(nats_server.url, database_url, encryption_keys, service_token=SERVICE_TOKEN,
+    app = create_intake(intake_settings(nats_server.url, database_url, encryption_keys, **service_auth("intake"),
                                         rate_limits={"ehr-client": "3/second", "failed-auth": "3/minute",
                                                      "anonymous": "2/minute"}))
     async with running(app):
@@ -170,7 +170,7 @@ async def test_anonymous_callers_are_limited_by_address_in_problem_json_off_the_
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_internal_calls_between_services_are_not_throttled(nats_server, database_url, encryption_keys):
-    app = create_intake(intake_settings(nats_server.url, database_url, encryption_keys, service_token=SERVICE_TOKEN,
+    app = create_intake(intake_settings(nats_server.url, database_url, encryption_keys, **service_auth("intake"),
                                         rate_limits={"caller": "1/minute", "anonymous": "1/minute",
                                                      "failed-auth": "2/minute"}))
     path = "/internal/referrals/00000000-0000-0000-0000-000000000000/handoff"
@@ -181,7 +181,7 @@ async def test_internal_calls_between_services_are_not_throttled(nats_server, da
         assert (await notify.get("/fhir/metadata")).status_code == 429
         # ...and the service calling from there is still served, however often it calls.
         statuses = {(await notify.get(path, params={"organisation_id": "org-x"},
-                                      headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})).status_code
+                                      headers=as_service("notify"))).status_code
                     for _ in range(5)}
     assert 429 not in statuses
 

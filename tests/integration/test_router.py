@@ -43,7 +43,7 @@ from shared.events import (
     ReferralReceived,
     RiskBand,
 )
-from tests.harness import SERVICE_TOKEN, consumer_drained, eventually, outbox_empty, pathways, running
+from tests.harness import as_service, consumer_drained, eventually, outbox_empty, pathways, running, service_auth
 from tests.unit.router_directory import GAZETTEER, snapshot
 
 OPS_KEY = "pw_ops_test_key"
@@ -62,20 +62,20 @@ class StubDirectory:
 
         @app.get("/internal/snapshot")
         async def read(authorization: str = Header("")) -> Response:
-            if authorization != f"Bearer {SERVICE_TOKEN}":
+            if authorization != as_service("router")["Authorization"]:
                 raise HTTPException(403)
             self.reads += 1
             return Response(self.snapshot.model_dump_json(), media_type="application/json")
 
         @app.get("/internal/gazetteer")
         async def read_gazetteer(authorization: str = Header("")) -> Response:
-            if authorization != f"Bearer {SERVICE_TOKEN}":
+            if authorization != as_service("router")["Authorization"]:
                 raise HTTPException(403)
             return Response(GAZETTEER.model_dump_json(), media_type="application/json")
 
         @app.post(AUTHENTICATE_PATH)
         async def authenticate_ops(body: dict[str, str], authorization: str = Header("")) -> dict[str, str]:
-            if authorization != f"Bearer {SERVICE_TOKEN}":
+            if authorization != as_service("router")["Authorization"]:
                 raise HTTPException(403)
             if body["api_key"] != OPS_KEY:
                 raise HTTPException(404)
@@ -145,7 +145,7 @@ def referral(case_id: UUID | None = None, *, band: RiskBand = RiskBand.standard,
 
 def router_settings(nats: NatsServer, database_url: str, directory: StubDirectory, **kw: Any) -> RouterSettings:
     return RouterSettings(
-        nats_url=nats.url, database_url=database_url, service_token=SERVICE_TOKEN, directory_url=directory.url,
+        nats_url=nats.url, database_url=database_url, **service_auth("router"), directory_url=directory.url,
         directory_refresh_seconds=3600, **kw,
     )
 
@@ -240,7 +240,7 @@ async def test_open_offers_from_notify_decide_capacity_and_the_pass_is_recorded(
         full = referral(band=RiskBand.high)
         await notify.bus.publish(full)
         await eventually(lambda: _async(notify.offers(full.case_id) == ["leeds-idva-b", "leeds-marac"]))
-        body = (await client.get(f"/cases/{full.case_id}/decision", headers={"X-API-Key": SERVICE_TOKEN})).json()
+        body = (await client.get(f"/cases/{full.case_id}/decision", headers={"X-API-Key": OPS_KEY})).json()
         assert body["decisions"][0]["passed_over"] == {"leeds-idva": "passed over: at capacity (1 of 1 open offers)"}
 
         # Accepted: no longer open, so the IDVA has room again.
@@ -262,7 +262,7 @@ async def test_a_parallel_offer_declined_after_another_was_accepted_is_not_chase
         await notify.bus.publish(OfferAccepted(case_id=case.case_id, offer_id=uuid4(), service_id="leeds-outreach",
                                                organisation_id="org-leeds-outreach"))
         await notify.answer(case.case_id, "national-lgbt-outreach", OfferDeclined)
-        headers = {"X-API-Key": SERVICE_TOKEN}
+        headers = {"X-API-Key": OPS_KEY}
 
         async def settled() -> bool:
             body = (await client.get(f"/cases/{case.case_id}/decision", headers=headers)).json()
@@ -291,7 +291,7 @@ async def test_no_consent_waits_with_the_task_saying_why_then_consent_routes_it(
         await notify.bus.publish(ConsentUpdated(case_id=case.case_id, consent=granted))
         await eventually(lambda: _async(notify.offers(case.case_id) == ["leeds-outreach"]))
         assert notify.routed[0].consent == granted
-        body = (await client.get(f"/cases/{case.case_id}/decision", headers={"X-API-Key": SERVICE_TOKEN})).json()
+        body = (await client.get(f"/cases/{case.case_id}/decision", headers={"X-API-Key": OPS_KEY})).json()
         assert [(d["kind"], d["trigger"]) for d in body["decisions"]] == [
             ("initial", None), ("re-route", "consent updated: granted")]
 
@@ -395,15 +395,24 @@ async def test_decision_and_explain_are_for_ops_and_services_and_explain_creates
         path = f"/cases/{case.case_id}/decision"
         assert (await client.get(path)).status_code == 401
         assert (await client.get(path, headers={"Authorization": "Bearer nope"})).status_code == 401
-        as_service = await client.get(path, headers={"X-API-Key": SERVICE_TOKEN})
-        assert as_service.status_code == 200
-        decision = as_service.json()["decisions"][0]
+        # A service credential is never accepted on a public route (issue 13): the decision is for ops.
+        assert (await client.get(path, headers=as_service("intake"))).status_code == 401
+        as_ops = await client.get(path, headers={"X-API-Key": OPS_KEY})
+        assert as_ops.status_code == 200
+        decision = as_ops.json()["decisions"][0]
         assert decision["offer_to"][0]["reasons"][:2] == ["serves Leeds (E08000035)", "community specialist service"]
         assert decision["excluded"]["leeds-idva"] == "excluded: IDVA and MARAC are for high-risk cases"
         assert decision["rule_version"] and decision["directory_version"] == "test-1"
-        assert as_service.json()["note"] == "offered to leeds-outreach (sample)"
-        unknown = await client.get(f"/cases/{uuid4()}/decision", headers={"X-API-Key": SERVICE_TOKEN})
+        assert as_ops.json()["note"] == "offered to leeds-outreach (sample)"
+        unknown = await client.get(f"/cases/{uuid4()}/decision", headers={"X-API-Key": OPS_KEY})
         assert unknown.status_code == 404
+        # Ops read it too, and that read (shared characteristics among what it shows) is on record;
+        # intake's reads for the referrer's Task are the system's own and are not.
+        as_ops = await client.get(path, headers={"Authorization": f"Bearer {OPS_KEY}"})
+        assert as_ops.status_code == 200, as_ops.text
+        trail = (await client.get("/ops/audit/router", headers={"Authorization": f"Bearer {OPS_KEY}"})).json()
+        assert [(e["actor_kind"], e["action"], e["case_id"]) for e in trail] == [
+            ("ops", "read-routing-decision", str(case.case_id))]
 
         # "What would happen to a Deaf survivor in this postcode?"
         question = {"summary": {"postcode_district": "LS7", "risk_band": "standard", "setting": "gp",
@@ -417,7 +426,7 @@ async def test_decision_and_explain_are_for_ops_and_services_and_explain_creates
         assert explained["excluded"]["leeds-outreach"] == "excluded: no BSL provision, which the survivor needs"
         await eventually(lambda: settled(notify, app))
         assert len(notify.routed) == 1  # nothing was offered
-        assert (await client.post("/explain", json={"summary": {}}, headers={"X-API-Key": SERVICE_TOKEN})
+        assert (await client.post("/explain", json={"summary": {}}, headers={"X-API-Key": OPS_KEY})
                 ).status_code == 422
 
 

@@ -54,6 +54,7 @@ ALLOWED_TEXT: dict[str, str] = {
     "OfferAccepted.service_id": "directory id",
     "OfferAccepted.organisation_id": "directory id",
     "OfferAccepted.reason": "unused (None)",
+    "OfferAccepted.service_type": "code: shared.reference.ServiceType (intake's release check)",
     "OfferDeclined.service_id": "directory id",
     "OfferDeclined.organisation_id": "directory id",
     "OfferDeclined.reason": "code: notify's DeclineReason; the provider's own words stay in notify",

@@ -29,6 +29,6 @@ def test_every_secret_setting_is_a_secret_str():
 
 
 def test_a_printed_settings_object_does_not_show_its_secrets():
-    settings = IntakeSettings(service_token="svc-secret-token-value", encryption_keys="k1:c2VjcmV0LWtleS1tYXRlcmlhbA==")
+    settings = IntakeSettings(service_credential="svc-secret-token-value", encryption_keys="k1:c2VjcmV0LWtleS1tYXRlcmlhbA==")
     for shown in (repr(settings), str(settings), str(settings.model_dump())):
         assert "svc-secret-token-value" not in shown and "c2VjcmV0LWtleS1tYXRlcmlhbA" not in shown

@@ -16,7 +16,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.launcher import SERVICES, load_or_create_secrets
+from services.launcher import (
+    SERVICES,
+    accepted_service_credentials,
+    load_or_create_secrets,
+    service_credential_variable,
+)
 from shared.auth import hash_api_key
 
 SECRETS_FILE = Path(".data") / "k8s-dev-secrets.env"
@@ -50,11 +55,14 @@ def dev_secrets(path: Path = SECRETS_FILE) -> list[dict[str, Any]]:
         data = {
             "DATABASE_URL": database,
             "NATS_URL": f"nats://{service}:{values[f'NATS_PASSWORD_{service.upper()}']}@nats:4222",
-            "PATHWAYS_SERVICE_TOKEN": values["PATHWAYS_SERVICE_TOKEN"],
+            # Its own credential for internal calls, and the digests of every service's it accepts.
+            "PATHWAYS_SERVICE_CREDENTIAL": values[service_credential_variable(service)],
+            "PATHWAYS_SERVICE_CREDENTIALS": accepted_service_credentials(values),
         }
         if service == "directory":
             # The sample's ops user "dev-ops" signs in with the key printed on stderr.
             data["DIRECTORY_SAMPLE_OPS_KEY_HASH"] = hash_api_key(values["PATHWAYS_OPS_KEY"])
+        data["PATHWAYS_AUDIT_KEYS"] = values["PATHWAYS_AUDIT_KEYS"]  # each seals its audit trail's hash chain
         if service == "intake":
             data["INTAKE_ENCRYPTION_KEYS"] = values["INTAKE_ENCRYPTION_KEYS"]
             data["INTAKE_ACTIVE_KEY_ID"] = values["INTAKE_ACTIVE_KEY_ID"]
