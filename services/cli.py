@@ -131,6 +131,8 @@ List the sample provider's offers, then accept one and read its handoff:
   curl -s -X POST {system.url('notify')}/offers/OFFER_ID/accept -H 'Authorization: Bearer pw_sample_aire_valley_da'
   curl -s {system.url('notify')}/offers/OFFER_ID/handoff -H 'Authorization: Bearer pw_sample_aire_valley_da'
 
+Or in a browser, the provider inbox: {system.url('notify')}/inbox (sign in with pw_sample_aire_valley_da)
+
 Follow the referral's Task (id from the first answer):
 
   curl -s {system.url('intake')}/fhir/Task/TASK_ID -H 'Authorization: Bearer pw_sample_ehr_client'

@@ -20,6 +20,7 @@ import httpx
 
 from shared.auth import generate_api_key, hash_api_key, service_credentials_setting
 from shared.settings import private_directory
+from shared.web.session import generate_session_key
 
 DATA_DIR_DEFAULT = Path(".data")
 SERVICES = ("directory", "intake", "router", "notify")
@@ -85,6 +86,7 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
     # Each service's own credential for internal calls; the others accept it by its digest.
     for service in SERVICES:
         values.setdefault(service_credential_variable(service), generate_api_key(f"pw_svc_{service}"))
+    values.setdefault("PATHWAYS_WEB_SESSION_KEYS", generate_session_key())
     if "INTAKE_ENCRYPTION_KEYS" not in values:
         values["INTAKE_ENCRYPTION_KEYS"] = "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode()
         values["INTAKE_ACTIVE_KEY_ID"] = "dev1"
@@ -190,6 +192,7 @@ class System:
             INTAKE_DIRECTORY_URL=self.url("directory"),
             NOTIFY_DIRECTORY_URL=self.url("directory"),
             NOTIFY_INTAKE_URL=self.url("intake"),
+            NOTIFY_ROUTER_URL=self.url("router"),
             # Links in webhooks and FHIR notifications point at where the services really listen.
             NOTIFY_PUBLIC_URL=self.url("notify"),
             INTAKE_SUBSCRIPTION_PUBLIC_URL=self.url("intake"),

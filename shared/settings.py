@@ -147,6 +147,23 @@ class ServiceSettings(BaseSettings):
     otel_exporter: str = Field(
         default="none", validation_alias=AliasChoices("PATHWAYS_OTEL_EXPORTER", "otel_exporter")
     )
+    # Web pages (shared/web): Fernet keys for the session cookie, comma-separated (the first encrypts,
+    # all decrypt, so keys rotate); how long an idle session lasts; the longest a session lasts at all;
+    # where the quick exit goes (a neutral site).
+    web_session_keys: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("PATHWAYS_WEB_SESSION_KEYS", "web_session_keys")
+    )
+    web_idle_minutes: int = Field(
+        default=15, ge=1, le=240, validation_alias=AliasChoices("PATHWAYS_WEB_IDLE_MINUTES", "web_idle_minutes")
+    )
+    web_max_session_hours: int = Field(
+        default=10, ge=1, le=24,
+        validation_alias=AliasChoices("PATHWAYS_WEB_MAX_SESSION_HOURS", "web_max_session_hours"),
+    )
+    web_exit_url: str = Field(
+        default="https://www.bbc.co.uk/weather",
+        validation_alias=AliasChoices("PATHWAYS_WEB_EXIT_URL", "web_exit_url"),
+    )
     # Where the SQLite databases live (``pathways up --data-dir`` sets it for every service).
     data_dir: Path = Field(default=DATA_DIR, validation_alias=AliasChoices("PATHWAYS_DATA_DIR", "data_dir"))
 

@@ -25,6 +25,7 @@ from shared.credentials import SAMPLE_DATA
 from shared.crypto import FieldCipher
 from shared.egress import external_client, policy_for
 from shared.fhir import FhirError, Issue, outcome_response
+from shared.group_commit import GroupCommit
 from shared.ops_users import RemoteOpsVerifier
 from shared.problems import busy_problem, problem, validation_errors
 from shared.service import Runtime, create_service_app
@@ -49,6 +50,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     field_cipher = FieldCipher.from_config(settings.encryption_keys.get_secret_value(), settings.active_key_id)
 
     async def setup(runtime: Runtime) -> None:
+        app.state.referral_writer = writer = GroupCommit(runtime.db)
+        runtime.stop_hooks.append(writer.drain)
         jwks_cache: oauth.JwksCache = app.state.jwks_cache
         jwks_cache.http = external_client(policy_for(settings), timeout=5.0)
         runtime.stop_hooks.append(jwks_cache.http.aclose)

@@ -42,8 +42,10 @@ def register(runtime: Runtime) -> None:
     async def on_referral(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, ReferralReceived)
         # Known from the start, so that ops can assign a case the router could not place.
-        await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at,
-                            summary=event.summary)
+        case = await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at,
+                                   summary=event.summary)
+        case.referred_at = event.occurred_at
+        session.add(case)
 
     async def on_case_routed(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, CaseRouted)
@@ -73,7 +75,8 @@ def register(runtime: Runtime) -> None:
                     made.append(offer)
         if made:
             names = ", ".join(o.service_name for o in made)
-            announce_task(session, event.case_id, TaskView.offered(names, event.referrer_note), now=now)
+            announce_task(session, event.case_id, TaskView.offered(names, event.referrer_note), now=now,
+                          routing_summary=event.routing_summary)
 
     async def on_consent_updated(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, ConsentUpdated)

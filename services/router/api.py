@@ -7,12 +7,14 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field
+from sqlmodel import select
 
 from services.router.consumer import Router, decide, decision_row
 from services.router.directory_client import DirectoryUnavailable
+from services.router.gaps import GeographyReport, geography_report
 from services.router.store import RoutedCase, decisions_for
 from shared.audit import record_read
-from shared.auth import OpsCaller
+from shared.auth import NotifyCaller, OpsCaller
 from shared.events import CaseSummary, ConsentScope, ConsentState, ConsentStatus
 from shared.openapi import errors
 from shared.service import RuntimeDep, SessionDep
@@ -20,7 +22,7 @@ from shared.service import RuntimeDep, SessionDep
 router = APIRouter(tags=["router"])
 
 
-def get_router(request: Request) -> Router:
+async def get_router(request: Request) -> Router:
     return request.app.state.router  # type: ignore[no-any-return]
 
 
@@ -69,9 +71,8 @@ async def get_decision(case_id: UUID, session: SessionDep, caller: OpsCaller, ru
         "note": decisions[-1]["note"],
         "decisions": decisions,
     }
-    if caller.kind is CallerKind.ops:  # intake's reads for the referrer's Task are the system's own
-        await record_read(runtime.db, session, caller, "read-routing-decision", case_id=case_id,
-                          detail=f"{len(rows)} decision(s)")
+    await record_read(runtime.db, session, caller, "read-routing-decision", case_id=case_id,
+                      detail=f"{len(rows)} decision(s)")
     return answer
 
 
@@ -96,4 +97,19 @@ async def explain(body: ExplainRequest, session: SessionDep, router_state: Route
     # Built like a stored decision so the two read the same, but never added to a session.
     explained = decision_row(UUID(int=0), decision, kind="explain").model_dump(mode="json", exclude={"id", "case_id"})
     return {**explained, "note": note(explained), "ranking": {lane: [s.model_dump(mode="json") for s in services]
-                                                              for lane, services in decision.lanes.items()}}
+                                                              for lane, services in decision.lanes.items()},
+            # Specialist national helplines named as advice beside the offers, with why (rule 7).
+            "helplines": [s.model_dump(mode="json") for s in decision.helplines],
+            "referrer_summary": decision.referrer_summary}
+
+
+@router.get("/internal/reports/geography", response_model=GeographyReport, include_in_schema=True,
+            summary="Raw gap-analysis counts and IDVA/MARAC coverage by area, for notify's reports (unsuppressed: "
+                    "services only)", responses=errors(503))
+async def geography(session: SessionDep, router_state: RouterDep, _caller: NotifyCaller) -> GeographyReport:
+    try:
+        index = await router_state.cache.current()
+    except DirectoryUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="No directory copy is held yet.") from exc
+    summaries = [CaseSummary.model_validate(s) for s in (await session.exec(select(RoutedCase.summary))).all()]
+    return geography_report(summaries, index)

@@ -2,7 +2,7 @@
 ranking when one is declined or expires, and tell ops when the ranking runs out.
 
 The directory copy is read *before* the database transaction opens (it may need an HTTP call), and
-the decision, the inbox record and the outgoing events commit together (``Database.run_once``).
+the decision, the inbox record and the outgoing events commit together (``Database.run_batch``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ from services.router.domain import (
     Decision,
     DirectoryIndex,
     Lane,
+    NoOffer,
     Outcome,
+    TaskAnswer,
     next_in_lane,
     resolve_case_area,
     route,
+    task_answer,
 )
 from services.router.settings import RouterSettings
 from services.router.store import (
@@ -51,6 +54,7 @@ from shared.events import (
     OfferWithdrawn,
     ReferralCancelled,
     ReferralReceived,
+    RiskBand,
     RoutedService,
     TaskStatus,
     utcnow,
@@ -94,13 +98,21 @@ def decision_row(case_id: UUID, decision: Decision, *, kind: str, trigger: str |
     )
 
 
-def no_offer_status(case_id: UUID, reason: str, advice: str | None) -> CaseStatus:
-    """What the referrer's Task says when no offer is made: why, and the helpline to give as advice."""
+def no_offer_status(case_id: UUID, decision: Decision, *, high: bool, consent: ConsentState) -> CaseStatus:
+    """What the referrer's Task says when no offer is made: a final ``rejected`` where no offer will be made,
+    else ``requested`` with why (``task_answer``), the helpline to give as advice, and the decision's summary."""
+    answer = task_answer(decision, high=high) or TaskAnswer(
+        TaskStatus.requested, "escalated", "no offer made: escalated to ops", NoOffer.no_eligible_service,
+        decision.no_offer_reason or "no offer made")
     return CaseStatus(
         case_id=case_id,
-        status=TaskStatus.requested,
-        business_status="no offer made",
-        status_reason=f"{reason}. Advice: {advice}" if advice else reason,
+        status=answer.status,
+        business_status=answer.text,
+        business_status_code=answer.code,
+        status_reason=answer.reason,
+        status_reason_code=answer.reason_code,
+        routing_summary=decision.referrer_summary or None,
+        consent_version=consent.version,
     )
 
 
@@ -152,9 +164,10 @@ async def route_case(
     session.add(row)
     if decision.offer_to:
         enqueue(session, CaseRouted(case_id=case_id, decision_id=row.id, summary=summary, consent=consent,
-                                    offer_to=tuple(decision.offer_to), referrer_note=decision.referrer_note))
+                                    offer_to=tuple(decision.offer_to), referrer_note=decision.referrer_note,
+                                    routing_summary=decision.referrer_summary or None))
     else:
-        enqueue(session, no_offer_status(case_id, decision.no_offer_reason or "no offer made", decision.advice))
+        enqueue(session, no_offer_status(case_id, decision, high=summary.risk_band is RiskBand.high, consent=consent))
     if decision.escalation:
         enqueue(session, CaseEscalated(case_id=case_id, reason=decision.escalation))
 
@@ -225,7 +238,6 @@ async def reoffer(
 
 
 def register(runtime: Runtime, router: Router) -> None:
-    db = runtime.db
 
     async def held_copy() -> DirectoryIndex | None:
         # A re-offer follows the stored ranking; a fresh copy only refines it (capacity, pauses).
@@ -234,10 +246,7 @@ def register(runtime: Runtime, router: Router) -> None:
         except DirectoryUnavailable:
             return None
 
-    async def once(durable: str, event: Event, work: Callable[[AsyncSession], Awaitable[None]]) -> None:
-        await db.run_once(durable, event.event_id, work)
-
-    async def on_referral(event: Event, _delivery: Delivery) -> None:
+    async def on_referral(event: Event, _delivery: Delivery) -> Callable[[AsyncSession], Awaitable[None]]:
         assert isinstance(event, ReferralReceived)
         # Outside the transaction; with no copy and no directory this raises and the case is retried.
         index = await router.cache.current()
@@ -248,9 +257,9 @@ def register(runtime: Runtime, router: Router) -> None:
             await route_case(session, router, case_id=event.case_id, summary=event.summary,
                              consent=event.consent, index=index)
 
-        await once(REFERRALS, event, work)
+        return work
 
-    async def on_offer(event: Event, _delivery: Delivery) -> None:
+    async def on_offer(event: Event, _delivery: Delivery) -> Callable[[AsyncSession], Awaitable[None]]:
         assert isinstance(event, OfferEvent)
         index = await held_copy() if isinstance(event, OfferDeclined | OfferExpired) else None
 
@@ -265,9 +274,9 @@ def register(runtime: Runtime, router: Router) -> None:
             elif isinstance(event, OfferDeclined | OfferExpired):
                 await reoffer(session, router, event=event, index=index)
 
-        await once(OFFERS, event, work)
+        return work
 
-    async def on_case_change(event: Event, _delivery: Delivery) -> None:
+    async def on_case_change(event: Event, _delivery: Delivery) -> Callable[[AsyncSession], Awaitable[None]]:
         index = await held_copy() if isinstance(event, ConsentUpdated) else None
 
         async def work(session: AsyncSession) -> None:
@@ -300,17 +309,15 @@ def register(runtime: Runtime, router: Router) -> None:
                     case.consent = event.consent.model_dump(mode="json")
                     session.add(case)
 
-        await once(CASE_CHANGES, event, work)
+        return work
 
-    max_deliver = runtime.settings.max_deliver
-    runtime.bus.consume(REFERRALS, [ReferralReceived.subject], on_referral,
-                        max_deliver=router.settings.referral_max_deliver)
-    runtime.bus.consume(
+    # Each handler reads the directory copy outside the transaction, then returns its work: events
+    # fetched together are routed in one transaction (``Runtime.consume_prepared``).
+    runtime.consume_prepared(REFERRALS, [ReferralReceived.subject], on_referral,
+                             max_deliver=router.settings.referral_max_deliver)
+    runtime.consume_prepared(
         OFFERS,
         [s.subject for s in (OfferMade, OfferAccepted, OfferDeclined, OfferExpired, OfferWithdrawn)],
         on_offer,
-        max_deliver=max_deliver,
     )
-    runtime.bus.consume(CASE_CHANGES, [ReferralCancelled.subject, ConsentUpdated.subject], on_case_change,
-                        max_deliver=max_deliver)
-
+    runtime.consume_prepared(CASE_CHANGES, [ReferralCancelled.subject, ConsentUpdated.subject], on_case_change)

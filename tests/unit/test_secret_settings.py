@@ -15,8 +15,8 @@ from services.notify.settings import NotifySettings
 from services.router.settings import RouterSettings
 
 SECRET_NAME = re.compile(r"(key|token|secret|password|credential)", re.IGNORECASE)
-# What such a name may be without being a secret: an id, a digest, a duration, a size, an address.
-NOT_A_SECRET = re.compile(r"(_id$|_hash$|_seconds$|_hours$|_size$|_url$|_file$|_dir$)")
+# What such a name may be without being a secret: an id, a digest, a duration.
+NOT_A_SECRET = re.compile(r"(_id$|_hash$|_seconds$|_hours$|_file$|_dir$|_token_url$|_cache_size$)")
 SETTINGS: tuple[type[BaseSettings], ...] = (IntakeSettings, RouterSettings, DirectorySettings, NotifySettings,
                                             ClosedLoopSettings)
 

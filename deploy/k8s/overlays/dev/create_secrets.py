@@ -58,6 +58,8 @@ def dev_secrets(path: Path = SECRETS_FILE) -> list[dict[str, Any]]:
             # Its own credential for internal calls, and the digests of every service's it accepts.
             "PATHWAYS_SERVICE_CREDENTIAL": values[service_credential_variable(service)],
             "PATHWAYS_SERVICE_CREDENTIALS": accepted_service_credentials(values),
+            # The web pages' session cookie keys (notify serves the provider inbox).
+            "PATHWAYS_WEB_SESSION_KEYS": values["PATHWAYS_WEB_SESSION_KEYS"],
         }
         if service == "directory":
             # The sample's ops user "dev-ops" signs in with the key printed on stderr.
