@@ -186,12 +186,15 @@ async def token(
     request: Request,
     runtime: RuntimeDep,
     session: SessionDep,
-    grant_type: Annotated[str, Form(max_length=100)],
-    client_assertion_type: Annotated[str, Form(max_length=100)],
-    client_assertion: Annotated[str, Form(max_length=20_000)],
+    grant_type: Annotated[str | None, Form(max_length=100)] = None,
+    client_assertion_type: Annotated[str | None, Form(max_length=100)] = None,
+    client_assertion: Annotated[str | None, Form(max_length=20_000)] = None,
 ) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     try:
+        # Missing fields are RFC 6749's invalid_request (400), in its own error format.
+        if not grant_type or not client_assertion_type or not client_assertion:
+            raise TokenError("invalid_request", "grant_type, client_assertion_type and client_assertion are required.")
         if grant_type != "client_credentials":
             raise TokenError("unsupported_grant_type", "Only grant_type=client_credentials is supported.")
         if client_assertion_type != JWT_BEARER:

@@ -110,6 +110,8 @@ async def test_expired_wrong_audience_unknown_key_bad_signature_and_unknown_clie
     assert wrong_grant.status_code == 400 and wrong_grant.json()["error"] == "unsupported_grant_type"
     wrong_type = await intake.post("/oauth2/token", data=form(assertion(), client_assertion_type="x"))
     assert wrong_type.status_code == 400 and wrong_type.json()["error"] == "invalid_request"
+    empty = await intake.post("/oauth2/token", data={})
+    assert empty.status_code == 400 and empty.json()["error"] == "invalid_request"
 
 
 async def test_keys_from_a_jwks_url_and_a_revoked_client_s_tokens_stop(intake):
