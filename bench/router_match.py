@@ -38,6 +38,7 @@ LOCAL_TYPES = ["community-outreach"] * 5 + ["idva"] * 2 + ["health-idva", "marac
                                                           "sexual-violence-counselling", "chidva"]
 COMMUNITIES = ["black-minoritised", "deaf", "disabled", "lgbt+", "gypsy-roma-traveller", "older-people", "men"]
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
+REPEAT, REPEAT_CASES = 5, 5_000
 
 
 def build_directory(n_services: int, rng: random.Random, gazetteer: Gazetteer) -> DirectorySnapshot:
@@ -140,8 +141,23 @@ def main(n_services: int = 10_000, n_cases: int = 20_000) -> None:
           f"p95 {pct(95):.3f}  p99 {pct(99):.3f}  max {timings[-1]:.3f}")
     print(f"per-case CPU time (ms):   mean {statistics.fmean(cpu):.3f}  p50 {pct(50, cpu):.3f}  "
           f"p95 {pct(95, cpu):.3f}  p99 {pct(99, cpu):.3f}  max {cpu[-1]:.3f}")
+    # Less dependent on a shared machine: each case timed REPEAT times and its best CPU time kept (what the
+    # case costs when nothing else preempted it), over the first REPEAT_CASES cases.
+    best: list[float] = []
+    for summary, consent in cases[:REPEAT_CASES]:
+        runs = []
+        for _ in range(REPEAT):
+            c0 = time.thread_time_ns()
+            route(summary, consent, index, open_offers=open_offers, now=NOW)
+            runs.append((time.thread_time_ns() - c0) / 1e6)
+        best.append(min(runs))
+    best.sort()
+    print(f"per-case CPU time, best of {REPEAT} runs of each of {len(best):,} cases (ms): mean "
+          f"{statistics.fmean(best):.3f}  p50 {pct(50, best):.3f}  p95 {pct(95, best):.3f}  p99 {pct(99, best):.3f}  "
+          f"max {best[-1]:.3f}")
     print(f"target p99 < 1 ms: {'met' if pct(99) < 1 else 'NOT met'} (wall), "
-          f"{'met' if pct(99, cpu) < 1 else 'NOT met'} (CPU)  (python {sys.version.split()[0]}; load average "
+          f"{'met' if pct(99, cpu) < 1 else 'NOT met'} (CPU), {'met' if pct(99, best) < 1 else 'NOT met'} (best of "
+          f"{REPEAT})  (python {sys.version.split()[0]}; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 

@@ -243,6 +243,10 @@ class CaseRouted(Event):
     offer_to: tuple[RoutedService, ...]
     # What the referrer's Task says beside the offer, e.g. why only a national helpline was offered.
     referrer_note: str | None = None
+    # The decision in the referrer's words (kinds of service offered, by-and-for chosen or not available,
+    # helplines named as advice, escalation), for Task.note; notify passes it on with case.status. Built
+    # by the router from fixed phrases and public helpline names: no free text, nothing identifying.
+    routing_summary: str | None = None
 
 
 class OfferEvent(Event):
@@ -297,6 +301,13 @@ class CaseStatus(Event):
     status_reason: str | None = None
     # Coded outcomes reported by the provider (contact-made, unable-to-contact, …) for Task.output.
     outputs: tuple[str, ...] = ()
+    # A stable code for Task.statusReason (consent-refused, no-eligible-service, …); status_reason says it in words.
+    status_reason_code: str | None = None
+    # The routing decision in the referrer's words (see ``CaseRouted.routing_summary``), kept on the Task.
+    routing_summary: str | None = None
+    # The consent version the router decided on: intake ignores a final answer given on a consent it has
+    # since replaced (the router decides again on the new one).
+    consent_version: int | None = None
 
 
 class CaseEscalated(Event):

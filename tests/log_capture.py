@@ -19,11 +19,23 @@ def captured_logs(service: str = "intake") -> Iterator[io.StringIO]:
     saved = root.handlers[:], root.level
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    # As the services run (shared.logs.configure_logging): uvicorn's loggers pass through the root, even
+    # after an in-process uvicorn server earlier in the run set their handlers and levels.
+    uvicorn = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved_uvicorn = [(logger.handlers[:], logger.propagate, logger.disabled, logger.level) for logger in uvicorn]
+    for logger in uvicorn:
+        logger.handlers[:] = []
+        logger.propagate = True
+        logger.disabled = False
+        logger.setLevel(logging.NOTSET)
     try:
         yield stream
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
+        for logger, (handlers, propagate, disabled, level) in zip(uvicorn, saved_uvicorn, strict=True):
+            logger.handlers[:], logger.propagate, logger.disabled = handlers, propagate, disabled
+            logger.setLevel(level)
 
 
 def assert_none_logged(stream: io.StringIO, values: tuple[str, ...]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,6 +18,9 @@ from shared.state_machine import IllegalTransition
 
 log = logging.getLogger(__name__)
 
+STATUS_REASON_MAX = 500
+ROUTING_SUMMARY_MAX = 1000
+
 
 async def on_case_status(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
     assert isinstance(event, CaseStatus)
@@ -26,13 +30,24 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
     # Events can arrive out of order after a retry: never move a Task back in time.
     if referral.last_updated > event.occurred_at:
         return
+    if (event.consent_version is not None and referral.consent_version > event.consent_version
+            and TASK_STATES.is_final(event.status)):
+        # A final answer given on a consent the referrer has since replaced: the router decides again on
+        # the new consent, so the Task waits for that answer instead of closing on the old one.
+        log.info("intake: Task %s stays %s (event %s answered consent version %s, now %s)", referral.id,
+                 referral.task_status, event.event_id, event.consent_version, referral.consent_version)
+        return
     was_requested = referral.task_status == TaskStatus.requested
-    values = {
+    values: dict[str, Any] = {
         "business_status": event.business_status,
         "business_status_code": event.business_status_code,
-        "status_reason": event.status_reason,
+        # Bounded as the columns are (the router's reasons are built text, and can grow with the rules).
+        "status_reason": event.status_reason[:STATUS_REASON_MAX] if event.status_reason else None,
+        "status_reason_code": event.status_reason_code,
         "last_updated": event.occurred_at,
     }
+    if event.routing_summary:
+        values["routing_summary"] = event.routing_summary[:ROUTING_SUMMARY_MAX]
     if event.outputs:
         values["task_outputs"] = list(event.outputs)
     if TASK_STATES.is_final(event.status):

@@ -74,6 +74,10 @@ class Referral(SQLModel, table=True):
     # Coded outcomes reported by providers (Task.output), kept current by case.status.
     task_outputs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status_reason: str | None = Field(default=None, max_length=500)
+    # Task.statusReason's code (consent-refused, no-eligible-service, …) and the routing decision's
+    # referrer-safe summary (Task.note), both from case.status.
+    status_reason_code: str | None = Field(default=None, max_length=60)
+    routing_summary: str | None = Field(default=None, max_length=1000)
     created_at: datetime = utc_field(default_factory=utcnow)
     last_updated: datetime = utc_field(default_factory=utcnow, index=True)
 

@@ -12,9 +12,11 @@ from shared.state_machine import StateMachine
 
 OUTCOME_SYSTEM = code_system("referral-outcome")
 OUTCOME_TYPE = code_system("task-output-type")
+STATUS_REASON_SYSTEM = code_system("task-status-reason")
 
 # The FHIR Task state machine, as far as Pathways uses it: requested → accepted → in-progress →
-# completed, or rejected / cancelled. A Task may stay where it is while its business status changes
+# completed, or rejected / cancelled. ``rejected`` is Pathways' final "no offer will be made" (consent
+# refused, nothing eligible: docs/fhir-referral-profile.md), with a coded statusReason. A Task may stay where it is while its business status changes
 # (offered, declined by one service and offered to the next, another outcome); it never goes back.
 TASK_STATES = StateMachine.of(
     "referral",
@@ -63,8 +65,16 @@ def task_resource(referral: Referral) -> dict[str, Any]:
     if referral.bundle_identifier:
         system, _, value = referral.bundle_identifier.partition("|")
         task["groupIdentifier"] = {"system": system, "value": value} if system else {"value": value}
-    if referral.status_reason:
-        task["statusReason"] = {"text": referral.status_reason}
+    if referral.status_reason or referral.status_reason_code:
+        reason: dict[str, Any] = {}
+        if referral.status_reason_code:
+            reason["coding"] = [{"system": STATUS_REASON_SYSTEM, "code": referral.status_reason_code}]
+        if referral.status_reason:
+            reason["text"] = referral.status_reason
+        task["statusReason"] = reason
+    if referral.routing_summary:
+        # The routing decision as the referrer may see it (kinds of service, by-and-for, helplines, escalation).
+        task["note"] = [{"text": referral.routing_summary}]
     if referral.task_outputs:
         # One output per coded outcome the providers reported, in the order they happened.
         task["output"] = [

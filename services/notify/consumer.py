@@ -73,7 +73,8 @@ def register(runtime: Runtime) -> None:
                     made.append(offer)
         if made:
             names = ", ".join(o.service_name for o in made)
-            announce_task(session, event.case_id, TaskView.offered(names, event.referrer_note), now=now)
+            announce_task(session, event.case_id, TaskView.offered(names, event.referrer_note), now=now,
+                          routing_summary=event.routing_summary)
 
     async def on_consent_updated(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, ConsentUpdated)

@@ -55,11 +55,12 @@ NOTIFY = Caller(CallerKind.service, "notify")
 
 
 def announce_task(session: AsyncSession, case_id: UUID, view: TaskView, *, now: datetime,
-                  outputs: tuple[str, ...] = ()) -> None:
-    """Tell the referrer's Task (``case.status``) where the case stands."""
+                  outputs: tuple[str, ...] = (), routing_summary: str | None = None) -> None:
+    """Tell the referrer's Task (``case.status``) where the case stands (and, with the first offers, the
+    router's summary of its decision)."""
     enqueue(session, CaseStatus(case_id=case_id, status=view.status, business_status=view.text,
                                 business_status_code=view.code, status_reason=view.reason, outputs=outputs,
-                                occurred_at=now))
+                                routing_summary=routing_summary, occurred_at=now))
 
 
 def queue_webhook(session: AsyncSession, settings: NotifySettings, offer: Offer, event: WebhookEvent,

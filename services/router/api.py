@@ -69,9 +69,8 @@ async def get_decision(case_id: UUID, session: SessionDep, caller: OpsCaller, ru
         "note": decisions[-1]["note"],
         "decisions": decisions,
     }
-    if caller.kind is CallerKind.ops:  # intake's reads for the referrer's Task are the system's own
-        await record_read(runtime.db, session, caller, "read-routing-decision", case_id=case_id,
-                          detail=f"{len(rows)} decision(s)")
+    await record_read(runtime.db, session, caller, "read-routing-decision", case_id=case_id,
+                      detail=f"{len(rows)} decision(s)")
     return answer
 
 
@@ -96,4 +95,7 @@ async def explain(body: ExplainRequest, session: SessionDep, router_state: Route
     # Built like a stored decision so the two read the same, but never added to a session.
     explained = decision_row(UUID(int=0), decision, kind="explain").model_dump(mode="json", exclude={"id", "case_id"})
     return {**explained, "note": note(explained), "ranking": {lane: [s.model_dump(mode="json") for s in services]
-                                                              for lane, services in decision.lanes.items()}}
+                                                              for lane, services in decision.lanes.items()},
+            # Specialist national helplines named as advice beside the offers, with why (rule 7).
+            "helplines": [s.model_dump(mode="json") for s in decision.helplines],
+            "referrer_summary": decision.referrer_summary}

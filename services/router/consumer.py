@@ -19,10 +19,13 @@ from services.router.domain import (
     Decision,
     DirectoryIndex,
     Lane,
+    NoOffer,
     Outcome,
+    TaskAnswer,
     next_in_lane,
     resolve_case_area,
     route,
+    task_answer,
 )
 from services.router.settings import RouterSettings
 from services.router.store import (
@@ -51,6 +54,7 @@ from shared.events import (
     OfferWithdrawn,
     ReferralCancelled,
     ReferralReceived,
+    RiskBand,
     RoutedService,
     TaskStatus,
     utcnow,
@@ -94,13 +98,21 @@ def decision_row(case_id: UUID, decision: Decision, *, kind: str, trigger: str |
     )
 
 
-def no_offer_status(case_id: UUID, reason: str, advice: str | None) -> CaseStatus:
-    """What the referrer's Task says when no offer is made: why, and the helpline to give as advice."""
+def no_offer_status(case_id: UUID, decision: Decision, *, high: bool, consent: ConsentState) -> CaseStatus:
+    """What the referrer's Task says when no offer is made: a final ``rejected`` where no offer will be made,
+    else ``requested`` with why (``task_answer``), the helpline to give as advice, and the decision's summary."""
+    answer = task_answer(decision, high=high) or TaskAnswer(
+        TaskStatus.requested, "escalated", "no offer made: escalated to ops", NoOffer.no_eligible_service,
+        decision.no_offer_reason or "no offer made")
     return CaseStatus(
         case_id=case_id,
-        status=TaskStatus.requested,
-        business_status="no offer made",
-        status_reason=f"{reason}. Advice: {advice}" if advice else reason,
+        status=answer.status,
+        business_status=answer.text,
+        business_status_code=answer.code,
+        status_reason=answer.reason,
+        status_reason_code=answer.reason_code,
+        routing_summary=decision.referrer_summary or None,
+        consent_version=consent.version,
     )
 
 
@@ -152,9 +164,10 @@ async def route_case(
     session.add(row)
     if decision.offer_to:
         enqueue(session, CaseRouted(case_id=case_id, decision_id=row.id, summary=summary, consent=consent,
-                                    offer_to=tuple(decision.offer_to), referrer_note=decision.referrer_note))
+                                    offer_to=tuple(decision.offer_to), referrer_note=decision.referrer_note,
+                                    routing_summary=decision.referrer_summary or None))
     else:
-        enqueue(session, no_offer_status(case_id, decision.no_offer_reason or "no offer made", decision.advice))
+        enqueue(session, no_offer_status(case_id, decision, high=summary.risk_band is RiskBand.high, consent=consent))
     if decision.escalation:
         enqueue(session, CaseEscalated(case_id=case_id, reason=decision.escalation))
 

@@ -1,32 +1,46 @@
 """Routing rules: pure functions from a case, the directory and current capacity to a ranked, explained
 decision. No I/O here: the consumer and the API feed these functions and store what they return.
 
-The rules (issue 5), in the order they are applied to every candidate service:
+The rules (issues 5 and 12), in the order they are applied to every candidate service. Each lives in one
+named function (in ``services.router.rules`` unless it says ``domain``) that ``route()`` composes:
 
-1. **Area**: the case's postcode sector is located in the gazetteer copy (``shared.geography.locate``).
-   Services covering any candidate authority (LAD or upper tier), ICB (from the sector's own sub-ICB
-   shares), region or postcode district that holds a material share (``MATERIAL_SHARE``, 5%) are local;
-   the main (largest-share) authority's services rank before the other candidates', and the reasons say
-   so. Then regional and national services of the same kind, in that order. A postcode outside England
-   (Wales, Scotland, Northern Ireland, a Crown dependency), a non-geographic or an unknown one gets the
-   services covering its country (if any) and the national ones, and is escalated to ops with the reason.
-2. **Risk**: high risk goes, in parallel, to an IDVA service (a health IDVA first in an emergency
-   department or maternity setting) and to the area's MARAC; medium and standard risk go to community
-   specialist services. A service that does not take the case's risk band is excluded.
-3. **Eligibility** is hard: gender and age served, no recourse to public funds, BSL and language,
-   abuse type, children and young people.
-4. **Choices**: services or kinds the survivor declined are never offered; a preferred worker gender
-   or language ranks a service up. Matching by-and-for services rank above generic ones unless the
-   survivor declined by-and-for services; where none is local, the best regional or national one is
-   offered beside the best local service.
-5. **Consent** (``shared.consent.consent_covers``, the rule notify also applies): only services within
-   the consent receive an offer; without consent a high-risk case goes only to the MARAC on a recorded
-   safeguarding basis, and a lower-risk case gets no offer, with a helpline as advice.
-6. **Capacity**: paused services and those at their maximum open offers are passed over, and recorded.
-7. **Never dropped**: when nothing fits, the matching national helpline is offered and the case is
-   escalated to ops with the reason.
-8. **Deterministic**: every ordering ends with the service id, so the same case and directory always
-   give the same ranking.
+1. **Area** (``area_candidates`` in domain; ``area_tier``, ``area_reach``): the case's postcode sector is
+   located in the gazetteer copy (``shared.geography.locate``). A service is *local* when its coverage
+   names the case's LAD, upper tier, ICB (from the sector's own sub-ICB shares) or postcode district,
+   holding a material share (``MATERIAL_SHARE``, 5%); *regional* when it names the case's region;
+   *national* when it covers the nation -- worked out from the coverage, never from the hand-set
+   ``coverage_level`` label. The main (largest-share) authority's services rank before the other
+   candidates', and the reasons say so; among equals the authority's own service comes before a county- or
+   ICB-wide one. A postcode outside England (Wales, Scotland, Northern Ireland, a Crown dependency), a
+   non-geographic or an unknown one gets the services covering its country (if any) and the national ones,
+   and is escalated to ops with the reason.
+2. **Risk lanes** (``risk_lane``, ``risk_exclusion``, ``setting_rank``): high risk goes, in parallel, to an
+   IDVA service (a health IDVA first in an emergency department or maternity setting) and to the area's
+   MARAC; medium and standard risk go to community specialist services. A service that does not take the
+   case's risk band is excluded.
+3. **Eligibility** (``eligibility_exclusion``) is hard: gender and age served, no recourse to public
+   funds, BSL and language, abuse type, children and young people.
+4. **Choices** (``choice_exclusion``, ``fit``, ``by_and_for_beside`` in domain): services or kinds the
+   survivor declined are never offered; a preferred worker gender or language ranks a service up.
+   Matching by-and-for services rank above generic ones unless the survivor declined by-and-for services;
+   when she asked for by-and-for support, a matching one covering her area ranks first among the local
+   services; where none is local, the best regional or national one is offered beside the best local one.
+5. **Consent** (``consent_for``; ``consent_outcome`` in domain; ``shared.consent.consent_covers``, the
+   rule notify and intake also apply): only services within the consent receive an offer; without consent
+   a high-risk case goes only to the MARAC on a recorded safeguarding basis, and a lower-risk case gets no
+   offer, with a helpline as advice.
+6. **Capacity** (``capacity_exclusion``): paused services and those at their maximum open offers are
+   passed over, and recorded.
+7. **Never dropped, helplines visible** (``fallback``, ``helpline_advice``, ``advice_helpline`` in domain):
+   when nothing fits, the matching national helpline is offered and the case is escalated to ops with the
+   reason; otherwise the specialist national helplines the survivor can use (older people, honour-based
+   abuse and forced marriage, LGBT+, Deaf, men) are named as advice beside the local offers.
+8. **Deterministic** (``ranking_key``): every ordering ends with the service id, so the same case and
+   directory always give the same ranking.
+
+What the referrer is told (``services.router.referrer``: ``referrer_summary``, ``task_answer``): the kinds
+of service offered, whether a by-and-for service was chosen, helplines, escalation; and, where no offer
+will be made, a final FHIR Task status with coded reasons (docs/fhir-referral-profile.md).
 """
 
 from __future__ import annotations
@@ -35,205 +49,61 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from functools import lru_cache
 
+from services.router.index import Bucket, DirectoryIndex, Entry, RoutingArea, resolve_case_area
+from services.router.referrer import (
+    FINAL_NO_OFFER,
+    NoOffer,
+    TaskAnswer,
+    consent_code,
+    referrer_summary,
+    task_answer,
+)
+from services.router.rules import (
+    ROLE_WORDS,
+    CaseFacts,
+    Lane,
+    RankingKey,
+    ServiceProfile,
+    area_reach,
+    capacity_exclusion,
+    choice_exclusion,
+    community_words,
+    consent_for,
+    eligibility_exclusion,
+    fit,
+    matches_by_and_for,
+    ranking_key,
+    setting_rank,
+    survivor_communities,
+)
 from shared.consent import consent_covers
-from shared.directory_contract import DirectorySnapshot, ServiceRecord
-from shared.events import (
-    AreaStatus,
-    ByAndForPreference,
-    CareSetting,
-    CaseArea,
-    CaseSummary,
-    ConsentState,
-    ConsentStatus,
-    RiskBand,
-    RoutedService,
-)
-from shared.geography import MATERIAL_SHARE, Gazetteer, canonical_code, describe, locate, split_area
-from shared.reference import (
-    NATIONAL,
-    AgeBand,
-    Community,
-    CoverageLevel,
-    Need,
-    ServiceStatus,
-    ServiceType,
-)
+from shared.directory_contract import ServiceRecord
+from shared.events import CaseArea, CaseSummary, ConsentState, RoutedService
+from shared.reference import ServiceStatus, ServiceType
 
-RULE_VERSION = "2026.11-3"  # 3: sector areas, material shares, main authority first, edge outcomes
+__all__ = [
+    "RULE_VERSION",
+    "Decision",
+    "DirectoryIndex",
+    "Lane",
+    "NoOffer",
+    "Outcome",
+    "RoutingArea",
+    "TaskAnswer",
+    "next_in_lane",
+    "resolve_case_area",
+    "route",
+    "survivor_communities",
+    "task_answer",
+]
 
-# Hospital settings, where a health IDVA (based in the hospital) is offered before a community IDVA.
-ACUTE_SETTINGS = frozenset({CareSetting.emergency_department, CareSetting.maternity})
-IDVA_TYPES = frozenset({ServiceType.idva, ServiceType.health_idva, ServiceType.chidva})
-COMMUNITY_TYPES = frozenset(
-    {ServiceType.community_outreach, ServiceType.refuge, ServiceType.isva, ServiceType.sv_counselling,
-     ServiceType.chidva}
-)
-HIGH_RISK_TYPES = IDVA_TYPES | {ServiceType.marac}
-# Never a route for a survivor: not considered at all.
-NOT_FOR_SURVIVORS = frozenset({ServiceType.perpetrator_programme})
-YOUNG_BANDS = frozenset({AgeBand.under_16, AgeBand.age_16_17})
-AGE_RANGES = {
-    AgeBand.under_16: (0, 15),
-    AgeBand.age_16_17: (16, 17),
-    AgeBand.age_18_24: (18, 24),
-    AgeBand.age_25_59: (25, 59),
-    AgeBand.age_60_plus: (60, 200),
-}
-# Abuse types that need a specialist: a service that lists them ranks up for a case that has them.
-SPECIALIST_ABUSE_TYPES = frozenset({"forced-marriage", "honour-based-abuse", "fgm", "sexual-violence"})
-COMMUNITY_WORDS = {
-    Community.black_minoritised: "Black and minoritised",
-    Community.deaf: "Deaf",
-    Community.disabled: "disabled",
-    Community.lgbt: "LGBT+",
-    Community.gypsy_roma_traveller: "Gypsy, Roma and Traveller",
-    Community.older_people: "older",
-    Community.men: "male",
-}
-LANGUAGE_WORDS = {"en": "English", "ur": "Urdu", "pa": "Punjabi", "pl": "Polish", "ar": "Arabic", "bn": "Bengali",
-                  "so": "Somali", "ro": "Romanian", "gu": "Gujarati", "ps": "Pashto", "fa": "Farsi"}
-
-
-class Lane(StrEnum):
-    """A line of services offered in parallel with the others; a re-offer moves along one lane."""
-
-    idva = "idva"
-    marac = "marac"
-    specialist = "specialist"
-    by_and_for = "by-and-for"
-    helpline = "helpline"
-
-
-ROLE_WORDS = {
-    Lane.idva: "high risk: IDVA service",
-    Lane.marac: "high risk: area MARAC",
-    Lane.specialist: "community specialist service",
-    Lane.helpline: "national helpline",
-}
-
+RULE_VERSION = "2026.11-4"  # 4: tier from coverage, by-and-for first when asked for, helplines as advice
 
 class Outcome(StrEnum):
     routed = "routed"
     fallback = "fallback"  # the national helpline, and ops told
     no_offer = "no-offer"
-
-
-TIER_WORDS = ("local", "regional", "national")
-
-
-# ---- the directory as routing sees it -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DirectoryIndex:
-    """A snapshot indexed for matching: coverage code → services, so a case looks at tens, not thousands;
-    and the gazetteer copy that places a case."""
-
-    version: str
-    services: Mapping[str, ServiceRecord]
-    by_code: Mapping[str, tuple[ServiceRecord, ...]]
-    national: tuple[ServiceRecord, ...]
-    gazetteer: Gazetteer
-    # Located areas by sector or district (each at most once): a case builds nothing to find its area.
-    located: dict[str, RoutingArea] = field(default_factory=dict, compare=False)
-
-    def locate(self, query: str | None) -> RoutingArea:
-        """``shared.geography.locate``, remembered by sector or district (never by a full postcode)."""
-        sector, district = split_area(query or "")
-        key = sector or district
-        if key is None:
-            return RoutingArea.of(locate(self.gazetteer, query), self.gazetteer)
-        area = self.located.get(key)
-        if area is None:
-            if len(self.located) >= MAX_LOCATED:
-                self.located.clear()  # well-formed nonsense sent to /explain must not grow it without end
-            area = self.located[key] = RoutingArea.of(locate(self.gazetteer, key), self.gazetteer)
-        return area
-
-    @classmethod
-    def from_snapshot(cls, snapshot: DirectorySnapshot, gazetteer: Gazetteer | None = None) -> DirectoryIndex:
-        by_code: dict[str, list[ServiceRecord]] = {}
-        national: list[ServiceRecord] = []
-        for service in sorted(snapshot.services, key=lambda s: s.id):
-            if service.service_type in NOT_FOR_SURVIVORS:
-                continue
-            if NATIONAL in service.coverage:
-                national.append(service)
-            for code in service.coverage:
-                if code != NATIONAL:
-                    # A July 2022 ICB code covers its April 2024 successor.
-                    by_code.setdefault(canonical_code(code.upper()), []).append(service)
-        return cls(
-            version=snapshot.version,
-            services={s.id: s for s in snapshot.services},
-            by_code={code: tuple(services) for code, services in by_code.items()},
-            national=tuple(national),
-            gazetteer=gazetteer or EMPTY_GAZETTEER,
-        )
-
-
-EMPTY_GAZETTEER = Gazetteer(source="none", version="none")
-MAX_LOCATED = 50_000
-
-
-@dataclass(frozen=True)
-class RoutingArea:
-    """Where a case is: the located area, the codes to match coverage against (material candidates first),
-    the main authority's codes, each candidate's share, and the words to explain it."""
-
-    area: CaseArea
-    codes: tuple[str, ...]
-    main: frozenset[str]
-    names: Mapping[str, str]
-    known: bool
-    shares: Mapping[str, float]
-    split: bool
-    # Why only national services can be matched (outside England, non-geographic, unknown), or None.
-    outside: str | None
-    # The decision's notes about the area (the same for every case in it, so written once).
-    notes: tuple[str, ...]
-
-    @property
-    def district(self) -> str | None:
-        return self.area.district
-
-    @classmethod
-    def of(cls, area: CaseArea, gazetteer: Gazetteer, extra: tuple[str, ...] = ()) -> RoutingArea:
-        codes = tuple(dict.fromkeys((*area.material, *extra)))
-        names = {c: name for c in (*codes, *(s.code for s in area.lads)) if (name := gazetteer.name(c))}
-        known = area.status is AreaStatus.england or bool(extra)
-        outside = None if known else describe(gazetteer, area)
-        if outside is not None:
-            notes = [f"{outside}: only {'its country and ' if codes else ''}national services can be matched"]
-        else:
-            words = [f"{names[c]} ({c})" if c in names else c for c in codes]
-            notes = [f"area: {', '.join(words)}" + (f"; postcode sector {area.sector}" if area.sector else "")]
-            if len(area.lads) > 1:
-                spans = ", ".join(f"{names.get(s.code, s.code)} ({s.share:.0%})" for s in area.lads)
-                main = names.get(area.lads[0].code, area.lads[0].code)
-                notes.append(
-                    f"postcode sector {area.sector or area.district} spans {spans}: services covering any authority "
-                    f"holding at least {MATERIAL_SHARE:.0%} are local; {main}'s (the main authority) rank first")
-        return cls(
-            area=area, codes=codes, main=frozenset(area.main) | frozenset(extra), names=names, known=known,
-            shares={s.code: s.share for s in (*area.lads, *area.upper_tiers, *area.icbs)},
-            split=len(area.lads) > 1 or len(area.icbs) > 1, outside=outside, notes=tuple(notes),
-        )
-
-
-def resolve_case_area(summary: CaseSummary, index: DirectoryIndex) -> RoutingArea:
-    """Locate the case's sector (or, for an older event, its district) in the gazetteer copy; any codes
-    the caller supplied are matched too. A full postcode (typed into /explain) is reduced to its sector."""
-    located = index.locate(summary.postcode_sector or summary.postcode_district)
-    if not summary.area_codes:
-        return located
-    extra = tuple(canonical_code(c.upper()) for c in summary.area_codes)
-    return RoutingArea.of(located.area, index.gazetteer, extra)
-
-
-# ---- the decision -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -251,6 +121,12 @@ class Decision:
     advice: str | None = None
     # What the referrer's Task says beside an offer (why only national services were matched).
     referrer_note: str | None = None
+    # Specialist national helplines the survivor can use, named beside the offers as advice (rule 7).
+    helplines: list[RoutedService] = field(default_factory=list)
+    # Why no offer is made, as a code (``NoOffer``): it decides the referrer's Task status (``task_answer``).
+    no_offer_code: str | None = None
+    # The decision in words the referrer may see: kinds of service, by-and-for, helplines, escalation.
+    referrer_summary: str = ""
     area: CaseArea | None = None
     rule_version: str = RULE_VERSION
     directory_version: str = ""
@@ -260,155 +136,10 @@ class Decision:
         return [s.service_id for services in self.lanes.values() for s in services]
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    record: ServiceRecord
-    tier: int
-    area_reason: str
-    # 0: covers the main authority (or the whole case's area); 1: covers another material candidate only.
-    area_rank: int = 0
+Ranked = tuple[RankingKey, RoutedService]
 
 
-def _community_words(communities: Iterable[str]) -> str:
-    return _words(tuple(sorted(communities)))
-
-
-@lru_cache(maxsize=1024)
-def _words(communities: tuple[str, ...]) -> str:
-    # Cached: exclusion reasons name communities for many services on every case.
-    return ", ".join(COMMUNITY_WORDS.get(c, c) for c in communities)  # type: ignore[call-overload]
-
-
-def survivor_communities(summary: CaseSummary) -> dict[str, str]:
-    """Communities the survivor shared (or that follow from what they shared), each with why.
-
-    A BSL need matches Deaf-led services, a disability access need disabled-led ones, an older age band
-    services for older survivors, a male survivor services for men.
-    """
-    shared = {c: "a shared characteristic" for c in summary.characteristics}
-    if Need.bsl in summary.needs:
-        shared.setdefault(Community.deaf, "BSL need")
-    if Need.disability_access in summary.needs:
-        shared.setdefault(Community.disabled, "disability access need")
-    if summary.age_band == AgeBand.age_60_plus:
-        shared.setdefault(Community.older_people, "age band 60-plus")
-    if summary.gender == "male":
-        shared.setdefault(Community.men, "gender")
-    return shared
-
-
-def is_young_person(summary: CaseSummary) -> bool:
-    return summary.age_band in YOUNG_BANDS or Need.young_person in summary.needs
-
-
-def _tier(service: ServiceRecord) -> int:
-    if NATIONAL in service.coverage or service.coverage_level == CoverageLevel.national:
-        return 2
-    return 1 if service.coverage_level == CoverageLevel.regional else 0
-
-
-def _candidates(area: RoutingArea, index: DirectoryIndex) -> list[_Candidate]:
-    """Services covering the case's area (with the code that matched), then national ones.
-
-    Where the sector spans several authorities, a service covering only a smaller (material) candidate is
-    local too, ranked after the main authority's, and its reason gives the candidate's share."""
-    found: dict[str, _Candidate] = {}
-    shares, split = area.shares, area.split
-    where = area.area.sector or area.district
-    for code in area.codes:
-        for service in index.by_code.get(code, ()):
-            previous = found.get(service.id)
-            rank = 0 if code in area.main else 1
-            if previous is not None and previous.area_rank <= rank:
-                continue
-            name = area.names.get(code)
-            tier = _tier(service)
-            place = f"{name} ({code})" if name else code
-            if split and code in shares:
-                place += (f", the main area of postcode sector {where} ({shares[code]:.0%})" if rank == 0
-                          else f", {shares[code]:.0%} of postcode sector {where}; the main area's services rank first")
-            reason = f"serves {place}" if tier == 0 else f"{TIER_WORDS[tier]} service covering {place}"
-            found[service.id] = _Candidate(service, tier, reason, rank)
-    for service in index.national:
-        # Behind a national service that matched the case's own country code (a helpline for Wales, say).
-        found.setdefault(service.id, _Candidate(service, 2, "national service", area_rank=1))
-    return list(found.values())
-
-
-def _ineligible(service: ServiceRecord, summary: CaseSummary, shared: Mapping[str, str]) -> str | None:
-    """Why the survivor cannot use this service (hard eligibility and their choices), or ``None``.
-
-    A by-and-for service is for survivors of its community: it is not offered to a survivor who has not
-    shared that characteristic (the provider would have to decline, and the survivor would wait).
-    """
-    prefs = summary.preferences
-    declined = set(prefs.declined_service_types)
-    if service.service_type in declined or service.id in declined or service.organisation_id in declined:
-        return "the survivor declined this service or kind of service"
-    if service.by_and_for and prefs.by_and_for is ByAndForPreference.declined:
-        return "the survivor declined by-and-for services"
-    if service.by_and_for and not set(service.by_and_for) & set(shared):
-        return f"by and for {_community_words(service.by_and_for)} survivors, which the survivor has not shared"
-    if service.genders and summary.gender and summary.gender not in ("unknown", *service.genders):
-        return f"serves {' and '.join(service.genders)} survivors only"
-    if summary.age_band in AGE_RANGES and (service.min_age is not None or service.max_age is not None):
-        low, high = AGE_RANGES[AgeBand(summary.age_band)]
-        if (service.min_age is not None and high < service.min_age) or (
-            service.max_age is not None and low > service.max_age
-        ):
-            return f"does not serve age band {summary.age_band}"
-    if service.service_type == ServiceType.chidva and not is_young_person(summary):
-        return "for children and young people"
-    if Need.no_recourse_to_public_funds in summary.needs and not service.accepts_nrpf:
-        return "does not accept survivors with no recourse to public funds"
-    if Need.bsl in summary.needs and not service.bsl and service.service_type != ServiceType.marac:
-        return "no BSL provision, which the survivor needs"
-    if summary.language and service.languages and summary.language not in service.languages:
-        return f"does not work in {LANGUAGE_WORDS.get(summary.language, summary.language)}"
-    # A case with no abuse type recorded is a domestic abuse case.
-    case_types = set(summary.abuse_types) or {"domestic-abuse"}
-    if service.abuse_types and not set(service.abuse_types) & case_types:
-        return f"works only with {', '.join(service.abuse_types)}"
-    if service.service_type == ServiceType.refuge and Need.safe_accommodation not in summary.needs:
-        return "refuge: no safe accommodation need recorded"
-    return None
-
-
-def _fit(service: ServiceRecord, summary: CaseSummary, shared: Mapping[str, str], wants_by_and_for: bool
-         ) -> tuple[int, int, int, list[str]]:
-    """How well an eligible service fits: (by-and-for class, specialism, preference) and the reasons.
-
-    By-and-for class 0 is a service by and for a community the survivor shared, 1 a generic service.
-    """
-    reasons: list[str] = []
-    matched = sorted(set(service.by_and_for) & set(shared)) if wants_by_and_for else []
-    if matched:
-        why = sorted({shared[c] for c in matched})
-        reasons.append(f"by-and-for {_community_words(matched)} survivors, matches {' and '.join(why)}")
-        bf_class = 0
-    else:
-        bf_class = 1
-    specialism = 0
-    for abuse in sorted(SPECIALIST_ABUSE_TYPES & set(service.abuse_types) & set(summary.abuse_types)):
-        specialism += 1
-        reasons.append(f"specialist in {abuse.replace('-', ' ')}")
-    if service.service_type == ServiceType.refuge:
-        specialism += 1
-        reasons.append("safe accommodation, as needed")
-    if service.service_type == ServiceType.chidva:
-        specialism += 1
-        reasons.append("for children and young people")
-    if Need.bsl in summary.needs and service.bsl:
-        reasons.append("BSL provision")
-    preference = 0
-    prefs = summary.preferences
-    if prefs.worker_gender and prefs.worker_gender in service.worker_genders:
-        preference += 1
-        reasons.append(f"offers a {prefs.worker_gender} worker, as preferred")
-    if prefs.language and prefs.language in service.languages:
-        preference += 1
-        reasons.append(f"works in {LANGUAGE_WORDS.get(prefs.language, prefs.language)}, as preferred")
-    return bf_class, specialism, preference, reasons
+# ---- the rules, composed ---------------------------------------------------------------------------
 
 
 def route(
@@ -423,176 +154,230 @@ def route(
     """Decide which services to offer the case to, in what order, and why; deterministic for the same inputs.
 
     ``open_offers`` counts each service's offers awaiting an answer (capacity); ``sla_hours`` is the
-    area protocol's response window per risk band, carried on each offer.
+    area protocol's response window per risk band, carried on each offer. Each numbered rule lives in
+    its own function (``services.router.rules`` and below); this one only composes them.
     """
-    high = summary.risk_band is RiskBand.high
-    acute = summary.setting in ACUTE_SETTINGS
+    case = CaseFacts.of(summary, consent, now)
     area = resolve_case_area(summary, index)
     decision = Decision(outcome=Outcome.routed, directory_version=index.version, area=area.area)
-    shared = survivor_communities(summary)
-    wants_by_and_for = summary.preferences.by_and_for is not ByAndForPreference.declined
-    expired = consent.expires_at is not None and consent.expires_at <= now
-    granted = consent.status is ConsentStatus.granted and not expired
-    consent_words = "expired" if consent.status is ConsentStatus.granted and expired else str(consent.status)
-
-    outside = area.outside
-    decision.notes.extend(area.notes)
-    if high:
-        decision.notes.append(
-            "high risk: an IDVA service and the area's MARAC, in parallel"
-            + ("; a health IDVA first in this hospital setting" if acute else "")
-        )
-    else:
-        decision.notes.append(f"{summary.risk_band} risk: community specialist services")
-    if shared and wants_by_and_for:
-        decision.notes.append(f"survivor shared: {_community_words(shared)}; matching by-and-for services rank first")
-    elif shared:
-        decision.notes.append("the survivor declined by-and-for services")
-    if not granted:
-        decision.notes.append(
-            f"consent {consent_words}: only the MARAC, on the recorded safeguarding basis"
-            if high and consent.safeguarding_basis else f"consent {consent_words}"
-        )
-
-    # High risk: IDVA services, and community services only as a by-and-for offer beside them.
-    route_types = (IDVA_TYPES | COMMUNITY_TYPES) if high else COMMUNITY_TYPES
-    pools: dict[Lane, list[tuple[tuple[int, int, int, int, int, int, str], RoutedService]]] = {
-        lane: [] for lane in Lane}
+    decision.notes.extend(explain_case(area, case))
     respond_within = (sla_hours or {}).get(summary.risk_band)
+    pools: dict[Lane, list[Ranked]] = {lane: [] for lane in Lane}
+    for profile, tier, code, rank in area_candidates(area, index, case, decision.excluded).values():
+        ranked = assess(profile, case, area, tier=tier, code=code, area_rank=rank, open_offers=open_offers,
+                        respond_within=respond_within, decision=decision)
+        if ranked is None:
+            continue
+        lane = profile.lanes[case.band]
+        if ranked[0][4] == 0 and lane in (Lane.idva, Lane.specialist):
+            pools[Lane.by_and_for].append(ranked)
+        pools[lane].append(ranked)
+    ranked_lanes = by_and_for_beside(pools, case)
+    decision.lanes = offered_lanes(ranked_lanes, case)
+    helplines = ranked_lanes[Lane.helpline]
+    if not consent_outcome(decision, case, helplines, index):
+        fallback(decision, case, area, helplines, index)
+    helpline_advice(decision, case, index)
+    decision.referrer_summary = referrer_summary(decision, case)
+    return decision
 
-    for candidate in sorted(_candidates(area, index), key=lambda c: c.record.id):
-        service = candidate.record
-        kind = service.service_type
-        if kind == ServiceType.national_helpline:
-            lane = Lane.helpline
-        elif kind == ServiceType.marac:
-            lane = Lane.marac
-        elif kind in route_types:
-            lane = Lane.idva if kind in IDVA_TYPES and high else Lane.specialist
-        else:
-            lane = None
-        if lane is None or (lane is Lane.marac and not high):
-            decision.excluded[service.id] = (
-                "excluded: IDVA and MARAC are for high-risk cases" if kind in HIGH_RISK_TYPES
-                else f"excluded: not a {summary.risk_band}-risk route"
-            )
-            continue
-        if service.status != ServiceStatus.active:
-            decision.excluded[service.id] = f"excluded: {service.status.replace('-', ' ')}"
-            continue
-        if service.risk_levels and summary.risk_band not in service.risk_levels:
-            decision.excluded[service.id] = f"excluded: does not take {summary.risk_band} risk"
-            continue
-        why_not = _ineligible(service, summary, shared)
-        if why_not is not None:
-            decision.excluded[service.id] = f"excluded: {why_not}"
-            continue
-        bf_class, specialism, preference, fit_reasons = _fit(service, summary, shared, wants_by_and_for)
-        if high and lane is Lane.specialist and bf_class != 0:
-            # A high-risk case goes to an IDVA; a community service only as the by-and-for offer beside it.
-            decision.excluded[service.id] = "excluded: high risk goes to an IDVA service"
-            continue
-        permitted, consent_reason = consent_covers(
-            consent, service_type=kind, by_and_for=bool(service.by_and_for),
-            organisation_id=service.organisation_id, now=now,
-        )
-        if not permitted:
-            decision.excluded[service.id] = f"excluded: {consent_reason}"
-            continue
-        if not service.accepting:
-            decision.passed_over[service.id] = "passed over: not accepting referrals (paused)"
-            continue
-        if service.max_open_offers is not None and open_offers.get(service.id, 0) >= service.max_open_offers:
-            decision.passed_over[service.id] = (
-                f"passed over: at capacity ({open_offers.get(service.id, 0)} of {service.max_open_offers} open offers)"
-            )
-            continue
-        role = ROLE_WORDS[lane]
-        if acute and kind == ServiceType.health_idva and lane is Lane.idva:
-            role = "health IDVA, first in a hospital setting"
-        setting_rank = 0
-        if lane is Lane.idva:
-            setting_rank = (0 if kind == ServiceType.health_idva else 1) if acute else (
-                1 if kind == ServiceType.health_idva else 0)
-        # A young person's children's IDVA is the IDVA route for them.
-        if lane is Lane.idva and kind == ServiceType.chidva:
-            setting_rank = -1
-        key = (candidate.tier, candidate.area_rank, setting_rank, bf_class, -specialism, -preference, service.id)
-        routed = RoutedService(
-            service_id=service.id,
-            organisation_id=service.organisation_id,
-            service_type=kind,
-            name=service.name,
-            reasons=(candidate.area_reason, role, *fit_reasons, consent_reason),
-            by_and_for=tuple(sorted(service.by_and_for)),
-            respond_within_hours=_sla(service, summary.risk_band, respond_within),
-        )
-        if bf_class == 0 and lane in (Lane.idva, Lane.specialist):
-            pools[Lane.by_and_for].append((key, routed))
-        pools[lane].append((key, routed))
 
+def explain_case(area: RoutingArea, case: CaseFacts) -> list[str]:
+    """The decision's notes: where the case is, its risk lane, what the survivor shared, and consent."""
+    notes = list(area.notes)
+    if case.high:
+        notes.append("high risk: an IDVA service and the area's MARAC, in parallel"
+                     + ("; a health IDVA first in this hospital setting" if case.acute else ""))
+    else:
+        notes.append(f"{case.band} risk: community specialist services")
+    if case.shared and case.wants_by_and_for:
+        notes.append(f"survivor shared: {community_words(case.shared)}; matching by-and-for services rank first")
+    elif case.shared:
+        notes.append("the survivor declined by-and-for services")
+    if not case.granted:
+        notes.append(f"consent {case.consent_words}: only the MARAC, on the recorded safeguarding basis"
+                     if case.high and case.consent.safeguarding_basis else f"consent {case.consent_words}")
+    return notes
+
+
+def area_candidates(area: RoutingArea, index: DirectoryIndex, case: CaseFacts, excluded: dict[str, str]
+                    ) -> dict[str, tuple[ServiceProfile, int, str | None, int]]:
+    """Rule 1: the services covering the case's area, then the national ones, each with its area tier, the
+    code that matched and its area rank (0: covers the main authority or the whole area; 1: another
+    material candidate only). Those the case's risk band rules out (rule 2) go straight to ``excluded``.
+
+    Where the sector spans several authorities, a service covering only a smaller (material) candidate is
+    local too, ranked after the main authority's, and its reason gives the candidate's share."""
+    found: dict[str, tuple[ServiceProfile, int, str | None, int]] = {}
+    buckets, main = index.buckets, area.main
+    # Rule 4's by-and-for exclusions in bulk, unless the survivor declined services by name or kind
+    # (that reason comes first, so each service is then looked at on its own).
+    bulk = not case.declined
+    matching: list[str] = []
+
+    def add(entries: Iterable[Entry], code: str | None, rank: int) -> None:
+        for profile, tier in entries:
+            previous = found.get(profile.id)
+            if previous is not None and previous[3] <= rank:
+                continue
+            found[profile.id] = (profile, tier, code, rank)
+
+    def take(bucket: Bucket, code: str | None, rank: int) -> None:
+        if bucket.excluded:
+            excluded.update(bucket.excluded)
+        if not bulk:
+            add(bucket.live, code, rank)
+            return
+        add(bucket.generic, code, rank)
+        if not bucket.by_community:
+            return
+        if not case.wants_by_and_for:
+            excluded.update(bucket.by_and_for_declined)
+            return
+        excluded.update(bucket.by_and_for_not_shared)
+        for community in case.shared_set:
+            entries = bucket.by_community.get(community)
+            if entries:
+                matching.extend(p.id for p, _ in entries)
+                add(entries, code, rank)
+
+    for code in area.codes:
+        by_band = buckets.get(code)
+        if by_band is not None:
+            take(by_band[case.band], code, 0 if code in main else 1)
+    national = index.national_buckets.get(case.band)
+    if national is not None:
+        # Behind a service that matched the case's own country code (a helpline for Wales, say).
+        take(national, None, 1)
+    for service_id in matching:
+        excluded.pop(service_id, None)
+    return found
+
+
+def assess(profile: ServiceProfile, case: CaseFacts, area: RoutingArea, *, tier: int, code: str | None,
+           area_rank: int, open_offers: Mapping[str, int], respond_within: float | None, decision: Decision
+           ) -> Ranked | None:
+    """Rules 3 to 6 for one candidate: its ranking key and offer, or None with the reason recorded."""
+    lane = profile.lanes[case.band]
+    why = choice_exclusion(profile, case) or eligibility_exclusion(profile, case)
+    if why is not None:
+        decision.excluded[profile.id] = f"excluded: {why}"
+        return None
+    if case.high and lane is Lane.specialist and not matches_by_and_for(profile, case):
+        # A high-risk case goes to an IDVA; a community service only as the by-and-for offer beside it.
+        decision.excluded[profile.id] = "excluded: high risk goes to an IDVA service"
+        return None
+    permitted, consent_reason = consent_for(profile, case)
+    if not permitted:
+        decision.excluded[profile.id] = f"excluded: {consent_reason}"
+        return None
+    service = profile.record
+    why = capacity_exclusion(service, open_offers)
+    if why is not None:
+        decision.passed_over[profile.id] = why
+        return None
+    bf_class, specialism, preference, fit_reasons = fit(profile, case)
+    kind = profile.kind
+    role = ROLE_WORDS[lane]
+    if case.acute and kind == ServiceType.health_idva and lane is Lane.idva:
+        role = "health IDVA, first in a hospital setting"
+    key = ranking_key(tier=tier, area_rank=area_rank, setting_rank=setting_rank(kind, lane, case.acute),
+                      bf_class=bf_class, specialism=specialism, preference=preference, service_id=profile.id,
+                      reach=area_reach(code), by_and_for_first=case.asked_for_by_and_for)
+    routed = RoutedService(
+        service_id=profile.id,
+        organisation_id=service.organisation_id,
+        service_type=kind,
+        name=service.name,
+        reasons=(area.area_reason(code, tier, area_rank), role, *fit_reasons, consent_reason),
+        by_and_for=profile.by_and_for_sorted,
+        respond_within_hours=_sla(service, case.band, respond_within),
+    )
+    return key, routed
+
+
+def by_and_for_beside(pools: dict[Lane, list[Ranked]], case: CaseFacts) -> dict[Lane, list[RoutedService]]:
+    """Rule 4 (choices): each lane ranked; a matching by-and-for service at the top of the main lane needs
+    no separate offer; otherwise the best matching by-and-for service (regional or national when none is
+    local) goes beside it, unless the survivor declined by-and-for services."""
     ranked = {lane: [r for _, r in sorted(pool, key=lambda item: item[0])] for lane, pool in pools.items()}
-    primary = Lane.idva if high else Lane.specialist
-    # A matching by-and-for service at the top of the main lane needs no separate offer; otherwise the
-    # best matching by-and-for service (regional or national when none is local) goes beside it.
+    primary = Lane.idva if case.high else Lane.specialist
     bf_ids = {r.service_id for r in ranked[Lane.by_and_for]}
     top_is_matching = bool(ranked[primary]) and ranked[primary][0].service_id in bf_ids
-    if top_is_matching or not (shared and wants_by_and_for):
+    if top_is_matching or not (case.shared and case.wants_by_and_for):
         ranked[Lane.by_and_for] = []
     else:
         ranked[primary] = [r for r in ranked[primary] if r.service_id not in bf_ids]
         if ranked[Lane.by_and_for]:
             top = ranked[Lane.by_and_for][0]
             local = min(key[0] for key, _ in pools[Lane.by_and_for]) == 0
-            beside = ("offered beside the IDVA service" if local
+            beside = (f"offered beside the {'IDVA service' if case.high else 'best local service'}" if local
                       else "no matching by-and-for service is local: offered beside the best local service")
             ranked[Lane.by_and_for][0] = top.model_copy(update={"reasons": (*top.reasons, beside)})
-    # Only the lanes with services, in a fixed order.
-    order: tuple[Lane, ...] = (Lane.idva, Lane.marac, Lane.by_and_for) if high else (Lane.specialist, Lane.by_and_for)
-    if high and not granted:
-        order = (Lane.marac,)
-    decision.lanes = {lane: ranked[lane] for lane in order if ranked[lane]}
-    helplines = ranked[Lane.helpline]
-    helpline_name = helplines[0].name if helplines else _advice_helpline(summary, index)
+    return ranked
 
-    if not granted and not high:
+
+def offered_lanes(ranked: dict[Lane, list[RoutedService]], case: CaseFacts) -> dict[Lane, list[RoutedService]]:
+    """Only the lanes with services, in a fixed order; without consent a high-risk case has the MARAC only
+    (rule 5: the recorded safeguarding basis)."""
+    order: tuple[Lane, ...] = (Lane.idva, Lane.marac, Lane.by_and_for) if case.high else (
+        Lane.specialist, Lane.by_and_for)
+    if case.high and not case.granted:
+        order = (Lane.marac,)
+    return {lane: ranked[lane] for lane in order if ranked[lane]}
+
+
+def consent_outcome(decision: Decision, case: CaseFacts, helplines: list[RoutedService],
+                    index: DirectoryIndex) -> bool:
+    """Rule 5 (the decision): without consent a lower-risk case gets no offer, with a helpline as advice;
+    a high-risk case with no MARAC to go to on a safeguarding basis gets none either, and ops are told.
+    True when that settles the decision."""
+    if case.granted:
+        return False
+    if not case.high:
         decision.outcome = Outcome.no_offer
         decision.lanes = {}
-        decision.no_offer_reason = (
-            f"no offer made: consent {consent_words} for a {summary.risk_band}-risk referral; "
-            "ask the survivor and update consent to route it"
-        )
-        decision.advice = helpline_name
-        return decision
-    if high and not granted and not decision.lanes:
+        decision.no_offer_code = consent_code(case)
+        decision.no_offer_reason = f"no offer made: consent {case.consent_words} for a {case.band}-risk referral" + (
+            "" if decision.no_offer_code in FINAL_NO_OFFER else "; ask the survivor and update consent to route it")
+        decision.advice = helplines[0].name if helplines else advice_helpline(case.summary, index)
+        return True
+    if not decision.lanes:
         decision.outcome = Outcome.no_offer
         decision.no_offer_reason = "no offer made: " + (
-            "no MARAC available for this area" if consent.safeguarding_basis
-            else f"high risk, consent {consent_words} and no recorded safeguarding basis"
+            "no MARAC available for this area" if case.consent.safeguarding_basis
+            else f"high risk, consent {case.consent_words} and no recorded safeguarding basis"
         )
         decision.escalation = decision.no_offer_reason + "; ops to review"
-        decision.advice = helpline_name
-        return decision
+        decision.advice = helplines[0].name if helplines else advice_helpline(case.summary, index)
+        decision.no_offer_code = NoOffer.no_marac if case.consent.safeguarding_basis else NoOffer.high_risk_no_consent
+        return True
+    return False
 
+
+def fallback(decision: Decision, case: CaseFacts, area: RoutingArea, helplines: list[RoutedService],
+             index: DirectoryIndex) -> None:
+    """Rule 7 (never dropped): offer the first service of each lane; when a lane the risk needs is empty
+    (no IDVA, no MARAC, no community service), the matching national helpline is offered and ops are
+    told why; when nothing at all can be offered, the decision says so."""
+    high = case.high
     decision.offer_to = [services[0] for services in decision.lanes.values()]
     missing: list[str] = []
-    no_idva = high and granted and Lane.idva not in decision.lanes
+    no_idva = high and case.granted and Lane.idva not in decision.lanes
     if no_idva:
         missing.append("no IDVA service available")
     if high and Lane.marac not in decision.lanes:
         missing.append("no MARAC available for this area")
     if not high and not decision.lanes:
         missing.append("no community specialist service available")
-    if outside is not None:
-        missing.append(outside)
-        decision.referrer_note = f"{outside[:1].upper()}{outside[1:]}: national services only; ops have been told"
+    if area.outside is not None:
+        missing.append(area.outside)
+        decision.referrer_note = f"{area.outside[:1].upper()}{area.outside[1:]}: national services only; ops have been told"
     if no_idva or not decision.lanes:
         if helplines:
-            fallback = helplines[0].model_copy(
-                update={"reasons": (*helplines[0].reasons, "fallback: nothing local fits")}
-            )
-            decision.lanes[Lane.helpline] = [fallback, *helplines[1:]]
-            decision.offer_to.append(fallback)
+            first = helplines[0].model_copy(update={"reasons": (*helplines[0].reasons, "fallback: nothing local fits")})
+            decision.lanes[Lane.helpline] = [first, *helplines[1:]]
+            decision.offer_to.append(first)
             if len(decision.offer_to) == 1:
                 decision.outcome = Outcome.fallback
         else:
@@ -601,24 +386,60 @@ def route(
                         if s.service_type == ServiceType.national_helpline and s.id in decision.excluded), None)
             missing.append("no national helpline the survivor can use"
                            + (f" ({why.removeprefix('excluded: ')})" if why else ""))
-            decision.advice = helpline_name
+            decision.advice = advice_helpline(case.summary, index)
     if not decision.offer_to:
         decision.outcome = Outcome.no_offer
         decision.no_offer_reason = "no offer made: " + "; ".join(missing)
+        decision.no_offer_code = NoOffer.no_eligible_service
     if missing:
         decision.escalation = "; ".join(missing)
-    return decision
+
+
+def helpline_advice(decision: Decision, case: CaseFacts, index: DirectoryIndex) -> None:
+    """Rule 7 (helplines are visible): the specialist national helplines the survivor can use -- by and for
+    a community she shared (older people, LGBT+, Deaf, men, ...) or for the abuse she disclosed (honour-based
+    abuse and forced marriage) -- are named beside the offers as advice, unless one is offered already.
+
+    Advice is not a referral: neither consent nor service-level eligibility (a by-and-for helpline's own
+    abuse-type focus, BSL, language) limits it; her choices (a declined kind of service, declined by-and-for
+    services) and who the helpline serves (gender) do."""
+    offered = {s.service_id for s in decision.offer_to}
+    advice: list[tuple[RankingKey, RoutedService]] = []
+    gender = case.summary.gender
+    for profile in index.helplines:
+        if profile.id in offered or not (profile.by_and_for or profile.abuse_types):
+            continue
+        if choice_exclusion(profile, case) is not None:
+            continue  # declined, or by and for a community she did not share
+        genders = profile.record.genders
+        if genders and gender and gender not in ("unknown", *genders):
+            continue
+        # By and for her community (choice_exclusion checked it), or for the abuse she disclosed.
+        if not profile.by_and_for and not profile.abuse_types & set(case.summary.abuse_types):
+            continue
+        bf_class, specialism, preference, fit_reasons = fit(profile, case)
+        key = ranking_key(tier=2, area_rank=0, setting_rank=0, bf_class=bf_class, specialism=specialism,
+                          preference=preference, service_id=profile.id)
+        advice.append((key, RoutedService(
+            service_id=profile.id, organisation_id=profile.record.organisation_id, service_type=profile.kind,
+            name=profile.record.name, by_and_for=profile.by_and_for_sorted,
+            reasons=("national service", "specialist national helpline: advice beside the offers", *fit_reasons))))
+    decision.helplines = [r for _, r in sorted(advice, key=lambda item: item[0])]
+    if decision.helplines:
+        names = ", ".join(h.name for h in decision.helplines)
+        decision.notes.append(f"specialist national helplines named as advice: {names}")
 
 
 def _sla(service: ServiceRecord, band: str, area_hours: float | None) -> float | None:
     """The response window for this offer: the service's own, or the area protocol's if shorter."""
     own = service.response_sla_hours.get(band)
-    windows = [h for h in (own, area_hours) if h is not None]
-    return min(windows) if windows else None
+    if own is None:
+        return area_hours
+    return own if area_hours is None else min(own, area_hours)
 
 
-def _advice_helpline(summary: CaseSummary, index: DirectoryIndex) -> str | None:
-    """The helpline to name as advice when no offer can be made.
+def advice_helpline(summary: CaseSummary, index: DirectoryIndex) -> str | None:
+    """Rule 7: the helpline to name as advice when no offer can be made.
 
     Advice is not a referral: neither consent nor service-level eligibility (BSL, language) stops the
     referrer from passing a helpline on, so only the survivor's community and gender choose it.

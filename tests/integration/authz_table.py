@@ -83,6 +83,7 @@ PROBES = {
 TABLE: dict[str, dict[tuple[str, str], Row]] = {
     "directory": {
         **PROBES,
+        ("GET", "/ops/audit/directory"): Row("/ops/audit/directory", ops_only(200)),
         ("GET", "/areas/{area}"): Row("/areas/LS7", everyone()),
         ("GET", "/gazetteer"): Row("/gazetteer", everyone()),
         ("GET", "/services"): Row("/services?area=BD20", everyone()),
@@ -125,11 +126,13 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
     },
     "router": {
         **PROBES,
+        ("GET", "/ops/audit/router"): Row("/ops/audit/router", ops_only(200)),
         ("GET", "/cases/{case_id}/decision"): Row("/cases/{case}/decision", ops_only(200)),
         ("POST", "/explain"): Row("/explain", ops_only(422), body={}),
     },
     "notify": {
         **PROBES,
+        ("GET", "/ops/audit/notify"): Row("/ops/audit/notify", ops_only(200)),
         ("GET", "/offers"): Row("/offers", provider_only(200, other=200)),  # each sees only its own
         ("GET", "/offers/{offer_id}"): Row("/offers/{offer}", provider_only(200)),
         ("POST", "/offers/{offer_id}/accept"): Row("/offers/{offer}/accept", provider_only(200)),
@@ -166,6 +169,7 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
     },
     "intake": {
         **PROBES,
+        ("GET", "/ops/audit/intake"): Row("/ops/audit/intake", ops_only(200)),
         # The same Bundle again: its first answer replayed (202) for its client; another client may not
         # refer for Y00001.
         ("POST", "/fhir/Bundle"): Row("/fhir/Bundle", referrer_only(202, other=403), body="referral"),

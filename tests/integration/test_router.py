@@ -42,6 +42,7 @@ from shared.events import (
     OfferMade,
     ReferralReceived,
     RiskBand,
+    TaskStatus,
 )
 from tests.harness import as_service, consumer_drained, eventually, outbox_empty, pathways, running, service_auth
 from tests.unit.router_directory import GAZETTEER, snapshot
@@ -280,7 +281,9 @@ async def test_no_consent_waits_with_the_task_saying_why_then_consent_routes_it(
         await notify.bus.publish(case)
         await eventually(lambda: _async(len(notify.statuses) == 1))
         status = notify.statuses[0]
-        assert status.business_status == "no offer made"
+        # Not a final answer: recording consent routes it (a refusal would be: tests/integration/test_task_final_status.py).
+        assert status.status is TaskStatus.requested and status.business_status_code == "awaiting-consent"
+        assert status.status_reason_code == "consent-not-asked" and status.consent_version == 1
         assert status.status_reason == (
             "no offer made: consent not-asked for a standard-risk referral; ask the survivor and update consent "
             "to route it. Advice: national-da-helpline (sample)"
@@ -294,6 +297,28 @@ async def test_no_consent_waits_with_the_task_saying_why_then_consent_routes_it(
         body = (await client.get(f"/cases/{case.case_id}/decision", headers={"X-API-Key": OPS_KEY})).json()
         assert [(d["kind"], d["trigger"]) for d in body["decisions"]] == [
             ("initial", None), ("re-route", "consent updated: granted")]
+
+
+async def test_consent_refused_is_a_final_answer_and_a_routed_case_carries_its_summary(
+    nats_server: NatsServer, database_url: str, directory: StubDirectory, notify: Notify
+) -> None:
+    async with running(create_app(router_settings(nats_server, database_url, directory))):
+        refused = referral().model_copy(update={"consent": ConsentState(status=ConsentStatus.refused)})
+        await notify.bus.publish(refused)
+        await eventually(lambda: _async(len(notify.statuses) == 1))
+        [status] = notify.statuses
+        assert (status.status, status.business_status_code, status.status_reason_code) == (
+            TaskStatus.rejected, "no-offer", "consent-refused")
+        assert status.routing_summary is not None and status.routing_summary.startswith("No offer made")
+        assert notify.routed == [] and notify.escalated == []
+
+        routed = referral(characteristics=("lgbt+",))
+        await notify.bus.publish(routed)
+        await eventually(lambda: _async(len(notify.routed) == 1))
+        assert notify.routed[0].routing_summary == (
+            "Offered to a community specialist service and a by-and-for service; standard risk. A by-and-for "
+            "service matching what the survivor shared was chosen. Helplines to mention: "
+            "national-lgbt-helpline (sample).")
 
 
 async def test_routing_carries_on_from_the_last_good_copy_while_the_directory_is_down(
@@ -424,6 +449,13 @@ async def test_decision_and_explain_are_for_ops_and_services_and_explain_creates
         assert [s["service_id"] for s in explained["offer_to"]] == ["wy-deaf-outreach"]
         assert "by-and-for Deaf survivors, matches BSL need" in explained["offer_to"][0]["reasons"]
         assert explained["excluded"]["leeds-outreach"] == "excluded: no BSL provision, which the survivor needs"
+        # An LGBT+ survivor: the local offer, and the LGBT+ helpline named beside it as advice (issue 12).
+        question["summary"] = {**question["summary"], "needs": [], "characteristics": ["lgbt+"]}
+        explained = (await client.post("/explain", json=question, headers={"X-API-Key": OPS_KEY})).json()
+        assert [s["service_id"] for s in explained["helplines"]] == ["national-lgbt-helpline"]
+        assert "specialist national helpline: advice beside the offers" in explained["helplines"][0]["reasons"]
+        assert "specialist national helplines named as advice: national-lgbt-helpline (sample)" in explained["notes"]
+        assert "Helplines to mention: national-lgbt-helpline (sample)." in explained["referrer_summary"]
         await eventually(lambda: settled(notify, app))
         assert len(notify.routed) == 1  # nothing was offered
         assert (await client.post("/explain", json={"summary": {}}, headers={"X-API-Key": OPS_KEY})

@@ -31,6 +31,10 @@ ALLOWED_TEXT: dict[str, str] = {
     "CaseArea.source": "which gazetteer is in force (default or import), never a postcode",
     "AreaShare.code": "an ONS area code",
     "CaseRouted.referrer_note": "built by the router from its rules and area names (outside England, unknown area)",
+    "CaseRouted.routing_summary": "built by the router (referrer_summary) from fixed phrases about kinds of service "
+                                  "and public national helpline names; no referral or provider text",
+    "CaseStatus.routing_summary": "the router's routing_summary, passed on unchanged",
+    "CaseStatus.status_reason_code": "code: the router's NoOffer vocabulary (consent-refused, no-eligible-service, …)",
     "CaseSummary.needs": "code: shared.reference.Need",
     "CaseSummary.characteristics": "code: shared.reference.Community",
     "CaseSummary.abuse_types": "code: shared.reference.AbuseType",

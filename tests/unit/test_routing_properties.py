@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.domain import Outcome, route
+from services.router.domain import Outcome, route, task_answer
 from shared.events import (
     ByAndForPreference,
     CareSetting,
@@ -135,3 +135,21 @@ def test_every_decision_is_safe_explained_and_stable(summary, consent, open_offe
         assert decision.escalation or lower_risk_without_consent
     else:
         assert decision.offer_to
+
+    # The referrer's summary (issue 12) names no other organisation's internals: nobody excluded or passed
+    # over, no capacity or pause, nothing of the ranking it was not offered.
+    offered_ids = {s.service_id for s in decision.offer_to}
+    text = decision.referrer_summary
+    assert text
+    for service_id in (*decision.excluded, *decision.passed_over, *decision.ranking()):
+        if service_id not in offered_ids:
+            assert service_id not in text and RECORDS[service_id].name not in text or (
+                RECORDS[service_id].service_type == "national-helpline"), f"{service_id} in {text!r}"
+    for internal in ("capacity", "paused", "open offers", "excluded", "passed over"):
+        assert internal not in text
+    # Every no-offer decision gives the referrer's Task an answer; a final one only where none will come.
+    answer = task_answer(decision, high=summary.risk_band is RiskBand.high)
+    assert (answer is None) == bool(decision.offer_to)
+    if answer is not None and answer.status == "rejected":
+        assert summary.risk_band is not RiskBand.high
+        assert not decision.escalation or answer.reason_code == "no-eligible-service"

@@ -115,13 +115,13 @@ ROWS = [
         case(characteristics=("black-minoritised",), prefs={"by_and_for": ByAndForPreference.declined}),
         ["leeds-outreach"], excluded={"kinara-outreach": "excluded: the survivor declined by-and-for services"}),
     Row("a BSL need: only services with BSL, the Deaf-led one first", case(needs=("bsl",)), ["wy-deaf-outreach"],
-        reasons={"wy-deaf-outreach": ["regional service covering E54000054",
+        reasons={"wy-deaf-outreach": ["serves E54000054",
                                       "by-and-for Deaf survivors, matches BSL need", "BSL provision"]},
         excluded={"leeds-outreach": "excluded: no BSL provision, which the survivor needs"}),
-    Row("Deaf survivor without a BSL need: regional Deaf-led service beside the local one",
-        case(characteristics=("deaf",)), ["leeds-outreach", "wy-deaf-outreach"],
-        lanes={Lane.specialist: ["leeds-outreach", "leeds-outreach-b"], Lane.by_and_for: ["wy-deaf-outreach"]},
-        reasons={"wy-deaf-outreach": ["no matching by-and-for service is local: offered beside the best local service"]}),
+    Row("Deaf survivor: the Deaf-led service covering her ICB is local, so it ranks first and is the offer",
+        case(characteristics=("deaf",)), ["wy-deaf-outreach"],
+        lanes={Lane.specialist: ["wy-deaf-outreach", "leeds-outreach", "leeds-outreach-b"]},
+        reasons={"wy-deaf-outreach": ["serves E54000054", "by-and-for Deaf survivors"]}),
     Row("LGBT+ survivor: national by-and-for service beside the best local one", case(characteristics=("lgbt+",)),
         ["leeds-outreach", "national-lgbt-outreach"],
         reasons={"national-lgbt-outreach": ["national service", "by-and-for LGBT+ survivors"]}),
@@ -278,6 +278,7 @@ def test_explanation_names_area_risk_and_characteristics() -> None:
         "area: Leeds (E08000035), E54000054, LS7, England (E92000001)",
         "high risk: an IDVA service and the area's MARAC, in parallel",
         "survivor shared: LGBT+; matching by-and-for services rank first",
+        "specialist national helplines named as advice: national-lgbt-helpline (sample)",
     ]
     assert decision.rule_version and decision.directory_version == "test-1"
 

@@ -16,7 +16,7 @@ from services.router.settings import RouterSettings
 
 SECRET_NAME = re.compile(r"(key|token|secret|password|credential)", re.IGNORECASE)
 # What such a name may be without being a secret: an id, a digest, a duration.
-NOT_A_SECRET = re.compile(r"(_id$|_hash$|_seconds$|_hours$|_file$|_dir$)")
+NOT_A_SECRET = re.compile(r"(_id$|_hash$|_seconds$|_hours$|_file$|_dir$|_token_url$|_cache_size$)")
 SETTINGS: tuple[type[BaseSettings], ...] = (IntakeSettings, RouterSettings, DirectorySettings, NotifySettings,
                                             ClosedLoopSettings)
 
