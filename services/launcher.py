@@ -192,6 +192,7 @@ class System:
             INTAKE_DIRECTORY_URL=self.url("directory"),
             NOTIFY_DIRECTORY_URL=self.url("directory"),
             NOTIFY_INTAKE_URL=self.url("intake"),
+            NOTIFY_ROUTER_URL=self.url("router"),
             # Links in webhooks and FHIR notifications point at where the services really listen.
             NOTIFY_PUBLIC_URL=self.url("notify"),
             INTAKE_SUBSCRIPTION_PUBLIC_URL=self.url("intake"),

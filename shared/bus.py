@@ -102,6 +102,17 @@ class ConsumerLag:
     redelivered: int  # delivered more than once and not yet acknowledged
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message a consumer gave up on: where it was going, who failed, how (the body stays in the stream)."""
+
+    sequence: int
+    subject: str
+    consumer: str
+    error: str
+    deliveries: int
+
+
 class BusNotConnected(RuntimeError):
     pass
 
@@ -467,11 +478,33 @@ class Bus:
             self.name, spec.durable, msg.metadata.sequence.stream, msg.metadata.num_delivered, type(exc).__name__,
         )
 
-    async def replay_dead_letters(self, *, limit: int = 1000) -> int:
+    async def dead_letters(self, *, limit: int = 200) -> list[DeadLetter]:
+        """The dead-lettered messages, oldest first (read without consuming them), for ops to inspect."""
+        info = await self.js.stream_info(DLQ_STREAM)
+        found: list[DeadLetter] = []
+        seq = info.state.first_seq
+        while seq and seq <= info.state.last_seq and len(found) < limit:
+            try:
+                msg = await self.js.get_msg(DLQ_STREAM, seq)
+            except nats.js.errors.NotFoundError:
+                seq += 1
+                continue
+            headers = dict(msg.headers or {})
+            found.append(DeadLetter(
+                sequence=seq, subject=headers.get("Pathways-Dlq-Subject", msg.subject or ""),
+                consumer=headers.get("Pathways-Dlq-Consumer", ""), error=headers.get("Pathways-Dlq-Error", ""),
+                deliveries=int(headers.get("Pathways-Dlq-Deliveries", "0") or 0),
+            ))
+            seq += 1
+        return found
+
+    async def replay_dead_letters(self, *, limit: int = 1000, up_to: int | None = None) -> int:
         """Republish dead-lettered messages to their original subjects (ops' replay).
 
         Consumers that already processed an event skip it by ``event_id``; the one that failed gets
-        it afresh. Replayed messages are removed from the dead-letter stream.
+        it afresh. Replayed messages are removed from the dead-letter stream. ``up_to`` (a stream
+        sequence) replays only what was there when ops looked: a message that fails again and comes
+        back is not replayed round and round.
         """
         js = self.js
         sub = await js.pull_subscribe(f"{DLQ_PREFIX}.>", durable=None, stream=DLQ_STREAM)
@@ -482,7 +515,11 @@ class Bus:
                     msgs = await sub.fetch(batch=min(100, limit - replayed), timeout=1)
                 except asyncio.TimeoutError:  # either kind nats-py raises (see _consume_loop)
                     break
+                if up_to is not None and msgs and msgs[0].metadata.sequence.stream > up_to:
+                    break
                 for msg in msgs:
+                    if up_to is not None and msg.metadata.sequence.stream > up_to:
+                        break
                     headers = dict(msg.headers or {})
                     subject = headers.pop("Pathways-Dlq-Subject")
                     consumer = headers.pop("Pathways-Dlq-Consumer", "")

@@ -73,6 +73,7 @@ class StubDirectory:
     deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
     ops_users: dict[str, str] = field(default_factory=dict)  # api key → ops user id
+    ops_roles: dict[str, str] = field(default_factory=dict)  # api key → role, when not "ops" (a commissioner)
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -91,7 +92,8 @@ class StubDirectory:
             ops_user_id = self.ops_users.get(body["api_key"])
             if ops_user_id is None:
                 raise HTTPException(404)
-            return {"ops_user_id": ops_user_id, "name": ops_user_id}
+            return {"ops_user_id": ops_user_id, "name": ops_user_id,
+                    "role": self.ops_roles.get(body["api_key"], "ops")}
 
         @app.get("/internal/organisations/{organisation_id}/delivery")
         async def delivery(organisation_id: str, _caller: ServiceCaller) -> dict[str, Any]:

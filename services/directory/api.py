@@ -273,6 +273,15 @@ async def get_organisation(organisation_id: str, session: SessionDep, contacts: 
     return OrganisationPublic.of(await _organisation(session, organisation_id), contacts=contacts)
 
 
+@router.get("/organisations/{organisation_id}/services", response_model=list[ServicePublic], responses=errors(404),
+            summary="An organisation's services, whatever their area (for editing the directory)")
+async def organisation_services(organisation_id: str, session: SessionDep) -> list[ServicePublic]:
+    organisation = await _organisation(session, organisation_id)
+    rows = (await session.exec(select(Service).where(Service.organisation_id == organisation_id)
+                               .order_by(col(Service.id)))).all()
+    return [_public(service, organisation) for service in rows]
+
+
 # --- Ops: organisations and services --------------------------------------------------------------
 
 

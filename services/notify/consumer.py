@@ -42,8 +42,10 @@ def register(runtime: Runtime) -> None:
     async def on_referral(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, ReferralReceived)
         # Known from the start, so that ops can assign a case the router could not place.
-        await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at,
-                            summary=event.summary)
+        case = await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at,
+                                   summary=event.summary)
+        case.referred_at = event.occurred_at
+        session.add(case)
 
     async def on_case_routed(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, CaseRouted)

@@ -38,6 +38,10 @@ class Outcome(StrEnum):
     closed = "closed"
 
 
+# Outcomes that mean the provider reached the survivor (the first of them is "first contact" in the reports).
+CONTACT_OUTCOMES = frozenset({Outcome.contact_made, Outcome.survivor_engaged, Outcome.survivor_declined_support})
+
+
 class OfferStatus(StrEnum):
     offered = "offered"
     accepted = "accepted"

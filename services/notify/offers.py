@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notify.domain import (
+    CONTACT_OUTCOMES,
     OFFER_STATES,
     OUTCOME_STATES,
     DeclineReason,
@@ -176,7 +177,7 @@ async def accept_offer(session: AsyncSession, offer: Offer, provider: Caller, *,
     """The provider takes the case. Accepting twice is harmless (False: nothing new to announce); accepting an
     offer that expired, was declined or withdrawn is an ``IllegalTransition``, even when that happened
     between the provider's read and its write."""
-    if not await OFFER_STATES.advance(session, offer, OfferStatus.accepted, last_updated=now):
+    if not await OFFER_STATES.advance(session, offer, OfferStatus.accepted, last_updated=now, accepted_at=now):
         return False
     enqueue(session, OfferAccepted(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
                                    organisation_id=offer.organisation_id, service_type=offer.service_type,
@@ -211,7 +212,9 @@ async def report_outcome(session: AsyncSession, offer: Offer, provider: Caller, 
 
     if not await OUTCOME_STATES.advance(session, offer, outcome, precondition=accepted,
                                         guard=(col(Offer.status) == OfferStatus.accepted,), last_updated=now,
-                                        outcomes=lambda row: [*row.outcomes, outcome.value]):
+                                        outcomes=lambda row: [*row.outcomes, outcome.value],
+                                        first_contact_at=lambda row: row.first_contact_at or (
+                                            now if outcome in CONTACT_OUTCOMES else None)):
         return False
     # Task.output lists every outcome any provider reported on the case.
     case_offers = (await session.exec(select(Offer).where(Offer.case_id == offer.case_id))).all()

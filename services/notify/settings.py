@@ -13,6 +13,8 @@ class NotifySettings(ServiceSettings):
     public_url: str = "http://127.0.0.1:8004"
     intake_url: str = "http://127.0.0.1:8001"
     directory_url: str = "http://127.0.0.1:8003"
+    # The router: the ops console reads its decisions, the reports its gap analysis.
+    router_url: str = "http://127.0.0.1:8002"
     # How long a provider's API key stays trusted after the directory confirmed it. 0 (the default): the
     # directory is asked on every request, so a revoked key stops at the next call on every replica
     # (issue 13). Above 0, the directory's change broadcast evicts early, but at most once.

@@ -36,6 +36,8 @@ class CaseConsent(SQLModel, table=True):
     # When the consent above was stated (for people reading the record).
     consent_at: datetime = utc_field(default_factory=utcnow)
     summary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # When intake received the referral (``referral.received``), for the reports' time to acceptance.
+    referred_at: datetime | None = utc_field(default=None)
     # Set when the referral was cancelled: no new offers are made after that.
     closed_reason: str | None = Field(default=None, max_length=60)
     updated_at: datetime = utc_field(default_factory=utcnow)
@@ -79,6 +81,9 @@ class Offer(SQLModel, table=True):
     # The latest outcome (services.notify.domain.OUTCOME_STATES); ``outcomes`` keeps the history.
     outcome: str | None = Field(default=None, max_length=40)
     assigned_by: str | None = Field(default=None, max_length=100)
+    # For the reports (time from referral to acceptance and to first contact): set once, never moved.
+    accepted_at: datetime | None = utc_field(default=None)
+    first_contact_at: datetime | None = utc_field(default=None)
 
 
 class WebhookStatus(StrEnum):

@@ -7,12 +7,14 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field
+from sqlmodel import select
 
 from services.router.consumer import Router, decide, decision_row
 from services.router.directory_client import DirectoryUnavailable
+from services.router.gaps import GeographyReport, geography_report
 from services.router.store import RoutedCase, decisions_for
 from shared.audit import record_read
-from shared.auth import OpsCaller
+from shared.auth import NotifyCaller, OpsCaller
 from shared.events import CaseSummary, ConsentScope, ConsentState, ConsentStatus
 from shared.openapi import errors
 from shared.service import RuntimeDep, SessionDep
@@ -99,3 +101,15 @@ async def explain(body: ExplainRequest, session: SessionDep, router_state: Route
             # Specialist national helplines named as advice beside the offers, with why (rule 7).
             "helplines": [s.model_dump(mode="json") for s in decision.helplines],
             "referrer_summary": decision.referrer_summary}
+
+
+@router.get("/internal/reports/geography", response_model=GeographyReport, include_in_schema=True,
+            summary="Raw gap-analysis counts and IDVA/MARAC coverage by area, for notify's reports (unsuppressed: "
+                    "services only)", responses=errors(503))
+async def geography(session: SessionDep, router_state: RouterDep, _caller: NotifyCaller) -> GeographyReport:
+    try:
+        index = await router_state.cache.current()
+    except DirectoryUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="No directory copy is held yet.") from exc
+    summaries = [CaseSummary.model_validate(s) for s in (await session.exec(select(RoutedCase.summary))).all()]
+    return geography_report(summaries, index)

@@ -60,15 +60,30 @@ def provider_only(status: int, other: int = 404) -> dict[str, int]:
     return {**everyone(401), "provider": status, "provider_other": other}
 
 
+def reports(status: int) -> dict[str, int]:
+    """Reports (aggregates, small numbers suppressed): ops users and commissioners alike."""
+    return {**everyone(401), "ops": status, "commissioner": status}
+
+
+def web_realm(prefix: str) -> dict[tuple[str, str], Row]:
+    """A realm's own routes: sign-in page (200), sign-in and sign-out without the form's CSRF token (403),
+    quick exit (303, to the neutral site)."""
+    return {("GET", f"{prefix}/sign-in"): Row(f"{prefix}/sign-in", everyone(200)),
+            ("POST", f"{prefix}/sign-in"): Row(f"{prefix}/sign-in", everyone(403), form={}),
+            ("POST", f"{prefix}/sign-out"): Row(f"{prefix}/sign-out", everyone(403), form={}),
+            ("GET", f"{prefix}/exit"): Row(f"{prefix}/exit", everyone(303))}
+
+
 def internal(status: int) -> dict[str, int]:
     """Internal routes: only the named services' credentials; an API key of any kind is not one (403)."""
     return {**everyone(403), "none": 401, "service": status}
 
 
 def web_page(status: int = 303) -> dict[str, int]:
-    """Web pages (the provider inbox): a session cookie from the page's own sign-in, never a bearer
-    credential, so every API caller is sent to sign in (303). Who may see what once signed in is
-    tested with sessions in tests/integration/test_notify_inbox.py (another provider's offer: 404)."""
+    """Web pages (the provider inbox, the ops console, the reports): a session cookie from the page's own
+    sign-in, never a bearer credential, so every API caller is sent to sign in (303). Who may see what
+    once signed in is tested with sessions in tests/integration/test_notify_inbox.py (another provider's
+    offer: 404) and tests/integration/test_console_and_reports.py (a commissioner: never the console)."""
     return everyone(status)
 
 
@@ -90,6 +105,7 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
         ("GET", "/services/{service_id}"): Row("/services/{service}", everyone()),
         ("GET", "/organisations"): Row("/organisations", everyone()),
         ("GET", "/organisations/{organisation_id}"): Row("/organisations/{org}", everyone()),
+        ("GET", "/organisations/{organisation_id}/services"): Row("/organisations/{org}/services", everyone()),
         ("GET", "/hsds"): Row("/hsds", everyone()),
         ("GET", "/fhir/HealthcareService"): Row("/fhir/HealthcareService", everyone()),
         ("GET", "/fhir/HealthcareService/{service_id}"): Row("/fhir/HealthcareService/{service}", everyone()),
@@ -129,6 +145,8 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
         ("GET", "/ops/audit/router"): Row("/ops/audit/router", ops_only(200)),
         ("GET", "/cases/{case_id}/decision"): Row("/cases/{case}/decision", ops_only(200)),
         ("POST", "/explain"): Row("/explain", ops_only(422), body={}),
+        ("GET", "/internal/reports/geography"): Row("/internal/reports/geography", internal(200), service="notify",
+                                                    wrong_service="directory"),
     },
     "notify": {
         **PROBES,
@@ -166,6 +184,31 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
             Row("/inbox/offers/{offer}/decline", web_page(), form={"reason": "no-capacity"}),
         ("POST", "/inbox/offers/{offer_id}/outcomes"):
             Row("/inbox/offers/{offer}/outcomes", web_page(), form={"outcome": "contact-made"}),
+        ("GET", "/report-tables"): Row("/report-tables", reports(200)),
+        ("GET", "/report-tables/{key}.csv"): Row("/report-tables/offers.csv", reports(200)),
+        # The ops console (ops users sign in) and the reports (ops users and commissioners sign in).
+        **web_realm("/console"),
+        **{(method, path): Row(path.format(escalation_id="{missing}", organisation_id="{org}",
+                                           service_id="{service}", name="sample", action="revoke",
+                                           owner="clients", credential_id="nobody", key="offers"),
+                               web_page(), form={} if method == "POST" else None)
+           for method, path in (
+               ("GET", "/console"), ("GET", "/console/escalations"), ("GET", "/console/escalations/{escalation_id}"),
+               ("POST", "/console/escalations/{escalation_id}/assign"),
+               ("POST", "/console/escalations/{escalation_id}/notes"), ("GET", "/console/dead-letters"),
+               ("POST", "/console/dead-letters/replay"), ("GET", "/console/webhooks"),
+               ("POST", "/console/webhooks/{organisation_id}/enable"), ("GET", "/console/directory"),
+               ("POST", "/console/directory/organisations"), ("GET", "/console/directory/{organisation_id}"),
+               ("POST", "/console/directory/services"), ("POST", "/console/directory/services/{service_id}/capacity"),
+               ("POST", "/console/directory/{organisation_id}/edit"),
+               ("POST", "/console/directory/services/{service_id}/edit"),
+               ("POST", "/console/directory/services/{service_id}/coverage"), ("GET", "/console/credentials"),
+               ("POST", "/console/credentials/clients"), ("POST", "/console/credentials/ops-users"),
+               ("POST", "/console/credentials/providers/{organisation_id}/keys"),
+               ("POST", "/console/credentials/providers/{organisation_id}/keys/{name}/{action}"),
+               ("POST", "/console/credentials/{owner}/{credential_id}/{action}"),
+               ("GET", "/reports"), ("GET", "/reports/{key}.csv"))},
+        **web_realm("/reports"),
     },
     "intake": {
         **PROBES,

@@ -12,7 +12,7 @@ from services.openapi_docs import APPS, DOCS, documents
 # How each service's callers authenticate (issue 13): API keys (bearer or X-API-Key) everywhere; service
 # credentials on the internal routes; OAuth2 client credentials (private_key_jwt) for EHR clients.
 SCHEMES = {"intake": {"bearer", "apiKey", "serviceCredential", "oauth2ClientCredentials"},
-           "directory": {"bearer", "apiKey", "serviceCredential"}, "router": {"bearer", "apiKey"},
+           "directory": {"bearer", "apiKey", "serviceCredential"}, "router": {"bearer", "apiKey", "serviceCredential"},
            "notify": {"bearer", "apiKey"}}
 
 
