@@ -1,5 +1,5 @@
 """Gap analysis for commissioners, from the router's own view of the world (its cases and its copy of the
-directory and gazetteer), with the same coverage rules routing uses (``domain._candidates``).
+directory and gazetteer), with the same coverage rules routing uses (rule 1: ``rules.area_tier``).
 
 Raw counts only: notify, which publishes the reports, applies small-number suppression to the tables it
 builds from them. Nothing here identifies a case: the answer is counts by area and community.
@@ -13,15 +13,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from services.router.domain import (
-    IDVA_TYPES,
-    TIER_WORDS,
-    DirectoryIndex,
-    _candidates,
-    _tier,
-    resolve_case_area,
-    survivor_communities,
-)
+from services.router.index import DirectoryIndex, resolve_case_area
+from services.router.rules import IDVA_TYPES, TIER_WORDS, area_tier, survivor_communities
 from shared.events import ByAndForPreference, CaseSummary
 from shared.reference import ServiceStatus, ServiceType
 
@@ -66,8 +59,10 @@ def wanted_communities(summary: CaseSummary) -> list[str]:
 def availability(summary: CaseSummary, community: str, index: DirectoryIndex) -> Availability:
     """The nearest tier at which a by-and-for service of ``community`` covers the case's area."""
     area = resolve_case_area(summary, index)
-    tiers = [_tier(c.record) for c in _candidates(area, index)
-             if community in c.record.by_and_for and c.record.status == ServiceStatus.active]
+    # Rule 1's coverage tiers: a service covering one of the case's area codes, or a national one.
+    covering = [(area_tier(code), s) for code in area.codes for s in index.by_code.get(code, ())]
+    covering += [(area_tier(None), s) for s in index.national]
+    tiers = [tier for tier, s in covering if community in s.by_and_for and s.status == ServiceStatus.active]
     return Availability(TIER_WORDS[min(tiers)]) if tiers else Availability.none
 
 

@@ -31,9 +31,10 @@ def summary(district: str, *characteristics: str, band: RiskBand = RiskBand.medi
 
 def test_by_and_for_availability_uses_the_routing_tiers() -> None:
     index = directory_index()
-    # Leeds has a Black and minoritised led service of its own; the Deaf-led one covers the whole ICB.
+    # Leeds has a Black and minoritised led service of its own; the Deaf-led one covers the whole ICB, so
+    # it is local in Bradford (rule 1: the tier comes from the coverage, whatever the service's label).
     assert availability(summary("LS7"), "black-minoritised", index) is Availability.local
-    assert availability(summary("BD1"), "deaf", index) is Availability.regional
+    assert availability(summary("BD1"), "deaf", index) is Availability.local
     assert availability(summary("HX1"), "lgbt+", index) is Availability.national
     assert availability(summary("HX1"), "gypsy-roma-traveller", index) is Availability.none
 
