@@ -154,7 +154,8 @@ async def run(args: argparse.Namespace) -> int:
             "answered 202 / 503 / other",
             f"{statuses.get(202, 0)} / {statuses.get(503, 0)} / "
             f"{len(results) - statuses.get(202, 0) - statuses.get(503, 0)}",
-            "",
+            # Which others (0: no answer within the client's 30 s, or the connection failed).
+            ", ".join(f"{code}: {n}" for code, n in sorted(statuses.items()) if code not in (202, 503)),
         ],
         [
             "POST answered p50 / p99 ms",

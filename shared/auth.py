@@ -12,7 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request, status
@@ -53,7 +53,7 @@ API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey",
                        description="The API key in the X-API-Key header (instead of the bearer token).")
 
 
-def bearer_or_api_key(
+async def bearer_or_api_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     x_api_key: Annotated[str | None, Depends(API_KEY)],
 ) -> str:
@@ -72,7 +72,7 @@ def bearer_or_api_key(
 PresentedKey = Annotated[str, Depends(bearer_or_api_key)]
 
 
-def optional_key(
+async def optional_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     x_api_key: Annotated[str | None, Depends(API_KEY)],
 ) -> str | None:
@@ -124,8 +124,8 @@ def identify_service(configured: str, presented: str) -> str | None:
     return found
 
 
-def require_service(request: Request,
-                    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(SERVICE_BEARER)]) -> Caller:
+async def require_service(request: Request,
+                          bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(SERVICE_BEARER)]) -> Caller:
     """Internal endpoints: another Pathways service, named by its own credential."""
     if bearer is None or not bearer.credentials.strip():
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Missing service credential.",
@@ -140,10 +140,11 @@ def require_service(request: Request,
 ServiceCaller = Annotated[Caller, Depends(require_service)]
 
 
-def service_from(*names: str) -> Callable[[Caller], Caller]:
+def service_from(*names: str) -> Callable[[Caller], Awaitable[Caller]]:
     """A dependency admitting only the named services: each internal route says who may call it."""
 
-    def admitted(caller: ServiceCaller) -> Caller:
+    # async, as every dependency here: FastAPI runs a plain ``def`` on a worker thread (issue 9).
+    async def admitted(caller: ServiceCaller) -> Caller:
         if caller.id not in names:
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 detail=f"This endpoint is for the {' and '.join(names)} service(s) only.")

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import nats
@@ -43,6 +43,10 @@ DEFAULT_BACKOFF = (1.0, 5.0, 15.0, 60.0, 300.0)
 
 Handler = Callable[[Event, "Delivery"], Awaitable[None]]
 BroadcastHandler = Callable[[Event], Awaitable[None]]
+# Handles a fetched batch at once (one database transaction for all, see ``Runtime.consume``) and says,
+# per event and in order, whether it failed: ``None`` for done, or the error (that message alone is
+# retried or dead-lettered as a single handler's failure would be).
+BatchHandler = Callable[[Sequence["Received"]], Awaitable[Sequence[BaseException | None]]]
 
 
 DAY = 86400.0
@@ -76,6 +80,32 @@ class Delivery:
     stream_sequence: int
 
 
+@dataclass(frozen=True)
+class Received:
+    """One decoded message of a batch: the event, its delivery, and the trace context it came with."""
+
+    durable: str
+    event: Event
+    delivery: Delivery
+    headers: dict[str, str] | None
+
+    @contextlib.contextmanager
+    def span(self) -> Iterator[trace.Span]:
+        """The consumer span for this event, current while its work runs (events it enqueues carry it)."""
+        with tracer().start_as_current_span(
+            f"consume {self.delivery.subject}",
+            context=extract_context(self.headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes=safe_attributes(
+                messaging__system="nats",
+                messaging__destination__name=self.delivery.subject,
+                messaging__consumer__group__name=self.durable,
+                pathways__event_id=self.event.event_id,
+            ),
+        ) as span:
+            yield span
+
+
 @dataclass
 class ConsumerSpec:
     durable: str
@@ -85,6 +115,7 @@ class ConsumerSpec:
     backoff: Sequence[float] = DEFAULT_BACKOFF
     ack_wait: float = 30.0
     batch: int = 10
+    batch_handler: BatchHandler | None = None
     processed: int = field(default=0, init=False)
     dead_lettered: int = field(default=0, init=False)
 
@@ -141,6 +172,7 @@ class Bus:
         # The CA that signed the NATS servers' certificates (tls:// URLs); the system's CAs otherwise.
         self.tls_ca_file = tls_ca_file
         self.nc: NATS | None = None
+        self._js: tuple[NATS, nats.js.JetStreamContext] | None = None
         self._consumers: list[ConsumerSpec] = []
         self._broadcasts: list[tuple[tuple[str, ...], BroadcastHandler]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -237,7 +269,10 @@ class Bus:
     def js(self) -> nats.js.JetStreamContext:
         if self.nc is None or not self.nc.is_connected:
             raise BusNotConnected("not connected to NATS")
-        return self.nc.jetstream(timeout=5)
+        # One context per connection: building one per publish showed in the profile (issue 9).
+        if self._js is None or self._js[0] is not self.nc:
+            self._js = (self.nc, self.nc.jetstream(timeout=5))
+        return self._js[1]
 
     async def declare_streams(self) -> None:
         """Create or update the event stream and the dead-letter stream (with ``stream_replicas`` copies and
@@ -335,9 +370,12 @@ class Bus:
         max_deliver: int = 5,
         backoff: Sequence[float] = DEFAULT_BACKOFF,
         ack_wait: float = 30.0,
+        batch_handler: BatchHandler | None = None,
     ) -> ConsumerSpec:
-        """Register a durable pull consumer; it starts once the bus is connected."""
-        spec = ConsumerSpec(durable, tuple(subjects), handler, max_deliver, tuple(backoff), ack_wait)
+        """Register a durable pull consumer; it starts once the bus is connected. With ``batch_handler``
+        each fetched batch is handed over at once (``handler`` is then not called)."""
+        spec = ConsumerSpec(durable, tuple(subjects), handler, max_deliver, tuple(backoff), ack_wait,
+                            batch_handler=batch_handler)
         self._consumers.append(spec)
         if self._ready.is_set():
             self._spawn_consumer(spec)
@@ -406,8 +444,11 @@ class Bus:
                     # nats-py raises its own TimeoutError or, when the deadline runs out between its
                     # probes, a plain asyncio.TimeoutError: both only mean "nothing to fetch".
                     continue
-                for msg in msgs:
-                    await self._process(spec, msg)
+                if spec.batch_handler is not None:
+                    await self._process_batch(spec, msgs)
+                else:
+                    for msg in msgs:
+                        await self._process(spec, msg)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep consuming whatever happens
@@ -454,6 +495,42 @@ class Bus:
                 return
             await msg.ack()
             spec.processed += 1
+
+    async def _process_batch(self, spec: ConsumerSpec, msgs: Sequence[Msg]) -> None:
+        """A fetched batch through ``spec.batch_handler``; then each message acked, or (alone) retried
+        or dead-lettered, as ``_process`` does for one."""
+        assert spec.batch_handler is not None
+        ready: list[tuple[Msg, Received]] = []
+        for msg in msgs:
+            meta = msg.metadata
+            delivery = Delivery(msg.subject, meta.num_delivered, meta.sequence.stream)
+            try:
+                event = decode_event(msg.subject, msg.data)
+            except Exception as exc:  # noqa: BLE001 - a message we cannot read can never succeed
+                await self._dead_letter(spec, msg, exc)
+                continue
+            if delivery.num_delivered > spec.max_deliver:
+                await self._dead_letter(spec, msg, RuntimeError("delivery limit reached"))
+                continue
+            ready.append((msg, Received(spec.durable, event, delivery, msg.headers)))
+        if not ready:
+            return
+        try:
+            outcomes = list(await spec.batch_handler([received for _, received in ready]))
+        except Exception as exc:  # noqa: BLE001 - the whole batch failed (its transaction): each is retried
+            outcomes = [exc] * len(ready)
+        for (msg, received), error in zip(ready, outcomes, strict=True):
+            if error is None:
+                await msg.ack()
+                spec.processed += 1
+            elif received.delivery.num_delivered >= spec.max_deliver:
+                await self._dead_letter(spec, msg, error)
+            else:
+                log.warning(
+                    "bus %s: %s failed on event %s (delivery %d): %s", self.name, spec.durable,
+                    received.event.event_id, received.delivery.num_delivered, type(error).__name__,
+                )
+                await msg.nak(delay=spec.delay_for(received.delivery.num_delivered))
 
     async def _dead_letter(self, spec: ConsumerSpec, msg: Msg, exc: BaseException) -> None:
         """Copy the message to ``dlq.<subject>`` (with why and for whom), then terminate it."""

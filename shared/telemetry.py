@@ -11,6 +11,7 @@ Export follows the standard OpenTelemetry variables: OTLP over HTTP when
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -133,7 +134,10 @@ def instrument_client(client: AsyncClient) -> None:
     HTTPXClientInstrumentor.instrument_client(client)
 
 
+@functools.cache
 def tracer(name: str = "pathways") -> trace.Tracer:
+    # One per name: ``get_tracer`` builds a new one each call (a span per consumed event showed it). A
+    # tracer taken before ``configure_tracing`` is a proxy that follows the provider set later.
     return trace.get_tracer(name)
 
 

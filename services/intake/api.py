@@ -171,9 +171,7 @@ async def _answer(request: Request, client: ApiClient, runtime: RuntimeDep, sess
         )
     else:
         new = referrals.new_referral(client, parsed, cipher(request), fingerprint)
-        answer = await referrals.idempotent(
-            runtime.db, session, client.id, keys, fingerprint, lambda: referrals.receive(session, new)
-        )
+        answer = await referrals.receive(request.app.state.referral_writer, session, client.id, keys, new)
         if not answer.replayed:
             REFERRALS_RECEIVED.labels(parsed.summary.risk_band.value).inc()
     return answer

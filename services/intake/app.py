@@ -25,6 +25,7 @@ from shared.credentials import SAMPLE_DATA
 from shared.ops_users import RemoteOpsVerifier
 from shared.crypto import FieldCipher
 from shared.fhir import FhirError, Issue, outcome_response
+from shared.group_commit import GroupCommit
 from shared.problems import busy_problem, problem, validation_errors
 from shared.service import Runtime, create_service_app
 from shared.state_machine import IllegalTransition
@@ -48,6 +49,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     field_cipher = FieldCipher.from_config(settings.encryption_keys.get_secret_value(), settings.active_key_id)
 
     async def setup(runtime: Runtime) -> None:
+        app.state.referral_writer = writer = GroupCommit(runtime.db)
+        runtime.stop_hooks.append(writer.drain)
         consumer.register(runtime)
         closed_loop.start(runtime, app.state)
         retention.start(runtime)

@@ -36,11 +36,12 @@ from shared.events import (
     RiskBand,
     RoutingPreferences,
 )
-from shared.fhir import ODS_SYSTEM, FhirError, Issue, fhirpath
+from shared.fhir import ODS_SYSTEM, FhirError, Issue, fhirpath, remember_fhir_model_lookups
 from shared.geography import postcode_sector
 from shared.reference import AbuseType, AgeBand, Community, Gender, Need, ServiceType, postcode_district
 
 M = TypeVar("M", Bundle, Consent)
+remember_fhir_model_lookups()
 BUNDLE_TYPES_BY_ENDPOINT = {"bundle": ("collection", "transaction"), "message": ("message",)}
 RISK_ORDER = {RiskBand.standard: 0, RiskBand.medium: 1, RiskBand.high: 2}
 

@@ -23,7 +23,7 @@ from services.intake.task import TASK_STATES, task_resource
 from shared.audit import record
 from shared.auth import Caller, CallerKind
 from shared.crypto import FieldCipher
-from shared.db import Database
+from shared.db import Database, end_read
 from shared.events import (
     ConsentState,
     ConsentStatus,
@@ -34,6 +34,7 @@ from shared.events import (
     utcnow,
 )
 from shared.fhir import FhirError, Issue
+from shared.group_commit import GroupCommit
 from shared.outbox import OutboxMessage, enqueue, outbox_message
 
 
@@ -137,9 +138,28 @@ def new_referral(
     return NewReferral((referral, announcement), answer)
 
 
-async def receive(session: AsyncSession, new: NewReferral) -> Answer:
-    """Store a new referral and its announcement (in the caller's transaction)."""
-    session.add_all(new.rows)
+async def receive(
+    writer: GroupCommit, session: AsyncSession, client_id: str, keys: Sequence[str], new: NewReferral
+) -> Answer:
+    """Store a new referral, its announcement and its idempotency records, committed with other
+    requests' new referrals in one transaction (``shared.group_commit``); returns once it is durable.
+
+    Idempotent as ``idempotent`` is: a key already taken fails this referral's insert alone, and the
+    first answer under the key is replayed (or a 409 for a different request under it)."""
+    fingerprint = new.rows[0].request_hash
+    records = [
+        IdempotencyRecord(client_id=client_id, key=key, request_hash=fingerprint, status_code=new.answer.status_code,
+                          response=new.answer.resource, location=new.answer.location)
+        for key in keys
+    ]
+    try:
+        await writer.insert([*new.rows, *records])
+    except IntegrityError:
+        existing = await _recorded(session, client_id, keys) if keys else None
+        await end_read(session)
+        if existing is None:
+            raise
+        return _replay(existing, fingerprint)
     return new.answer
 
 

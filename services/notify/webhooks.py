@@ -32,7 +32,7 @@ from shared.events import CaseEscalated, utcnow
 from shared.metrics import WEBHOOK_DELIVERIES, WEBHOOK_FAILURES
 from shared.outbox import enqueue
 from shared.service import Runtime
-from shared.telemetry import restored_context, safe_attributes, tracer
+from shared.telemetry import instrument_client, restored_context, safe_attributes, tracer
 
 log = logging.getLogger(__name__)
 BATCH = 50
@@ -95,6 +95,9 @@ class WebhookDispatcher:
         # Webhook URLs are the providers': a client of their own that calls only public addresses, checked
         # at each connection (shared.egress), never the internal client with its service credentials.
         self.http = external_client(policy_for(self.settings), timeout=self.settings.webhook_timeout_seconds)
+        # The POST is a client span of the delivery (as the internal client's calls are): the trace shows
+        # the webhook call itself, not only the directory look-up before it.
+        instrument_client(self.http)
         runtime.stop_hooks.append(self.http.aclose)
         self.worker = PeriodicWorker("notify-webhooks", self.step, interval=self.settings.webhook_poll_seconds)
         runtime.db.on_commit.append(self.worker.wake)
@@ -110,9 +113,35 @@ class WebhookDispatcher:
                     .limit(BATCH)
                 )
             ).all()
+            disabled = set((await session.exec(
+                select(WebhookEndpointState.organisation_id).where(
+                    col(WebhookEndpointState.organisation_id).in_({d.organisation_id for d in due}),
+                    col(WebhookEndpointState.disabled_at).is_not(None))
+            )).all()) if due else set()
+        polling: list[str] = []
         for delivery in due:
-            await self.attempt(delivery)
+            if delivery.organisation_id not in disabled and await self._polls(delivery):
+                polling.append(delivery.id)
+            else:
+                await self.attempt(delivery)
+        if polling:
+            # Most providers poll: their offers' deliveries are closed in one write per batch instead of a
+            # lease and a finish each (issue 9). Only still-pending rows: another instance may have got there.
+            async with self.runtime.db.transaction(announce=False) as session:
+                await session.exec(  # type: ignore[call-overload]
+                    update(WebhookDelivery)
+                    .where(col(WebhookDelivery.id).in_(polling), col(WebhookDelivery.status) == WebhookStatus.pending)
+                    .values(status=WebhookStatus.not_applicable)
+                )
         return len(due) == BATCH
+
+    async def _polls(self, delivery: WebhookDelivery) -> bool:
+        """The organisation takes offers by polling (or the web inbox), not by webhook: nothing to send."""
+        try:
+            target = await self.directory.of(delivery.organisation_id)
+        except DirectoryUnavailable:
+            return False  # the attempt finds out again and reschedules
+        return target.channel != "webhook" or not target.webhook_url
 
     async def _lease(self, delivery: WebhookDelivery, now: datetime) -> bool:
         """Take the delivery for one attempt; another notify instance that looked at the same time gets nothing."""

@@ -22,7 +22,7 @@ from shared.service import RuntimeDep, SessionDep
 router = APIRouter(tags=["router"])
 
 
-def get_router(request: Request) -> Router:
+async def get_router(request: Request) -> Router:
     return request.app.state.router  # type: ignore[no-any-return]
 
 

@@ -2,7 +2,7 @@
 ranking when one is declined or expires, and tell ops when the ranking runs out.
 
 The directory copy is read *before* the database transaction opens (it may need an HTTP call), and
-the decision, the inbox record and the outgoing events commit together (``Database.run_once``).
+the decision, the inbox record and the outgoing events commit together (``Database.run_batch``).
 """
 
 from __future__ import annotations
@@ -238,7 +238,6 @@ async def reoffer(
 
 
 def register(runtime: Runtime, router: Router) -> None:
-    db = runtime.db
 
     async def held_copy() -> DirectoryIndex | None:
         # A re-offer follows the stored ranking; a fresh copy only refines it (capacity, pauses).
@@ -247,10 +246,7 @@ def register(runtime: Runtime, router: Router) -> None:
         except DirectoryUnavailable:
             return None
 
-    async def once(durable: str, event: Event, work: Callable[[AsyncSession], Awaitable[None]]) -> None:
-        await db.run_once(durable, event.event_id, work)
-
-    async def on_referral(event: Event, _delivery: Delivery) -> None:
+    async def on_referral(event: Event, _delivery: Delivery) -> Callable[[AsyncSession], Awaitable[None]]:
         assert isinstance(event, ReferralReceived)
         # Outside the transaction; with no copy and no directory this raises and the case is retried.
         index = await router.cache.current()
@@ -261,9 +257,9 @@ def register(runtime: Runtime, router: Router) -> None:
             await route_case(session, router, case_id=event.case_id, summary=event.summary,
                              consent=event.consent, index=index)
 
-        await once(REFERRALS, event, work)
+        return work
 
-    async def on_offer(event: Event, _delivery: Delivery) -> None:
+    async def on_offer(event: Event, _delivery: Delivery) -> Callable[[AsyncSession], Awaitable[None]]:
         assert isinstance(event, OfferEvent)
         index = await held_copy() if isinstance(event, OfferDeclined | OfferExpired) else None
 
@@ -278,9 +274,9 @@ def register(runtime: Runtime, router: Router) -> None:
             elif isinstance(event, OfferDeclined | OfferExpired):
                 await reoffer(session, router, event=event, index=index)
 
-        await once(OFFERS, event, work)
+        return work
 
-    async def on_case_change(event: Event, _delivery: Delivery) -> None:
+    async def on_case_change(event: Event, _delivery: Delivery) -> Callable[[AsyncSession], Awaitable[None]]:
         index = await held_copy() if isinstance(event, ConsentUpdated) else None
 
         async def work(session: AsyncSession) -> None:
@@ -313,17 +309,15 @@ def register(runtime: Runtime, router: Router) -> None:
                     case.consent = event.consent.model_dump(mode="json")
                     session.add(case)
 
-        await once(CASE_CHANGES, event, work)
+        return work
 
-    max_deliver = runtime.settings.max_deliver
-    runtime.bus.consume(REFERRALS, [ReferralReceived.subject], on_referral,
-                        max_deliver=router.settings.referral_max_deliver)
-    runtime.bus.consume(
+    # Each handler reads the directory copy outside the transaction, then returns its work: events
+    # fetched together are routed in one transaction (``Runtime.consume_prepared``).
+    runtime.consume_prepared(REFERRALS, [ReferralReceived.subject], on_referral,
+                             max_deliver=router.settings.referral_max_deliver)
+    runtime.consume_prepared(
         OFFERS,
         [s.subject for s in (OfferMade, OfferAccepted, OfferDeclined, OfferExpired, OfferWithdrawn)],
         on_offer,
-        max_deliver=max_deliver,
     )
-    runtime.bus.consume(CASE_CHANGES, [ReferralCancelled.subject, ConsentUpdated.subject], on_case_change,
-                        max_deliver=max_deliver)
-
+    runtime.consume_prepared(CASE_CHANGES, [ReferralCancelled.subject, ConsentUpdated.subject], on_case_change)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -70,19 +70,24 @@ def racing_retries(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], Race]:
     def arm(n: int) -> Race:
         race = Race()
         barrier = asyncio.Barrier(n)
-        original_idempotent, original_recorded = referrals.idempotent, referrals._recorded
+        original_recorded = referrals._recorded
 
-        async def idempotent(*args: object, **kwargs: object) -> object:
-            if race.entered < n:
-                race.entered += 1
-                await barrier.wait()
-            return await original_idempotent(*args, **kwargs)  # type: ignore[arg-type]
+        def door(original: Callable[..., Awaitable[object]]) -> Callable[..., Awaitable[object]]:
+            async def wait_for_all(*args: object, **kwargs: object) -> object:
+                if race.entered < n:
+                    race.entered += 1
+                    await barrier.wait()
+                return await original(*args, **kwargs)
+
+            return wait_for_all
 
         async def recorded(*args: object, **kwargs: object) -> object:
             race.replays += 1
             return await original_recorded(*args, **kwargs)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(referrals, "idempotent", idempotent)
+        # New referrals are written through the group commit (``receive``), other changes by ``idempotent``.
+        monkeypatch.setattr(referrals, "idempotent", door(referrals.idempotent))
+        monkeypatch.setattr(referrals, "receive", door(referrals.receive))
         monkeypatch.setattr(referrals, "_recorded", recorded)
         return race
 

@@ -1,0 +1,86 @@
+"""Writes shared by many callers (issue 9): intake's group commit of new referrals and the consumers'
+one transaction per fetched batch. Sharing a transaction must never let one caller's conflict or
+failure lose, or duplicate, another's work."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from uuid import UUID, uuid4
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.db import Database, ProcessedEvent
+from shared.events import utcnow
+from shared.group_commit import GroupCommit
+from shared.outbox import OutboxMessage
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url, [])
+    await database.create_all()
+    yield database
+    await database.dispose()
+
+
+def inbox(consumer: str, event_id: UUID) -> ProcessedEvent:
+    return ProcessedEvent(consumer=consumer, event_id=event_id, processed_at=utcnow())
+
+
+async def stored(db: Database, consumer: str) -> set[UUID]:
+    async with db.session() as session:
+        return set((await session.exec(select(ProcessedEvent.event_id).where(ProcessedEvent.consumer == consumer))).all())
+
+
+async def test_a_burst_of_callers_shares_commits_and_a_conflict_fails_only_its_own_caller(db):
+    writer = GroupCommit(db)
+    taken = uuid4()
+    await writer.insert([inbox("c", taken)])
+    ids = [uuid4() for _ in range(40)]
+    outcomes = await asyncio.gather(
+        *(writer.insert([inbox("c", i), inbox("d", i)]) for i in ids),
+        writer.insert([inbox("c", uuid4()), inbox("c", taken)]),  # conflicts: neither of its rows is kept
+        return_exceptions=True,
+    )
+    assert outcomes[:-1] == [None] * len(ids)
+    assert isinstance(outcomes[-1], IntegrityError)
+    assert await stored(db, "c") == {taken, *ids}
+    assert await stored(db, "d") == set(ids)
+
+
+async def test_rows_with_a_database_assigned_key_are_inserted_in_order(db):
+    writer = GroupCommit(db)
+    events = [uuid4() for _ in range(5)]
+    await asyncio.gather(*(writer.insert([OutboxMessage(event_id=e, subject="test.subject", payload="{}",
+                                                        created_at=utcnow())]) for e in events))
+    async with db.session() as session:
+        rows = (await session.exec(select(OutboxMessage).order_by(OutboxMessage.id))).all()  # type: ignore[arg-type]
+    assert [r.event_id for r in rows] == events and all(r.id is not None for r in rows)
+
+
+async def test_a_batch_of_events_commits_together_and_a_failing_event_is_rolled_back_alone(db):
+    ids = [uuid4() for _ in range(4)]
+
+    def work_for(event_id: UUID, fail: bool):
+        async def work(session: AsyncSession) -> None:
+            session.add(inbox("side-effect", event_id))
+            if fail:
+                raise LookupError("not yet")
+        return work
+
+    outcomes = await db.run_batch("c", [(i, work_for(i, fail=n == 1)) for n, i in enumerate(ids)])
+    assert outcomes[0] is None and isinstance(outcomes[1], LookupError) and outcomes[2:] == [None, None]
+    # The failing event left nothing behind (not even its inbox record), so its retry does the work.
+    assert await stored(db, "c") == {ids[0], ids[2], ids[3]}
+    assert await stored(db, "side-effect") == {ids[0], ids[2], ids[3]}
+    # Redelivered with a duplicate: what was done is skipped, the failed one runs, the duplicate once.
+    outcomes = await db.run_batch("c", [(i, work_for(i, fail=False)) for i in (*ids, ids[1])])
+    assert outcomes == [None] * 5
+    assert await stored(db, "side-effect") == set(ids)
+    async with db.session() as session:
+        assert (await session.exec(select(func.count()).select_from(ProcessedEvent))).one() == 8
