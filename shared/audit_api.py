@@ -47,7 +47,10 @@ def _cursor(row: AuditRecord) -> str:
 def _after(cursor: str) -> tuple[datetime, UUID]:
     try:
         at, record_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(at), UUID(record_id)
+        after = datetime.fromisoformat(at)
+        if after.tzinfo is None:
+            raise ValueError("a cursor's time has its zone")
+        return after, UUID(record_id)
     except (ValueError, TypeError):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="Unknown cursor: use the one from the Link header.") from None
 

@@ -133,6 +133,8 @@ async def seal(db: Database, keys: AuditKeys, *, batch: int = BATCH) -> int:
                     select(AuditRecord).where(col(AuditRecord.seq).is_(None))
                     .order_by(col(AuditRecord.at), col(AuditRecord.id)).limit(batch)
                 )).all()
+                if not rows:
+                    return 0  # a peer sealed them between the look and the lock
                 seq, prev = head.seq, head.hash
                 chained: list[dict[str, Any]] = []
                 for row in rows:
@@ -141,19 +143,18 @@ async def seal(db: Database, keys: AuditKeys, *, batch: int = BATCH) -> int:
                     assert digest is not None
                     chained.append({"b_id": row.id, "b_seq": seq, "b_prev": prev, "b_hash": digest})
                     prev = digest
-                if chained:
-                    # One executemany: a statement per record costs a driver round trip each.
-                    table = AuditRecord.__table__  # type: ignore[attr-defined]
-                    connection = await session.connection()
-                    sealed = await connection.execute(
-                        update(table)
-                        .where(table.c.id == bindparam("b_id"), table.c.seq.is_(None))
-                        .values(seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash"),
-                                key_id=keys.active_id),
-                        chained,
-                    )
-                    if sealed.rowcount not in (-1, len(chained)):  # -1: the driver does not count executemany
-                        raise RuntimeError("an audit record was sealed by another sealer meanwhile")
+                # One executemany: a statement per record costs a driver round trip each.
+                table = AuditRecord.__table__  # type: ignore[attr-defined]
+                connection = await session.connection()
+                sealed = await connection.execute(
+                    update(table)
+                    .where(table.c.id == bindparam("b_id"), table.c.seq.is_(None))
+                    .values(seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash"),
+                            key_id=keys.active_id),
+                    chained,
+                )
+                if sealed.rowcount not in (-1, len(chained)):  # -1: the driver does not count executemany
+                    raise RuntimeError("an audit record was sealed by another sealer meanwhile")
                 moved = await session.exec(  # type: ignore[call-overload]
                     update(AuditChain).where(col(AuditChain.id) == 1, col(AuditChain.seq) == head.seq,
                                              col(AuditChain.hash) == head.hash)
@@ -161,10 +162,9 @@ async def seal(db: Database, keys: AuditKeys, *, batch: int = BATCH) -> int:
                 )
                 if moved.rowcount != 1:
                     raise RuntimeError("the audit chain head moved under the sealer")
-                if rows:
-                    # The head's position and hash are no one's data: logged, they anchor the chain outside
-                    # the database (a truncated and re-hashed trail no longer matches the logs).
-                    log.info("audit chain sealed %d record(s); anchor %d:%s", len(rows), seq, prev)
+                # The head's position and hash are no one's data: logged, they anchor the chain outside the
+                # database (a truncated and re-hashed trail no longer matches the logs).
+                log.info("audit chain sealed %d record(s); anchor %d:%s", len(rows), seq, prev)
                 return len(rows)
         await _head(db)
     return 0

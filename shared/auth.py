@@ -3,6 +3,12 @@
 API keys are random, shown once, and stored only as a SHA-256 digest: the keys are long random
 strings, so a fast hash is enough and lookups stay O(1). Every request resolves to a ``Caller`` so
 that later authorisation rules (roles, scopes, rate limits) have one thing to look at.
+
+Roles (issue 13), and the dependency that admits each: referrer, an EHR client limited to its ODS codes
+(intake's ``ClientDep``: API key or private_key_jwt access token); provider, its own offers and handoffs
+(notify's ``ProviderDep``); ops (``OpsCaller``); commissioner, reports only and never a case
+(``OpsOrCommissioner``); service, internal routes only (``ServiceCaller``, or ``service_from(...)`` to name
+the services a route admits). Who may call every route: ``tests/integration/authz_table.py``.
 """
 
 from __future__ import annotations
@@ -10,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from collections.abc import Awaitable, Callable
+from functools import lru_cache
 from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request, status
@@ -46,6 +53,7 @@ def hash_api_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
+# Dependencies are async: FastAPI runs a plain function in its thread pool, a hop per request for nothing.
 # FastAPI's security classes read the credential, so the OpenAPI documents show how to authenticate.
 # auto_error=False: a missing credential is our own 401 (problem+json or OperationOutcome), not theirs.
 BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="The API key as a bearer token.")
@@ -95,14 +103,15 @@ SERVICE_BEARER = HTTPBearer(auto_error=False, scheme_name="serviceCredential",
 SERVICES = ("intake", "router", "directory", "notify")
 
 
-def service_credential_digests(configured: str) -> list[tuple[str, str]]:
+@lru_cache(maxsize=8)
+def service_credential_digests(configured: str) -> tuple[tuple[str, str], ...]:
     """``name:sha256-hex`` entries, comma-separated (several per service while one is rotated)."""
     entries = []
     for entry in configured.replace("\n", ",").split(","):
         name, _, digest = entry.strip().partition(":")
         if name and len(digest) == 64:
             entries.append((name, digest.lower()))
-    return entries
+    return tuple(entries)
 
 
 def service_credentials_setting(secrets_by_service: dict[str, list[str]] | dict[str, str]) -> str:
@@ -124,8 +133,9 @@ def identify_service(configured: str, presented: str) -> str | None:
     return found
 
 
-async def require_service(request: Request,
-                          bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(SERVICE_BEARER)]) -> Caller:
+async def require_service(
+    request: Request, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(SERVICE_BEARER)]
+) -> Caller:
     """Internal endpoints: another Pathways service, named by its own credential."""
     if bearer is None or not bearer.credentials.strip():
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Missing service credential.",
@@ -143,7 +153,6 @@ ServiceCaller = Annotated[Caller, Depends(require_service)]
 def service_from(*names: str) -> Callable[[Caller], Awaitable[Caller]]:
     """A dependency admitting only the named services: each internal route says who may call it."""
 
-    # async, as every dependency here: FastAPI runs a plain ``def`` on a worker thread (issue 9).
     async def admitted(caller: ServiceCaller) -> Caller:
         if caller.id not in names:
             raise HTTPException(status.HTTP_403_FORBIDDEN,

@@ -200,6 +200,21 @@ class ReferralCancelled(Event):
     reason: str | None = None
 
 
+class PurgeRule(StrEnum):
+    consent_withdrawn = "consent-withdrawn"
+    case_closed = "case-closed"
+
+
+class IdentifyingDataPurged(Event):
+    """Intake emptied the referral's identifying data under its retention rules: the other services
+    drop what they hold about the case that people wrote freely (ops' escalation notes)."""
+
+    subject: ClassVar[str] = "referral.purged"
+
+    case_id: UUID
+    rule: PurgeRule
+
+
 class ConsentUpdated(Event):
     subject: ClassVar[str] = "referral.consent.updated"
 
@@ -332,6 +347,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ReferralReceived,
         ReferralCancelled,
         ConsentUpdated,
+        IdentifyingDataPurged,
         CaseRouted,
         OfferMade,
         OfferAccepted,

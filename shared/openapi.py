@@ -140,7 +140,7 @@ def complete(document: dict[str, Any], *, fhir_prefix: str | None = None) -> dic
                 wanted |= {400, 413}  # a body that is not JSON at all; one over the size limit
             if path not in PROBE_PATHS and not path.startswith("/internal/"):
                 wanted.add(429)  # shared.protection: per-caller rate limits
-            if operation.get("security"):
+            if operation.get("security") and {} not in operation["security"]:  # {}: the credential is optional
                 wanted |= {401, 403}
             wanted.add(503)
             for code in sorted(wanted):

@@ -46,9 +46,11 @@ _EMAIL = r"(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
 # A URL's credentials (scheme://user:password@host) and its query string (searches, tokens).
 _URL_CREDENTIALS = r"(?P<credentials>(?<=://)[^/\s:@]+:[^/\s@]+@)"
 _QUERY = r"(?P<query>(?<=[\w/])\?[^\s'\"<>]+)"
-# UK phone numbers (+44 or 0, then 9-10 digits with optional spaces or dashes) and NHS numbers (3-3-4).
-_PHONE = r"(?P<phone>(?<![\w.:/-])(?:\+44\s?\(?0?\)?\s?|\(?0)\d{2,4}\)?(?:[\s-]?\d){6,8}(?![\w.:-]))"
-_NHS_NUMBER = r"(?P<nhs>(?<![\w.:/-])\d{3}[\s-]?\d{3}[\s-]?\d{4}(?![\w.:-]))"
+# UK phone numbers (+44 or 0, then 9-10 digits with optional spaces or dashes) and NHS numbers (3-3-4), also
+# when glued to a word (``tel:07700...``); never inside a longer number or after a decimal point. (A UUID
+# whose last group happens to be all digits loses it in that line: a small price next to a missed number.)
+_PHONE = r"(?P<phone>(?<!\d)(?<!\d\.)(?:\+44\s?\(?0?\)?\s?|\(?0)\d{2,4}\)?(?:[\s-]?\d){6,8}(?!\d))"
+_NHS_NUMBER = r"(?P<nhs>(?<!\d)(?<!\d\.)\d{3}[\s-]?\d{3}[\s-]?\d{4}(?!\d))"
 # A date of birth: 1990-04-01, 01/04/1990, 1/4/90. A timestamp (a date followed by T and a time) stays.
 _DATE = r"(?P<date>\b(?:\d{4}-\d{2}-\d{2}(?!T\d)|\d{1,2}/\d{1,2}/(?:\d{4}|\d{2}))\b)"
 # What libraries quote from the data they were given.

@@ -9,6 +9,11 @@ from contextlib import contextmanager
 
 from shared.logs import PathwaysJsonFormatter
 
+# Loggers the tests write through. Another test may have configured them as uvicorn does (their own
+# handlers, no propagation) or disabled them; a service's configure_logging routes them all to the root.
+_ROUTED = ("uvicorn", "uvicorn.error", "uvicorn.access", "sqlalchemy", "sqlalchemy.engine", "httpx", "shared",
+           "services", "pathways", "py.warnings")
+
 
 @contextmanager
 def captured_logs(service: str = "intake") -> Iterator[io.StringIO]:
@@ -17,25 +22,21 @@ def captured_logs(service: str = "intake") -> Iterator[io.StringIO]:
     handler.setFormatter(PathwaysJsonFormatter(service))
     root = logging.getLogger()
     saved = root.handlers[:], root.level
+    loggers = [logging.getLogger(name) for name in _ROUTED]
+    saved_loggers = [(lg.handlers[:], lg.propagate, lg.disabled, lg.level) for lg in loggers]
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    # As the services run (shared.logs.configure_logging): uvicorn's loggers pass through the root, even
-    # after an in-process uvicorn server earlier in the run set their handlers and levels.
-    uvicorn = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")]
-    saved_uvicorn = [(logger.handlers[:], logger.propagate, logger.disabled, logger.level) for logger in uvicorn]
-    for logger in uvicorn:
-        logger.handlers[:] = []
-        logger.propagate = True
-        logger.disabled = False
-        logger.setLevel(logging.NOTSET)
+    for lg in loggers:
+        lg.handlers[:], lg.propagate, lg.disabled = [], True, False
+        lg.setLevel(logging.NOTSET)
     try:
         yield stream
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
-        for logger, (handlers, propagate, disabled, level) in zip(uvicorn, saved_uvicorn, strict=True):
-            logger.handlers[:], logger.propagate, logger.disabled = handlers, propagate, disabled
-            logger.setLevel(level)
+        for lg, (handlers, propagate, disabled, lg_level) in zip(loggers, saved_loggers, strict=True):
+            lg.handlers[:], lg.propagate, lg.disabled = handlers, propagate, disabled
+            lg.setLevel(lg_level)
 
 
 def assert_none_logged(stream: io.StringIO, values: tuple[str, ...]) -> None:

@@ -37,8 +37,10 @@ class LocalServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
+        # No log_config or log_level: a test server must not reconfigure the process's logging (uvicorn's
+        # would stop its loggers reaching the root handler, or raise their level, for the tests that read logs).
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, lifespan=self.lifespan,
-                                log_level="warning", access_log=False)
+                                log_level=None, access_log=False, log_config=None)
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
@@ -157,8 +159,8 @@ class ThreadedServer:
 
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.port = port or free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning",
-                                access_log=False)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="off", log_level=None,
+                                access_log=False, log_config=None)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"test-server-{self.port}", daemon=True)
 

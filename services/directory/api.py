@@ -149,6 +149,8 @@ async def contacts_visible(request: Request, session: SessionDep, key: OptionalK
 
 
 ContactsVisible = Annotated[bool, Depends(contacts_visible)]
+# In the OpenAPI: a credential is optional here (``{}``: none at all is fine), so no 401 or 403 either.
+OPTIONAL_CREDENTIAL: dict[str, Any] = {"security": [{}]}  # added to the bearer and apiKey schemes
 
 
 def _index(request: Request) -> SearchIndex:
@@ -205,7 +207,7 @@ async def get_gazetteer(session: SessionDep) -> GazetteerOut:
 
 
 @router.get("/services", response_model=list[ServicePublic], summary="Services that cover an area",
-            response_class=JSONResponse, responses=errors(400, 404))
+            response_class=JSONResponse, responses=errors(400, 404), openapi_extra=OPTIONAL_CREDENTIAL)
 async def search_services(
     request: Request,
     session: SessionDep,
@@ -250,12 +252,12 @@ def _public(service: Service, organisation: Organisation, *, contacts: bool = Tr
                          organisation_by_and_for=organisation.by_and_for)
 
 
-@router.get("/services/{service_id}", response_model=ServicePublic, responses=errors(404))
+@router.get("/services/{service_id}", response_model=ServicePublic, responses=errors(404), openapi_extra=OPTIONAL_CREDENTIAL)
 async def get_service(service_id: str, session: SessionDep, contacts: ContactsVisible) -> ServicePublic:
     return _public(*await _service_view(session, service_id), contacts=contacts)
 
 
-@router.get("/organisations", response_model=list[OrganisationPublic])
+@router.get("/organisations", response_model=list[OrganisationPublic], openapi_extra=OPTIONAL_CREDENTIAL)
 async def list_organisations(session: SessionDep, contacts: ContactsVisible) -> list[OrganisationPublic]:
     return [OrganisationPublic.of(o, contacts=contacts)
             for o in (await session.exec(select(Organisation).order_by(col(Organisation.id)))).all()]
@@ -268,7 +270,7 @@ async def _organisation(session: AsyncSession, organisation_id: str) -> Organisa
     return organisation
 
 
-@router.get("/organisations/{organisation_id}", response_model=OrganisationPublic, responses=errors(404))
+@router.get("/organisations/{organisation_id}", response_model=OrganisationPublic, responses=errors(404), openapi_extra=OPTIONAL_CREDENTIAL)
 async def get_organisation(organisation_id: str, session: SessionDep, contacts: ContactsVisible) -> OrganisationPublic:
     return OrganisationPublic.of(await _organisation(session, organisation_id), contacts=contacts)
 
@@ -432,7 +434,7 @@ async def delete_service(service_id: str, runtime: RuntimeDep,
 # --- Open Referral UK / HSDS and FHIR --------------------------------------------------------------
 
 
-@router.get("/hsds", summary="The whole directory as Open Referral UK / HSDS 3 JSON")
+@router.get("/hsds", summary="The whole directory as Open Referral UK / HSDS 3 JSON", openapi_extra=OPTIONAL_CREDENTIAL)
 async def export_hsds(session: SessionDep, contacts: ContactsVisible) -> dict[str, Any]:
     organisations = list((await session.exec(select(Organisation).order_by(col(Organisation.id)))).all())
     services = list((await session.exec(select(Service).order_by(col(Service.id)))).all())
@@ -487,7 +489,7 @@ def _assign(session: AsyncSession, row: Organisation | Service, columns: dict[st
 
 @router.get("/fhir/HealthcareService", summary="Services as a FHIR searchset of HealthcareService",
             response_class=FhirResponse, responses={**fhir_resource("Bundle", description="A searchset Bundle"),
-                                                    **errors(400, 404)})
+                                                    **errors(400, 404)}, openapi_extra=OPTIONAL_CREDENTIAL)
 async def fhir_services(
     request: Request,
     session: SessionDep,
@@ -506,7 +508,7 @@ async def fhir_services(
 
 
 @router.get("/fhir/HealthcareService/{service_id}", summary="One service as a FHIR HealthcareService",
-            response_class=FhirResponse, responses={**fhir_resource("HealthcareService"), **errors(404)})
+            response_class=FhirResponse, responses={**fhir_resource("HealthcareService"), **errors(404)}, openapi_extra=OPTIONAL_CREDENTIAL)
 async def fhir_service(service_id: str, session: SessionDep, contacts: ContactsVisible) -> JSONResponse:
     return JSONResponse(fhir_view.healthcare_service(*await _service_view(session, service_id), contacts=contacts),
                         media_type=FHIR_JSON)

@@ -14,18 +14,19 @@ from sqlmodel import select
 from starlette.exceptions import HTTPException
 
 from services.intake import closed_loop, consumer, oauth, retention
+from services.intake.api import router
 from services.intake.clients import ClientCreate, register
 from services.intake.clients import router as clients_router
-from services.intake.api import router
 from services.intake.migrations import MIGRATIONS
 from services.intake.settings import IntakeSettings
 from services.intake.store import ApiClient
 from shared.audit_api import audit_router
 from shared.credentials import SAMPLE_DATA
-from shared.ops_users import RemoteOpsVerifier
 from shared.crypto import FieldCipher
+from shared.egress import external_client, policy_for
 from shared.fhir import FhirError, Issue, outcome_response
 from shared.group_commit import GroupCommit
+from shared.ops_users import RemoteOpsVerifier
 from shared.problems import busy_problem, problem, validation_errors
 from shared.service import Runtime, create_service_app
 from shared.state_machine import IllegalTransition
@@ -51,6 +52,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     async def setup(runtime: Runtime) -> None:
         app.state.referral_writer = writer = GroupCommit(runtime.db)
         runtime.stop_hooks.append(writer.drain)
+        jwks_cache: oauth.JwksCache = app.state.jwks_cache
+        jwks_cache.http = external_client(policy_for(settings), timeout=5.0)
+        runtime.stop_hooks.append(jwks_cache.http.aclose)
         consumer.register(runtime)
         closed_loop.start(runtime, app.state)
         retention.start(runtime)

@@ -14,22 +14,22 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.intake.store import ApiClient, ApiClientOds
-from shared.audit import record_read
+from shared.audit import record, record_read
 from shared.auth import Caller, OpsCaller, hash_api_key
 from shared.credentials import (
     CredentialPublic,
     EndAction,
-    NewKey,
-    ShownOnce,
     ExpireRequest,
+    NewKey,
     RotateRequest,
+    ShownOnce,
     Validity,
     change,
     find,
     issue,
     new_key,
 )
-from shared.audit import record
+from shared.egress import policy_for, registration_refusal
 from shared.events import utcnow
 from shared.openapi import errors
 from shared.service import RuntimeDep, SessionDep
@@ -111,6 +111,14 @@ async def register(session: AsyncSession, caller: Caller, body: ClientCreate, *,
     return ClientIssued(api_key=key.api_key, **ClientPublic.of(client).model_dump())
 
 
+async def _check_jwks_url(runtime: RuntimeDep, body: ClientKeys) -> None:
+    """422 unless the JWKS URL is one intake may fetch (shared.egress: never a private, loopback or
+    link-local address, by the name's current resolution; each fetch checks again)."""
+    if body.jwks_url is not None and (why := await registration_refusal(str(body.jwks_url),
+                                                                        policy_for(runtime.settings))):
+        raise HTTPException(422, detail=f"jwks_url refused: {why}")
+
+
 def forget_keys(request: Request) -> None:
     """The old key stops working at once: intake's cache of recently checked keys is emptied."""
     request.app.state.client_keys.clear()
@@ -125,6 +133,7 @@ async def _client(session: AsyncSession, client_id: str) -> ApiClient:
              responses=errors(409))
 async def create_client(body: ClientCreate, runtime: RuntimeDep,
                         session: SessionDep, caller: OpsCaller) -> ClientIssued:
+    await _check_jwks_url(runtime, body)
     async with runtime.db.transaction(session):
         return await register(session, caller, body)
 
@@ -148,6 +157,7 @@ async def read_client(client_id: str, session: SessionDep, caller: OpsCaller, ru
             responses=errors(404, 409))
 async def replace_client_keys(client_id: str, body: ClientKeys, runtime: RuntimeDep,
                               session: SessionDep, caller: OpsCaller) -> ClientPublic:
+    await _check_jwks_url(runtime, body)
     async with runtime.db.transaction(session):
         client = await _client(session, client_id)
         if client.revoked_at is not None:

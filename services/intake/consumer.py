@@ -67,7 +67,10 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
 
 
 async def on_offer_news(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
-    """Record acceptances (and stops) so the handoff is released only to an organisation that accepted."""
+    """Record acceptances (and stops) so the handoff is released only to an organisation that accepted.
+
+    On an upgrade the new durable consumer starts at the beginning of the stream (``DeliverPolicy.ALL``), so
+    acceptances made before it existed are recorded too, as far back as the stream keeps events."""
     assert isinstance(event, OfferAccepted | OfferContactStopped)
     known = await session.get(AcceptedOffer, event.offer_id)
     if isinstance(event, OfferAccepted):

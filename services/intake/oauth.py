@@ -20,9 +20,9 @@ from typing import Annotated, Any
 import httpx
 import jwt
 from fastapi import APIRouter, Form, Request
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2
-from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from pydantic import BaseModel
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
@@ -91,13 +91,18 @@ class JwksCache:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._held: dict[str, tuple[float, dict[str, Any]]] = {}
+        # The URL is the client's choice: fetched with the client for outside addresses (shared.egress:
+        # public addresses only, checked at each connection, answers bounded), set while the service runs.
+        self.http: httpx.AsyncClient | None = None
 
-    async def get(self, http: httpx.AsyncClient, url: str, *, fresh: bool = False) -> dict[str, Any]:
+    async def get(self, url: str, *, fresh: bool = False) -> dict[str, Any]:
         held = self._held.get(url)
         if held and not fresh and held[0] > time.monotonic():
             return held[1]
+        if self.http is None:
+            raise invalid_client("The client's JWKS URL cannot be read now.")
         try:
-            response = await http.get(url, timeout=5.0, follow_redirects=False)
+            response = await self.http.get(url, timeout=5.0, follow_redirects=False)
             response.raise_for_status()
             jwks = response.json()
         except (httpx.HTTPError, ValueError):
@@ -123,10 +128,9 @@ async def verification_key(request: Request, client: ApiClient, kid: str | None,
         key = _key_in(client.jwks, kid, alg)
     elif client.jwks_url:
         cache: JwksCache = request.app.state.jwks_cache
-        http = request.app.state.runtime.http
-        key = _key_in(await cache.get(http, client.jwks_url), kid, alg)
+        key = _key_in(await cache.get(client.jwks_url), kid, alg)
         if key is None:
-            key = _key_in(await cache.get(http, client.jwks_url, fresh=True), kid, alg)
+            key = _key_in(await cache.get(client.jwks_url, fresh=True), kid, alg)
     else:
         raise invalid_client("This client has no registered public keys (JWKS).")
     if key is None:
@@ -182,12 +186,15 @@ async def token(
     request: Request,
     runtime: RuntimeDep,
     session: SessionDep,
-    grant_type: Annotated[str, Form(max_length=100)],
-    client_assertion_type: Annotated[str, Form(max_length=100)],
-    client_assertion: Annotated[str, Form(max_length=20_000)],
+    grant_type: Annotated[str | None, Form(max_length=100)] = None,
+    client_assertion_type: Annotated[str | None, Form(max_length=100)] = None,
+    client_assertion: Annotated[str | None, Form(max_length=20_000)] = None,
 ) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     try:
+        # Missing fields are RFC 6749's invalid_request (400), in its own error format.
+        if not grant_type or not client_assertion_type or not client_assertion:
+            raise TokenError("invalid_request", "grant_type, client_assertion_type and client_assertion are required.")
         if grant_type != "client_credentials":
             raise TokenError("unsupported_grant_type", "Only grant_type=client_credentials is supported.")
         if client_assertion_type != JWT_BEARER:

@@ -5,8 +5,9 @@ Two rules, one job. Consent withdrawn: ``referrals.update_consent`` marks the re
 and the data is kept ``INTAKE_CLOSED_PURGE_DAYS`` after that (counted at purge time, so a changed
 setting applies to every closed case). A purge empties the encrypted identifying details, removes the
 copies of Consent resources the referrer sent (kept to answer retries, and free to name the person),
-sets ``purged_at`` and writes an audit record with the rule it applied. The routing summary, the Task
-and the audit trail stay: they identify nobody, and the statistics need them.
+sets ``purged_at``, writes an audit record with the rule it applied and announces ``referral.purged``
+(notify then empties ops' free-text notes on the case). The routing summary, the Task and the audit
+trail stay: they identify nobody, and the statistics need them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from shared.audit import record
 from shared.auth import Caller, CallerKind
 from shared.background import PeriodicWorker
 from shared.db import Database
-from shared.events import utcnow
+from shared.events import IdentifyingDataPurged, PurgeRule, utcnow
+from shared.outbox import enqueue
 from shared.service import Runtime
 
 INTAKE = Caller(CallerKind.service, "intake")
@@ -34,7 +36,7 @@ CLOSED = "case closed"
 
 
 async def _purge(session: AsyncSession, referral_id: UUID, now: datetime, *, guard: object, reason: str,
-                 detail: str) -> bool:
+                 rule: PurgeRule, detail: str) -> bool:
     """Empty one referral's identifying data if ``guard`` (the rule's compare-and-set) still holds."""
     result = await session.exec(  # type: ignore[call-overload]
         update(Referral)
@@ -46,6 +48,7 @@ async def _purge(session: AsyncSession, referral_id: UUID, now: datetime, *, gua
     await session.exec(delete(IdempotencyRecord).where(  # type: ignore[call-overload]
         col(IdempotencyRecord.location) == f"/fhir/Consent/{referral_id}"))
     record(session, INTAKE, "purge-identifying-data", case_id=referral_id, detail=detail, reason=reason)
+    enqueue(session, IdentifyingDataPurged(case_id=referral_id, rule=rule))  # notify drops its notes on the case
     return True
 
 
@@ -65,7 +68,7 @@ async def purge_due(db: Database, *, now: datetime, closed_after: timedelta | No
         )).all()
         for referral_id, due_at in due:
             purged += await _purge(session, referral_id, now, guard=col(Referral.purge_due_at) == due_at,
-                                   reason=WITHDRAWN, detail=f"due {due_at:%Y-%m-%dT%H:%MZ}")
+                                   reason=WITHDRAWN, rule=PurgeRule.consent_withdrawn, detail=f"due {due_at:%Y-%m-%dT%H:%MZ}")
         if closed_after is not None and purged < batch:
             cutoff = now - closed_after
             closed = (await session.exec(
@@ -76,7 +79,7 @@ async def purge_due(db: Database, *, now: datetime, closed_after: timedelta | No
             )).all()
             for referral_id, closed_at in closed:
                 purged += await _purge(session, referral_id, now, guard=col(Referral.closed_at) <= cutoff,
-                                       reason=CLOSED, detail=f"closed {closed_at:%Y-%m-%dT%H:%MZ}; kept "
+                                       reason=CLOSED, rule=PurgeRule.case_closed, detail=f"closed {closed_at:%Y-%m-%dT%H:%MZ}; kept "
                                                              f"{closed_after.total_seconds() / 86400:g} days")
     return purged
 

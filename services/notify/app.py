@@ -54,7 +54,9 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     mount_assets(app)
     for prefix in ("/inbox", "/console", "/reports"):
         refuse_in_html(app, prefix)
-    app.state.provider_keys = {}
+    # Bounded like the negative cache; each entry also carries its own expiry (never past the key's).
+    app.state.provider_keys = TTLCache(maxsize=settings.unknown_key_cache_size,
+                                       ttl=max(settings.provider_key_cache_seconds, 1.0))
     app.state.unknown_provider_keys = TTLCache(maxsize=settings.unknown_key_cache_size,
                                                ttl=settings.unknown_key_cache_seconds)
     app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)

@@ -16,6 +16,7 @@ from services.notify.offers import (
     remember_case,
     stop_offers,
 )
+from services.notify.ops import purge_notes
 from services.notify.settings import NotifySettings
 from services.notify.store import OPEN_OFFER_STATUSES, CaseConsent, Escalation, Offer, RoutingRecord
 from shared.bus import Delivery
@@ -25,6 +26,7 @@ from shared.events import (
     ConsentStatus,
     ConsentUpdated,
     Event,
+    IdentifyingDataPurged,
     ReferralCancelled,
     ReferralReceived,
     utcnow,
@@ -112,6 +114,10 @@ def register(runtime: Runtime) -> None:
         await _cancel_task_if_nothing_open(session, event, now, TaskView.stopped(
             "cancelled", "cancelled by the referrer", event.reason or "the referrer cancelled the referral"))
 
+    async def on_purged(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
+        assert isinstance(event, IdentifyingDataPurged)
+        await purge_notes(session, event.case_id, rule=event.rule)
+
     async def on_escalated(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, CaseEscalated)
         session.add(Escalation(case_id=event.case_id, reason=event.reason[:300], created_at=event.occurred_at,
@@ -122,6 +128,7 @@ def register(runtime: Runtime) -> None:
     runtime.consume("notify-consent", [ConsentUpdated.subject], on_consent_updated)
     runtime.consume("notify-cancellations", [ReferralCancelled.subject], on_cancelled)
     runtime.consume("notify-escalations", [CaseEscalated.subject], on_escalated)
+    runtime.consume("notify-purges", [IdentifyingDataPurged.subject], on_purged)
 
 
 async def _cancel_task_if_nothing_open(session: AsyncSession, event: ConsentUpdated | ReferralCancelled,

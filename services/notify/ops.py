@@ -10,6 +10,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -28,9 +29,9 @@ from services.notify.store import (
     WebhookEndpointState,
 )
 from shared.audit import AuditRecord, record
-from shared.auth import OpsCaller
+from shared.auth import Caller, CallerKind, OpsCaller
 from shared.directory_contract import DirectoryId
-from shared.events import CaseSummary, RoutedService, utcnow
+from shared.events import CaseSummary, PurgeRule, RoutedService, utcnow
 from shared.openapi import errors
 from shared.service import RuntimeDep
 
@@ -192,6 +193,26 @@ async def add_note(escalation_id: UUID, body: NoteRequest, runtime: RuntimeDep, 
         # The note's text is not copied into the audit trail: the trail records that it was written.
         record(session, caller, "add-note", case_id=escalation.case_id, detail=f"escalation {escalation.id}")
     return NotePublic(at=note.at, author=note.author, text=note.text)
+
+
+NOTIFY = Caller(CallerKind.service, "notify")
+PURGED_NOTE = ""
+
+
+async def purge_notes(session: AsyncSession, case_id: UUID, *, rule: PurgeRule) -> int:
+    """Empty ops' notes on the case's escalations once intake purged its identifying data (retention):
+    notes are free text, and ops may have written who the survivor is. That a note was written, by whom
+    and when stays (so does the audit trail); its text goes. Returns how many were emptied."""
+    escalations = select(Escalation.id).where(Escalation.case_id == case_id)
+    emptied = await session.exec(  # type: ignore[call-overload]
+        update(EscalationNote)
+        .where(col(EscalationNote.escalation_id).in_(escalations), EscalationNote.text != PURGED_NOTE)
+        .values(text=PURGED_NOTE)
+    )
+    if emptied.rowcount:
+        record(session, NOTIFY, "purge-escalation-notes", case_id=case_id, detail=f"{emptied.rowcount} note(s)",
+               reason=f"identifying data purged: {rule.value}")
+    return int(emptied.rowcount)
 
 
 class EndpointPublic(BaseModel):

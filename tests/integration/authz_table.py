@@ -233,7 +233,7 @@ TABLE: dict[str, dict[tuple[str, str], Row]] = {
         ("POST", "/ops/clients/{client_id}/rotate"): Row("/ops/clients/nobody/rotate", ops_only(404)),
         ("POST", "/ops/clients/{client_id}/{action}"): Row("/ops/clients/nobody/revoke", ops_only(404)),
         # The credential is the signed assertion in the form, not a header: an empty form is refused alike.
-        ("POST", "/oauth2/token"): Row("/oauth2/token", everyone(422), form={}),
+        ("POST", "/oauth2/token"): Row("/oauth2/token", everyone(400), form={}),
         # Identifying data: notify only, for the organisation that accepted (the provider did, above).
         ("GET", "/internal/referrals/{case_id}/handoff"):
             Row("/internal/referrals/{case}/handoff?organisation_id={org}&service_type={service_type}"

@@ -38,6 +38,9 @@ def intake_settings(nats_url: str, database_url: str, encryption_keys: str, **ov
         "active_key_id": "k1",
         "seed_sample_client": True,
         "max_body_bytes": 200_000,
+        # Local receivers the tests start (a client's JWKS URL) listen on loopback, which outbound calls
+        # may reach only when allowed explicitly (shared.egress).
+        "egress_allowed_networks": "127.0.0.0/8",
         **overrides,
     }
     return IntakeSettings(**values)  # type: ignore[arg-type]

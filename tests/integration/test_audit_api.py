@@ -4,6 +4,8 @@ service writes is sealed into its hash chain shortly after each audited commit."
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from uuid import uuid4
@@ -84,6 +86,8 @@ async def test_ops_query_the_trail_by_case_actor_action_and_time_newest_first_in
     ({"limit": "0"}, 422),
     ({"since": "2026-11-21T10:00:00Z", "until": "2026-11-20T10:00:00Z"}, 400),
     ({"cursor": "bm9wZQ=="}, 400),
+    ({"cursor": base64.urlsafe_b64encode(json.dumps(["2026-11-20T10:00:00", str(uuid4())]).encode()).decode()}, 400),
+    ({"cursor": base64.urlsafe_b64encode(b'{"a": 1}').decode()}, 400),
 ])
 async def test_a_malformed_query_is_a_clear_4xx(directory, params, status):
     response = await directory.get(TRAIL, params=params, headers=OPS)

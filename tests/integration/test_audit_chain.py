@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from services.cli import app as cli
 from services.notify.migrations import MIGRATIONS
 from shared.audit import AuditChain, AuditRecord, record
-from shared.audit_chain import Anchor, AuditKeys, seal, verify
+from shared.audit_chain import Anchor, AuditKeys, canonical, seal, verify
 from shared.auth import Caller, CallerKind
 from shared.db import Database
 from shared.migrations import upgrade
@@ -188,3 +188,20 @@ async def test_the_newest_records_deleted_with_the_head_rewound_are_caught_by_an
     args = ["audit", "verify", "notify", "--database-url", url_for(database_url, "notify"), "--anchor", anchor]
     result = await asyncio.to_thread(CliRunner().invoke, cli, args)
     assert result.exit_code == 1 and "deleted: seq 6, which the anchor records, is missing" in result.output
+
+
+async def test_a_record_edited_and_re_hashed_is_still_named_by_the_record_after_it(notify_db: Database):
+    """Without an audit key anyone can recompute one record's hash; the next record's link still tells."""
+    unkeyed = AuditKeys()
+    await write_records(notify_db, 5)
+    await seal(notify_db, unkeyed)
+    third = (await by_seq(notify_db))[2]
+    third.detail = "escalation rewritten"
+
+    forged = unkeyed.digest("", canonical(third, 3, third.prev_hash or ""))
+    async with notify_db.transaction() as session:
+        await session.exec(update(AuditRecord).where(col(AuditRecord.id) == third.id)  # type: ignore[call-overload]
+                           .values(detail=third.detail, hash=forged))
+    (finding,) = (await verify(notify_db, unkeyed)).findings
+    assert (finding.kind, finding.seq, finding.record_id) == ("edited", 3, str(third.id))
+    assert "re-hashed" in finding.message

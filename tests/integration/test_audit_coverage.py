@@ -21,7 +21,7 @@ from services.intake.keys import rotate_identifying
 from services.launcher import NatsServer
 from shared.audit import AuditRecord
 from shared.crypto import FieldCipher
-from tests.harness import SERVICE_TOKEN, running
+from tests.harness import SERVICE_CREDENTIALS, running
 from tests.integration.conftest import EHR, intake_settings
 from tests.integration.test_intake_referrals import cancellation, load
 from tests.servers import StubDirectory, serving
@@ -32,7 +32,7 @@ OPS = {"Authorization": f"Bearer {OPS_KEY}"}
 
 @pytest.fixture
 async def intake(nats_server: NatsServer, database_url: str, encryption_keys: str) -> AsyncIterator[httpx.AsyncClient]:
-    stub = StubDirectory(SERVICE_TOKEN, ops_users={OPS_KEY: "ops-alex"})
+    stub = StubDirectory(SERVICE_CREDENTIALS, ops_users={OPS_KEY: "ops-alex"})
     async with serving(stub.app()) as directory:
         app = create_app(intake_settings(nats_server.url, database_url, encryption_keys, directory_url=directory.url))
         async with running(app) as client:

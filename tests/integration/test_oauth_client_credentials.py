@@ -110,6 +110,8 @@ async def test_expired_wrong_audience_unknown_key_bad_signature_and_unknown_clie
     assert wrong_grant.status_code == 400 and wrong_grant.json()["error"] == "unsupported_grant_type"
     wrong_type = await intake.post("/oauth2/token", data=form(assertion(), client_assertion_type="x"))
     assert wrong_type.status_code == 400 and wrong_type.json()["error"] == "invalid_request"
+    empty = await intake.post("/oauth2/token", data={})
+    assert empty.status_code == 400 and empty.json()["error"] == "invalid_request"
 
 
 async def test_keys_from_a_jwks_url_and_a_revoked_client_s_tokens_stop(intake):
@@ -150,3 +152,41 @@ async def test_the_openapi_declares_the_client_credentials_flow(intake):
     scheme = document["components"]["securitySchemes"]["oauth2ClientCredentials"]
     assert scheme["flows"]["clientCredentials"]["tokenUrl"] == "/oauth2/token"
     assert {"oauth2ClientCredentials": []} in document["paths"]["/fhir/Bundle"]["post"]["security"]
+
+
+async def test_a_jwks_url_inside_the_network_is_refused_at_registration_and_never_fetched():
+    """SSRF: ops register the URL, but intake fetches it: never a private, loopback or link-local address
+    (the cloud metadata service), neither when it is registered nor when it is fetched."""
+    from types import SimpleNamespace
+
+    from fastapi import HTTPException
+
+    from services.intake.clients import ClientKeys, _check_jwks_url
+    from services.intake.oauth import JwksCache, TokenError
+    from services.intake.settings import IntakeSettings
+    from shared.egress import external_client, policy_for
+
+    production = IntakeSettings(environment="production")
+    for url in ("https://169.254.169.254/latest/meta-data", "https://10.0.0.4/jwks.json", "https://localhost/jwks"):
+        with pytest.raises(HTTPException) as refused:
+            await _check_jwks_url(SimpleNamespace(settings=production), ClientKeys(jwks_url=url))
+        assert refused.value.status_code == 422 and "Pathways does not call" in refused.value.detail
+    from fastapi import FastAPI
+
+    published = FastAPI()
+
+    @published.get("/jwks.json")
+    async def keys() -> dict[str, Any]:
+        return {"keys": [public_jwk(KEY, "rsa-1")]}
+
+    async with serving(published) as server:
+        url = f"{server.url}/jwks.json"
+        allowed = JwksCache(300)
+        allowed.http = external_client(policy_for(IntakeSettings(egress_allowed_networks="127.0.0.0/8")))
+        async with allowed.http:
+            assert (await allowed.get(url))["keys"]  # the receiver is up and answers...
+        refusing = JwksCache(300)
+        refusing.http = external_client(policy_for(production))
+        async with refusing.http:
+            with pytest.raises(TokenError):  # ...but loopback is not called outside development
+                await refusing.get(url)

@@ -26,6 +26,7 @@ from services.intake.store import IdempotencyRecord, Referral
 from services.launcher import SERVICES, NatsServer
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
+from services.notify.store import Escalation, EscalationNote
 from services.router.app import create_app as create_router
 from services.router.settings import RouterSettings
 from shared.audit import AuditRecord
@@ -155,13 +156,24 @@ async def test_after_a_case_closes_or_consent_is_withdrawn_its_identifying_data_
     assert handoff.status_code == 200, handoff.text
     assert FAMILY in handoff.text
 
+    # The case is in ops' queue too, and ops wrote down more than they should have.
+    notify_db = system.apps["notify"].state.runtime.db
+    async with notify_db.transaction() as session:
+        escalation = Escalation(case_id=case_id, reason="no answer from the provider")
+        session.add(escalation)
+    noted = await notify.post(f"/ops/escalations/{escalation.id}/notes", headers=OPS,
+                              json={"text": f"Spoke to {GIVEN} {FAMILY} on {PHONE}"})
+    assert noted.status_code == 201, noted.text
+
     async with system.intake.state.runtime.db.session() as session:
         ciphertext = (await session.get(Referral, case_id)).identifying  # type: ignore[union-attr]
     search = needles(ciphertext)
-    # The search finds what is there: before the purge, the ciphertext and the Consent copy.
+    # The search finds what is there: before the purge, the ciphertext, the Consent copy and the note.
     before = await identifying_values_in(system.intake, search)
     assert any(hit.startswith("referral.identifying") for hit in before), before
     assert any(hit.startswith("idempotency_record.response") for hit in before), before
+    assert any(hit.startswith("escalation_note.text") for hit in await identifying_values_in(
+        system.apps["notify"], search))
 
     if ending == "closed":
         closed = await notify.post(f"/offers/{offer['id']}/outcomes", json={"outcome": "closed"},
@@ -178,6 +190,12 @@ async def test_after_a_case_closes_or_consent_is_withdrawn_its_identifying_data_
             return referral is not None and referral.purged_at is not None
 
     await eventually(purged, timeout=30)
+
+    async def notes_emptied() -> bool:  # notify hears referral.purged
+        async with notify_db.session() as session:
+            return (await session.exec(sa.select(EscalationNote.text))).scalars().all() == [""]  # type: ignore[call-overload]
+
+    await eventually(notes_emptied, timeout=30)
 
     for service in SERVICES:
         assert await identifying_values_in(system.apps[service], search) == [], service
@@ -203,6 +221,11 @@ async def test_after_a_case_closes_or_consent_is_withdrawn_its_identifying_data_
                      *([updated] if ending == "withdrawn" else []),
                      ("service", "purge-identifying-data", "case closed" if ending == "closed" else "consent withdrawn")
                      ], story
+    async with notify_db.session() as session:
+        notify_story = (await session.exec(sa.select(AuditRecord.action, AuditRecord.reason)  # type: ignore[call-overload]
+                                           .where(AuditRecord.case_id == case_id).order_by(AuditRecord.at))).all()
+    assert [tuple(r) for r in notify_story][-1] == (
+        "purge-escalation-notes", f"identifying data purged: {'case-closed' if ending == 'closed' else 'consent-withdrawn'}")
     for service in SERVICES:
         report = await verify(system.apps[service].state.runtime.db, AuditKeys())
         assert not report.findings, (service, report.findings)

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -268,3 +270,19 @@ def test_fastapi_s_request_validation_error_is_told_without_its_input(captured: 
     assert_clean(captured)
     assert "19830719" not in captured.getvalue()
     assert "body.age [int_parsing]; body.name [missing]" in captured.getvalue()
+
+
+_SURROUNDINGS = st.text(alphabet=st.sampled_from("abc XYZ,.;()[]/=-_"), max_size=20)
+
+
+@given(before=_SURROUNDINGS, after=_SURROUNDINGS,
+       digits=st.from_regex(r"7[0-9]{9}", fullmatch=True), style=st.sampled_from(["0{a} {b}", "+44{a}{b}", "0{a}{b}"]),
+       inward=st.from_regex(r"[0-9][ABD-HJLNP-UW-Z]{2}", fullmatch=True))
+def test_a_phone_number_or_full_postcode_never_survives_whatever_surrounds_it(
+        before: str, after: str, digits: str, style: str, inward: str) -> None:
+    phone = style.format(a=digits[:4], b=digits[4:])
+    postcode = f"LS7 {inward}"
+    for value, text in ((phone, f"{before}{phone}{after}"), (postcode, f"{before} {postcode} {after}")):
+        scrubbed = scrub(text)
+        assert value not in scrubbed and value.replace(" ", "") not in scrubbed.replace(" ", "")
+        assert scrub(scrubbed) == scrubbed  # applying it again changes nothing
