@@ -1,5 +1,6 @@
 """Gap analysis for commissioners, from the router's own view of the world (its cases and its copy of the
-directory and gazetteer), with the same coverage rules routing uses (rule 1: ``rules.area_tier``).
+directory and gazetteer), with the same coverage rule routing uses (rule 1: ``index.covering_services``,
+the area tier from the coverage that matched).
 
 Raw counts only: notify, which publishes the reports, applies small-number suppression to the tables it
 builds from them. Nothing here identifies a case: the answer is counts by area and community.
@@ -13,8 +14,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from services.router.index import DirectoryIndex, resolve_case_area
-from services.router.rules import IDVA_TYPES, TIER_WORDS, area_tier, survivor_communities
+from services.router.index import DirectoryIndex, covering_services, resolve_case_area
+from services.router.rules import IDVA_TYPES, TIER_WORDS, survivor_communities
 from shared.events import ByAndForPreference, CaseSummary
 from shared.reference import ServiceStatus, ServiceType
 
@@ -59,10 +60,8 @@ def wanted_communities(summary: CaseSummary) -> list[str]:
 def availability(summary: CaseSummary, community: str, index: DirectoryIndex) -> Availability:
     """The nearest tier at which a by-and-for service of ``community`` covers the case's area."""
     area = resolve_case_area(summary, index)
-    # Rule 1's coverage tiers: a service covering one of the case's area codes, or a national one.
-    covering = [(area_tier(code), s) for code in area.codes for s in index.by_code.get(code, ())]
-    covering += [(area_tier(None), s) for s in index.national]
-    tiers = [tier for tier, s in covering if community in s.by_and_for and s.status == ServiceStatus.active]
+    tiers = [tier for service, tier in covering_services(area, index).values()
+             if community in service.by_and_for and service.status == ServiceStatus.active]
     return Availability(TIER_WORDS[min(tiers)]) if tiers else Availability.none
 
 

@@ -203,6 +203,21 @@ class RoutingArea:
         )
 
 
+def covering_services(area: RoutingArea, index: DirectoryIndex) -> dict[str, tuple[ServiceRecord, int]]:
+    """Rule 1 alone: every service covering the case's area (a material code of it, or the nation), with its
+    nearest area tier (``area_tier``): what routing starts from, before risk, eligibility or consent."""
+    found: dict[str, tuple[ServiceRecord, int]] = {}
+    for code in area.codes:
+        tier = area_tier(code)
+        for service in index.by_code.get(code, ()):
+            previous = found.get(service.id)
+            if previous is None or previous[1] > tier:
+                found[service.id] = (service, tier)
+    for service in index.national:
+        found.setdefault(service.id, (service, area_tier(None)))
+    return found
+
+
 def resolve_case_area(summary: CaseSummary, index: DirectoryIndex) -> RoutingArea:
     """Locate the case's sector (or, for an older event, its district) in the gazetteer copy; any codes
     the caller supplied are matched too. A full postcode (typed into /explain) is reduced to its sector."""

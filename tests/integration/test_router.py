@@ -435,6 +435,7 @@ async def test_decision_and_explain_are_for_ops_and_services_and_explain_creates
         as_ops = await client.get(path, headers={"Authorization": f"Bearer {OPS_KEY}"})
         assert as_ops.status_code == 200, as_ops.text
         trail = (await client.get("/ops/audit/router", headers={"Authorization": f"Bearer {OPS_KEY}"})).json()
+        # Both reads above were ops' (a service credential is refused here), so both are on record.
         assert [(e["actor_kind"], e["action"], e["case_id"]) for e in trail] == [
             ("ops", "read-routing-decision", str(case.case_id))] * 2
 
