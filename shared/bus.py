@@ -580,10 +580,13 @@ class Bus:
 
         Consumers that already processed an event skip it by ``event_id``; the one that failed gets
         it afresh. Replayed messages are removed from the dead-letter stream. ``up_to`` (a stream
-        sequence) replays only what was there when ops looked: a message that fails again and comes
-        back is not replayed round and round.
+        sequence) replays only what was there when ops looked; by default, what is there when the replay
+        starts. Either way a message that fails again and comes back is not replayed round and round.
         """
         js = self.js
+        if up_to is None:
+            # What is there now: a message that fails again and comes back waits for the next replay.
+            up_to = (await js.stream_info(DLQ_STREAM)).state.last_seq
         sub = await js.pull_subscribe(f"{DLQ_PREFIX}.>", durable=None, stream=DLQ_STREAM)
         replayed = 0
         try:

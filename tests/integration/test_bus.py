@@ -191,6 +191,25 @@ async def test_message_failing_max_deliver_times_goes_to_dead_letter_and_can_be_
         await bus.close()
 
 
+async def test_a_replay_takes_only_what_was_dead_lettered_when_it_began(nats_server: NatsServer, db: Database):
+    """`pathways dlq replay` before the cause is fixed: the message fails again and is dead-lettered again,
+    once, and waits there for the next replay instead of going round and round."""
+    bus = await started_bus(nats_server.url)
+
+    async def still_broken(event: Event, delivery: Delivery) -> None:
+        raise RuntimeError("downstream still unavailable")
+
+    try:
+        spec = bus.consume("test-dlq-again", [CaseEscalated.subject], still_broken, max_deliver=2, backoff=(0.01,))
+        await bus.publish(CaseEscalated(case_id=uuid4(), reason="poison"))
+        await eventually(lambda: _true(spec.dead_lettered == 1))
+        assert await bus.replay_dead_letters() == 1
+        await eventually(lambda: _true(spec.dead_lettered == 2))
+        assert (await bus.js.stream_info(DLQ_STREAM)).state.messages == 1
+    finally:
+        await bus.close()
+
+
 async def test_unreadable_message_is_dead_lettered_at_once(nats_server: NatsServer, db: Database):
     bus = await started_bus(nats_server.url)
     try:
