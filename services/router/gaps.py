@@ -14,8 +14,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from services.router.index import DirectoryIndex, covering_services, resolve_case_area
+from services.router.index import DirectoryIndex, RoutingArea, covering_services, resolve_case_area
 from services.router.rules import IDVA_TYPES, TIER_WORDS, survivor_communities
+from shared.directory_contract import ServiceRecord
 from shared.events import ByAndForPreference, CaseSummary
 from shared.reference import ServiceStatus, ServiceType
 
@@ -57,25 +58,34 @@ def wanted_communities(summary: CaseSummary) -> list[str]:
     return sorted(survivor_communities(summary))
 
 
-def availability(summary: CaseSummary, community: str, index: DirectoryIndex) -> Availability:
-    """The nearest tier at which a by-and-for service of ``community`` covers the case's area."""
-    area = resolve_case_area(summary, index)
-    tiers = [tier for service, tier in covering_services(area, index).values()
+def availability(summary: CaseSummary, community: str, index: DirectoryIndex,
+                 covering: dict[str, tuple[ServiceRecord, int]] | None = None) -> Availability:
+    """The nearest tier at which a by-and-for service of ``community`` covers the case's area
+    (``covering``: rule 1's services for the case, when the caller has them already)."""
+    if covering is None:
+        covering = covering_services(resolve_case_area(summary, index), index)
+    tiers = [tier for service, tier in covering.values()
              if community in service.by_and_for and service.status == ServiceStatus.active]
     return Availability(TIER_WORDS[min(tiers)]) if tiers else Availability.none
 
 
-def main_icb(summary: CaseSummary, index: DirectoryIndex) -> str:
+def main_icb(area: RoutingArea) -> str:
     """The ICB holding most of the case's postcode sector ("unknown" outside England or unplaced)."""
-    icbs = resolve_case_area(summary, index).area.icbs
+    icbs = area.area.icbs
     return icbs[0].code if icbs else "unknown"
 
 
 def gap_counts(summaries: Iterable[CaseSummary], index: DirectoryIndex) -> list[GapCount]:
     counts: Counter[tuple[str, str, Availability]] = Counter()
     for summary in summaries:
-        for community in wanted_communities(summary):
-            counts[(main_icb(summary, index), community, availability(summary, community, index))] += 1
+        communities = wanted_communities(summary)
+        if not communities:
+            continue
+        # Each case is placed, and its covering services found, once for all its communities.
+        area = resolve_case_area(summary, index)
+        covering, icb = covering_services(area, index), main_icb(area)
+        for community in communities:
+            counts[(icb, community, availability(summary, community, index, covering))] += 1
     return [GapCount(icb=icb, community=c, availability=a, survivors=n) for (icb, c, a), n in sorted(counts.items())]
 
 
