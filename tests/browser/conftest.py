@@ -182,3 +182,25 @@ def refer(system: System, identifier: str, example: str = "gp-referral.json") ->
                           headers={"Authorization": f"Bearer {EHR_KEY}", "Content-Type": "application/fhir+json"})
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
+
+
+def tab_to(page: Any, text: str, limit: int = 40) -> None:
+    """Press Tab until the focused control says ``text`` (as a keyboard user moves through a page)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("(document.activeElement.innerText || document.activeElement.value || '').trim()")
+        if focused.startswith(text):
+            # The focus is visible: the focused control is drawn with an outline.
+            assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+            return
+    raise AssertionError(f"'{text}' cannot be reached with the Tab key")
+
+
+def sign_in_by_keyboard(page: Any, url: str, key: str) -> None:
+    """Open a sign-in page and sign in with the keyboard alone: skip link, past the quick exit, the key."""
+    page.goto(url)
+    tab_to(page, "Skip to main content")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")  # past the quick exit, into the key field
+    page.keyboard.type(key)
+    page.keyboard.press("Enter")

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from services.launcher import System
-from tests.browser.conftest import EHR_KEY, refer
+from tests.browser.conftest import EHR_KEY, refer, sign_in_by_keyboard, tab_to
 from tests.conftest import EXAMPLES
 
 IDENTIFYING = ("Alex", "Example", "1990-04-01", "LS7 9ZZ", "07700", "Synthetic Street")
@@ -191,16 +191,9 @@ def test_reports_show_small_counts_as_under_five_to_a_commissioner(browser: Any,
 
 
 def test_an_escalated_case_is_assigned_by_keyboard_alone(page: Any, system: System):
-    from tests.browser.test_inbox import tab_to
-
     case_id = escalated_referral(system, "browser-console-keyboard")
     escalation = escalation_of(system, case_id)
-    page.goto(f"{system.url('notify')}/console")
-    tab_to(page, "Skip to main content")
-    page.keyboard.press("Tab")
-    page.keyboard.press("Tab")  # past the quick exit, into the key field
-    page.keyboard.type(ops_key(system))
-    page.keyboard.press("Enter")
+    sign_in_by_keyboard(page, f"{system.url('notify')}/console", ops_key(system))
     page.wait_for_url("**/console")
     tab_to(page, "Escalations")
     page.keyboard.press("Enter")

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from services.launcher import System
-from tests.browser.conftest import EHR_KEY, EXIT_URL, PROVIDER_KEY, refer
+from tests.browser.conftest import EHR_KEY, EXIT_URL, PROVIDER_KEY, refer, sign_in_by_keyboard, tab_to
 from tests.integration.notify_world import withdrawal
 
 IDENTIFYING = ("Alex", "Example", "1990-04-01", "LS7 9ZZ", "07700", "Synthetic Street")
@@ -147,27 +147,12 @@ def test_a_case_whose_consent_was_withdrawn_is_marked_and_its_details_are_gone(
     assert not any(value in page.content() for value in IDENTIFYING)
 
 
-def tab_to(page: Any, text: str, limit: int = 40) -> None:
-    """Press Tab until the focused control says ``text`` (as a keyboard user moves through a page)."""
-    for _ in range(limit):
-        page.keyboard.press("Tab")
-        focused = page.evaluate("(document.activeElement.innerText || document.activeElement.value || '').trim()")
-        if focused.startswith(text):
-            # The focus is visible: the focused control is drawn with an outline.
-            assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
-            return
-    raise AssertionError(f"'{text}' cannot be reached with the Tab key")
 
 
 def test_the_inbox_works_by_keyboard_alone(page: Any, system: System):
     case_id = refer(system, "browser-inbox-keyboard")
     offer = offer_for(system, case_id)
-    page.goto(f"{system.url('notify')}/inbox")
-    tab_to(page, "Skip to main content")
-    page.keyboard.press("Tab")
-    page.keyboard.press("Tab")  # past the quick exit, into the key field
-    page.keyboard.type(PROVIDER_KEY)
-    page.keyboard.press("Enter")
+    sign_in_by_keyboard(page, f"{system.url('notify')}/inbox", PROVIDER_KEY)
     page.wait_for_url("**/inbox")
     page.locator("main").focus()  # then on through the page from the top of the content
     for _ in range(40):
