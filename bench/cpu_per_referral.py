@@ -54,7 +54,9 @@ async def post_referrals(url: str, count: int, concurrency: int, tag: str) -> di
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--referrals", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
@@ -65,9 +67,10 @@ def main() -> int:
         print("PostgreSQL does not answer: skipped")
         return 0
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    with tempfile.TemporaryDirectory(prefix="pathways-cpu-") as tmp, running_system(
-        Path(tmp), args.database
-    ) as system:
+    with (
+        tempfile.TemporaryDirectory(prefix="pathways-cpu-") as tmp,
+        running_system(Path(tmp), args.database) as system,
+    ):
         pids = {name: process.pid for name, process in system.processes.items()}
         url = system.url("intake")
         asyncio.run(post_referrals(url, 50, 4, "warm-up"))
