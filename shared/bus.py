@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import nats
@@ -72,6 +72,22 @@ class StreamLimits:
 
 
 @dataclass(frozen=True)
+class Outgoing:
+    """A message to publish as it is stored (the outbox's rows): subject, body, id, trace headers."""
+
+    subject: str
+    data: bytes
+    msg_id: str
+    headers: dict[str, str] | None = None
+
+
+def _ack_error(ack: asyncio.Future[object]) -> BaseException | None:
+    if ack.cancelled():
+        return TimeoutError("no JetStream ack in time")
+    return ack.exception()
+
+
+@dataclass(frozen=True)
 class Delivery:
     """What a handler may want to know about the message beyond its event."""
 
@@ -89,10 +105,11 @@ class Received:
     delivery: Delivery
     headers: dict[str, str] | None
 
-    @contextlib.contextmanager
-    def span(self) -> Iterator[trace.Span]:
-        """The consumer span for this event, current while its work runs (events it enqueues carry it)."""
-        with tracer().start_as_current_span(
+    def start_span(self) -> trace.Span:
+        """The consumer span for this event, in the trace the message came with. Not current and not
+        ended: the caller makes it current while the event's work runs (``trace.use_span``; events it
+        enqueues carry it) and ends it once the event is settled."""
+        return tracer().start_span(
             f"consume {self.delivery.subject}",
             context=extract_context(self.headers),
             kind=trace.SpanKind.CONSUMER,
@@ -102,8 +119,7 @@ class Received:
                 messaging__consumer__group__name=self.durable,
                 pathways__event_id=self.event.event_id,
             ),
-        ) as span:
-            yield span
+        )
 
 
 @dataclass
@@ -344,21 +360,63 @@ class Bus:
     async def publish_raw(
         self, subject: str, data: bytes, *, msg_id: str, headers: dict[str, str] | None = None
     ) -> None:
+        with self._producer_span(subject, msg_id, headers):
+            await self.js.publish(subject, data, headers=self._headers(msg_id, headers), timeout=5)
+
+    async def publish_many(self, messages: Sequence[Outgoing], *, timeout: float = 5.0) -> list[BaseException | None]:
+        """Publish messages in order and wait for their JetStream acks together: one wait for the lot
+        instead of a round trip each (the outbox relay's batches, issue 9). Returns, per message,
+        ``None`` once JetStream stored it, or the error; an ack that does not come within ``timeout``
+        is a ``TimeoutError`` (publishing that message again is safe: ``Nats-Msg-Id``)."""
+        js = self.js
+        sent: list[tuple[trace.Span, asyncio.Future[object] | BaseException]] = []
+        for message in messages:
+            # Sent one after the other on the one connection, so JetStream stores them in this order.
+            with self._producer_span(message.subject, message.msg_id, message.headers, end_on_exit=False) as span:
+                try:
+                    ack: asyncio.Future[object] | BaseException = await js.publish_async(
+                        message.subject, message.data, headers=self._headers(message.msg_id, message.headers)
+                    )
+                except Exception as exc:  # noqa: BLE001 - reported for this message
+                    ack = exc
+            sent.append((span, ack))
+        waiting = [ack for _, ack in sent if isinstance(ack, asyncio.Future)]
+        if waiting:
+            _, late = await asyncio.wait(waiting, timeout=timeout)
+            for ack in late:  # frees nats-py's slot for it; the message is published again later
+                ack.cancel()
+        outcomes: list[BaseException | None] = []
+        for span, ack in sent:
+            error = ack if isinstance(ack, BaseException) else _ack_error(ack)
+            if error is not None:
+                span.record_exception(error, attributes={"exception.message": type(error).__name__})
+            span.end()
+            outcomes.append(error)
+        return outcomes
+
+    def _producer_span(
+        self, subject: str, msg_id: str, headers: dict[str, str] | None, *, end_on_exit: bool = True
+    ) -> contextlib.AbstractContextManager[trace.Span]:
         # An outbox row carries the trace context of the request that wrote it: continue that trace.
         parent = extract_context(headers) if headers and "traceparent" in headers else None
-        with tracer().start_as_current_span(
+        return tracer().start_as_current_span(
             f"publish {subject}",
             context=parent,
             kind=trace.SpanKind.PRODUCER,
             attributes=safe_attributes(
                 messaging__system="nats", messaging__destination__name=subject, pathways__event_id=msg_id
             ),
-        ):
-            all_headers = inject_headers(
-                {k: v for k, v in (headers or {}).items() if k not in ("traceparent", "tracestate")}
-            )
-            all_headers["Nats-Msg-Id"] = msg_id
-            await self.js.publish(subject, data, headers=all_headers, timeout=5)
+            end_on_exit=end_on_exit,
+        )
+
+    @staticmethod
+    def _headers(msg_id: str, headers: dict[str, str] | None) -> dict[str, str]:
+        """The message's headers with the current trace context and ``Nats-Msg-Id``."""
+        all_headers = inject_headers(
+            {k: v for k, v in (headers or {}).items() if k not in ("traceparent", "tracestate")}
+        )
+        all_headers["Nats-Msg-Id"] = msg_id
+        return all_headers
 
     # ---- consuming ----------------------------------------------------------------------------
     def consume(
@@ -440,7 +498,7 @@ class Bus:
                     sub = await self._bind(spec)
                 try:
                     msgs = await sub.fetch(batch=spec.batch, timeout=1)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     # nats-py raises its own TimeoutError or, when the deadline runs out between its
                     # probes, a plain asyncio.TimeoutError: both only mean "nothing to fetch".
                     continue
@@ -593,7 +651,7 @@ class Bus:
             while replayed < limit:
                 try:
                     msgs = await sub.fetch(batch=min(100, limit - replayed), timeout=1)
-                except asyncio.TimeoutError:  # either kind nats-py raises (see _consume_loop)
+                except TimeoutError:  # either kind nats-py raises (see _consume_loop)
                     break
                 if up_to is not None and msgs and msgs[0].metadata.sequence.stream > up_to:
                     break

@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import DateTime, event, text
+from sqlalchemy import DateTime, Table, event, insert, select, text
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel, col, select
+from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.events import utcnow
@@ -121,6 +122,50 @@ class ProcessedEvent(SQLModel, table=True):
     consumer: str = Field(primary_key=True, max_length=100)
     event_id: UUID = Field(primary_key=True)
     processed_at: datetime = utc_field(default_factory=utcnow)
+
+
+_INBOX: Table = ProcessedEvent.__table__  # type: ignore[attr-defined]
+
+# Rows a transaction inserts when it commits, as one ``executemany`` per table (``insert_at_commit``).
+_AT_COMMIT = "pathways_insert_at_commit"
+
+
+def insert_at_commit(session: AsyncSession, table: Table, values: dict[str, Any]) -> None:
+    """Insert a row (its column values) when the session's transaction commits, with every other row
+    queued for the same table in one ``executemany`` (issue 9's profile).
+
+    For rows nothing reads back before the commit (outbox events, inbox records): no ORM object, no
+    unit of work, and a batch of consumed events pays one statement per table instead of one per row.
+    A rolled-back transaction inserts none of them. Rows of one table go in the order they were queued.
+    """
+    session.info.setdefault(_AT_COMMIT, {}).setdefault(table, []).append(values)
+
+
+async def insert_queued(session: AsyncSession) -> None:
+    """Insert now what ``insert_at_commit`` queued (so that its errors surface here, not at commit)."""
+    queued: dict[Table, list[dict[str, Any]]] | None = session.info.pop(_AT_COMMIT, None)
+    if queued:
+        connection = await session.connection()
+        for table, rows in queued.items():
+            await connection.execute(insert(table), rows)
+
+
+@event.listens_for(Session, "before_commit")
+def _insert_queued_before_commit(session: Session) -> None:
+    # Whatever path commits (``Database.transaction``, a plain ``session.commit()``), the queued rows
+    # go in with it. Runs inside SQLAlchemy's greenlet on the async engine, so it may emit SQL.
+    queued: dict[Table, list[dict[str, Any]]] | None = session.info.pop(_AT_COMMIT, None)
+    if queued:
+        connection = session.connection()
+        for table, rows in queued.items():
+            connection.execute(insert(table), rows)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_queued_on_rollback(session: Session, transaction: SessionTransaction) -> None:
+    # A transaction that ended without committing them (rolled back) takes its queued rows with it.
+    if transaction.parent is None:
+        session.info.pop(_AT_COMMIT, None)
 
 
 class Database:
@@ -268,15 +313,17 @@ class Database:
         """
         try:
             async with self.transaction() as session:
-                if await session.get(ProcessedEvent, (consumer, event_id)) is not None:
+                connection = await session.connection()
+                if await _inbox_done(connection, consumer, [event_id]):
                     return None
-                session.add(ProcessedEvent(consumer=consumer, event_id=event_id))
-                await session.flush()
+                # Inserted first: a peer handling the same event meanwhile conflicts here (PostgreSQL
+                # waits for the peer's commit), before any work is done twice.
+                await connection.execute(insert(_INBOX), [_inbox_row(consumer, event_id, utcnow())])
                 return await work(session)
         except IntegrityError:
             # A peer processed the same event concurrently and committed first.
-            async with self.session() as session:
-                if await session.get(ProcessedEvent, (consumer, event_id)) is not None:
+            async with self.engine.connect() as connection:
+                if await _inbox_done(connection, consumer, [event_id]):
                     return None
             raise
 
@@ -290,27 +337,37 @@ class Database:
         work fails, the batch is rolled back and each event runs again in a transaction of its own
         (``run_once``), so the failing one is reported alone and the others commit; failures are rare
         (an event ahead of the one it depends on), and the common case pays no savepoint per event.
+        The same holds when the batch's rows fail to insert (a peer recorded one of its events first,
+        a row that conflicts): that is found before the commit, and the events run one by one.
         When the transaction itself fails (the database away, no writer slot in time), every event
         gets that error: nothing of the batch was stored.
+
+        The inbox costs two statements per batch, whatever its size: one query for the events done
+        before, one ``executemany`` for the new records (Core, no ORM objects).
         """
         work_failed = False
         try:
             async with self.transaction() as session:
-                ids = list({event_id for event_id, _ in works})
-                done = set((await session.exec(
-                    select(ProcessedEvent.event_id).where(  # type: ignore[call-overload]
-                        ProcessedEvent.consumer == consumer, col(ProcessedEvent.event_id).in_(ids))
-                )).all())
-                for event_id, work in works:
-                    if event_id in done:
-                        continue
-                    done.add(event_id)  # the same event twice in one batch is done once
-                    session.add(ProcessedEvent(consumer=consumer, event_id=event_id, processed_at=utcnow()))
-                    try:
+                connection = await session.connection()
+                ids = list(dict.fromkeys(event_id for event_id, _ in works))
+                done = await _inbox_done(connection, consumer, ids)
+                fresh = [event_id for event_id in ids if event_id not in done]
+                try:
+                    if fresh:
+                        now = utcnow()
+                        await connection.execute(insert(_INBOX), [_inbox_row(consumer, e, now) for e in fresh])
+                    todo = set(fresh)
+                    for event_id, work in works:
+                        if event_id not in todo:
+                            continue
+                        todo.discard(event_id)  # the same event twice in one batch is done once
                         await work(session)
-                    except Exception:
-                        work_failed = True
-                        raise
+                    # The batch's own rows, now: a conflict is the batch's to sort out event by event.
+                    await session.flush()
+                    await insert_queued(session)
+                except Exception:
+                    work_failed = True
+                    raise
             return [None] * len(works)
         except Exception as exc:  # noqa: BLE001 - reported per event below
             if not work_failed or len(works) == 1:
@@ -323,6 +380,18 @@ class Database:
             except Exception as exc:  # noqa: BLE001 - this event's failure, reported to its message
                 outcomes.append(exc)
         return outcomes
+
+
+def _inbox_row(consumer: str, event_id: UUID, at: datetime) -> dict[str, Any]:
+    return {"consumer": consumer, "event_id": event_id, "processed_at": at}
+
+
+async def _inbox_done(connection: AsyncConnection, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
+    """Which of these events the consumer has processed already (one query, Core)."""
+    if not event_ids:
+        return set()
+    statement = select(_INBOX.c.event_id).where(_INBOX.c.consumer == consumer, _INBOX.c.event_id.in_(event_ids))
+    return set((await connection.execute(statement)).scalars())
 
 
 async def end_read(session: AsyncSession) -> None:

@@ -8,15 +8,16 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Text, update
-from sqlmodel import Field, SQLModel, col, func, select
+from sqlalchemy import Table, Text, func, select, update
+from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.bus import Bus
-from shared.db import Database, utc_field
 from shared.background import PeriodicWorker
+from shared.bus import Bus, Outgoing
+from shared.db import Database, insert_at_commit, utc_field
 from shared.events import Event, utcnow
 from shared.telemetry import stored_context
 
@@ -35,28 +36,41 @@ class OutboxMessage(SQLModel, table=True):
     published_at: datetime | None = utc_field(default=None, index=True)
 
 
+OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
+
+
 def outbox_message(event: Event) -> OutboxMessage:
     """The outbox row for an event. Built before a write transaction when the work allows, so that the
     transaction itself stays short (on SQLite it holds the one writer slot)."""
-    return OutboxMessage(
-        event_id=event.event_id,
-        subject=event.subject,
-        payload=event.model_dump_json(),
-        headers=stored_context(),
-    )
+    return OutboxMessage(**_outbox_values(event))
+
+
+def _outbox_values(event: Event) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "subject": event.subject,
+        "payload": event.model_dump_json(),
+        "headers": stored_context(),
+        "created_at": utcnow(),
+    }
 
 
 def enqueue(session: AsyncSession, event: Event) -> None:
-    """Add an event to the outbox inside the caller's transaction."""
-    session.add(outbox_message(event))
+    """Add an event to the outbox inside the caller's transaction.
+
+    The row is inserted when the transaction commits, with the transaction's other events in one
+    statement (``shared.db.insert_at_commit``): nothing reads the outbox before then, and a consumer's
+    batch of events then costs one outbox statement rather than one ORM object and insert each.
+    """
+    insert_at_commit(session, OUTBOX, _outbox_values(event))
 
 
 async def outbox_depth(db: Database) -> int:
     """Events committed and not yet published (grows while NATS is away)."""
-    async with db.session() as session:
-        return int((await session.exec(
-            select(func.count()).select_from(OutboxMessage).where(col(OutboxMessage.published_at).is_(None))
-        )).one())
+    async with db.engine.connect() as connection:
+        return int((await connection.execute(
+            select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
+        )).scalar_one())
 
 
 class OutboxRelay:
@@ -80,37 +94,37 @@ class OutboxRelay:
         return await self.publish_pending() == self.batch
 
     async def publish_pending(self) -> int:
-        """Publish up to one batch of unpublished events; returns how many were published.
+        """Publish up to one batch of unpublished events; returns how many were read.
 
-        No connection is held while waiting for JetStream's acks, and the batch is marked published
-        in one short write: the relay does not starve requests of connections or of the SQLite writer.
-        A crash between publishing and marking republishes with the same ``Nats-Msg-Id``, which
-        JetStream drops as a duplicate.
+        The batch goes out in order with its JetStream acks awaited together (``Bus.publish_many``), and
+        what was stored is marked published in one UPDATE. No connection is held while waiting for the
+        acks, and the mark is one short write: the relay does not starve requests of connections or of
+        the SQLite writer. A crash between publishing and marking republishes with the same
+        ``Nats-Msg-Id``, which JetStream drops as a duplicate; an event that failed is published again
+        on a later step.
         """
         if not self.bus.ready:
             return 0
-        async with self.db.session() as session:
-            rows = (
-                await session.exec(
-                    select(OutboxMessage)
-                    .where(col(OutboxMessage.published_at).is_(None))
-                    .order_by(col(OutboxMessage.id))
-                    .limit(self.batch)
+        async with self.db.engine.connect() as connection:  # Core: rows read, never ORM objects
+            rows = (await connection.execute(
+                select(OUTBOX.c.id, OUTBOX.c.event_id, OUTBOX.c.subject, OUTBOX.c.payload, OUTBOX.c.headers)
+                .where(OUTBOX.c.published_at.is_(None))
+                .order_by(OUTBOX.c.id)
+                .limit(self.batch)
+            )).all()
+        if not rows:
+            return 0
+        outcomes = await self.bus.publish_many([
+            Outgoing(row.subject, row.payload.encode(), str(row.event_id), json.loads(row.headers)) for row in rows
+        ])
+        published = [row.id for row, error in zip(rows, outcomes, strict=True) if error is None]
+        if published:
+            async with self.db.transaction(announce=False) as session:
+                connection = await session.connection()
+                await connection.execute(
+                    update(OUTBOX).where(OUTBOX.c.id.in_(published)).values(published_at=utcnow())
                 )
-            ).all()
-        published: list[int] = []
-        try:
-            for row in rows:  # in order: one subject's events reach consumers as they were committed
-                await self.bus.publish_raw(
-                    row.subject, row.payload.encode(), msg_id=str(row.event_id), headers=json.loads(row.headers)
-                )
-                published.append(row.id)  # type: ignore[arg-type]
-        finally:
-            if published:
-                async with self.db.transaction(announce=False) as session:
-                    await session.exec(
-                        update(OutboxMessage)
-                        .where(col(OutboxMessage.id).in_(published))
-                        .values(published_at=utcnow())
-                    )
+        failed = next((error for error in outcomes if error is not None), None)
+        if failed is not None:
+            raise failed  # the worker logs its type and tries again on its next step
         return len(rows)

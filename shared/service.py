@@ -8,14 +8,15 @@ service starts and answers even while NATS is away), start the outbox relay, run
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from opentelemetry.trace import Span, use_span
 from pydantic import BaseModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -78,33 +79,47 @@ class Runtime:
 
         async def batch(received: Sequence[Received]) -> list[BaseException | None]:
             outcomes: list[BaseException | None] = [None] * len(received)
+            # One span per event, current while its work is prepared and while it runs (the work may
+            # run twice: in the batch, then alone when another event of the batch failed).
+            spans = [item.start_span() for item in received]
             works: list[tuple[int, Received, Work1]] = []
-            for index, item in enumerate(received):
-                try:
-                    with item.span():
-                        works.append((index, item, await prepare(item.event, item.delivery)))
-                except Exception as exc:  # noqa: BLE001 - this event alone is retried
-                    outcomes[index] = exc
+            try:
+                for index, item in enumerate(received):
+                    try:
+                        with _current(spans[index]):
+                            works.append((index, item, await prepare(item.event, item.delivery)))
+                    except Exception as exc:  # noqa: BLE001 - this event alone is retried
+                        outcomes[index] = exc
 
-            def traced(item: Received, work: Work1) -> Work1:
-                async def run(session: AsyncSession) -> None:
-                    with item.span() as span:
-                        try:
+                def traced(span: Span, work: Work1) -> Work1:
+                    async def run(session: AsyncSession) -> None:
+                        with _current(span):
                             await work(session)
-                        except Exception as exc:
-                            span.record_exception(exc, attributes={"exception.message": type(exc).__name__})
-                            raise
-                return run
+                    return run
 
-            results = await self.db.run_batch(
-                durable, [(item.event.event_id, traced(item, work)) for _, item, work in works]
-            )
-            for (index, _, _), result in zip(works, results, strict=True):
-                outcomes[index] = result
-            return outcomes
+                results = await self.db.run_batch(
+                    durable, [(item.event.event_id, traced(spans[index], work)) for index, item, work in works]
+                )
+                for (index, _, _), result in zip(works, results, strict=True):
+                    outcomes[index] = result
+                return outcomes
+            finally:
+                for span in spans:
+                    span.end()
 
         options.setdefault("max_deliver", self.settings.max_deliver)
         return self.bus.consume(durable, subjects, one, batch_handler=batch, **options)  # type: ignore[arg-type]
+
+
+@contextmanager
+def _current(span: Span) -> Iterator[None]:
+    """``span`` current for a block; a failure is recorded by its type only (its message could quote data)."""
+    with use_span(span, end_on_exit=False, record_exception=False):
+        try:
+            yield
+        except Exception as exc:
+            span.record_exception(exc, attributes={"exception.message": type(exc).__name__})
+            raise
 
 
 class Readiness(BaseModel):
