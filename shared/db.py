@@ -141,6 +141,17 @@ def insert_at_commit(session: AsyncSession, table: Table, values: dict[str, Any]
     session.info.setdefault(_AT_COMMIT, {}).setdefault(table, []).append(values)
 
 
+def upsert_statement(connection: AsyncConnection, table: Table) -> Any:
+    """``INSERT`` with ``on_conflict_do_nothing``/``on_conflict_do_update`` on either backend (SQLite
+    and PostgreSQL spell it the same way): "store unless stored" in one statement, instead of a read
+    and then a write."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as backend_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as backend_insert
+    return backend_insert(table)
+
+
 async def insert_queued(session: AsyncSession) -> None:
     """Insert now what ``insert_at_commit`` queued (so that its errors surface here, not at commit)."""
     queued: dict[Table, list[dict[str, Any]]] | None = session.info.pop(_AT_COMMIT, None)

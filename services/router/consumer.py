@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from uuid import UUID
+from typing import Any
+from uuid import UUID, uuid4
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,7 +33,9 @@ from services.router.store import (
     CaseState,
     RoutedCase,
     RoutingDecision,
+    add_decision,
     case_for_update,
+    insert_new_case,
     open_offer_counts,
     record_offer,
 )
@@ -79,23 +82,30 @@ class Router:
     cache: DirectoryCache
 
 
+def decision_values(case_id: UUID, decision: Decision, *, kind: str, trigger: str | None = None) -> dict[str, Any]:
+    """A decision as ``RoutingDecision`` column values (a new id), stored with ``add_decision``."""
+    return {
+        "id": uuid4(),
+        "case_id": case_id,
+        "kind": kind,
+        "trigger": trigger,
+        "outcome": decision.outcome,
+        "offer_to": [s.model_dump(mode="json") for s in decision.offer_to],
+        "lanes": {lane: [s.service_id for s in services] for lane, services in decision.lanes.items()},
+        "excluded": decision.excluded,
+        "passed_over": decision.passed_over,
+        "notes": decision.notes,
+        "escalation": decision.escalation,
+        "no_offer_reason": decision.no_offer_reason,
+        "advice": decision.advice,
+        "rule_version": decision.rule_version,
+        "directory_version": decision.directory_version,
+        "created_at": utcnow(),
+    }
+
+
 def decision_row(case_id: UUID, decision: Decision, *, kind: str, trigger: str | None = None) -> RoutingDecision:
-    return RoutingDecision(
-        case_id=case_id,
-        kind=kind,
-        trigger=trigger,
-        outcome=decision.outcome,
-        offer_to=[s.model_dump(mode="json") for s in decision.offer_to],
-        lanes={lane: [s.service_id for s in services] for lane, services in decision.lanes.items()},
-        excluded=decision.excluded,
-        passed_over=decision.passed_over,
-        notes=decision.notes,
-        escalation=decision.escalation,
-        no_offer_reason=decision.no_offer_reason,
-        advice=decision.advice,
-        rule_version=decision.rule_version,
-        directory_version=decision.directory_version,
-    )
+    return RoutingDecision(**decision_values(case_id, decision, kind=kind, trigger=trigger))
 
 
 def no_offer_status(case_id: UUID, decision: Decision, *, high: bool, consent: ConsentState) -> CaseStatus:
@@ -142,28 +152,38 @@ async def route_case(
 ) -> None:
     """Decide, store the decision and its ranking, and enqueue the offers, status and escalation.
 
-    ``case`` is given when a case that waited (no consent) is routed again: a new decision, same case."""
+    ``case`` is given when a case that waited (no consent) is routed again: a new decision, same case.
+    Without it the case is new: stored unless it is stored already (the same case re-sent under a new
+    event id), in which case nothing is done."""
     decision, codes = await decide(session, router, summary=summary, consent=consent, index=index)
-    CASES_ROUTED.labels(decision.outcome.value).inc()
     # The case carries its sector and what it resolved to (every candidate with its share), never more.
     summary = summary.model_copy(update={"area": decision.area})
     state = {Outcome.routed: CaseState.routed, Outcome.fallback: CaseState.fallback,
              Outcome.no_offer: CaseState.no_offer}[decision.outcome]
+    lanes = {lane: [s.model_dump(mode="json") for s in services] for lane, services in decision.lanes.items()}
     if case is None:
-        case = RoutedCase(case_id=case_id, state=state, risk_band=summary.risk_band, area_codes=codes,
-                          summary=summary.model_dump(mode="json"), consent=consent.model_dump(mode="json"),
-                          rule_version=decision.rule_version)
-    case.state = state
-    case.consent = consent.model_dump(mode="json")
-    case.lanes = {lane: [s.model_dump(mode="json") for s in services] for lane, services in decision.lanes.items()}
-    case.offered = [*case.offered, *(s.service_id for s in decision.offer_to)]
-    case.rule_version = decision.rule_version
-    case.updated_at = utcnow()
-    session.add(case)
-    row = decision_row(case_id, decision, kind="re-route" if trigger else "initial", trigger=trigger)
-    session.add(row)
+        now = utcnow()
+        stored = await insert_new_case(session, {
+            "case_id": case_id, "state": state, "risk_band": summary.risk_band, "area_codes": codes,
+            "summary": summary.model_dump(mode="json"), "consent": consent.model_dump(mode="json"),
+            "lanes": lanes, "offered": [s.service_id for s in decision.offer_to], "accepted": [],
+            "failed_offers": 0, "rule_version": decision.rule_version, "created_at": now, "updated_at": now,
+        })
+        if not stored:
+            return  # routed already (the same case re-sent under a new event id)
+    else:
+        case.state = state
+        case.consent = consent.model_dump(mode="json")
+        case.lanes = lanes
+        case.offered = [*case.offered, *(s.service_id for s in decision.offer_to)]
+        case.rule_version = decision.rule_version
+        case.updated_at = utcnow()
+        session.add(case)
+    CASES_ROUTED.labels(decision.outcome.value).inc()
+    row = decision_values(case_id, decision, kind="re-route" if trigger else "initial", trigger=trigger)
+    add_decision(session, row)
     if decision.offer_to:
-        enqueue(session, CaseRouted(case_id=case_id, decision_id=row.id, summary=summary, consent=consent,
+        enqueue(session, CaseRouted(case_id=case_id, decision_id=row["id"], summary=summary, consent=consent,
                                     offer_to=tuple(decision.offer_to), referrer_note=decision.referrer_note,
                                     routing_summary=decision.referrer_summary or None))
     else:
@@ -214,26 +234,26 @@ async def reoffer(
         decision.offer_to = [nxt.model_copy(update={"reasons": (*nxt.reasons, f"next in the ranking: {trigger}")})]
         decision.lanes = {lane: [nxt]}
         case.offered = [*case.offered, nxt.service_id]
-        row = decision_row(case.case_id, decision, kind="re-offer", trigger=trigger)
-        enqueue(session, CaseRouted(case_id=case.case_id, decision_id=row.id, summary=summary,
+        row = decision_values(case.case_id, decision, kind="re-offer", trigger=trigger)
+        enqueue(session, CaseRouted(case_id=case.case_id, decision_id=row["id"], summary=summary,
                                     consent=ConsentState.model_validate(case.consent),
                                     offer_to=tuple(decision.offer_to)))
     elif settled:
         decision.outcome = Outcome.no_offer
         decision.notes.append(f"no re-offer: the case was accepted by {', '.join(case.accepted)}")
-        row = decision_row(case.case_id, decision, kind="settled", trigger=trigger)
+        row = decision_values(case.case_id, decision, kind="settled", trigger=trigger)
     else:
         lane_words = f"the {lane} ranking" if lane else "the ranking"
         decision.outcome = Outcome.no_offer
         decision.escalation = f"{lane_words} is exhausted: every service declined, expired or cannot take the case"
-        row = decision_row(case.case_id, decision, kind="exhausted", trigger=trigger)
+        row = decision_values(case.case_id, decision, kind="exhausted", trigger=trigger)
         if decision.escalation:
             case.state = CaseState.exhausted
             enqueue(session, CaseEscalated(case_id=case.case_id, reason=decision.escalation))
             enqueue(session, CaseStatus(case_id=case.case_id, status=TaskStatus.requested,
                                         business_status="escalated to ops",
                                         status_reason=f"{trigger}; {decision.escalation}"))
-    session.add(row)
+    add_decision(session, row)
     session.add(case)
 
 
@@ -252,8 +272,7 @@ def register(runtime: Runtime, router: Router) -> None:
         index = await router.cache.current()
 
         async def work(session: AsyncSession) -> None:
-            if await session.get(RoutedCase, event.case_id) is not None:
-                return  # routed already (the same case re-sent under a new event id)
+            # Unless routed already (the same case re-sent under a new event id): ``route_case`` says.
             await route_case(session, router, case_id=event.case_id, summary=event.summary,
                              consent=event.consent, index=index)
 

@@ -8,12 +8,12 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import JSON, Column, Text, func
+from sqlalchemy import JSON, Column, Table, Text, func
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.audit import AuditChain, AuditRecord
-from shared.db import utc_field
+from shared.db import insert_at_commit, upsert_statement, utc_field
 from shared.events import utcnow
 
 
@@ -90,23 +90,52 @@ async def case_for_update(session: AsyncSession, case_id: UUID) -> RoutedCase | 
     return (await session.exec(statement)).first()
 
 
+ROUTED_CASE: Table = RoutedCase.__table__  # type: ignore[attr-defined]
+ROUTING_DECISION: Table = RoutingDecision.__table__  # type: ignore[attr-defined]
+OFFER_LOAD: Table = OfferLoad.__table__  # type: ignore[attr-defined]
+
+
+async def insert_new_case(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Store a newly routed case (every column's value), unless the case is stored already (the same
+    case re-sent under a new event id, or routed by a peer): True when this call stored it. One
+    statement, no ORM object: the common path of every referral (issue 9)."""
+    connection = await session.connection()
+    statement = upsert_statement(connection, ROUTED_CASE).values(values).on_conflict_do_nothing(
+        index_elements=[ROUTED_CASE.c.case_id])
+    return bool((await connection.execute(statement)).rowcount == 1)
+
+
+def add_decision(session: AsyncSession, values: dict[str, Any]) -> None:
+    """Store a decision (``RoutingDecision`` column values) with the transaction; nothing reads it back
+    before the commit, so decisions of a batch go in as one statement."""
+    insert_at_commit(session, ROUTING_DECISION, values)
+
+
 async def open_offer_counts(session: AsyncSession) -> dict[str, int]:
     """Offers awaiting an answer, per service (capacity)."""
-    rows = await session.exec(
-        select(OfferLoad.service_id, func.count()).where(col(OfferLoad.open).is_(True)).group_by(OfferLoad.service_id)
+    connection = await session.connection()
+    rows = await connection.execute(
+        select(OFFER_LOAD.c.service_id, func.count()).where(OFFER_LOAD.c.open.is_(True))
+        .group_by(OFFER_LOAD.c.service_id)
     )
     return {service_id: int(count) for service_id, count in rows.all()}
 
 
 async def record_offer(session: AsyncSession, *, offer_id: UUID, case_id: UUID, service_id: str, open: bool) -> None:
-    """Note an offer's state; an answer that arrives before the offer itself is kept (never re-opened)."""
-    row = await session.get(OfferLoad, offer_id)
-    if row is None:
-        session.add(OfferLoad(offer_id=offer_id, case_id=case_id, service_id=service_id, open=open))
-    elif row.open and not open:
-        row.open = False
-        row.updated_at = utcnow()
-        session.add(row)
+    """Note an offer's state; an answer that arrives before the offer itself is kept (never re-opened).
+
+    One statement: the offer is inserted, or, for an answer, an open one closed (``ON CONFLICT``)."""
+    connection = await session.connection()
+    now = utcnow()
+    statement = upsert_statement(connection, OFFER_LOAD).values(
+        offer_id=offer_id, case_id=case_id, service_id=service_id, open=open, updated_at=now)
+    if open:
+        statement = statement.on_conflict_do_nothing(index_elements=[OFFER_LOAD.c.offer_id])
+    else:
+        statement = statement.on_conflict_do_update(
+            index_elements=[OFFER_LOAD.c.offer_id], set_={"open": False, "updated_at": now},
+            where=OFFER_LOAD.c.open.is_(True))
+    await connection.execute(statement)
 
 
 async def decisions_for(session: AsyncSession, case_id: UUID) -> list[RoutingDecision]:
