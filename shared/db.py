@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import DateTime, Table, event, insert, select, text
+from sqlalchemy import DateTime, Insert, Table, bindparam, event, insert, select, text
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -141,15 +142,23 @@ def insert_at_commit(session: AsyncSession, table: Table, values: dict[str, Any]
     session.info.setdefault(_AT_COMMIT, {}).setdefault(table, []).append(values)
 
 
-def upsert_statement(connection: AsyncConnection, table: Table) -> Any:
+@functools.cache
+def upsert_statement(dialect: str, table: Table) -> Any:
     """``INSERT`` with ``on_conflict_do_nothing``/``on_conflict_do_update`` on either backend (SQLite
-    and PostgreSQL spell it the same way): "store unless stored" in one statement, instead of a read
-    and then a write."""
-    if connection.dialect.name == "postgresql":
+    and PostgreSQL spell it the same way; ``dialect`` is ``connection.dialect.name``): "store unless
+    stored" in one statement, instead of a read and then a write. Build the final statement once and
+    give the values as the execution's parameters, so that it comes from SQLAlchemy's compiled cache."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as backend_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as backend_insert
     return backend_insert(table)
+
+
+@functools.cache
+def insert_into(table: Table) -> Insert:
+    """``INSERT INTO table`` built once (values given at execution, one row or many)."""
+    return insert(table)
 
 
 async def insert_queued(session: AsyncSession) -> None:
@@ -158,7 +167,7 @@ async def insert_queued(session: AsyncSession) -> None:
     if queued:
         connection = await session.connection()
         for table, rows in queued.items():
-            await connection.execute(insert(table), rows)
+            await connection.execute(insert_into(table), rows)
 
 
 @event.listens_for(Session, "before_commit")
@@ -169,7 +178,7 @@ def _insert_queued_before_commit(session: Session) -> None:
     if queued:
         connection = session.connection()
         for table, rows in queued.items():
-            connection.execute(insert(table), rows)
+            connection.execute(insert_into(table), rows)
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -329,7 +338,7 @@ class Database:
                     return None
                 # Inserted first: a peer handling the same event meanwhile conflicts here (PostgreSQL
                 # waits for the peer's commit), before any work is done twice.
-                await connection.execute(insert(_INBOX), [_inbox_row(consumer, event_id, utcnow())])
+                await connection.execute(insert_into(_INBOX), [_inbox_row(consumer, event_id, utcnow())])
                 return await work(session)
         except IntegrityError:
             # A peer processed the same event concurrently and committed first.
@@ -366,7 +375,7 @@ class Database:
                 try:
                     if fresh:
                         now = utcnow()
-                        await connection.execute(insert(_INBOX), [_inbox_row(consumer, e, now) for e in fresh])
+                        await connection.execute(insert_into(_INBOX), [_inbox_row(consumer, e, now) for e in fresh])
                     todo = set(fresh)
                     for event_id, work in works:
                         if event_id not in todo:
@@ -397,12 +406,16 @@ def _inbox_row(consumer: str, event_id: UUID, at: datetime) -> dict[str, Any]:
     return {"consumer": consumer, "event_id": event_id, "processed_at": at}
 
 
+# Built once: a statement built per call costs more CPU than its execution's cache lookup saves.
+_INBOX_DONE = select(_INBOX.c.event_id).where(
+    _INBOX.c.consumer == bindparam("consumer"), _INBOX.c.event_id.in_(bindparam("event_ids", expanding=True)))
+
+
 async def _inbox_done(connection: AsyncConnection, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
     """Which of these events the consumer has processed already (one query, Core)."""
     if not event_ids:
         return set()
-    statement = select(_INBOX.c.event_id).where(_INBOX.c.consumer == consumer, _INBOX.c.event_id.in_(event_ids))
-    return set((await connection.execute(statement)).scalars())
+    return set((await connection.execute(_INBOX_DONE, {"consumer": consumer, "event_ids": list(event_ids)})).scalars())
 
 
 async def end_read(session: AsyncSession) -> None:

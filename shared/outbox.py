@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, Text, func, select, update
+from sqlalchemy import Table, Text, bindparam, func, select, update
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -37,6 +37,16 @@ class OutboxMessage(SQLModel, table=True):
 
 
 OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
+# The relay's statements, built once (building them per step showed in the profile).
+_UNPUBLISHED = (
+    select(OUTBOX.c.id, OUTBOX.c.event_id, OUTBOX.c.subject, OUTBOX.c.payload, OUTBOX.c.headers)
+    .where(OUTBOX.c.published_at.is_(None))
+    .order_by(OUTBOX.c.id)
+    .limit(bindparam("batch"))
+)
+_MARK_PUBLISHED = (
+    update(OUTBOX).where(OUTBOX.c.id.in_(bindparam("ids", expanding=True))).values(published_at=bindparam("at"))
+)
 
 
 def outbox_message(event: Event) -> OutboxMessage:
@@ -106,12 +116,7 @@ class OutboxRelay:
         if not self.bus.ready:
             return 0
         async with self.db.engine.connect() as connection:  # Core: rows read, never ORM objects
-            rows = (await connection.execute(
-                select(OUTBOX.c.id, OUTBOX.c.event_id, OUTBOX.c.subject, OUTBOX.c.payload, OUTBOX.c.headers)
-                .where(OUTBOX.c.published_at.is_(None))
-                .order_by(OUTBOX.c.id)
-                .limit(self.batch)
-            )).all()
+            rows = (await connection.execute(_UNPUBLISHED, {"batch": self.batch})).all()
         if not rows:
             return 0
         outcomes = await self.bus.publish_many([
@@ -121,9 +126,7 @@ class OutboxRelay:
         if published:
             async with self.db.transaction(announce=False) as session:
                 connection = await session.connection()
-                await connection.execute(
-                    update(OUTBOX).where(OUTBOX.c.id.in_(published)).values(published_at=utcnow())
-                )
+                await connection.execute(_MARK_PUBLISHED, {"ids": published, "at": utcnow()})
         failed = next((error for error in outcomes if error is not None), None)
         if failed is not None:
             raise failed  # the worker logs its type and tries again on its next step

@@ -3,6 +3,7 @@ and the open offers per service that capacity is judged by."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -100,9 +101,7 @@ async def insert_new_case(session: AsyncSession, values: dict[str, Any]) -> bool
     case re-sent under a new event id, or routed by a peer): True when this call stored it. One
     statement, no ORM object: the common path of every referral (issue 9)."""
     connection = await session.connection()
-    statement = upsert_statement(connection, ROUTED_CASE).values(values).on_conflict_do_nothing(
-        index_elements=[ROUTED_CASE.c.case_id])
-    return bool((await connection.execute(statement)).rowcount == 1)
+    return bool((await connection.execute(_insert_case(connection.dialect.name), values)).rowcount == 1)
 
 
 def add_decision(session: AsyncSession, values: dict[str, Any]) -> None:
@@ -126,16 +125,25 @@ async def record_offer(session: AsyncSession, *, offer_id: UUID, case_id: UUID, 
 
     One statement: the offer is inserted, or, for an answer, an open one closed (``ON CONFLICT``)."""
     connection = await session.connection()
-    now = utcnow()
-    statement = upsert_statement(connection, OFFER_LOAD).values(
-        offer_id=offer_id, case_id=case_id, service_id=service_id, open=open, updated_at=now)
+    values = {"offer_id": offer_id, "case_id": case_id, "service_id": service_id, "open": open, "updated_at": utcnow()}
+    await connection.execute(_note_offer(connection.dialect.name, open), values)
+
+
+# Statements built once per backend (values are the execution's parameters), from the compiled cache after.
+@functools.cache
+def _insert_case(dialect: str) -> Any:
+    statement = upsert_statement(dialect, ROUTED_CASE)
+    return statement.on_conflict_do_nothing(index_elements=[ROUTED_CASE.c.case_id])
+
+
+@functools.cache
+def _note_offer(dialect: str, open: bool) -> Any:
+    statement = upsert_statement(dialect, OFFER_LOAD)
     if open:
-        statement = statement.on_conflict_do_nothing(index_elements=[OFFER_LOAD.c.offer_id])
-    else:
-        statement = statement.on_conflict_do_update(
-            index_elements=[OFFER_LOAD.c.offer_id], set_={"open": False, "updated_at": now},
-            where=OFFER_LOAD.c.open.is_(True))
-    await connection.execute(statement)
+        return statement.on_conflict_do_nothing(index_elements=[OFFER_LOAD.c.offer_id])
+    return statement.on_conflict_do_update(
+        index_elements=[OFFER_LOAD.c.offer_id], set_={"open": False, "updated_at": statement.excluded.updated_at},
+        where=OFFER_LOAD.c.open.is_(True))
 
 
 async def decisions_for(session: AsyncSession, case_id: UUID) -> list[RoutingDecision]:
