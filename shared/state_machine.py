@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Table, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -108,3 +109,22 @@ class StateMachine:
                 return True
         raise IllegalTransition(self, getattr(row, self.column), target,
                                 f"The {self.noun} keeps changing under this request; retry it.")
+
+    async def advance_row(self, connection: AsyncConnection, table: Table, key: Mapping[str, Any],
+                          current: str | None, target: str, **values: Any) -> bool:
+        """``advance`` for a row read with Core (its key and its state as read), with no ORM object to
+        load and refresh: one guarded ``UPDATE`` per attempt, and only the state read again when
+        another writer moved the row meanwhile. Returns as ``advance`` does; ``values`` are plain."""
+        state = table.c[self.column]
+        where = [table.c[name] == value for name, value in key.items()]
+        for _ in range(MAX_ATTEMPTS):
+            if not self.check(current, target):
+                return False
+            result = await connection.execute(
+                update(table).where(*where, state == current if current is not None else state.is_(None))
+                .values({self.column: target, **values})
+            )
+            if result.rowcount == 1:
+                return True
+            current = (await connection.execute(select(state).where(*where))).scalar_one()
+        raise IllegalTransition(self, current, target, f"The {self.noun} keeps changing under this request; retry it.")

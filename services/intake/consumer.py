@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy import Table, bindparam, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.intake.closed_loop import task_changed
@@ -22,9 +23,19 @@ STATUS_REASON_MAX = 500
 ROUTING_SUMMARY_MAX = 1000
 
 
+# What the consumer needs of a referral to move its Task: read with Core, never the whole row (it holds
+# the encrypted identifying data) nor an ORM object to load, refresh and flush (issue 9's profile).
+_REFERRALS: Table = Referral.__table__  # type: ignore[attr-defined]
+_TASK_STATE = select(
+    _REFERRALS.c.id, _REFERRALS.c.client_id, _REFERRALS.c.task_status, _REFERRALS.c.consent_version,
+    _REFERRALS.c.created_at, _REFERRALS.c.last_updated,
+).where(_REFERRALS.c.id == bindparam("id"))
+
+
 async def on_case_status(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
     assert isinstance(event, CaseStatus)
-    referral = await session.get(Referral, event.case_id)
+    connection = await session.connection()
+    referral = (await connection.execute(_TASK_STATE, {"id": event.case_id})).first()
     if referral is None:
         raise LookupError("case.status for a referral intake does not hold")
     # Events can arrive out of order after a retry: never move a Task back in time.
@@ -53,7 +64,8 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
     if TASK_STATES.is_final(event.status):
         values["closed_at"] = event.occurred_at  # the identifying data's retention is counted from here
     try:
-        moved = await TASK_STATES.advance(session, referral, event.status, **values)
+        moved = await TASK_STATES.advance_row(connection, _REFERRALS, {"id": referral.id}, referral.task_status,
+                                              event.status, **values)
     except IllegalTransition as exc:
         # Another service's news after the Task moved on (a MARAC declining once the IDVA accepted, an
         # outcome after cancellation): the Task keeps its state. Ids only: statuses carry no one's details.
@@ -63,7 +75,7 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
         return
     if was_requested and event.status == TaskStatus.accepted:
         REFERRAL_TO_ACCEPTANCE.observe(max((event.occurred_at - referral.created_at).total_seconds(), 0.0))
-    await task_changed(session, referral)
+    await task_changed(session, task_id=referral.id, client_id=referral.client_id)
 
 
 async def on_offer_news(session: AsyncSession, event: Event, _delivery: Delivery) -> None:

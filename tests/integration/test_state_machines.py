@@ -98,6 +98,59 @@ async def test_a_decline_racing_an_accept_loses_cleanly(made: tuple[Database, Of
     assert published["case.offer.accepted"] == 1 and published["case.offer.declined"] == 0
 
 
+async def one_referral(db: Database) -> Referral:
+    await db.create_all()
+    async with db.transaction() as session:
+        referral = Referral(client_id="sample-ehr", request_hash="0" * 64, referrer_ods="Y00001", summary={},
+                            consent={}, identifying="k1:synthetic")
+        session.add(referral)
+    return referral
+
+
+async def test_a_task_moved_by_core_moves_once_and_a_repeat_moves_nothing(database_url: str):
+    db = Database(database_url, [*INTAKE_TABLES, *closed_loop.TABLES])
+    try:
+        referral = await one_referral(db)
+        table = Referral.__table__
+        async with db.transaction() as session:
+            connection = await session.connection()
+            assert await TASK_STATES.advance_row(connection, table, {"id": referral.id}, TaskStatus.requested,
+                                                 TaskStatus.rejected, business_status="no offer")
+            assert not await TASK_STATES.advance_row(connection, table, {"id": referral.id}, TaskStatus.rejected,
+                                                     TaskStatus.rejected, business_status="again")
+            with pytest.raises(IllegalTransition, match="final"):
+                await TASK_STATES.advance_row(connection, table, {"id": referral.id}, TaskStatus.rejected,
+                                              TaskStatus.accepted)
+        async with db.session() as session:
+            stored = await session.get(Referral, referral.id)
+            assert (stored.task_status, stored.business_status) == (TaskStatus.rejected, "no offer")
+    finally:
+        await db.dispose()
+
+
+async def test_a_core_move_racing_another_writer_reads_the_state_again_and_never_overwrites_it(database_url: str):
+    """The consumer read the Task as requested; before its write, the referrer cancelled it."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite writers take turns (one writer slot, BEGIN IMMEDIATE): a read inside a write "
+                    "transaction cannot go stale, so this race cannot happen there")
+    db = Database(database_url, [*INTAKE_TABLES, *closed_loop.TABLES])
+    try:
+        referral = await one_referral(db)
+        table = Referral.__table__
+        async with db.transaction() as consumer:
+            connection = await consumer.connection()
+            seen = (await connection.execute(select(table.c.task_status).where(table.c.id == referral.id))).scalar_one()
+            assert seen == TaskStatus.requested
+            async with db.transaction() as referrer:
+                assert await TASK_STATES.advance(referrer, await referrer.get(Referral, referral.id), TaskStatus.cancelled)
+            with pytest.raises(IllegalTransition, match="cancelled, which is final"):
+                await TASK_STATES.advance_row(connection, table, {"id": referral.id}, seen, TaskStatus.accepted)
+        async with db.session() as session:
+            assert (await session.get(Referral, referral.id)).task_status == TaskStatus.cancelled
+    finally:
+        await db.dispose()
+
+
 # --- Random sequences (hypothesis) ---------------------------------------------------------------
 
 ACTIONS = ["accept", "decline", "expire", "withdraw", *(f"outcome:{o.value}" for o in Outcome)]
