@@ -333,15 +333,11 @@ class Database:
         """
         try:
             async with self.transaction() as session:
-                connection = await session.connection()
-                if await _inbox_done(connection, consumer, [event_id]):
+                if not await _inbox_claim(await session.connection(), consumer, [event_id]):
                     return None
-                # Inserted first: a peer handling the same event meanwhile conflicts here (PostgreSQL
-                # waits for the peer's commit), before any work is done twice.
-                await connection.execute(insert_into(_INBOX), [_inbox_row(consumer, event_id, utcnow())])
                 return await work(session)
         except IntegrityError:
-            # A peer processed the same event concurrently and committed first.
+            # The work's rows conflict with a peer's: if the peer processed this very event, it is done.
             async with self.engine.connect() as connection:
                 if await _inbox_done(connection, consumer, [event_id]):
                     return None
@@ -357,26 +353,18 @@ class Database:
         work fails, the batch is rolled back and each event runs again in a transaction of its own
         (``run_once``), so the failing one is reported alone and the others commit; failures are rare
         (an event ahead of the one it depends on), and the common case pays no savepoint per event.
-        The same holds when the batch's rows fail to insert (a peer recorded one of its events first,
-        a row that conflicts): that is found before the commit, and the events run one by one.
+        The same holds when the batch's rows fail to insert (a row that conflicts): that is found before
+        the commit, and the events run one by one.
         When the transaction itself fails (the database away, no writer slot in time), every event
         gets that error: nothing of the batch was stored.
 
-        The inbox costs two statements per batch, whatever its size: one query for the events done
-        before, one ``executemany`` for the new records (Core, no ORM objects).
+        The inbox costs one statement per batch, whatever its size (``_inbox_claim``).
         """
         work_failed = False
         try:
             async with self.transaction() as session:
-                connection = await session.connection()
-                ids = list(dict.fromkeys(event_id for event_id, _ in works))
-                done = await _inbox_done(connection, consumer, ids)
-                fresh = [event_id for event_id in ids if event_id not in done]
+                todo = await _inbox_claim(await session.connection(), consumer, [event_id for event_id, _ in works])
                 try:
-                    if fresh:
-                        now = utcnow()
-                        await connection.execute(insert_into(_INBOX), [_inbox_row(consumer, e, now) for e in fresh])
-                    todo = set(fresh)
                     for event_id, work in works:
                         if event_id not in todo:
                             continue
@@ -402,19 +390,32 @@ class Database:
         return outcomes
 
 
-def _inbox_row(consumer: str, event_id: UUID, at: datetime) -> dict[str, Any]:
-    return {"consumer": consumer, "event_id": event_id, "processed_at": at}
+async def _inbox_claim(connection: AsyncConnection, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
+    """Record the events in the consumer's inbox, in one statement, and return those recorded now: the
+    others were processed before (or by a peer: on PostgreSQL the insert waits for the peer's commit,
+    and skips the event if it committed, so the work is never done twice)."""
+    ids = list(dict.fromkeys(event_ids))  # the same event twice in one batch is done once
+    if not ids:
+        return set()
+    now = utcnow()
+    claimed = await connection.execute(
+        _inbox_insert(connection.dialect.name), [{"consumer": consumer, "event_id": e, "processed_at": now} for e in ids]
+    )
+    return set(claimed.scalars())
 
 
-# Built once: a statement built per call costs more CPU than its execution's cache lookup saves.
+@functools.cache
+def _inbox_insert(dialect: str) -> Any:
+    return (upsert_statement(dialect, _INBOX).on_conflict_do_nothing(index_elements=[_INBOX.c.consumer, _INBOX.c.event_id])
+            .returning(_INBOX.c.event_id))
+
+
 _INBOX_DONE = select(_INBOX.c.event_id).where(
     _INBOX.c.consumer == bindparam("consumer"), _INBOX.c.event_id.in_(bindparam("event_ids", expanding=True)))
 
 
 async def _inbox_done(connection: AsyncConnection, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
     """Which of these events the consumer has processed already (one query, Core)."""
-    if not event_ids:
-        return set()
     return set((await connection.execute(_INBOX_DONE, {"consumer": consumer, "event_ids": list(event_ids)})).scalars())
 
 
