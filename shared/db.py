@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -29,11 +30,12 @@ from uuid import UUID
 
 from sqlalchemy import DateTime, Insert, Table, bindparam, event, insert, select, text
 from sqlalchemy.engine import Connection, Dialect, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import await_only
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -222,6 +224,7 @@ class Database:
             # whose wait is bounded). Another process or app on the same file (the CLI, services sharing
             # one file in tests) can hold it, creating tables at start-up under load for seconds: wait.
             kwargs["connect_args"] = {"timeout": 30}
+            kwargs["pool_reset_on_return"] = None  # _sqlite_reset decides
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
             if self.schema:
@@ -231,6 +234,7 @@ class Database:
         if sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+            event.listen(self.engine.sync_engine, "reset", _sqlite_reset)
             self._writer = asyncio.Lock()
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         self.on_commit: list[Callable[[], None]] = []
@@ -454,8 +458,32 @@ def _sqlite_begin(conn: Connection) -> None:
     options = conn.get_execution_options()
     if options.get("pathways_sqlite_foreign_keys_off"):
         conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
-    conn.exec_driver_sql(options.get("pathways_sqlite_begin")
-                         or ("BEGIN IMMEDIATE" if options.get(_SQLITE_IMMEDIATE) else "BEGIN"))
+    statement = options.get("pathways_sqlite_begin") or ("BEGIN IMMEDIATE" if options.get(_SQLITE_IMMEDIATE) else "BEGIN")
+    driver = conn.connection.driver_connection
+    if not hasattr(driver, "_execute"):  # not aiosqlite (a sync engine): the plain way
+        conn.exec_driver_sql(statement)
+        return
+    # One hop to aiosqlite's thread instead of three (a cursor made, executed, closed: each a hand-over
+    # to the thread and back), for every transaction (issue 9's profile).
+    try:
+        await_only(driver._execute(_execute_and_close, driver._conn, statement))
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+
+
+def _execute_and_close(raw: sqlite3.Connection, statement: str) -> None:
+    raw.execute(statement).close()
+
+
+def _sqlite_reset(dbapi_connection: Any, _record: Any, state: Any) -> None:
+    """A connection given back to the pool is rolled back only when a transaction is still open: after a
+    commit (or a rollback already done) SQLAlchemy's own reset would roll back nothing, at the cost of a
+    hop to aiosqlite's thread for every session and connection (issue 9's profile). SQLAlchemy's
+    "custom reset" pattern, with ``pool_reset_on_return=None``."""
+    if not getattr(state, "asyncio_safe", True):
+        return  # outside the event loop (a connection collected): SQLAlchemy would not roll back either
+    if getattr(getattr(dbapi_connection, "driver_connection", None), "in_transaction", True):
+        dbapi_connection.rollback()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -84,3 +84,33 @@ async def test_a_batch_of_events_commits_together_and_a_failing_event_is_rolled_
     assert await stored(db, "side-effect") == set(ids)
     async with db.session() as session:
         assert (await session.exec(select(func.count()).select_from(ProcessedEvent))).one() == 8
+
+
+async def test_rows_queued_for_commit_are_inserted_with_it_and_dropped_with_a_rollback(db):
+    from shared.db import insert_at_commit
+
+    kept, dropped = uuid4(), uuid4()
+    with pytest.raises(LookupError):
+        async with db.transaction() as session:
+            insert_at_commit(session, ProcessedEvent.__table__, {"consumer": "q", "event_id": dropped,
+                                                                   "processed_at": utcnow()})
+            raise LookupError("the work failed")
+    async with db.transaction() as session:
+        insert_at_commit(session, ProcessedEvent.__table__, {"consumer": "q", "event_id": kept, "processed_at": utcnow()})
+    assert await stored(db, "q") == {kept}
+
+
+async def test_a_sqlite_connection_given_back_with_a_transaction_open_is_rolled_back(db):
+    """The pool skips the rollback after a commit (a hop to the driver's thread saved per session) but never
+    keeps a transaction, and with it SQLite's write lock, open on a pooled connection."""
+    if db.backend != "sqlite":
+        pytest.skip("the SQLite pool's own reset (PostgreSQL keeps SQLAlchemy's default)")
+    async with db.engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.execute("BEGIN IMMEDIATE")
+        await raw.driver_connection.execute(
+            "INSERT INTO processed_event (consumer, event_id, processed_at) VALUES ('leak', 'x', '2026-01-01')")
+    assert await stored(db, "leak") == set()
+    async with db.transaction() as session:  # the write lock is free: a writer goes through at once
+        session.add(inbox("after", uuid4()))
+    assert len(await stored(db, "after")) == 1
