@@ -248,8 +248,13 @@ class Bus:
     async def connect_once(self, *, timeout: float = 5.0) -> None:
         """Connect without declaring streams or starting consumers (for tools that only look)."""
         self.nc = await nats.connect(
-            servers=self._servers(), name=self.name, connect_timeout=timeout, allow_reconnect=False,
-            max_reconnect_attempts=0, error_cb=self._on_error, tls=self._tls(),
+            servers=self._servers(),
+            name=self.name,
+            connect_timeout=timeout,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            error_cb=self._on_error,
+            tls=self._tls(),
         )
 
     def _servers(self) -> list[str]:
@@ -338,10 +343,13 @@ class Bus:
             durables = [spec.durable for spec in self._consumers]
         infos = (
             [await js.consumer_info(EVENTS_STREAM, durable) for durable in durables]
-            if durables else await js.consumers_info(EVENTS_STREAM)
+            if durables
+            else await js.consumers_info(EVENTS_STREAM)
         )
         return [
-            ConsumerLag(info.name, info.num_pending or 0, info.num_ack_pending or 0, info.num_redelivered or 0)
+            ConsumerLag(
+                info.name, info.num_pending or 0, info.num_ack_pending or 0, info.num_redelivered or 0
+            )
             for info in infos
         ]
 
@@ -363,7 +371,9 @@ class Bus:
         with self._producer_span(subject, msg_id, headers):
             await self.js.publish(subject, data, headers=self._headers(msg_id, headers), timeout=5)
 
-    async def publish_many(self, messages: Sequence[Outgoing], *, timeout: float = 5.0) -> list[BaseException | None]:
+    async def publish_many(
+        self, messages: Sequence[Outgoing], *, timeout: float = 5.0
+    ) -> list[BaseException | None]:
         """Publish messages in order and wait for their JetStream acks together: one wait for the lot
         instead of a round trip each (the outbox relay's batches, issue 9). Returns, per message,
         ``None`` once JetStream stored it, or the error; an ack that does not come within ``timeout``
@@ -372,7 +382,9 @@ class Bus:
         sent: list[tuple[trace.Span, asyncio.Future[object] | BaseException]] = []
         for message in messages:
             # Sent one after the other on the one connection, so JetStream stores them in this order.
-            with self._producer_span(message.subject, message.msg_id, message.headers, end_on_exit=False) as span:
+            with self._producer_span(
+                message.subject, message.msg_id, message.headers, end_on_exit=False
+            ) as span:
                 try:
                     ack: asyncio.Future[object] | BaseException = await js.publish_async(
                         message.subject, message.data, headers=self._headers(message.msg_id, message.headers)
@@ -432,8 +444,15 @@ class Bus:
     ) -> ConsumerSpec:
         """Register a durable pull consumer; it starts once the bus is connected. With ``batch_handler``
         each fetched batch is handed over at once (``handler`` is then not called)."""
-        spec = ConsumerSpec(durable, tuple(subjects), handler, max_deliver, tuple(backoff), ack_wait,
-                            batch_handler=batch_handler)
+        spec = ConsumerSpec(
+            durable,
+            tuple(subjects),
+            handler,
+            max_deliver,
+            tuple(backoff),
+            ack_wait,
+            batch_handler=batch_handler,
+        )
         self._consumers.append(spec)
         if self._ready.is_set():
             self._spawn_consumer(spec)
@@ -457,7 +476,9 @@ class Bus:
             try:
                 await handler(decode_event(msg.subject, msg.data))
             except Exception as exc:  # noqa: BLE001 - a hint that fails must not stop the subscription
-                log.warning("bus %s: broadcast handler for %s failed: %s", self.name, msg.subject, type(exc).__name__)
+                log.warning(
+                    "bus %s: broadcast handler for %s failed: %s", self.name, msg.subject, type(exc).__name__
+                )
 
         assert self.nc is not None
         for subject in subjects:
@@ -510,7 +531,9 @@ class Bus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep consuming whatever happens
-                log.warning("bus %s: consumer %s: %s; re-binding", self.name, spec.durable, type(exc).__name__)
+                log.warning(
+                    "bus %s: consumer %s: %s; re-binding", self.name, spec.durable, type(exc).__name__
+                )
                 sub = None
                 await asyncio.sleep(0.5)
 
@@ -547,7 +570,11 @@ class Bus:
                 else:
                     log.warning(
                         "bus %s: %s failed on event %s (delivery %d): %s",
-                        self.name, spec.durable, event.event_id, delivery.num_delivered, type(exc).__name__,
+                        self.name,
+                        spec.durable,
+                        event.event_id,
+                        delivery.num_delivered,
+                        type(exc).__name__,
                     )
                     await msg.nak(delay=spec.delay_for(delivery.num_delivered))
                 return
@@ -585,8 +612,12 @@ class Bus:
                 await self._dead_letter(spec, msg, error)
             else:
                 log.warning(
-                    "bus %s: %s failed on event %s (delivery %d): %s", self.name, spec.durable,
-                    received.event.event_id, received.delivery.num_delivered, type(error).__name__,
+                    "bus %s: %s failed on event %s (delivery %d): %s",
+                    self.name,
+                    spec.durable,
+                    received.event.event_id,
+                    received.delivery.num_delivered,
+                    type(error).__name__,
                 )
                 await msg.nak(delay=spec.delay_for(received.delivery.num_delivered))
 
@@ -610,7 +641,11 @@ class Bus:
         spec.dead_lettered += 1
         log.error(
             "bus %s: %s dead-lettered stream message %d after %d deliveries (%s)",
-            self.name, spec.durable, msg.metadata.sequence.stream, msg.metadata.num_delivered, type(exc).__name__,
+            self.name,
+            spec.durable,
+            msg.metadata.sequence.stream,
+            msg.metadata.num_delivered,
+            type(exc).__name__,
         )
 
     async def dead_letters(self, *, limit: int = 200) -> list[DeadLetter]:
@@ -625,11 +660,15 @@ class Bus:
                 seq += 1
                 continue
             headers = dict(msg.headers or {})
-            found.append(DeadLetter(
-                sequence=seq, subject=headers.get("Pathways-Dlq-Subject", msg.subject or ""),
-                consumer=headers.get("Pathways-Dlq-Consumer", ""), error=headers.get("Pathways-Dlq-Error", ""),
-                deliveries=int(headers.get("Pathways-Dlq-Deliveries", "0") or 0),
-            ))
+            found.append(
+                DeadLetter(
+                    sequence=seq,
+                    subject=headers.get("Pathways-Dlq-Subject", msg.subject or ""),
+                    consumer=headers.get("Pathways-Dlq-Consumer", ""),
+                    error=headers.get("Pathways-Dlq-Error", ""),
+                    deliveries=int(headers.get("Pathways-Dlq-Deliveries", "0") or 0),
+                )
+            )
             seq += 1
         return found
 
@@ -664,7 +703,10 @@ class Bus:
                     for key in ("Pathways-Dlq-Error", "Pathways-Dlq-Deliveries", "Nats-Msg-Id"):
                         headers.pop(key, None)
                     await self.publish_raw(
-                        subject, msg.data, msg_id=f"replay:{consumer}:{msg.metadata.sequence.stream}", headers=headers
+                        subject,
+                        msg.data,
+                        msg_id=f"replay:{consumer}:{msg.metadata.sequence.stream}",
+                        headers=headers,
                     )
                     await msg.ack()
                     await js.delete_msg(DLQ_STREAM, msg.metadata.sequence.stream)

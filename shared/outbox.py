@@ -45,7 +45,9 @@ _UNPUBLISHED = (
     .limit(bindparam("batch"))
 )
 _MARK_PUBLISHED = (
-    update(OUTBOX).where(OUTBOX.c.id.in_(bindparam("ids", expanding=True))).values(published_at=bindparam("at"))
+    update(OUTBOX)
+    .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(published_at=bindparam("at"))
 )
 
 
@@ -78,9 +80,13 @@ def enqueue(session: AsyncSession, event: Event) -> None:
 async def outbox_depth(db: Database) -> int:
     """Events committed and not yet published (grows while NATS is away)."""
     async with db.engine.connect() as connection:
-        return int((await connection.execute(
-            select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
-        )).scalar_one())
+        return int(
+            (
+                await connection.execute(
+                    select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
+                )
+            ).scalar_one()
+        )
 
 
 class OutboxRelay:
@@ -119,9 +125,12 @@ class OutboxRelay:
             rows = (await connection.execute(_UNPUBLISHED, {"batch": self.batch})).all()
         if not rows:
             return 0
-        outcomes = await self.bus.publish_many([
-            Outgoing(row.subject, row.payload.encode(), str(row.event_id), json.loads(row.headers)) for row in rows
-        ])
+        outcomes = await self.bus.publish_many(
+            [
+                Outgoing(row.subject, row.payload.encode(), str(row.event_id), json.loads(row.headers))
+                for row in rows
+            ]
+        )
         published = [row.id for row, error in zip(rows, outcomes, strict=True) if error is None]
         if published:
             async with self.db.transaction(announce=False) as session:

@@ -137,7 +137,9 @@ def subscription_resource(sub: FhirSubscription) -> dict[str, Any]:
         "_payload": {"extension": [{"url": f"{BACKPORT}/backport-payload-content", "valueCode": "id-only"}]},
     }
     if sub.heartbeat_seconds:
-        channel["extension"] = [{"url": f"{BACKPORT}/backport-heartbeat-period", "valueUnsignedInt": sub.heartbeat_seconds}]
+        channel["extension"] = [
+            {"url": f"{BACKPORT}/backport-heartbeat-period", "valueUnsignedInt": sub.heartbeat_seconds}
+        ]
     resource: dict[str, Any] = {
         "resourceType": "Subscription",
         "id": str(sub.id),
@@ -158,55 +160,92 @@ def parse_subscription(body: dict[str, Any], *, development: bool, min_heartbeat
     if body.get("resourceType") != "Subscription":
         raise FhirError(422, [Issue("structure", "The body must be a FHIR Subscription.", "resourceType")])
     if body.get("criteria") != TOPIC:
-        issues.append(Issue("value", f"Subscription.criteria must be the topic {TOPIC}.", "Subscription.criteria"))
+        issues.append(
+            Issue("value", f"Subscription.criteria must be the topic {TOPIC}.", "Subscription.criteria")
+        )
     channel = body.get("channel") or {}
     if channel.get("type") != "rest-hook":
-        issues.append(Issue("not-supported", "Only rest-hook channels are supported.", "Subscription.channel.type"))
+        issues.append(
+            Issue("not-supported", "Only rest-hook channels are supported.", "Subscription.channel.type")
+        )
     content = _ext(channel.get("_payload"), "backport-payload-content") or "id-only"
     if content != "id-only":
-        issues.append(Issue("not-supported", "Only id-only payloads are sent: read the Task with your own key.",
-                            "Subscription.channel.payload"))
+        issues.append(
+            Issue(
+                "not-supported",
+                "Only id-only payloads are sent: read the Task with your own key.",
+                "Subscription.channel.payload",
+            )
+        )
     endpoint = channel.get("endpoint") or ""
     refusal = endpoint_refusal(endpoint, development=development) if endpoint else "an endpoint is required"
     if refusal:
-        issues.append(Issue("value", f"Subscription.channel.endpoint: {refusal}.", "Subscription.channel.endpoint"))
+        issues.append(
+            Issue("value", f"Subscription.channel.endpoint: {refusal}.", "Subscription.channel.endpoint")
+        )
     heartbeat = _ext(channel, "backport-heartbeat-period")
     if heartbeat is not None and (not isinstance(heartbeat, int) or heartbeat < min_heartbeat):
-        issues.append(Issue("value", f"The heartbeat period must be at least {min_heartbeat} s.", "Subscription.channel"))
+        issues.append(
+            Issue(
+                "value", f"The heartbeat period must be at least {min_heartbeat} s.", "Subscription.channel"
+            )
+        )
     headers = channel.get("header") or []
     if not isinstance(headers, list) or len(headers) > MAX_HEADERS:
-        issues.append(Issue("value", f"channel.header is a list of at most {MAX_HEADERS} 'Name: value' headers.",
-                            "Subscription.channel.header"))
+        issues.append(
+            Issue(
+                "value",
+                f"channel.header is a list of at most {MAX_HEADERS} 'Name: value' headers.",
+                "Subscription.channel.header",
+            )
+        )
     else:
         for header in headers:
             if (why := header_refusal(header)) is not None:
                 issues.append(Issue("value", f"channel.header: {why}.", "Subscription.channel.header"))
     if issues:
         raise FhirError(422, issues)
-    return {"endpoint": endpoint, "heartbeat_seconds": heartbeat, "headers": list(headers),
-            "reason": str(body.get("reason") or "")[:200]}
+    return {
+        "endpoint": endpoint,
+        "heartbeat_seconds": heartbeat,
+        "headers": list(headers),
+        "reason": str(body.get("reason") or "")[:200],
+    }
 
 
 def _settings(request: Request) -> ClosedLoopSettings:
     return request.app.state.closed_loop_settings  # type: ignore[no-any-return]
 
 
-@router.post("/fhir/Subscription", status_code=201,
-             summary="Subscribe to this client's Tasks (rest-hook, id-only; Subscriptions Backport IG)",
-             response_class=FhirResponse,
-             responses={**fhir_resource("Subscription", 201, "The Subscription, requested (active after the handshake)"),
-                        **errors(400, 413, 415, 422)},
-             openapi_extra={"requestBody": {"required": True, "content": {FHIR_JSON: {
-                 "schema": {"$ref": "#/components/schemas/Subscription"}}}}})
-async def create_subscription(request: Request, client: ClientDep, runtime: RuntimeDep,
-                              session: SessionDep) -> JSONResponse:
+@router.post(
+    "/fhir/Subscription",
+    status_code=201,
+    summary="Subscribe to this client's Tasks (rest-hook, id-only; Subscriptions Backport IG)",
+    response_class=FhirResponse,
+    responses={
+        **fhir_resource("Subscription", 201, "The Subscription, requested (active after the handshake)"),
+        **errors(400, 413, 415, 422),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {FHIR_JSON: {"schema": {"$ref": "#/components/schemas/Subscription"}}},
+        }
+    },
+)
+async def create_subscription(
+    request: Request, client: ClientDep, runtime: RuntimeDep, session: SessionDep
+) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
-    fields = parse_subscription(body, development=settings.is_development,
-                                min_heartbeat=_settings(request).min_heartbeat_seconds)
+    fields = parse_subscription(
+        body, development=settings.is_development, min_heartbeat=_settings(request).min_heartbeat_seconds
+    )
     # An EHR client chooses this address: never one inside Pathways' network (shared.egress).
     if (why := await registration_refusal(fields["endpoint"], policy_for(settings))) is not None:
-        raise FhirError(422, [Issue("value", f"Subscription.channel.endpoint: {why}.", "Subscription.channel.endpoint")])
+        raise FhirError(
+            422, [Issue("value", f"Subscription.channel.endpoint: {why}.", "Subscription.channel.endpoint")]
+        )
     sub = FhirSubscription(client_id=client.id, **fields)
     async with runtime.db.transaction(session):
         session.add(sub)
@@ -226,17 +265,25 @@ async def _own_subscription(session: AsyncSession, client_id: str, subscription_
     return sub
 
 
-@router.get("/fhir/Subscription/{subscription_id}", summary="A Subscription and its status",
-            response_class=FhirResponse, responses={**fhir_resource("Subscription"), **errors(404)})
+@router.get(
+    "/fhir/Subscription/{subscription_id}",
+    summary="A Subscription and its status",
+    response_class=FhirResponse,
+    responses={**fhir_resource("Subscription"), **errors(404)},
+)
 async def read_subscription(subscription_id: str, client: ClientDep, session: SessionDep) -> JSONResponse:
     return _fhir(subscription_resource(await _own_subscription(session, client.id, subscription_id)))
 
 
-@router.delete("/fhir/Subscription/{subscription_id}", summary="Stop a Subscription",
-               response_class=FhirResponse, responses={**fhir_resource("Subscription", description="The Subscription, off"),
-                                                       **errors(404)})
-async def delete_subscription(subscription_id: str, client: ClientDep, runtime: RuntimeDep,
-                              session: SessionDep) -> JSONResponse:
+@router.delete(
+    "/fhir/Subscription/{subscription_id}",
+    summary="Stop a Subscription",
+    response_class=FhirResponse,
+    responses={**fhir_resource("Subscription", description="The Subscription, off"), **errors(404)},
+)
+async def delete_subscription(
+    subscription_id: str, client: ClientDep, runtime: RuntimeDep, session: SessionDep
+) -> JSONResponse:
     async with runtime.db.transaction(session):
         sub = await _own_subscription(session, client.id, subscription_id)
         sub.status = SubscriptionStatus.off
@@ -248,10 +295,12 @@ _SUBSCRIPTIONS: Table = FhirSubscription.__table__  # type: ignore[attr-defined]
 _NOTIFICATIONS: Table = SubscriptionNotification.__table__  # type: ignore[attr-defined]
 # Built once (Core): run in the consumer's transaction for every Task change.
 _ACTIVE_SUBSCRIPTIONS = select(_SUBSCRIPTIONS.c.id).where(
-    _SUBSCRIPTIONS.c.client_id == bindparam("client_id"), _SUBSCRIPTIONS.c.status == SubscriptionStatus.active)
+    _SUBSCRIPTIONS.c.client_id == bindparam("client_id"), _SUBSCRIPTIONS.c.status == SubscriptionStatus.active
+)
 # An atomic increment: two Tasks changing at once still get distinct, gap-free numbers.
 _NEXT_EVENT_NUMBER = (
-    update(_SUBSCRIPTIONS).where(_SUBSCRIPTIONS.c.id == bindparam("subscription_id"))
+    update(_SUBSCRIPTIONS)
+    .where(_SUBSCRIPTIONS.c.id == bindparam("subscription_id"))
     .values(events_since_start=_SUBSCRIPTIONS.c.events_since_start + 1)
     .returning(_SUBSCRIPTIONS.c.events_since_start)
 )
@@ -267,51 +316,91 @@ async def task_changed(session: AsyncSession, *, task_id: UUID, client_id: str) 
     for sub_id in subs:
         number = (await connection.execute(_NEXT_EVENT_NUMBER, {"subscription_id": sub_id})).scalar_one()
         now = utcnow()
-        insert_at_commit(session, _NOTIFICATIONS, {
-            "id": uuid4(), "subscription_id": sub_id, "kind": NotificationKind.event, "event_number": number,
-            "task_id": task_id, "status": "pending", "attempts": 0, "created_at": now, "next_attempt_at": now,
-            "last_error": None,
-        })
+        insert_at_commit(
+            session,
+            _NOTIFICATIONS,
+            {
+                "id": uuid4(),
+                "subscription_id": sub_id,
+                "kind": NotificationKind.event,
+                "event_number": number,
+                "task_id": task_id,
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+                "last_error": None,
+            },
+        )
 
 
-def notification_bundle(sub: FhirSubscription, note: SubscriptionNotification, *, base: str, now: datetime) -> dict[str, Any]:
+def notification_bundle(
+    sub: FhirSubscription, note: SubscriptionNotification, *, base: str, now: datetime
+) -> dict[str, Any]:
     """A Backport IG notification Bundle (history): a SubscriptionStatus, then the focus Task's id only."""
     sub_url = f"{base}/fhir/Subscription/{sub.id}"
-    events = 0 if note.kind == NotificationKind.handshake else (
-        note.event_number if note.kind == NotificationKind.event else sub.events_since_start)
+    events = (
+        0
+        if note.kind == NotificationKind.handshake
+        else (note.event_number if note.kind == NotificationKind.event else sub.events_since_start)
+    )
     parameters: list[dict[str, Any]] = [
         {"name": "subscription", "valueReference": {"reference": sub_url}},
         {"name": "topic", "valueCanonical": TOPIC},
-        {"name": "status", "valueCode": sub.status if note.kind != NotificationKind.handshake else "requested"},
+        {
+            "name": "status",
+            "valueCode": sub.status if note.kind != NotificationKind.handshake else "requested",
+        },
         {"name": "type", "valueCode": note.kind},
         {"name": "events-since-subscription-start", "valueString": str(events)},
     ]
     entries: list[dict[str, Any]] = []
     if note.kind == NotificationKind.event and note.task_id is not None:
         task_url = f"{base}/fhir/Task/{note.task_id}"
-        parameters.append({"name": "notification-event", "part": [
-            {"name": "event-number", "valueString": str(note.event_number)},
-            {"name": "timestamp", "valueInstant": note.created_at.isoformat()},
-            {"name": "focus", "valueReference": {"reference": task_url}},
-        ]})
-        entries.append({"fullUrl": task_url, "request": {"method": "PUT", "url": f"Task/{note.task_id}"},
-                        "response": {"status": "200"}})
+        parameters.append(
+            {
+                "name": "notification-event",
+                "part": [
+                    {"name": "event-number", "valueString": str(note.event_number)},
+                    {"name": "timestamp", "valueInstant": note.created_at.isoformat()},
+                    {"name": "focus", "valueReference": {"reference": task_url}},
+                ],
+            }
+        )
+        entries.append(
+            {
+                "fullUrl": task_url,
+                "request": {"method": "PUT", "url": f"Task/{note.task_id}"},
+                "response": {"status": "200"},
+            }
+        )
     status_entry = {
         "fullUrl": f"urn:uuid:{note.id}",
-        "resource": {"resourceType": "Parameters", "id": str(note.id), "meta": {"profile": [STATUS_PROFILE]},
-                     "parameter": parameters},
+        "resource": {
+            "resourceType": "Parameters",
+            "id": str(note.id),
+            "meta": {"profile": [STATUS_PROFILE]},
+            "parameter": parameters,
+        },
         "request": {"method": "GET", "url": f"{sub_url}/$status"},
         "response": {"status": "200"},
     }
-    return {"resourceType": "Bundle", "id": str(uuid4()), "type": "history", "timestamp": now.isoformat(),
-            "entry": [status_entry, *entries]}
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid4()),
+        "type": "history",
+        "timestamp": now.isoformat(),
+        "entry": [status_entry, *entries],
+    }
 
 
 # Built once: the notifier looks for due notifications on every wake.
 _DUE = (
     select(SubscriptionNotification)
-    .where(SubscriptionNotification.status == "pending",
-           col(SubscriptionNotification.next_attempt_at) <= bindparam("now"))
+    .where(
+        SubscriptionNotification.status == "pending",
+        col(SubscriptionNotification.next_attempt_at) <= bindparam("now"),
+    )
     .order_by(col(SubscriptionNotification.created_at), col(SubscriptionNotification.event_number))
     .limit(bindparam("batch"))
 )
@@ -328,8 +417,12 @@ class SubscriptionNotifier:
         self.http = external_client(policy_for(runtime.settings), timeout=settings.timeout_seconds)
         # Every commit wakes it (a Task change may have queued a notification); under load a short linger
         # turns a commit per referral into a few steps per second (issue 9).
-        self.worker = PeriodicWorker("intake-subscriptions", self.step, interval=settings.poll_seconds,
-                                     linger=settings.wake_linger_seconds)
+        self.worker = PeriodicWorker(
+            "intake-subscriptions",
+            self.step,
+            interval=settings.poll_seconds,
+            linger=settings.wake_linger_seconds,
+        )
         runtime.db.on_commit.append(self.worker.wake)
         self._heartbeats_checked = datetime.min.replace(tzinfo=UTC)
 
@@ -349,15 +442,30 @@ class SubscriptionNotifier:
     async def _queue_heartbeats(self, now: datetime) -> None:
         # Read first and write only when a heartbeat is due: an empty commit would wake this worker again.
         async with self.runtime.db.session() as session:
-            subs = (await session.exec(select(FhirSubscription).where(
-                FhirSubscription.status == SubscriptionStatus.active, col(FhirSubscription.heartbeat_seconds).is_not(None)
-            ))).all()
-            busy = set((await session.exec(select(SubscriptionNotification.subscription_id).where(
-                SubscriptionNotification.status == "pending"
-            ))).all())
+            subs = (
+                await session.exec(
+                    select(FhirSubscription).where(
+                        FhirSubscription.status == SubscriptionStatus.active,
+                        col(FhirSubscription.heartbeat_seconds).is_not(None),
+                    )
+                )
+            ).all()
+            busy = set(
+                (
+                    await session.exec(
+                        select(SubscriptionNotification.subscription_id).where(
+                            SubscriptionNotification.status == "pending"
+                        )
+                    )
+                ).all()
+            )
             # A Subscription with a notification still on its way needs no heartbeat.
-            due = [s.id for s in subs if s.id not in busy
-                   and (s.last_sent_at or s.created_at) + timedelta(seconds=s.heartbeat_seconds or 0) <= now]
+            due = [
+                s.id
+                for s in subs
+                if s.id not in busy
+                and (s.last_sent_at or s.created_at) + timedelta(seconds=s.heartbeat_seconds or 0) <= now
+            ]
         for sub_id in due:
             async with self.runtime.db.transaction() as session:
                 sub = await session.get(FhirSubscription, sub_id)
@@ -373,8 +481,11 @@ class SubscriptionNotifier:
         async with self.runtime.db.transaction() as session:
             claimed = await session.exec(  # type: ignore[call-overload]
                 update(SubscriptionNotification)
-                .where(col(SubscriptionNotification.id) == note.id, col(SubscriptionNotification.status) == "pending",
-                       col(SubscriptionNotification.next_attempt_at) <= now)
+                .where(
+                    col(SubscriptionNotification.id) == note.id,
+                    col(SubscriptionNotification.status) == "pending",
+                    col(SubscriptionNotification.next_attempt_at) <= now,
+                )
                 .values(next_attempt_at=now + lease)
             )
             if claimed.rowcount != 1:
@@ -391,8 +502,13 @@ class SubscriptionNotifier:
             headers[name.strip()] = value.strip()
         refused = False
         try:
-            response = await self.http.post(sub.endpoint, content=body.encode(), headers=headers,
-                                            timeout=self.settings.timeout_seconds, follow_redirects=False)
+            response = await self.http.post(
+                sub.endpoint,
+                content=body.encode(),
+                headers=headers,
+                timeout=self.settings.timeout_seconds,
+                follow_redirects=False,
+            )
             error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
         except EndpointRefused as exc:
             # The endpoint's name now resolves to an address Pathways does not call: nothing was sent,
@@ -414,13 +530,17 @@ class SubscriptionNotifier:
                 row.status = "failed"
                 row.last_error = error[:120]
                 sub_row.status = SubscriptionStatus.error
-                sub_row.error = (error if refused else
-                                 f"endpoint failing for {self.settings.retry_hours:g} h ({error})")[:120]
+                sub_row.error = (
+                    error if refused else f"endpoint failing for {self.settings.retry_hours:g} h ({error})"
+                )[:120]
                 log.error("subscription %s: endpoint failing past the retry period; status error", sub_row.id)
             else:
                 row.last_error = error
-                row.next_attempt_at = now + retry_delay(row.attempts, base=self.settings.backoff_base_seconds,
-                                                        cap=self.settings.backoff_cap_seconds)
+                row.next_attempt_at = now + retry_delay(
+                    row.attempts,
+                    base=self.settings.backoff_base_seconds,
+                    cap=self.settings.backoff_cap_seconds,
+                )
             session.add(row)
             session.add(sub_row)
 

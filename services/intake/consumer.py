@@ -27,8 +27,12 @@ ROUTING_SUMMARY_MAX = 1000
 # the encrypted identifying data) nor an ORM object to load, refresh and flush (issue 9's profile).
 _REFERRALS: Table = Referral.__table__  # type: ignore[attr-defined]
 _TASK_STATE = select(
-    _REFERRALS.c.id, _REFERRALS.c.client_id, _REFERRALS.c.task_status, _REFERRALS.c.consent_version,
-    _REFERRALS.c.created_at, _REFERRALS.c.last_updated,
+    _REFERRALS.c.id,
+    _REFERRALS.c.client_id,
+    _REFERRALS.c.task_status,
+    _REFERRALS.c.consent_version,
+    _REFERRALS.c.created_at,
+    _REFERRALS.c.last_updated,
 ).where(_REFERRALS.c.id == bindparam("id"))
 
 
@@ -41,12 +45,21 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
     # Events can arrive out of order after a retry: never move a Task back in time.
     if referral.last_updated > event.occurred_at:
         return
-    if (event.consent_version is not None and referral.consent_version > event.consent_version
-            and TASK_STATES.is_final(event.status)):
+    if (
+        event.consent_version is not None
+        and referral.consent_version > event.consent_version
+        and TASK_STATES.is_final(event.status)
+    ):
         # A final answer given on a consent the referrer has since replaced: the router decides again on
         # the new consent, so the Task waits for that answer instead of closing on the old one.
-        log.info("intake: Task %s stays %s (event %s answered consent version %s, now %s)", referral.id,
-                 referral.task_status, event.event_id, event.consent_version, referral.consent_version)
+        log.info(
+            "intake: Task %s stays %s (event %s answered consent version %s, now %s)",
+            referral.id,
+            referral.task_status,
+            event.event_id,
+            event.consent_version,
+            referral.consent_version,
+        )
         return
     was_requested = referral.task_status == TaskStatus.requested
     values: dict[str, Any] = {
@@ -64,12 +77,15 @@ async def on_case_status(session: AsyncSession, event: Event, _delivery: Deliver
     if TASK_STATES.is_final(event.status):
         values["closed_at"] = event.occurred_at  # the identifying data's retention is counted from here
     try:
-        moved = await TASK_STATES.advance_row(connection, _REFERRALS, {"id": referral.id}, referral.task_status,
-                                              event.status, **values)
+        moved = await TASK_STATES.advance_row(
+            connection, _REFERRALS, {"id": referral.id}, referral.task_status, event.status, **values
+        )
     except IllegalTransition as exc:
         # Another service's news after the Task moved on (a MARAC declining once the IDVA accepted, an
         # outcome after cancellation): the Task keeps its state. Ids only: statuses carry no one's details.
-        log.info("intake: Task %s stays %s (event %s: %s)", referral.id, exc.current, event.event_id, exc.target)
+        log.info(
+            "intake: Task %s stays %s (event %s: %s)", referral.id, exc.current, event.event_id, exc.target
+        )
         return
     if not moved:
         return
@@ -87,10 +103,17 @@ async def on_offer_news(session: AsyncSession, event: Event, _delivery: Delivery
     known = await session.get(AcceptedOffer, event.offer_id)
     if isinstance(event, OfferAccepted):
         if known is None:
-            session.add(AcceptedOffer(offer_id=event.offer_id, case_id=event.case_id,
-                                      organisation_id=event.organisation_id, service_id=event.service_id,
-                                      service_type=event.service_type, by_and_for=event.by_and_for,
-                                      accepted_at=event.occurred_at))
+            session.add(
+                AcceptedOffer(
+                    offer_id=event.offer_id,
+                    case_id=event.case_id,
+                    organisation_id=event.organisation_id,
+                    service_id=event.service_id,
+                    service_type=event.service_type,
+                    by_and_for=event.by_and_for,
+                    accepted_at=event.occurred_at,
+                )
+            )
     elif known is not None and known.stopped_at is None:
         known.stopped_at = event.occurred_at
         session.add(known)
@@ -98,4 +121,6 @@ async def on_offer_news(session: AsyncSession, event: Event, _delivery: Delivery
 
 def register(runtime: Runtime) -> None:
     runtime.consume("intake-case-status", [CaseStatus.subject], on_case_status)
-    runtime.consume("intake-offer-acceptances", [OfferAccepted.subject, OfferContactStopped.subject], on_offer_news)
+    runtime.consume(
+        "intake-offer-acceptances", [OfferAccepted.subject, OfferContactStopped.subject], on_offer_news
+    )

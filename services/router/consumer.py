@@ -82,7 +82,9 @@ class Router:
     cache: DirectoryCache
 
 
-def decision_values(case_id: UUID, decision: Decision, *, kind: str, trigger: str | None = None) -> dict[str, Any]:
+def decision_values(
+    case_id: UUID, decision: Decision, *, kind: str, trigger: str | None = None
+) -> dict[str, Any]:
     """A decision as ``RoutingDecision`` column values (a new id), stored with ``add_decision``."""
     return {
         "id": uuid4(),
@@ -104,7 +106,9 @@ def decision_values(case_id: UUID, decision: Decision, *, kind: str, trigger: st
     }
 
 
-def decision_row(case_id: UUID, decision: Decision, *, kind: str, trigger: str | None = None) -> RoutingDecision:
+def decision_row(
+    case_id: UUID, decision: Decision, *, kind: str, trigger: str | None = None
+) -> RoutingDecision:
     return RoutingDecision(**decision_values(case_id, decision, kind=kind, trigger=trigger))
 
 
@@ -112,8 +116,12 @@ def no_offer_status(case_id: UUID, decision: Decision, *, high: bool, consent: C
     """What the referrer's Task says when no offer is made: a final ``rejected`` where no offer will be made,
     else ``requested`` with why (``task_answer``), the helpline to give as advice, and the decision's summary."""
     answer = task_answer(decision, high=high) or TaskAnswer(
-        TaskStatus.requested, "escalated", "no offer made: escalated to ops", NoOffer.no_eligible_service,
-        decision.no_offer_reason or "no offer made")
+        TaskStatus.requested,
+        "escalated",
+        "no offer made: escalated to ops",
+        NoOffer.no_eligible_service,
+        decision.no_offer_reason or "no offer made",
+    )
     return CaseStatus(
         case_id=case_id,
         status=answer.status,
@@ -127,14 +135,21 @@ def no_offer_status(case_id: UUID, decision: Decision, *, high: bool, consent: C
 
 
 async def decide(
-    session: AsyncSession, router: Router, *, summary: CaseSummary, consent: ConsentState, index: DirectoryIndex
+    session: AsyncSession,
+    router: Router,
+    *,
+    summary: CaseSummary,
+    consent: ConsentState,
+    index: DirectoryIndex,
 ) -> tuple[Decision, list[str]]:
     """Run the rules for a case with this area's protocol and the current open offers (no writes)."""
     open_offers = await open_offer_counts(session)
     with tracer().start_as_current_span("match") as span:
         area = resolve_case_area(summary, index)
         protocol = router.settings.protocol_for(area.codes)
-        decision = route(summary, consent, index, open_offers=open_offers, now=utcnow(), sla_hours=protocol.sla_hours)
+        decision = route(
+            summary, consent, index, open_offers=open_offers, now=utcnow(), sla_hours=protocol.sla_hours
+        )
         span.set_attributes(safe_attributes(pathways__outcome=decision.outcome.value))
     return decision, list(area.codes)
 
@@ -158,17 +173,32 @@ async def route_case(
     decision, codes = await decide(session, router, summary=summary, consent=consent, index=index)
     # The case carries its sector and what it resolved to (every candidate with its share), never more.
     summary = summary.model_copy(update={"area": decision.area})
-    state = {Outcome.routed: CaseState.routed, Outcome.fallback: CaseState.fallback,
-             Outcome.no_offer: CaseState.no_offer}[decision.outcome]
+    state = {
+        Outcome.routed: CaseState.routed,
+        Outcome.fallback: CaseState.fallback,
+        Outcome.no_offer: CaseState.no_offer,
+    }[decision.outcome]
     lanes = {lane: [s.model_dump(mode="json") for s in services] for lane, services in decision.lanes.items()}
     if case is None:
         now = utcnow()
-        stored = await insert_new_case(session, {
-            "case_id": case_id, "state": state, "risk_band": summary.risk_band, "area_codes": codes,
-            "summary": summary.model_dump(mode="json"), "consent": consent.model_dump(mode="json"),
-            "lanes": lanes, "offered": [s.service_id for s in decision.offer_to], "accepted": [],
-            "failed_offers": 0, "rule_version": decision.rule_version, "created_at": now, "updated_at": now,
-        })
+        stored = await insert_new_case(
+            session,
+            {
+                "case_id": case_id,
+                "state": state,
+                "risk_band": summary.risk_band,
+                "area_codes": codes,
+                "summary": summary.model_dump(mode="json"),
+                "consent": consent.model_dump(mode="json"),
+                "lanes": lanes,
+                "offered": [s.service_id for s in decision.offer_to],
+                "accepted": [],
+                "failed_offers": 0,
+                "rule_version": decision.rule_version,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
         if not stored:
             return  # routed already (the same case re-sent under a new event id)
     else:
@@ -183,11 +213,23 @@ async def route_case(
     row = decision_values(case_id, decision, kind="re-route" if trigger else "initial", trigger=trigger)
     add_decision(session, row)
     if decision.offer_to:
-        enqueue(session, CaseRouted(case_id=case_id, decision_id=row["id"], summary=summary, consent=consent,
-                                    offer_to=tuple(decision.offer_to), referrer_note=decision.referrer_note,
-                                    routing_summary=decision.referrer_summary or None))
+        enqueue(
+            session,
+            CaseRouted(
+                case_id=case_id,
+                decision_id=row["id"],
+                summary=summary,
+                consent=consent,
+                offer_to=tuple(decision.offer_to),
+                referrer_note=decision.referrer_note,
+                routing_summary=decision.referrer_summary or None,
+            ),
+        )
     else:
-        enqueue(session, no_offer_status(case_id, decision, high=summary.risk_band is RiskBand.high, consent=consent))
+        enqueue(
+            session,
+            no_offer_status(case_id, decision, high=summary.risk_band is RiskBand.high, consent=consent),
+        )
     if decision.escalation:
         enqueue(session, CaseEscalated(case_id=case_id, reason=decision.escalation))
 
@@ -211,33 +253,64 @@ async def reoffer(
     case.failed_offers += 1
     case.updated_at = utcnow()
     what = "declined" if isinstance(event, OfferDeclined) else "expired without an answer"
-    lanes = {Lane(lane): [RoutedService.model_validate(s) for s in services] for lane, services in case.lanes.items()}
-    lane = next((name for name, services in lanes.items() if any(s.service_id == event.service_id for s in services)),
-                None)
+    lanes = {
+        Lane(lane): [RoutedService.model_validate(s) for s in services]
+        for lane, services in case.lanes.items()
+    }
+    lane = next(
+        (name for name, services in lanes.items() if any(s.service_id == event.service_id for s in services)),
+        None,
+    )
     # Notify sends a coded reason only (never the provider's free text).
     trigger = f"offer to {event.service_id} {what}" + (f" ({event.reason})" if event.reason else "")
     summary = CaseSummary.model_validate(case.summary)
     protocol = router.settings.protocol_for(case.area_codes)
     if case.failed_offers == protocol.escalate_after_failed_offers:
-        enqueue(session, CaseEscalated(
-            case_id=case.case_id, reason=f"{case.failed_offers} offers declined or expired for this case"))
+        enqueue(
+            session,
+            CaseEscalated(
+                case_id=case.case_id, reason=f"{case.failed_offers} offers declined or expired for this case"
+            ),
+        )
     # Once a service accepted the case, a declined parallel offer is not chased; the high-risk IDVA and
     # MARAC routes are, because each of them matters in its own right.
     settled = bool(case.accepted) and lane not in (Lane.idva, Lane.marac)
-    nxt, passed = (None, {}) if lane is None or settled else next_in_lane(
-        lanes[lane], offered=case.offered, index=index, open_offers=await open_offer_counts(session),
-        consent=ConsentState.model_validate(case.consent), now=utcnow())
-    decision = Decision(outcome=Outcome.routed, passed_over=passed, notes=[trigger],
-                        directory_version=index.version if index else "")
+    nxt, passed = (
+        (None, {})
+        if lane is None or settled
+        else next_in_lane(
+            lanes[lane],
+            offered=case.offered,
+            index=index,
+            open_offers=await open_offer_counts(session),
+            consent=ConsentState.model_validate(case.consent),
+            now=utcnow(),
+        )
+    )
+    decision = Decision(
+        outcome=Outcome.routed,
+        passed_over=passed,
+        notes=[trigger],
+        directory_version=index.version if index else "",
+    )
     if nxt is not None:
         assert lane is not None
-        decision.offer_to = [nxt.model_copy(update={"reasons": (*nxt.reasons, f"next in the ranking: {trigger}")})]
+        decision.offer_to = [
+            nxt.model_copy(update={"reasons": (*nxt.reasons, f"next in the ranking: {trigger}")})
+        ]
         decision.lanes = {lane: [nxt]}
         case.offered = [*case.offered, nxt.service_id]
         row = decision_values(case.case_id, decision, kind="re-offer", trigger=trigger)
-        enqueue(session, CaseRouted(case_id=case.case_id, decision_id=row["id"], summary=summary,
-                                    consent=ConsentState.model_validate(case.consent),
-                                    offer_to=tuple(decision.offer_to)))
+        enqueue(
+            session,
+            CaseRouted(
+                case_id=case.case_id,
+                decision_id=row["id"],
+                summary=summary,
+                consent=ConsentState.model_validate(case.consent),
+                offer_to=tuple(decision.offer_to),
+            ),
+        )
     elif settled:
         decision.outcome = Outcome.no_offer
         decision.notes.append(f"no re-offer: the case was accepted by {', '.join(case.accepted)}")
@@ -245,14 +318,22 @@ async def reoffer(
     else:
         lane_words = f"the {lane} ranking" if lane else "the ranking"
         decision.outcome = Outcome.no_offer
-        decision.escalation = f"{lane_words} is exhausted: every service declined, expired or cannot take the case"
+        decision.escalation = (
+            f"{lane_words} is exhausted: every service declined, expired or cannot take the case"
+        )
         row = decision_values(case.case_id, decision, kind="exhausted", trigger=trigger)
         if decision.escalation:
             case.state = CaseState.exhausted
             enqueue(session, CaseEscalated(case_id=case.case_id, reason=decision.escalation))
-            enqueue(session, CaseStatus(case_id=case.case_id, status=TaskStatus.requested,
-                                        business_status="escalated to ops",
-                                        status_reason=f"{trigger}; {decision.escalation}"))
+            enqueue(
+                session,
+                CaseStatus(
+                    case_id=case.case_id,
+                    status=TaskStatus.requested,
+                    business_status="escalated to ops",
+                    status_reason=f"{trigger}; {decision.escalation}",
+                ),
+            )
     add_decision(session, row)
     session.add(case)
 
@@ -273,8 +354,14 @@ def register(runtime: Runtime, router: Router) -> None:
 
         async def work(session: AsyncSession) -> None:
             # Unless routed already (the same case re-sent under a new event id): ``route_case`` says.
-            await route_case(session, router, case_id=event.case_id, summary=event.summary,
-                             consent=event.consent, index=index)
+            await route_case(
+                session,
+                router,
+                case_id=event.case_id,
+                summary=event.summary,
+                consent=event.consent,
+                index=index,
+            )
 
         return work
 
@@ -283,8 +370,13 @@ def register(runtime: Runtime, router: Router) -> None:
         index = await held_copy() if isinstance(event, OfferDeclined | OfferExpired) else None
 
         async def work(session: AsyncSession) -> None:
-            await record_offer(session, offer_id=event.offer_id, case_id=event.case_id,
-                               service_id=event.service_id, open=isinstance(event, OfferMade))
+            await record_offer(
+                session,
+                offer_id=event.offer_id,
+                case_id=event.case_id,
+                service_id=event.service_id,
+                open=isinstance(event, OfferMade),
+            )
             if isinstance(event, OfferAccepted):
                 case = await case_for_update(session, event.case_id)
                 if case is not None and event.service_id not in case.accepted:
@@ -321,9 +413,16 @@ def register(runtime: Runtime, router: Router) -> None:
                     # Consent now given for a case that waited for it: route it as a new decision.
                     if index is None:
                         raise DirectoryUnavailable("cannot route the case until the directory answers")
-                    await route_case(session, router, case_id=case.case_id,
-                                     summary=CaseSummary.model_validate(case.summary), consent=event.consent,
-                                     index=index, case=case, trigger=f"consent updated: {event.consent.status}")
+                    await route_case(
+                        session,
+                        router,
+                        case_id=case.case_id,
+                        summary=CaseSummary.model_validate(case.summary),
+                        consent=event.consent,
+                        index=index,
+                        case=case,
+                        trigger=f"consent updated: {event.consent.status}",
+                    )
                 else:
                     case.consent = event.consent.model_dump(mode="json")
                     session.add(case)
@@ -332,11 +431,14 @@ def register(runtime: Runtime, router: Router) -> None:
 
     # Each handler reads the directory copy outside the transaction, then returns its work: events
     # fetched together are routed in one transaction (``Runtime.consume_prepared``).
-    runtime.consume_prepared(REFERRALS, [ReferralReceived.subject], on_referral,
-                             max_deliver=router.settings.referral_max_deliver)
+    runtime.consume_prepared(
+        REFERRALS, [ReferralReceived.subject], on_referral, max_deliver=router.settings.referral_max_deliver
+    )
     runtime.consume_prepared(
         OFFERS,
         [s.subject for s in (OfferMade, OfferAccepted, OfferDeclined, OfferExpired, OfferWithdrawn)],
         on_offer,
     )
-    runtime.consume_prepared(CASE_CHANGES, [ReferralCancelled.subject, ConsentUpdated.subject], on_case_change)
+    runtime.consume_prepared(
+        CASE_CHANGES, [ReferralCancelled.subject, ConsentUpdated.subject], on_case_change
+    )

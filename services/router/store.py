@@ -38,7 +38,9 @@ class RoutedCase(SQLModel, table=True):
     summary: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     consent: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     # The stored ranking: lane → RoutedService dicts, best first. Re-offers walk along it.
-    lanes: dict[str, list[dict[str, Any]]] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    lanes: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
     offered: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     accepted: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     failed_offers: int = 0
@@ -114,18 +116,27 @@ async def open_offer_counts(session: AsyncSession) -> dict[str, int]:
     """Offers awaiting an answer, per service (capacity)."""
     connection = await session.connection()
     rows = await connection.execute(
-        select(OFFER_LOAD.c.service_id, func.count()).where(OFFER_LOAD.c.open.is_(True))
+        select(OFFER_LOAD.c.service_id, func.count())
+        .where(OFFER_LOAD.c.open.is_(True))
         .group_by(OFFER_LOAD.c.service_id)
     )
     return {service_id: int(count) for service_id, count in rows.all()}
 
 
-async def record_offer(session: AsyncSession, *, offer_id: UUID, case_id: UUID, service_id: str, open: bool) -> None:
+async def record_offer(
+    session: AsyncSession, *, offer_id: UUID, case_id: UUID, service_id: str, open: bool
+) -> None:
     """Note an offer's state; an answer that arrives before the offer itself is kept (never re-opened).
 
     One statement: the offer is inserted, or, for an answer, an open one closed (``ON CONFLICT``)."""
     connection = await session.connection()
-    values = {"offer_id": offer_id, "case_id": case_id, "service_id": service_id, "open": open, "updated_at": utcnow()}
+    values = {
+        "offer_id": offer_id,
+        "case_id": case_id,
+        "service_id": service_id,
+        "open": open,
+        "updated_at": utcnow(),
+    }
     await connection.execute(_note_offer(connection.dialect.name, open), values)
 
 
@@ -142,8 +153,10 @@ def _note_offer(dialect: str, open: bool) -> Any:
     if open:
         return statement.on_conflict_do_nothing(index_elements=[OFFER_LOAD.c.offer_id])
     return statement.on_conflict_do_update(
-        index_elements=[OFFER_LOAD.c.offer_id], set_={"open": False, "updated_at": statement.excluded.updated_at},
-        where=OFFER_LOAD.c.open.is_(True))
+        index_elements=[OFFER_LOAD.c.offer_id],
+        set_={"open": False, "updated_at": statement.excluded.updated_at},
+        where=OFFER_LOAD.c.open.is_(True),
+    )
 
 
 async def decisions_for(session: AsyncSession, case_id: UUID) -> list[RoutingDecision]:
