@@ -50,6 +50,11 @@ _SQLITE_IMMEDIATE = "pathways_sqlite_immediate"
 SQLITE_MIGRATION_OPTIONS = {"pathways_sqlite_begin": "BEGIN EXCLUSIVE", "pathways_sqlite_foreign_keys_off": True}
 # Set in a session's ``info`` by ``shared.audit.record``: after its commit, the audit sealer is woken.
 AUDITED = "pathways_audited"
+# Set in a session's ``info`` when its transaction inserted outbox rows (by any path: ``enqueue``, a group
+# commit, an ORM object): after its commit the outbox relay is woken, and only then (``on_outbox``).
+OUTBOX_WRITTEN = "pathways_outbox_written"
+# On a connection's ``info`` while a session's transaction uses it: that session's ``info``.
+_SESSION_INFO = "pathways_session_info"
 # The Database whose SQLite writer slot the current task holds: a nested write would wait on itself.
 _writing: ContextVar[Database | None] = ContextVar("pathways_writing", default=None)
 
@@ -183,6 +188,19 @@ def _insert_queued_before_commit(session: Session) -> None:
             connection.execute(insert_into(table), rows)
 
 
+@event.listens_for(Session, "after_begin")
+def _link_connection_to_session(session: Session, _transaction: SessionTransaction, connection: Connection) -> None:
+    # So that a statement run on the connection (ORM or Core) can mark the session that ran it.
+    connection.info[_SESSION_INFO] = session.info
+
+
+def _note_outbox_insert(connection: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+    if statement.startswith("INSERT INTO outbox"):
+        info = connection.info.get(_SESSION_INFO)
+        if info is not None:
+            info[OUTBOX_WRITTEN] = True
+
+
 @event.listens_for(Session, "after_transaction_end")
 def _forget_queued_on_rollback(session: Session, transaction: SessionTransaction) -> None:
     # A transaction that ended without committing them (rolled back) takes its queued rows with it.
@@ -238,6 +256,10 @@ class Database:
             self._writer = asyncio.Lock()
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         self.on_commit: list[Callable[[], None]] = []
+        # Called after a transaction that inserted outbox rows commits (the relay's wake): commits that
+        # wrote none (an offer noted, a Task moved) give the relay nothing to look for.
+        self.on_outbox: list[Callable[[], None]] = []
+        event.listen(self.engine.sync_engine, "after_cursor_execute", _note_outbox_insert)
         # Called after a transaction that wrote audit records commits (the sealer's wake).
         self.on_audit: list[Callable[[], None]] = []
 
@@ -287,16 +309,22 @@ class Database:
                 async with self._writing(own):
                     yield own
                 audited = own.info.pop(AUDITED, False)
+                outbox = own.info.pop(OUTBOX_WRITTEN, False)
         else:
             await end_read(session)
             # What the request read before is re-read inside the transaction, never trusted stale.
             session.expire_all()
             session.info.pop(AUDITED, None)
+            session.info.pop(OUTBOX_WRITTEN, None)
             async with self._writing(session):
                 yield session
             audited = session.info.pop(AUDITED, False)
+            outbox = session.info.pop(OUTBOX_WRITTEN, False)
         if announce:
             self.notify_committed()
+        if outbox:
+            for callback in self.on_outbox:
+                callback()
         if audited:
             for callback in self.on_audit:
                 callback()

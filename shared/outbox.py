@@ -90,14 +90,15 @@ async def outbox_depth(db: Database) -> int:
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows in order; woken on commit, polls as a safety net."""
+    """Publishes committed outbox rows in order; woken by each commit that wrote outbox rows (``Database.on_outbox``),
+    polls as a safety net (rows left by a crash, or committed by another process)."""
 
     def __init__(self, db: Database, bus: Bus, *, poll_interval: float = 1.0, batch: int = 100) -> None:
         self.db = db
         self.bus = bus
         self.batch = batch
         self.worker = PeriodicWorker("outbox-relay", self._step, interval=poll_interval)
-        db.on_commit.append(self.worker.wake)
+        db.on_outbox.append(self.worker.wake)
 
     def start(self) -> None:
         self.worker.start()

@@ -114,3 +114,37 @@ async def test_a_sqlite_connection_given_back_with_a_transaction_open_is_rolled_
     async with db.transaction() as session:  # the write lock is free: a writer goes through at once
         session.add(inbox("after", uuid4()))
     assert len(await stored(db, "after")) == 1
+
+
+async def test_the_relay_is_woken_by_every_commit_that_wrote_the_outbox_and_by_no_other(db):
+    from shared.db import insert_queued
+    from shared.events import CaseEscalated
+    from shared.outbox import enqueue, outbox_message
+
+    woken: list[int] = []
+    db.on_outbox.append(lambda: woken.append(1))
+    async with db.transaction() as session:  # an event enqueued (inserted at commit)
+        enqueue(session, CaseEscalated(case_id=uuid4(), reason="test"))
+    assert len(woken) == 1
+    await GroupCommit(db).insert([outbox_message(CaseEscalated(case_id=uuid4(), reason="test"))])  # Core insert
+    assert len(woken) == 2
+    async with db.transaction() as session:  # an ORM object
+        session.add(outbox_message(CaseEscalated(case_id=uuid4(), reason="test")))
+    assert len(woken) == 3
+    async with db.transaction() as session:  # no outbox row: nothing for the relay
+        session.add(inbox("quiet", uuid4()))
+    with pytest.raises(LookupError):
+        async with db.transaction() as session:  # rolled back: nothing was committed
+            enqueue(session, CaseEscalated(case_id=uuid4(), reason="test"))
+            await insert_queued(session)  # the row inserted, then the transaction rolled back
+            raise LookupError("the work failed")
+    assert len(woken) == 3
+    outcomes = await db.run_batch("c", [(uuid4(), _enqueueing)])  # a consumer's batch
+    assert outcomes == [None] and len(woken) == 4
+
+
+async def _enqueueing(session: AsyncSession) -> None:
+    from shared.events import CaseEscalated
+    from shared.outbox import enqueue
+
+    enqueue(session, CaseEscalated(case_id=uuid4(), reason="test"))
