@@ -37,6 +37,7 @@ from shared.events import (
     RoutingPreferences,
 )
 from shared.fhir import ODS_SYSTEM, FhirError, Issue, fhirpath, remember_fhir_model_lookups
+from shared.fhir_fast import fast_validate
 from shared.geography import postcode_sector
 from shared.reference import AbuseType, AgeBand, Community, Gender, Need, ServiceType, postcode_district
 
@@ -667,7 +668,12 @@ def parse_consent(body: dict[str, Any]) -> Consent:
 
 
 def _validate(model: type[M], body: dict[str, Any]) -> M:
-    """fhir.resources validation, each schema problem an issue at its FHIRPath (never echoing values)."""
+    """fhir.resources validation, each schema problem an issue at its FHIRPath (never echoing values).
+
+    A resource of the shape referrals have is validated by the fast path, which builds the same model
+    (``shared.fhir_fast``); anything else, every invalid resource included, by fhir.resources itself."""
+    if (fast := fast_validate(model, body)) is not None:
+        return fast
     try:
         return model.model_validate(body)
     except ValidationError as exc:
