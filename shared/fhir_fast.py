@@ -64,7 +64,6 @@ class _Plan:
     model: type[FHIRAbstractModel]
     primitives: dict[str, str]  # JSON key -> field name
     complex: dict[str, _Complex]  # JSON key -> field
-    primitive_lists: frozenset[str]
     required: tuple[str, ...]  # JSON keys that must be present
     choice_of: dict[str, int]  # JSON key -> which choice element (``value[x]``) it is a type of
     needed_choices: frozenset[int]  # choice elements that must have a value
@@ -120,7 +119,6 @@ def _plan(model: type[FHIRAbstractModel]) -> _Plan | None:
         return None
     primitives: dict[str, str] = {}
     complex_fields: dict[str, _Complex] = {}
-    primitive_lists: set[str] = set()
     primitive_fields: dict[str, Any] = {}
     required: list[str] = []
     defaults: dict[str, Any] = {}
@@ -148,8 +146,6 @@ def _plan(model: type[FHIRAbstractModel]) -> _Plan | None:
             return None
         else:
             primitives[key] = name
-            if many:
-                primitive_lists.add(key)
             primitive_fields[name] = (field.annotation, Field(default=None, alias=field.alias))
     sample = model.model_construct()
     required.extend(element for element, _ in sample.get_required_fields())
@@ -170,7 +166,6 @@ def _plan(model: type[FHIRAbstractModel]) -> _Plan | None:
         model,
         primitives,
         complex_fields,
-        frozenset(primitive_lists),
         tuple(dict.fromkeys(required)),
         choice_of,
         frozenset(needed),
@@ -180,21 +175,19 @@ def _plan(model: type[FHIRAbstractModel]) -> _Plan | None:
 
 
 @functools.cache
-def _resource_model_named(prefix: str, resource_type: str) -> type[FHIRAbstractModel] | None:
-    """The model class the full validation picks for a resource of this type (fhir_core's look-up)."""
-    dotted = FHIR_TYPES_MAPS.get(f"{prefix}{resource_type}Type")
-    if dotted is None:
-        return None
+def _resource_model_at(dotted: str) -> type[FHIRAbstractModel] | None:
+    """The resource model class at a dotted name of fhir_core's map (so the cache is bounded by the map,
+    whatever resourceType a sender makes up); ``None`` when it is not a resource."""
     model: type[FHIRAbstractModel] = import_string(dotted)
-    if not model.has_resource_base() or model.__resource_type__ != resource_type:
-        return None
-    return model
+    return model if model.has_resource_base() else None
 
 
 def _resource_model(data: dict[str, Any], prefix: str) -> type[FHIRAbstractModel]:
+    """The model class the full validation picks for a resource by its resourceType (fhir_core's look-up)."""
     resource_type = data.get("resourceType")
-    model = _resource_model_named(prefix, resource_type) if type(resource_type) is str else None
-    if model is None:
+    dotted = FHIR_TYPES_MAPS.get(f"{prefix}{resource_type}Type") if type(resource_type) is str else None
+    model = _resource_model_at(dotted) if dotted is not None else None
+    if model is None or model.__resource_type__ != resource_type:
         raise _Fallback
     return model
 
