@@ -114,6 +114,7 @@ def _plan(model: type[FHIRAbstractModel]) -> _Plan | None:
         model.__init__ is not FHIRAbstractModel.__init__
         or model.__pydantic_post_init__ is not None
         or model.__pydantic_root_model__
+        or model.__private_attributes__
         or model.model_config.get("extra") == "allow"
     ):
         return None
