@@ -43,7 +43,9 @@ def row_values(model: type[SQLModel], **given: Any) -> tuple[Table, dict[str, An
         if column.key in given:
             value = given[column.key]
         else:
-            value = model.model_fields[column.key].get_default(call_default_factory=True, validated_data=values)
+            value = model.model_fields[column.key].get_default(
+                call_default_factory=True, validated_data=values
+            )
         if value is None and column.primary_key:
             continue
         values[column.key] = value

@@ -64,9 +64,17 @@ def _replay(record: IdempotencyRecord, fingerprint: str) -> Answer:
     if record.request_hash != fingerprint:
         kind, _, _ = record.key.partition(":")
         expression = "Bundle.identifier" if kind == "bundle" else None
-        raise FhirError(409, [Issue("duplicate", "A different request was already made with this "
-                                                 f"{'Bundle.identifier' if expression else 'X-Request-Id'}.",
-                                    expression)])
+        raise FhirError(
+            409,
+            [
+                Issue(
+                    "duplicate",
+                    "A different request was already made with this "
+                    f"{'Bundle.identifier' if expression else 'X-Request-Id'}.",
+                    expression,
+                )
+            ],
+        )
     return Answer(record.status_code, record.response, record.location, replayed=True)
 
 
@@ -88,10 +96,16 @@ async def idempotent(
         async with db.transaction(session):
             answer = await work()
             for key in keys:
-                session.add(IdempotencyRecord(
-                    client_id=client_id, key=key, request_hash=fingerprint, status_code=answer.status_code,
-                    response=answer.resource, location=answer.location,
-                ))
+                session.add(
+                    IdempotencyRecord(
+                        client_id=client_id,
+                        key=key,
+                        request_hash=fingerprint,
+                        status_code=answer.status_code,
+                        response=answer.resource,
+                        location=answer.location,
+                    )
+                )
     except (IntegrityError, FhirError) as exc:
         # A retry's work can itself fail (the Bundle.identifier already has a referral, the referral is
         # already cancelled): the first answer under the key is the answer.
@@ -136,9 +150,14 @@ def new_referral(
         # The row id is the associated data: a ciphertext copied onto another referral does not decrypt.
         identifying=cipher.encrypt(json.dumps(parsed.identifying).encode(), aad=referral_id.bytes),
     )
-    announcement = outbox_message(ReferralReceived(
-        case_id=referral_id, referrer_ods=parsed.referrer_ods, summary=parsed.summary, consent=parsed.consent,
-    ))
+    announcement = outbox_message(
+        ReferralReceived(
+            case_id=referral_id,
+            referrer_ods=parsed.referrer_ods,
+            summary=parsed.summary,
+            consent=parsed.consent,
+        )
+    )
     # The Task reads the referral's columns only: the values stand in for the row.
     task = task_resource(cast(Referral, SimpleNamespace(**values)))
     answer = Answer(202, task, f"/fhir/Task/{referral_id}")
@@ -155,8 +174,15 @@ async def receive(
     first answer under the key is replayed (or a 409 for a different request under it)."""
     fingerprint = new.fingerprint
     records = [
-        row_values(IdempotencyRecord, client_id=client_id, key=key, request_hash=fingerprint,
-                   status_code=new.answer.status_code, response=new.answer.resource, location=new.answer.location)
+        row_values(
+            IdempotencyRecord,
+            client_id=client_id,
+            key=key,
+            request_hash=fingerprint,
+            status_code=new.answer.status_code,
+            response=new.answer.resource,
+            location=new.answer.location,
+        )
         for key in keys
     ]
     try:
@@ -191,26 +217,57 @@ async def cancel(session: AsyncSession, client: ApiClient, parsed: ParsedCancell
         except FhirError:
             referral = None
     if referral is None and parsed.service_request_identifier:
-        statement = select(Referral).where(
-            Referral.client_id == client.id, Referral.service_request_identifier == parsed.service_request_identifier
-        ).order_by(col(Referral.created_at).desc())
+        statement = (
+            select(Referral)
+            .where(
+                Referral.client_id == client.id,
+                Referral.service_request_identifier == parsed.service_request_identifier,
+            )
+            .order_by(col(Referral.created_at).desc())
+        )
         referral = (await session.exec(statement)).first()
     if referral is None:
-        raise FhirError(404, [Issue("not-found", "No referral from this client matches the revoked ServiceRequest.",
-                                    "ServiceRequest.identifier")])
+        raise FhirError(
+            404,
+            [
+                Issue(
+                    "not-found",
+                    "No referral from this client matches the revoked ServiceRequest.",
+                    "ServiceRequest.identifier",
+                )
+            ],
+        )
     now = utcnow()
-    if await TASK_STATES.advance(session, referral, TaskStatus.cancelled, business_status="cancelled by the referrer",
-                                 business_status_code="cancelled", status_reason=parsed.reason,
-                                 last_updated=now, closed_at=now):
+    if await TASK_STATES.advance(
+        session,
+        referral,
+        TaskStatus.cancelled,
+        business_status="cancelled by the referrer",
+        business_status_code="cancelled",
+        status_reason=parsed.reason,
+        last_updated=now,
+        closed_at=now,
+    ):
         enqueue(session, ReferralCancelled(case_id=referral.id, reason=parsed.reason))
-        record(session, referrer(client), "cancel-referral", case_id=referral.id,
-               detail=f"ODS {referral.referrer_ods}", reason=parsed.reason or "revoked by the referrer")
+        record(
+            session,
+            referrer(client),
+            "cancel-referral",
+            case_id=referral.id,
+            detail=f"ODS {referral.referrer_ods}",
+            reason=parsed.reason or "revoked by the referrer",
+        )
     return Answer(200, task_resource(referral))
 
 
 async def update_consent(
-    session: AsyncSession, client: ApiClient, task_id: UUID, consent: Consent, body: dict[str, Any],
-    *, purge_after: timedelta,
+    session: AsyncSession,
+    client: ApiClient,
+    task_id: UUID,
+    consent: Consent,
+    body: dict[str, Any],
+    *,
+    purge_after: timedelta,
 ) -> Answer:
     """A new Consent for an existing referral: stored, and announced when it changes what may be shared.
 
@@ -226,8 +283,16 @@ async def update_consent(
     stated = consent_state(consent, safeguarding_basis=before.safeguarding_basis, path="Consent")
     withdrawn = stated.status is ConsentStatus.withdrawn
     if TASK_STATES.is_final(referral.task_status) and not withdrawn:
-        raise FhirError(409, [Issue("business-rule", f"The referral is {referral.task_status}: only a withdrawal "
-                                                     "of consent is accepted now.", "Task.status")])
+        raise FhirError(
+            409,
+            [
+                Issue(
+                    "business-rule",
+                    f"The referral is {referral.task_status}: only a withdrawal of consent is accepted now.",
+                    "Task.status",
+                )
+            ],
+        )
     if stated.model_copy(update={"version": before.version}) != before:
         now = utcnow()
         after = stated.model_copy(update={"version": before.version + 1})
@@ -235,19 +300,37 @@ async def update_consent(
         changed = await session.exec(  # type: ignore[call-overload]
             update(Referral)
             .where(col(Referral.id) == referral.id, col(Referral.consent_version) == before.version)
-            .values(consent=after.model_dump(mode="json"), consent_version=after.version, last_updated=now,
-                    purge_due_at=purge_due)
+            .values(
+                consent=after.model_dump(mode="json"),
+                consent_version=after.version,
+                last_updated=now,
+                purge_due_at=purge_due,
+            )
         )
         if changed.rowcount != 1:
-            raise FhirError(409, [Issue("conflict", "The consent changed while this update was made; read the "
-                                                    "Task and send the update again.", "Consent")])
+            raise FhirError(
+                409,
+                [
+                    Issue(
+                        "conflict",
+                        "The consent changed while this update was made; read the "
+                        "Task and send the update again.",
+                        "Consent",
+                    )
+                ],
+            )
         await session.refresh(referral)
         enqueue(session, ConsentUpdated(case_id=referral.id, consent=after))
-        record(session, referrer(client), "update-consent", case_id=referral.id,
-               detail=f"consent version {after.version}; status {after.status.value}; scopes "
-                      f"{','.join(sorted(str(s) for s in after.scopes)) or 'none'}"
-                      + (f"; purge due {purge_due:%Y-%m-%dT%H:%MZ}" if purge_due else ""),
-               reason="consent updated by the referrer")
+        record(
+            session,
+            referrer(client),
+            "update-consent",
+            case_id=referral.id,
+            detail=f"consent version {after.version}; status {after.status.value}; scopes "
+            f"{','.join(sorted(str(s) for s in after.scopes)) or 'none'}"
+            + (f"; purge due {purge_due:%Y-%m-%dT%H:%MZ}" if purge_due else ""),
+            reason="consent updated by the referrer",
+        )
     resource = {**body, "id": str(referral.id), "meta": {"lastUpdated": referral.last_updated.isoformat()}}
     return Answer(200, resource, f"/fhir/Consent/{referral.id}")
 
