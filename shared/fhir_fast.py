@@ -33,8 +33,9 @@ from typing import Any, TypeVar
 from fhir_core.constraints import FHIR_TYPES_MAPS
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from fhir_core.types import FhirBase, FhirElementOrResourceBase
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import ConfigDict, TypeAdapter
 from pydantic._internal._validators import import_string
+from typing_extensions import TypedDict
 
 M = TypeVar("M", bound=FHIRAbstractModel)
 MAX_DEPTH = 48
@@ -147,7 +148,7 @@ def _plan(model: type[FHIRAbstractModel]) -> _Plan | None:
             return None
         else:
             primitives[key] = name
-            primitive_fields[name] = (field.annotation, Field(default=None, alias=field.alias))
+            primitive_fields[key] = field.annotation
     sample = model.model_construct()
     required.extend(element for element, _ in sample.get_required_fields())
     choice_of: dict[str, int] = {}
@@ -158,11 +159,11 @@ def _plan(model: type[FHIRAbstractModel]) -> _Plan | None:
             needed.add(index)
     validator = None
     if primitive_fields:
+        # The model's own annotations and config, keyed by the JSON names; values come back as a dict.
         config = ConfigDict(**{k: v for k, v in model.model_config.items() if k != "title"})  # type: ignore[typeddict-item]
-        holder: type[BaseModel] = create_model(
-            f"{model.__name__}Primitives", __config__=config, **primitive_fields
-        )
-        validator = holder.__pydantic_validator__
+        holder = TypedDict(f"{model.__name__}Primitives", primitive_fields, total=False)  # type: ignore[operator]
+        holder.__pydantic_config__ = config  # type: ignore[attr-defined]
+        validator = TypeAdapter(holder).validator
     return _Plan(
         model,
         primitives,
@@ -234,10 +235,8 @@ def _build(model: type[FHIRAbstractModel], data: Any, depth: int, *, resource: b
     if not plan.needed_choices <= chosen:
         raise _Fallback
     if primitives:
-        checked = plan.validator.validate_python(primitives)
-        for key in primitives:
-            name = plan.primitives[key]
-            values[name] = getattr(checked, name)
+        for key, value in plan.validator.validate_python(primitives).items():
+            values[plan.primitives[key]] = value
     # As pydantic's ``model_construct`` fills a model, without looking at every field's default again.
     instance = model.__new__(model)
     fields = dict(plan.defaults)
