@@ -9,16 +9,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.notify.domain import TaskView, still_permitted
 from services.notify.offers import (
+    NewOffers,
     announce_task,
+    close_case,
     hold_back,
     known_consent,
-    make_offer,
     remember_case,
+    remember_routing,
     stop_offers,
 )
 from services.notify.ops import purge_notes
 from services.notify.settings import NotifySettings
-from services.notify.store import OPEN_OFFER_STATUSES, CaseConsent, Escalation, Offer, RoutingRecord
+from services.notify.store import OPEN_OFFER_STATUSES, CaseConsent, Escalation, Offer
 from shared.bus import Delivery
 from shared.events import (
     CaseEscalated,
@@ -44,24 +46,21 @@ def register(runtime: Runtime) -> None:
     async def on_referral(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, ReferralReceived)
         # Known from the start, so that ops can assign a case the router could not place.
-        case = await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at,
-                                   summary=event.summary)
-        case.referred_at = event.occurred_at
-        session.add(case)
+        await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at,
+                            summary=event.summary, referred_at=event.occurred_at)
 
     async def on_case_routed(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, CaseRouted)
         now = utcnow()
         case = await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at,
                                    summary=event.summary)
-        if await session.get(RoutingRecord, event.decision_id) is None:
-            session.add(RoutingRecord(decision_id=event.decision_id, case_id=event.case_id,
-                                      offer_to=[s.model_dump(mode="json") for s in event.offer_to]))
+        await remember_routing(session, event)
         if case.closed_reason is not None:
             return  # cancelled or withdrawn while the router worked: nobody is offered anything
         # The router decided on its copy of the consent, which can be older than notify's: offer only
         # what the newest consent notify knows permits, and tell ops about any offer it held back.
         consent = known_consent(case)
+        offers = await NewOffers.for_case(session, settings, case_id=event.case_id, now=now)
         made = []
         for service in event.offer_to:
             if not still_permitted(consent, service_type=service.service_type, by_and_for=bool(service.by_and_for),
@@ -70,13 +69,13 @@ def register(runtime: Runtime) -> None:
                 continue
             # The span is current while the offer's webhook is queued: the delivery continues this trace.
             with tracer().start_as_current_span("offer") as span:
-                offer = await make_offer(session, settings, case_id=event.case_id, service=service,
-                                         summary=event.summary, decision_id=event.decision_id, now=now)
+                offer = offers.make(service=service, summary=event.summary, decision_id=event.decision_id)
                 if offer is not None:
-                    span.set_attributes(safe_attributes(pathways__offer_id=offer.id))
+                    span.set_attributes(safe_attributes(pathways__offer_id=offer["id"]))
                     made.append(offer)
+        await offers.write()
         if made:
-            names = ", ".join(o.service_name for o in made)
+            names = ", ".join(o["service_name"] for o in made)
             announce_task(session, event.case_id, TaskView.offered(names, event.referrer_note), now=now,
                           routing_summary=event.routing_summary)
 
@@ -87,11 +86,13 @@ def register(runtime: Runtime) -> None:
         if case.consent_version > event.consent.version:
             return  # a later change is already known (and was acted on): this one is history
         withdrawn = event.consent.status is ConsentStatus.withdrawn
+        closed_reason = case.closed_reason
         if withdrawn:
-            case.closed_reason = case.closed_reason or CONSENT_WITHDRAWN
-        elif case.closed_reason == CONSENT_WITHDRAWN:
-            case.closed_reason = None  # consent given again: the case may be offered again
-        session.add(case)
+            closed_reason = closed_reason or CONSENT_WITHDRAWN
+        elif closed_reason == CONSENT_WITHDRAWN:
+            closed_reason = None  # consent given again: the case may be offered again
+        if closed_reason != case.closed_reason:
+            await close_case(session, event.case_id, closed_reason)
         # Any offer the consent no longer covers stops, whatever the new status: a narrower scope too.
         await stop_offers(session, settings, case_id=event.case_id, reason=CONSENT_WITHDRAWN,
                           consent=event.consent, source=str(event.event_id), now=now)

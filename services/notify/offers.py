@@ -4,9 +4,11 @@ together with the events it announces, the webhook it queues and the audit recor
 from __future__ import annotations
 
 from datetime import datetime
-from uuid import UUID
+from typing import Any
+from uuid import UUID, uuid4
 
-from sqlalchemy import update
+from sqlalchemy import case, insert, update
+from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,14 +29,19 @@ from services.notify.settings import NotifySettings
 from services.notify.store import (
     OPEN_OFFER_STATUSES,
     CaseConsent,
+    CaseState,
     Offer,
     OfferStatus,
+    RoutingRecord,
     WebhookDelivery,
+    WebhookStatus,
+    upsert,
 )
 from shared.audit import record
 from shared.auth import Caller, CallerKind
 from shared.events import (
     CaseEscalated,
+    CaseRouted,
     CaseStatus,
     CaseSummary,
     ConsentState,
@@ -51,6 +58,7 @@ from shared.events import (
 from shared.firewall import reasons_for, summary_for
 from shared.outbox import enqueue
 from shared.state_machine import IllegalTransition
+from shared.telemetry import stored_context
 
 NOTIFY = Caller(CallerKind.service, "notify")
 
@@ -64,21 +72,33 @@ def announce_task(session: AsyncSession, case_id: UUID, view: TaskView, *, now: 
                                 routing_summary=routing_summary, occurred_at=now))
 
 
+def webhook_row(settings: NotifySettings, *, offer_id: UUID, organisation_id: str, case_id: UUID,
+                event: WebhookEvent, source: str, now: datetime) -> dict[str, Any]:
+    """A pending webhook delivery (a ``WebhookDelivery`` row's values), carrying the current trace."""
+    return {
+        "id": f"msg_{uuid4().hex}",
+        "source_key": f"{event.value}:{offer_id}:{source}",
+        "organisation_id": organisation_id,
+        "event_type": event.value,
+        "offer_id": offer_id,
+        "case_id": case_id,
+        "payload": webhook_payload(event, offer_id=offer_id, base_url=settings.public_url, at=now),
+        "status": WebhookStatus.pending.value,
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+        "last_attempt_at": None,
+        "last_error": None,
+        "delivered_at": None,
+        "trace_context": stored_context(),
+    }
+
+
 def queue_webhook(session: AsyncSession, settings: NotifySettings, offer: Offer, event: WebhookEvent,
                   *, source: str, now: datetime) -> None:
     """Queue a webhook for the offer's provider; the dispatcher decides whether it has an endpoint."""
-    session.add(
-        WebhookDelivery(
-            source_key=f"{event.value}:{offer.id}:{source}",
-            organisation_id=offer.organisation_id,
-            event_type=event.value,
-            offer_id=offer.id,
-            case_id=offer.case_id,
-            payload=webhook_payload(event, offer_id=offer.id, base_url=settings.public_url, at=now),
-            created_at=now,
-            next_attempt_at=now,
-        )
-    )
+    session.add(WebhookDelivery(**webhook_row(settings, offer_id=offer.id, organisation_id=offer.organisation_id,
+                                              case_id=offer.case_id, event=event, source=source, now=now)))
 
 
 async def case_record(session: AsyncSession, case_id: UUID) -> CaseConsent | None:
@@ -86,31 +106,55 @@ async def case_record(session: AsyncSession, case_id: UUID) -> CaseConsent | Non
 
 
 async def remember_case(session: AsyncSession, case_id: UUID, *, consent: ConsentState, stated_at: datetime,
-                        summary: CaseSummary | None = None) -> CaseConsent:
-    """Record the case's consent, unless a newer version is already known, and its summary.
+                        summary: CaseSummary | None = None, referred_at: datetime | None = None) -> CaseState:
+    """Record the case's consent, unless a newer version is already known, and its summary (and when
+    intake received the referral); returns what notify now knows of the case.
 
     Intake numbers each consent change; the copy moves only forward (compare-and-set on the version),
-    so a routing decision that carries an older consent can never restore it.
+    so a routing decision that carries an older consent can never restore it. One statement (an
+    upsert), also when two consumers hear of a new case at once.
     """
-    case = await session.get(CaseConsent, case_id)
-    if case is None:
-        case = CaseConsent(case_id=case_id, consent=consent.model_dump(mode="json"), consent_version=consent.version,
-                           consent_at=stated_at)
-    else:
-        await session.exec(  # type: ignore[call-overload]
-            update(CaseConsent)
-            .where(col(CaseConsent.case_id) == case_id, col(CaseConsent.consent_version) < consent.version)
-            .values(consent=consent.model_dump(mode="json"), consent_version=consent.version, consent_at=stated_at)
-        )
-        await session.refresh(case)
+    table = CaseConsent.__table__  # type: ignore[attr-defined]
+    connection = await session.connection()
+    values: dict[str, Any] = {"case_id": case_id, "consent": consent.model_dump(mode="json"),
+                              "consent_version": consent.version, "consent_at": stated_at, "updated_at": utcnow()}
     if summary is not None:
-        case.summary = summary.model_dump(mode="json")
-    case.updated_at = utcnow()
-    session.add(case)
-    return case
+        values["summary"] = summary.model_dump(mode="json")
+    if referred_at is not None:
+        values["referred_at"] = referred_at
+    statement = upsert(connection, table).values(**values)
+    newer = table.c.consent_version < statement.excluded.consent_version
+    changes = {name: case((newer, statement.excluded[name]), else_=table.c[name])
+               for name in ("consent", "consent_version", "consent_at")}
+    changes.update({name: statement.excluded[name] for name in values if name not in changes and name != "case_id"})
+    row = (await connection.execute(
+        statement.on_conflict_do_update(index_elements=[table.c.case_id], set_=changes)
+        .returning(table.c.consent, table.c.consent_version, table.c.closed_reason)
+    )).one()
+    return CaseState(row.consent, row.consent_version, row.closed_reason)
 
 
-def known_consent(case: CaseConsent | None) -> ConsentState:
+async def close_case(session: AsyncSession, case_id: UUID, closed_reason: str | None) -> None:
+    """Set (or clear: consent given again) why the case takes no new offers."""
+    table = CaseConsent.__table__  # type: ignore[attr-defined]
+    await (await session.connection()).execute(
+        update(table).where(table.c.case_id == case_id).values(closed_reason=closed_reason, updated_at=utcnow())
+    )
+
+
+async def remember_routing(session: AsyncSession, event: CaseRouted) -> None:
+    """Keep the routing decision for ops (once, however often the event comes)."""
+    table = RoutingRecord.__table__  # type: ignore[attr-defined]
+    connection = await session.connection()
+    await connection.execute(
+        upsert(connection, table)
+        .values(decision_id=event.decision_id, case_id=event.case_id,
+                offer_to=[s.model_dump(mode="json") for s in event.offer_to], received_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[table.c.decision_id])
+    )
+
+
+def known_consent(case: CaseState | CaseConsent | None) -> ConsentState:
     """The newest consent notify has heard of for a case (nothing heard: not asked)."""
     if case is None:
         return ConsentState(status=ConsentStatus.not_asked)
@@ -125,6 +169,84 @@ def hold_back(session: AsyncSession, case_id: UUID, service: RoutedService, cons
     record(session, NOTIFY, "hold-back-offer", case_id=case_id, detail=reason)
 
 
+class NewOffers:
+    """The offers one piece of work makes for a case, none to a service that already holds an open one.
+
+    Each is announced as it is made (its event and its webhook carry the trace current then); all are
+    written by ``write`` with one INSERT per table, rather than a row object, a read and a flush each.
+    """
+
+    def __init__(self, session: AsyncSession, settings: NotifySettings, *, case_id: UUID, now: datetime,
+                 open_services: set[str]) -> None:
+        self.session = session
+        self.settings = settings
+        self.case_id = case_id
+        self.now = now
+        self.open_services = open_services
+        self.offers: list[dict[str, Any]] = []
+        self.deliveries: list[dict[str, Any]] = []
+
+    @classmethod
+    async def for_case(cls, session: AsyncSession, settings: NotifySettings, *, case_id: UUID,
+                       now: datetime) -> NewOffers:
+        table = Offer.__table__  # type: ignore[attr-defined]
+        held = (await (await session.connection()).execute(
+            core_select(table.c.service_id).where(table.c.case_id == case_id,
+                                                  table.c.status.in_([s.value for s in OPEN_OFFER_STATUSES]))
+        )).scalars()
+        return cls(session, settings, case_id=case_id, now=now, open_services=set(held))
+
+    def make(self, *, service: RoutedService, summary: CaseSummary, decision_id: UUID | None,
+             assigned_by: str | None = None) -> dict[str, Any] | None:
+        """Offer the case to one service (its row's values), unless that service already holds an open offer."""
+        if service.service_id in self.open_services:
+            return None
+        self.open_services.add(service.service_id)
+        now = self.now
+        offer = {
+            "id": uuid4(),
+            "case_id": self.case_id,
+            "decision_id": decision_id,
+            "service_id": service.service_id,
+            "service_name": service.name,
+            "service_type": service.service_type,
+            "organisation_id": service.organisation_id,
+            "by_and_for": list(service.by_and_for),
+            "status": OfferStatus.offered.value,
+            # The immigration firewall: a statutory body's offer never says the survivor has no recourse to
+            # public funds (the router used it to match; the MARAC is not told).
+            "summary": summary_for(summary, service.service_type).model_dump(mode="json"),
+            "reasons": reasons_for(service.reasons, service.service_type),
+            "created_at": now,
+            "respond_by": respond_by(now, summary.risk_band, self.settings.deadline_hours()),
+            "last_updated": now,
+            "status_reason": None,
+            "status_text": None,
+            "handoff_released_at": None,
+            "stop_contact_reason": None,
+            "outcomes": [],
+            "outcome": None,
+            "assigned_by": assigned_by,
+            "accepted_at": None,
+            "first_contact_at": None,
+        }
+        self.offers.append(offer)
+        enqueue(self.session, OfferMade(case_id=self.case_id, offer_id=offer["id"], service_id=service.service_id,
+                                        organisation_id=service.organisation_id,
+                                        reason="assigned-by-ops" if assigned_by else None))
+        self.deliveries.append(webhook_row(self.settings, offer_id=offer["id"], organisation_id=service.organisation_id,
+                                           case_id=self.case_id, event=WebhookEvent.offer_made, source="made", now=now))
+        return offer
+
+    async def write(self) -> None:
+        if not self.offers:
+            return
+        connection = await self.session.connection()
+        await connection.execute(insert(Offer.__table__), self.offers)  # type: ignore[attr-defined]
+        await connection.execute(insert(WebhookDelivery.__table__), self.deliveries)  # type: ignore[attr-defined]
+        self.offers, self.deliveries = [], []
+
+
 async def make_offer(
     session: AsyncSession,
     settings: NotifySettings,
@@ -137,40 +259,12 @@ async def make_offer(
     assigned_by: str | None = None,
 ) -> Offer | None:
     """Offer the case to one service, unless that service already holds an open offer for it."""
-    existing = (
-        await session.exec(
-            select(Offer).where(
-                Offer.case_id == case_id,
-                Offer.service_id == service.service_id,
-                col(Offer.status).in_(OPEN_OFFER_STATUSES),
-            )
-        )
-    ).first()
-    if existing is not None:
+    offers = await NewOffers.for_case(session, settings, case_id=case_id, now=now)
+    made = offers.make(service=service, summary=summary, decision_id=decision_id, assigned_by=assigned_by)
+    if made is None:
         return None
-    offer = Offer(
-        case_id=case_id,
-        decision_id=decision_id,
-        service_id=service.service_id,
-        service_name=service.name,
-        service_type=service.service_type,
-        organisation_id=service.organisation_id,
-        by_and_for=list(service.by_and_for),
-        # The immigration firewall: a statutory body's offer never says the survivor has no recourse to
-        # public funds (the router used it to match; the MARAC is not told).
-        summary=summary_for(summary, service.service_type).model_dump(mode="json"),
-        reasons=reasons_for(service.reasons, service.service_type),
-        created_at=now,
-        respond_by=respond_by(now, summary.risk_band, settings.deadline_hours()),
-        last_updated=now,
-        assigned_by=assigned_by,
-    )
-    session.add(offer)
-    enqueue(session, OfferMade(case_id=case_id, offer_id=offer.id, service_id=offer.service_id,
-                               organisation_id=offer.organisation_id,
-                               reason="assigned-by-ops" if assigned_by else None))
-    queue_webhook(session, settings, offer, WebhookEvent.offer_made, source="made", now=now)
-    return offer
+    await offers.write()
+    return await session.get(Offer, made["id"])
 
 
 async def accept_offer(session: AsyncSession, offer: Offer, provider: Caller, *, now: datetime) -> bool:

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Table, Text, UniqueConstraint
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, func, select
 
 from services.notify.domain import OfferStatus
 from shared.audit import AuditChain, AuditRecord
 from shared.db import Database, utc_field
 from shared.events import utcnow
-from shared.state_machine import StateMachine
 from shared.metrics import OFFERS
+from shared.state_machine import StateMachine
 from shared.telemetry import stored_context
-
 
 OPEN_OFFER_STATUSES = (OfferStatus.offered, OfferStatus.accepted)
 
@@ -41,6 +42,14 @@ class CaseConsent(SQLModel, table=True):
     # Set when the referral was cancelled: no new offers are made after that.
     closed_reason: str | None = Field(default=None, max_length=60)
     updated_at: datetime = utc_field(default_factory=utcnow)
+
+
+class CaseState(NamedTuple):
+    """What the consumers decide on for a case: the newest consent notify knows and whether it is closed."""
+
+    consent: dict[str, Any]
+    consent_version: int
+    closed_reason: str | None
 
 
 class RoutingRecord(SQLModel, table=True):
@@ -167,6 +176,13 @@ class EscalationNote(SQLModel, table=True):
     author: str = Field(max_length=100)
     # Ops' working note: stored for the case record, never logged, never put on the bus.
     text: str = Field(max_length=2000)
+
+
+def upsert(connection: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An ``INSERT`` that can say ``ON CONFLICT`` (both backends have it; SQLAlchemy spells it per dialect):
+    one statement where a read, an insert or update and a flush were three (issue 9)."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
 
 
 TABLES = [
