@@ -4,10 +4,11 @@ together with the events it announces, the webhook it queues and the audit recor
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import case, insert, update
+from sqlalchemy import Executable, bindparam, case, insert, update
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -105,6 +106,21 @@ async def case_record(session: AsyncSession, case_id: UUID) -> CaseConsent | Non
     return await session.get(CaseConsent, case_id)
 
 
+@cache
+def _remember_case_statement(dialect: str, columns: frozenset[str]) -> Executable:
+    """The upsert of ``remember_case`` for the columns given, built once: a statement built per event would
+    cost more to build and to look up in SQLAlchemy's compiled cache than to run."""
+    table = CaseConsent.__table__  # type: ignore[attr-defined]
+    statement = upsert(dialect, table)
+    newer = table.c.consent_version < statement.excluded.consent_version
+    changes = {name: case((newer, statement.excluded[name]), else_=table.c[name])
+               for name in ("consent", "consent_version", "consent_at")}
+    changes.update({name: statement.excluded[name] for name in columns if name not in changes and name != "case_id"})
+    return statement.on_conflict_do_update(index_elements=[table.c.case_id], set_=changes).returning(
+        table.c.consent, table.c.consent_version, table.c.closed_reason
+    )
+
+
 async def remember_case(session: AsyncSession, case_id: UUID, *, consent: ConsentState, stated_at: datetime,
                         summary: CaseSummary | None = None, referred_at: datetime | None = None) -> CaseState:
     """Record the case's consent, unless a newer version is already known, and its summary (and when
@@ -114,7 +130,6 @@ async def remember_case(session: AsyncSession, case_id: UUID, *, consent: Consen
     so a routing decision that carries an older consent can never restore it. One statement (an
     upsert), also when two consumers hear of a new case at once.
     """
-    table = CaseConsent.__table__  # type: ignore[attr-defined]
     connection = await session.connection()
     values: dict[str, Any] = {"case_id": case_id, "consent": consent.model_dump(mode="json"),
                               "consent_version": consent.version, "consent_at": stated_at, "updated_at": utcnow()}
@@ -122,15 +137,8 @@ async def remember_case(session: AsyncSession, case_id: UUID, *, consent: Consen
         values["summary"] = summary.model_dump(mode="json")
     if referred_at is not None:
         values["referred_at"] = referred_at
-    statement = upsert(connection, table).values(**values)
-    newer = table.c.consent_version < statement.excluded.consent_version
-    changes = {name: case((newer, statement.excluded[name]), else_=table.c[name])
-               for name in ("consent", "consent_version", "consent_at")}
-    changes.update({name: statement.excluded[name] for name in values if name not in changes and name != "case_id"})
-    row = (await connection.execute(
-        statement.on_conflict_do_update(index_elements=[table.c.case_id], set_=changes)
-        .returning(table.c.consent, table.c.consent_version, table.c.closed_reason)
-    )).one()
+    statement = _remember_case_statement(connection.dialect.name, frozenset(values))
+    row = (await connection.execute(statement, values)).one()
     return CaseState(row.consent, row.consent_version, row.closed_reason)
 
 
@@ -142,16 +150,19 @@ async def close_case(session: AsyncSession, case_id: UUID, closed_reason: str | 
     )
 
 
+@cache
+def _remember_routing_statement(dialect: str) -> Executable:
+    table = RoutingRecord.__table__  # type: ignore[attr-defined]
+    return upsert(dialect, table).on_conflict_do_nothing(index_elements=[table.c.decision_id])
+
+
 async def remember_routing(session: AsyncSession, event: CaseRouted) -> None:
     """Keep the routing decision for ops (once, however often the event comes)."""
-    table = RoutingRecord.__table__  # type: ignore[attr-defined]
     connection = await session.connection()
-    await connection.execute(
-        upsert(connection, table)
-        .values(decision_id=event.decision_id, case_id=event.case_id,
-                offer_to=[s.model_dump(mode="json") for s in event.offer_to], received_at=utcnow())
-        .on_conflict_do_nothing(index_elements=[table.c.decision_id])
-    )
+    await connection.execute(_remember_routing_statement(connection.dialect.name), {
+        "decision_id": event.decision_id, "case_id": event.case_id,
+        "offer_to": [s.model_dump(mode="json") for s in event.offer_to], "received_at": utcnow(),
+    })
 
 
 def known_consent(case: CaseState | CaseConsent | None) -> ConsentState:
@@ -167,6 +178,15 @@ def hold_back(session: AsyncSession, case_id: UUID, service: RoutedService, cons
     reason = f"offer to {service.service_id} not made: consent version {consent.version} does not permit it"
     enqueue(session, CaseEscalated(case_id=case_id, reason=reason))
     record(session, NOTIFY, "hold-back-offer", case_id=case_id, detail=reason)
+
+
+_OFFERS = Offer.__table__  # type: ignore[attr-defined]
+# The services that hold an open offer for a case (built once; see ``_remember_case_statement``).
+_OPEN_SERVICES = core_select(_OFFERS.c.service_id).where(
+    _OFFERS.c.case_id == bindparam("case_id"), _OFFERS.c.status.in_([s.value for s in OPEN_OFFER_STATUSES])
+)
+_INSERT_OFFERS = insert(_OFFERS)
+_INSERT_DELIVERIES = insert(WebhookDelivery.__table__)  # type: ignore[attr-defined]
 
 
 class NewOffers:
@@ -189,11 +209,7 @@ class NewOffers:
     @classmethod
     async def for_case(cls, session: AsyncSession, settings: NotifySettings, *, case_id: UUID,
                        now: datetime) -> NewOffers:
-        table = Offer.__table__  # type: ignore[attr-defined]
-        held = (await (await session.connection()).execute(
-            core_select(table.c.service_id).where(table.c.case_id == case_id,
-                                                  table.c.status.in_([s.value for s in OPEN_OFFER_STATUSES]))
-        )).scalars()
+        held = (await (await session.connection()).execute(_OPEN_SERVICES, {"case_id": case_id})).scalars()
         return cls(session, settings, case_id=case_id, now=now, open_services=set(held))
 
     def make(self, *, service: RoutedService, summary: CaseSummary, decision_id: UUID | None,
@@ -242,8 +258,8 @@ class NewOffers:
         if not self.offers:
             return
         connection = await self.session.connection()
-        await connection.execute(insert(Offer.__table__), self.offers)  # type: ignore[attr-defined]
-        await connection.execute(insert(WebhookDelivery.__table__), self.deliveries)  # type: ignore[attr-defined]
+        await connection.execute(_INSERT_OFFERS, self.offers)
+        await connection.execute(_INSERT_DELIVERIES, self.deliveries)
         self.offers, self.deliveries = [], []
 
 

@@ -10,7 +10,6 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import JSON, Column, Table, Text, UniqueConstraint
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, func, select
 
 from services.notify.domain import OfferStatus
@@ -178,11 +177,10 @@ class EscalationNote(SQLModel, table=True):
     text: str = Field(max_length=2000)
 
 
-def upsert(connection: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    """An ``INSERT`` that can say ``ON CONFLICT`` (both backends have it; SQLAlchemy spells it per dialect):
-    one statement where a read, an insert or update and a flush were three (issue 9)."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+def upsert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An ``INSERT`` that can say ``ON CONFLICT`` on the dialect named (both backends have it; SQLAlchemy
+    spells it per dialect): one statement where a read, an insert or update and a flush were three (issue 9)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 
 TABLES = [
