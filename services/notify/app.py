@@ -16,7 +16,7 @@ from services.notify.reports.pages import router as report_pages_router
 from services.notify.migrations import MIGRATIONS
 from services.notify.settings import NotifySettings
 from services.notify.store import offers_by_state
-from services.notify.webhooks import WebhookDispatcher
+from services.notify.webhooks import DeliverySettings, WebhookDispatcher
 from shared.audit_api import audit_router
 from shared.events import DirectoryChanged, Event
 from shared.ops_users import RemoteOpsVerifier
@@ -28,7 +28,8 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     settings = settings or NotifySettings()
 
     async def setup(runtime: Runtime) -> None:
-        consumer.register(runtime)
+        channels = DeliverySettings(runtime)  # the providers' delivery settings, one cache for both users
+        consumer.register(runtime, channels)
         runtime.metric_refreshers.append(lambda: offers_by_state(runtime.db))
 
         async def on_directory_changed(event: Event) -> None:
@@ -38,7 +39,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
 
         # Every replica holds its own cache, so every replica hears (the cache's expiry backs this up).
         await runtime.bus.broadcast([DirectoryChanged.subject], on_directory_changed)
-        for worker in (WebhookDispatcher(runtime).worker, DeadlineTimer(runtime).worker):
+        for worker in (WebhookDispatcher(runtime, channels).worker, DeadlineTimer(runtime).worker):
             worker.start()
             runtime.stop_hooks.append(worker.stop)
 

@@ -21,6 +21,7 @@ from services.notify.offers import (
 from services.notify.ops import purge_notes
 from services.notify.settings import NotifySettings
 from services.notify.store import OPEN_OFFER_STATUSES, CaseConsent, Escalation, Offer
+from services.notify.webhooks import DeliverySettings
 from shared.bus import Delivery
 from shared.events import (
     CaseEscalated,
@@ -33,14 +34,15 @@ from shared.events import (
     ReferralReceived,
     utcnow,
 )
-from shared.service import Runtime
+from shared.service import Runtime, Work1
 from shared.telemetry import safe_attributes, tracer
 
 CONSENT_WITHDRAWN = "consent-withdrawn"
 REFERRAL_CANCELLED = "referral-cancelled"
 
 
-def register(runtime: Runtime) -> None:
+def register(runtime: Runtime, channels: DeliverySettings) -> None:
+    """``channels``: the providers' delivery settings, shared with the webhook dispatcher."""
     settings: NotifySettings = runtime.settings  # type: ignore[assignment]
 
     async def on_referral(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
@@ -49,8 +51,18 @@ def register(runtime: Runtime) -> None:
         await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at,
                             summary=event.summary, referred_at=event.occurred_at)
 
-    async def on_case_routed(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
+    async def on_case_routed(event: Event, _delivery: Delivery) -> Work1:
         assert isinstance(event, CaseRouted)
+        # Outside the transaction (a directory read when not cached): which providers poll, so that their
+        # offers need nothing from the webhook dispatcher.
+        polling = await channels.polling(service.organisation_id for service in event.offer_to)
+
+        async def work(session: AsyncSession) -> None:
+            await offer_routed_case(session, event, polling)
+
+        return work
+
+    async def offer_routed_case(session: AsyncSession, event: CaseRouted, polling: set[str]) -> None:
         now = utcnow()
         case = await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at,
                                    summary=event.summary)
@@ -60,7 +72,7 @@ def register(runtime: Runtime) -> None:
         # The router decided on its copy of the consent, which can be older than notify's: offer only
         # what the newest consent notify knows permits, and tell ops about any offer it held back.
         consent = known_consent(case)
-        offers = await NewOffers.for_case(session, settings, case_id=event.case_id, now=now)
+        offers = await NewOffers.for_case(session, settings, case_id=event.case_id, now=now, polling=polling)
         made = []
         for service in event.offer_to:
             if not still_permitted(consent, service_type=service.service_type, by_and_for=bool(service.by_and_for),
@@ -125,7 +137,7 @@ def register(runtime: Runtime) -> None:
                                updated_at=event.occurred_at))
 
     runtime.consume("notify-referrals", [ReferralReceived.subject], on_referral)
-    runtime.consume("notify-case-routed", [CaseRouted.subject], on_case_routed)
+    runtime.consume_prepared("notify-case-routed", [CaseRouted.subject], on_case_routed)
     runtime.consume("notify-consent", [ConsentUpdated.subject], on_consent_updated)
     runtime.consume("notify-cancellations", [ReferralCancelled.subject], on_cancelled)
     runtime.consume("notify-escalations", [CaseEscalated.subject], on_escalated)

@@ -3,6 +3,7 @@ together with the events it announces, the webhook it queues and the audit recor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -35,6 +36,7 @@ from services.notify.store import (
     OfferStatus,
     RoutingRecord,
     WebhookDelivery,
+    WebhookEndpointState,
     WebhookStatus,
     upsert,
 )
@@ -62,6 +64,8 @@ from shared.state_machine import IllegalTransition
 from shared.telemetry import stored_context
 
 NOTIFY = Caller(CallerKind.service, "notify")
+# Set in a session's ``info`` when its transaction queues a webhook to send: its commit wakes the dispatcher.
+WEBHOOKS_QUEUED = "notify_webhooks_queued"
 
 
 def announce_task(session: AsyncSession, case_id: UUID, view: TaskView, *, now: datetime,
@@ -74,8 +78,10 @@ def announce_task(session: AsyncSession, case_id: UUID, view: TaskView, *, now: 
 
 
 def webhook_row(settings: NotifySettings, *, offer_id: UUID, organisation_id: str, case_id: UUID,
-                event: WebhookEvent, source: str, now: datetime) -> dict[str, Any]:
-    """A pending webhook delivery (a ``WebhookDelivery`` row's values), carrying the current trace."""
+                event: WebhookEvent, source: str, now: datetime,
+                status: WebhookStatus = WebhookStatus.pending) -> dict[str, Any]:
+    """A webhook delivery (a ``WebhookDelivery`` row's values), carrying the current trace: pending, or
+    not applicable when the organisation is known to poll."""
     return {
         "id": f"msg_{uuid4().hex}",
         "source_key": f"{event.value}:{offer_id}:{source}",
@@ -84,7 +90,7 @@ def webhook_row(settings: NotifySettings, *, offer_id: UUID, organisation_id: st
         "offer_id": offer_id,
         "case_id": case_id,
         "payload": webhook_payload(event, offer_id=offer_id, base_url=settings.public_url, at=now),
-        "status": WebhookStatus.pending.value,
+        "status": status.value,
         "attempts": 0,
         "created_at": now,
         "next_attempt_at": now,
@@ -100,6 +106,7 @@ def queue_webhook(session: AsyncSession, settings: NotifySettings, offer: Offer,
     """Queue a webhook for the offer's provider; the dispatcher decides whether it has an endpoint."""
     session.add(WebhookDelivery(**webhook_row(settings, offer_id=offer.id, organisation_id=offer.organisation_id,
                                               case_id=offer.case_id, event=event, source=source, now=now)))
+    session.info[WEBHOOKS_QUEUED] = True
 
 
 async def case_record(session: AsyncSession, case_id: UUID) -> CaseConsent | None:
@@ -185,6 +192,10 @@ _OFFERS = Offer.__table__  # type: ignore[attr-defined]
 _OPEN_SERVICES = core_select(_OFFERS.c.service_id).where(
     _OFFERS.c.case_id == bindparam("case_id"), _OFFERS.c.status.in_([s.value for s in OPEN_OFFER_STATUSES])
 )
+_ENDPOINTS = WebhookEndpointState.__table__  # type: ignore[attr-defined]
+_DISABLED_ENDPOINTS = core_select(_ENDPOINTS.c.organisation_id).where(
+    _ENDPOINTS.c.organisation_id.in_(bindparam("organisations", expanding=True)), _ENDPOINTS.c.disabled_at.is_not(None)
+)
 _INSERT_OFFERS = insert(_OFFERS)
 _INSERT_DELIVERIES = insert(WebhookDelivery.__table__)  # type: ignore[attr-defined]
 
@@ -194,23 +205,32 @@ class NewOffers:
 
     Each is announced as it is made (its event and its webhook carry the trace current then); all are
     written by ``write`` with one INSERT per table, rather than a row object, a read and a flush each.
+    An offer to an organisation known to poll gets its ``offer.made`` delivery recorded as not applicable
+    at once, as the dispatcher would have recorded it (unless its endpoint is disabled: the dispatcher
+    then records the failure), so polling providers cost the dispatcher nothing.
     """
 
     def __init__(self, session: AsyncSession, settings: NotifySettings, *, case_id: UUID, now: datetime,
-                 open_services: set[str]) -> None:
+                 open_services: set[str], polling: set[str]) -> None:
         self.session = session
         self.settings = settings
         self.case_id = case_id
         self.now = now
         self.open_services = open_services
+        self.polling = polling
         self.offers: list[dict[str, Any]] = []
         self.deliveries: list[dict[str, Any]] = []
 
     @classmethod
-    async def for_case(cls, session: AsyncSession, settings: NotifySettings, *, case_id: UUID,
-                       now: datetime) -> NewOffers:
-        held = (await (await session.connection()).execute(_OPEN_SERVICES, {"case_id": case_id})).scalars()
-        return cls(session, settings, case_id=case_id, now=now, open_services=set(held))
+    async def for_case(cls, session: AsyncSession, settings: NotifySettings, *, case_id: UUID, now: datetime,
+                       polling: Iterable[str] = ()) -> NewOffers:
+        """``polling``: organisations the directory says take offers by polling (``DeliverySettings.polling``)."""
+        connection = await session.connection()
+        held = (await connection.execute(_OPEN_SERVICES, {"case_id": case_id})).scalars()
+        polling = set(polling)
+        if polling:
+            polling -= set((await connection.execute(_DISABLED_ENDPOINTS, {"organisations": list(polling)})).scalars())
+        return cls(session, settings, case_id=case_id, now=now, open_services=set(held), polling=polling)
 
     def make(self, *, service: RoutedService, summary: CaseSummary, decision_id: UUID | None,
              assigned_by: str | None = None) -> dict[str, Any] | None:
@@ -250,8 +270,10 @@ class NewOffers:
         enqueue(self.session, OfferMade(case_id=self.case_id, offer_id=offer["id"], service_id=service.service_id,
                                         organisation_id=service.organisation_id,
                                         reason="assigned-by-ops" if assigned_by else None))
+        status = WebhookStatus.not_applicable if service.organisation_id in self.polling else WebhookStatus.pending
         self.deliveries.append(webhook_row(self.settings, offer_id=offer["id"], organisation_id=service.organisation_id,
-                                           case_id=self.case_id, event=WebhookEvent.offer_made, source="made", now=now))
+                                           case_id=self.case_id, event=WebhookEvent.offer_made, source="made", now=now,
+                                           status=status))
         return offer
 
     async def write(self) -> None:
@@ -260,6 +282,8 @@ class NewOffers:
         connection = await self.session.connection()
         await connection.execute(_INSERT_OFFERS, self.offers)
         await connection.execute(_INSERT_DELIVERIES, self.deliveries)
+        if any(d["status"] == WebhookStatus.pending for d in self.deliveries):
+            self.session.info[WEBHOOKS_QUEUED] = True
         self.offers, self.deliveries = [], []
 
 

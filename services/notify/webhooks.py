@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import httpx
 from opentelemetry import trace
-from sqlalchemy import update
+from sqlalchemy import event, update
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
-from services.notify.offers import NOTIFY
+from services.notify.offers import NOTIFY, WEBHOOKS_QUEUED
 from services.notify.settings import NotifySettings
 from services.notify.store import WebhookDelivery, WebhookEndpointState, WebhookStatus
 from shared.audit import record
@@ -71,6 +74,23 @@ class DeliverySettings:
         self._cache[organisation_id] = (time.monotonic() + self.settings.delivery_cache_seconds, delivery)
         return delivery
 
+    async def polling(self, organisation_ids: Iterable[str]) -> set[str]:
+        """Those of these organisations that take offers by polling (or the web inbox): their offers need no
+        webhook. One the directory cannot answer for now is not among them (the dispatcher finds out)."""
+        found = set()
+        for organisation_id in set(organisation_ids):
+            try:
+                if polls(await self.of(organisation_id)):
+                    found.add(organisation_id)
+            except DirectoryUnavailable:
+                pass
+        return found
+
+
+def polls(target: ProviderDelivery) -> bool:
+    """The organisation takes offers by polling (or the web inbox), not by webhook: nothing to send."""
+    return target.channel != "webhook" or not target.webhook_url
+
 
 def sign(delivery_id: str, at: datetime, payload: str, secrets: tuple[str, ...]) -> str:
     """The ``webhook-signature`` header: one ``v1,`` signature per secret, so rotation never breaks a receiver."""
@@ -87,11 +107,30 @@ def webhook_headers(delivery_id: str, at: datetime, payload: str, secrets: tuple
     }
 
 
+# Running dispatchers, woken when a transaction that queued a webhook commits (``_wake_dispatchers``).
+_DISPATCHERS: weakref.WeakSet[WebhookDispatcher] = weakref.WeakSet()
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_dispatchers(session: Session) -> None:
+    # Only commits that queued a webhook wake the dispatchers (every commit did, issue 9: a query and often a
+    # write per consumed batch for nothing); the dispatcher's own polling stays the fallback after a crash.
+    if session.info.pop(WEBHOOKS_QUEUED, False):
+        for dispatcher in list(_DISPATCHERS):
+            dispatcher.worker.wake()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_rolled_back_webhooks(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # rolled back (a commit popped the flag already): nothing was queued
+        session.info.pop(WEBHOOKS_QUEUED, None)
+
+
 class WebhookDispatcher:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, directory: DeliverySettings | None = None) -> None:
         self.runtime = runtime
         self.settings: NotifySettings = runtime.settings  # type: ignore[assignment]
-        self.directory = DeliverySettings(runtime)
+        self.directory = directory or DeliverySettings(runtime)
         # Webhook URLs are the providers': a client of their own that calls only public addresses, checked
         # at each connection (shared.egress), never the internal client with its service credentials.
         self.http = external_client(policy_for(self.settings), timeout=self.settings.webhook_timeout_seconds)
@@ -100,7 +139,7 @@ class WebhookDispatcher:
         instrument_client(self.http)
         runtime.stop_hooks.append(self.http.aclose)
         self.worker = PeriodicWorker("notify-webhooks", self.step, interval=self.settings.webhook_poll_seconds)
-        runtime.db.on_commit.append(self.worker.wake)
+        _DISPATCHERS.add(self)
 
     async def step(self) -> bool:
         now = utcnow()
@@ -136,12 +175,11 @@ class WebhookDispatcher:
         return len(due) == BATCH
 
     async def _polls(self, delivery: WebhookDelivery) -> bool:
-        """The organisation takes offers by polling (or the web inbox), not by webhook: nothing to send."""
         try:
             target = await self.directory.of(delivery.organisation_id)
         except DirectoryUnavailable:
             return False  # the attempt finds out again and reschedules
-        return target.channel != "webhook" or not target.webhook_url
+        return polls(target)
 
     async def _lease(self, delivery: WebhookDelivery, now: datetime) -> bool:
         """Take the delivery for one attempt; another notify instance that looked at the same time gets nothing."""
@@ -177,7 +215,7 @@ class WebhookDispatcher:
             # Not the endpoint's fault: try again later without counting an attempt against it.
             await self._reschedule(delivery, now, error=f"directory: {exc}", count=False)
             return
-        if target.channel != "webhook" or not target.webhook_url:
+        if polls(target):
             await self._finish(delivery, WebhookStatus.not_applicable)
             return
         refusal = endpoint_refusal(target.webhook_url, development=self.settings.is_development)

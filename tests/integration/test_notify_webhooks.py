@@ -13,7 +13,8 @@ import pytest
 from sqlmodel import select
 
 from services.launcher import NatsServer
-from services.notify.store import Escalation, WebhookDelivery, WebhookStatus
+from services.notify.store import Escalation, WebhookDelivery, WebhookEndpointState, WebhookStatus
+from shared.events import utcnow
 from tests.harness import eventually
 from tests.integration.notify_world import OPS, World, offer_for, provider, withdrawal, world_for
 from tests.servers import LocalServer, WebhookReceiver
@@ -221,3 +222,28 @@ async def test_a_webhook_host_that_now_resolves_to_a_private_address_is_never_ca
         endpoints = (await notify.get("/ops/webhook-endpoints", headers=OPS)).json()
         reason = endpoints[0]["disabled_reason"]
         assert "private address" in reason and "10.0.0.7" not in reason
+
+
+async def test_polling_provider_needs_no_delivery_but_a_disabled_endpoint_still_records_the_failure(world: World):
+    """Offers to a provider that polls have their webhook closed as not applicable when they are made (the
+    dispatcher has nothing to do); an organisation whose endpoint ops disabled keeps the dispatcher's answer."""
+    async with world.notify() as notify:
+        polling = await world.refer(identifier="polls")
+        await world.route(polling, "outreach")
+        await offer_for(notify, "key-outreach", polling)
+        [row] = await deliveries(notify.app, "org-outreach")
+        assert row.status == WebhookStatus.not_applicable and row.attempts == 0
+        async with notify.app.state.runtime.db.transaction() as session:
+            session.add(WebhookEndpointState(organisation_id="org-outreach", disabled_at=utcnow(),
+                                             disabled_reason="failing for 24 h"))
+        disabled = await world.refer(identifier="polls-disabled")
+        await world.route(disabled, "outreach")
+        await offer_for(notify, "key-outreach", disabled)
+
+        async def failed() -> bool:
+            rows = [r for r in await deliveries(notify.app, "org-outreach") if r.case_id == disabled]
+            return bool(rows) and rows[0].status == WebhookStatus.failed
+
+        await eventually(failed)
+        [row] = [r for r in await deliveries(notify.app, "org-outreach") if r.case_id == disabled]
+        assert row.last_error == "endpoint disabled"
