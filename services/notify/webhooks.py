@@ -14,10 +14,11 @@ import time
 import weakref
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from opentelemetry import trace
-from sqlalchemy import event, update
+from sqlalchemy import bindparam, event, update
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -39,6 +40,11 @@ from shared.telemetry import instrument_client, restored_context, safe_attribute
 
 log = logging.getLogger(__name__)
 BATCH = 50
+_DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_ENDPOINTS = WebhookEndpointState.__table__  # type: ignore[attr-defined]
+_ENDPOINT_DISABLED = select(_ENDPOINTS.c.organisation_id).where(
+    _ENDPOINTS.c.organisation_id == bindparam("organisation_id"), _ENDPOINTS.c.disabled_at.is_not(None)
+)
 
 
 class DirectoryUnavailable(RuntimeError):
@@ -181,32 +187,35 @@ class WebhookDispatcher:
             return False  # the attempt finds out again and reschedules
         return polls(target)
 
-    async def _lease(self, delivery: WebhookDelivery, now: datetime) -> bool:
-        """Take the delivery for one attempt; another notify instance that looked at the same time gets nothing."""
+    async def _lease(self, delivery: WebhookDelivery, now: datetime) -> tuple[bool, bool]:
+        """Take the delivery for one attempt (False: another notify instance that looked at the same time got
+        it), and say whether its endpoint is disabled: one short transaction for both."""
         lease = timedelta(seconds=self.settings.webhook_timeout_seconds * 3)
         async with self.runtime.db.transaction(announce=False) as session:  # nothing new for anyone to do
-            result = await session.exec(  # type: ignore[call-overload]
-                update(WebhookDelivery)
-                .where(col(WebhookDelivery.id) == delivery.id, col(WebhookDelivery.status) == WebhookStatus.pending,
-                       col(WebhookDelivery.next_attempt_at) <= now)
+            connection = await session.connection()
+            disabled = (await connection.execute(_ENDPOINT_DISABLED, {"organisation_id": delivery.organisation_id})
+                        ).first() is not None
+            result = await connection.execute(
+                update(_DELIVERIES)
+                .where(_DELIVERIES.c.id == delivery.id, _DELIVERIES.c.status == WebhookStatus.pending,
+                       _DELIVERIES.c.next_attempt_at <= now)
                 .values(next_attempt_at=now + lease)
             )
-            return bool(result.rowcount == 1)
+            return result.rowcount == 1, disabled
 
     async def attempt(self, delivery: WebhookDelivery) -> None:
         now = utcnow()
-        if not await self._lease(delivery, now):
+        leased, disabled = await self._lease(delivery, now)
+        if not leased:
             return
         with tracer().start_as_current_span(
             "deliver webhook", context=restored_context(delivery.trace_context), kind=trace.SpanKind.PRODUCER,
             attributes=safe_attributes(pathways__offer_id=delivery.offer_id, pathways__delivery=delivery.id),
         ):
-            await self._attempt(delivery, now)
+            await self._attempt(delivery, now, disabled=disabled)
 
-    async def _attempt(self, delivery: WebhookDelivery, now: datetime) -> None:
-        async with self.runtime.db.session() as session:
-            state = await session.get(WebhookEndpointState, delivery.organisation_id)
-        if state is not None and state.disabled_at is not None:
+    async def _attempt(self, delivery: WebhookDelivery, now: datetime, *, disabled: bool) -> None:
+        if disabled:
             await self._finish(delivery, WebhookStatus.failed, error="endpoint disabled")
             return
         try:
@@ -250,33 +259,34 @@ class WebhookDispatcher:
         else:
             await self._reschedule(delivery, now, error=error, count=True)
 
+    # The delivery is leased (``_lease``): no one else writes its row meanwhile, so what ``step`` read of it
+    # (its attempts) is current, and each outcome is one UPDATE rather than a read and a flush.
+
     async def _finish(self, delivery: WebhookDelivery, status: WebhookStatus, *, error: str | None = None,
                       delivered_at: datetime | None = None, attempted: datetime | None = None) -> None:
+        values: dict[str, Any] = {"status": status, "delivered_at": delivered_at}
+        if error is not None:  # a success keeps the last failure on record, for ops
+            values["last_error"] = error
+        if attempted is not None:
+            values.update(attempts=_DELIVERIES.c.attempts + 1, last_attempt_at=attempted)
         async with self.runtime.db.transaction() as session:
-            row = await session.get(WebhookDelivery, delivery.id)
-            assert row is not None
-            row.status = status
-            if error is not None:  # a success keeps the last failure on record, for ops
-                row.last_error = error
-            row.delivered_at = delivered_at
-            if attempted is not None:
-                row.attempts += 1
-                row.last_attempt_at = attempted
-            session.add(row)
+            await (await session.connection()).execute(
+                update(_DELIVERIES).where(_DELIVERIES.c.id == delivery.id).values(values)
+            )
 
     async def _reschedule(self, delivery: WebhookDelivery, now: datetime, *, error: str, count: bool) -> None:
+        attempts = delivery.attempts + 1 if count else delivery.attempts
+        values: dict[str, Any] = {
+            "last_error": error[:120],
+            "next_attempt_at": now + retry_delay(max(attempts, 1), base=self.settings.webhook_backoff_base_seconds,
+                                                 cap=self.settings.webhook_backoff_cap_seconds),
+        }
+        if count:
+            values.update(attempts=_DELIVERIES.c.attempts + 1, last_attempt_at=now)
         async with self.runtime.db.transaction() as session:
-            row = await session.get(WebhookDelivery, delivery.id)
-            assert row is not None
-            if count:
-                row.attempts += 1
-                row.last_attempt_at = now
-            row.last_error = error[:120]
-            row.next_attempt_at = now + retry_delay(
-                max(row.attempts, 1), base=self.settings.webhook_backoff_base_seconds,
-                cap=self.settings.webhook_backoff_cap_seconds,
+            await (await session.connection()).execute(
+                update(_DELIVERIES).where(_DELIVERIES.c.id == delivery.id).values(values)
             )
-            session.add(row)
         log.warning("webhook %s to %s failed (%s); retrying", delivery.id, delivery.organisation_id, error)
 
     async def _disable(self, delivery: WebhookDelivery, now: datetime, *, reason: str) -> None:
