@@ -9,7 +9,7 @@ from functools import cache
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Executable, bindparam, case, insert, update
+from sqlalchemy import Executable, bindparam, case, insert, null, union_all, update
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -193,8 +193,15 @@ _OPEN_SERVICES = core_select(_OFFERS.c.service_id).where(
     _OFFERS.c.case_id == bindparam("case_id"), _OFFERS.c.status.in_([s.value for s in OPEN_OFFER_STATUSES])
 )
 _ENDPOINTS = WebhookEndpointState.__table__  # type: ignore[attr-defined]
-_DISABLED_ENDPOINTS = core_select(_ENDPOINTS.c.organisation_id).where(
-    _ENDPOINTS.c.organisation_id.in_(bindparam("organisations", expanding=True)), _ENDPOINTS.c.disabled_at.is_not(None)
+# The same, and which of the organisations that poll have their webhook endpoint disabled, in one query.
+_OPEN_SERVICES_AND_DISABLED = union_all(
+    core_select(_OFFERS.c.service_id, null().label("organisation_id")).where(
+        _OFFERS.c.case_id == bindparam("case_id"), _OFFERS.c.status.in_([s.value for s in OPEN_OFFER_STATUSES])
+    ),
+    core_select(null(), _ENDPOINTS.c.organisation_id).where(
+        _ENDPOINTS.c.organisation_id.in_(bindparam("organisations", expanding=True)),
+        _ENDPOINTS.c.disabled_at.is_not(None),
+    ),
 )
 _INSERT_OFFERS = insert(_OFFERS)
 _INSERT_DELIVERIES = insert(WebhookDelivery.__table__)  # type: ignore[attr-defined]
@@ -226,11 +233,15 @@ class NewOffers:
                        polling: Iterable[str] = ()) -> NewOffers:
         """``polling``: organisations the directory says take offers by polling (``DeliverySettings.polling``)."""
         connection = await session.connection()
-        held = (await connection.execute(_OPEN_SERVICES, {"case_id": case_id})).scalars()
         polling = set(polling)
-        if polling:
-            polling -= set((await connection.execute(_DISABLED_ENDPOINTS, {"organisations": list(polling)})).scalars())
-        return cls(session, settings, case_id=case_id, now=now, open_services=set(held), polling=polling)
+        if not polling:
+            held = set((await connection.execute(_OPEN_SERVICES, {"case_id": case_id})).scalars())
+            return cls(session, settings, case_id=case_id, now=now, open_services=held, polling=polling)
+        rows = (await connection.execute(_OPEN_SERVICES_AND_DISABLED,
+                                         {"case_id": case_id, "organisations": list(polling)})).all()
+        held = {service_id for service_id, _ in rows if service_id is not None}
+        polling -= {organisation_id for _, organisation_id in rows if organisation_id is not None}
+        return cls(session, settings, case_id=case_id, now=now, open_services=held, polling=polling)
 
     def make(self, *, service: RoutedService, summary: CaseSummary, decision_id: UUID | None,
              assigned_by: str | None = None) -> dict[str, Any] | None:
