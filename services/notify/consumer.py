@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import uuid4
 
+from sqlalchemy import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,7 +22,7 @@ from services.notify.offers import (
 )
 from services.notify.ops import purge_notes
 from services.notify.settings import NotifySettings
-from services.notify.store import OPEN_OFFER_STATUSES, CaseConsent, Escalation, Offer
+from services.notify.store import OPEN_OFFER_STATUSES, CaseConsent, Escalation, EscalationStatus, Offer
 from services.notify.webhooks import DeliverySettings
 from shared.bus import Delivery
 from shared.events import (
@@ -38,6 +40,7 @@ from shared.service import Runtime, Work1
 from shared.telemetry import safe_attributes, tracer
 
 CONSENT_WITHDRAWN = "consent-withdrawn"
+_INSERT_ESCALATION = insert(Escalation.__table__)  # type: ignore[attr-defined]
 REFERRAL_CANCELLED = "referral-cancelled"
 
 
@@ -133,8 +136,12 @@ def register(runtime: Runtime, channels: DeliverySettings) -> None:
 
     async def on_escalated(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, CaseEscalated)
-        session.add(Escalation(case_id=event.case_id, reason=event.reason[:300], created_at=event.occurred_at,
-                               updated_at=event.occurred_at))
+        # One Core INSERT, no row object: nothing reads the row back in this transaction.
+        await (await session.connection()).execute(_INSERT_ESCALATION, {
+            "id": uuid4(), "case_id": event.case_id, "reason": event.reason[:300], "status": EscalationStatus.open,
+            "created_at": event.occurred_at, "updated_at": event.occurred_at, "assigned_service_id": None,
+            "assigned_by": None,
+        })
 
     runtime.consume("notify-referrals", [ReferralReceived.subject], on_referral)
     runtime.consume_prepared("notify-case-routed", [CaseRouted.subject], on_case_routed)
