@@ -147,6 +147,11 @@ class WebhookDispatcher:
         self.worker = PeriodicWorker("notify-webhooks", self.step, interval=self.settings.webhook_poll_seconds)
         _DISPATCHERS.add(self)
 
+        async def forget() -> None:
+            _DISPATCHERS.discard(self)
+
+        runtime.stop_hooks.append(forget)
+
     async def step(self) -> bool:
         now = utcnow()
         async with self.runtime.db.session() as session:
