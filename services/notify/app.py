@@ -7,13 +7,13 @@ from fastapi import FastAPI
 
 from services.notify import consumer
 from services.notify.api import router
-from services.notify.deadlines import DeadlineTimer
 from services.notify.console.pages import router as console_router
+from services.notify.deadlines import DeadlineTimer
 from services.notify.inbox import router as inbox_router
+from services.notify.migrations import MIGRATIONS
 from services.notify.ops import router as ops_router
 from services.notify.reports.api import router as reports_router
 from services.notify.reports.pages import router as report_pages_router
-from services.notify.migrations import MIGRATIONS
 from services.notify.settings import NotifySettings
 from services.notify.store import offers_by_state
 from services.notify.webhooks import DeliverySettings, WebhookDispatcher
@@ -48,17 +48,26 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         title="Pathways notify",
         description="Offers cases to providers, releases consent-gated handoffs, keeps the referrer informed.",
         migrations=MIGRATIONS,
-        routers=[router, ops_router, audit_router("notify"), inbox_router, reports_router, console_router,
-                 report_pages_router],
+        routers=[
+            router,
+            ops_router,
+            audit_router("notify"),
+            inbox_router,
+            reports_router,
+            console_router,
+            report_pages_router,
+        ],
         setup=setup,
     )
     mount_assets(app)
     for prefix in ("/inbox", "/console", "/reports"):
         refuse_in_html(app, prefix)
     # Bounded like the negative cache; each entry also carries its own expiry (never past the key's).
-    app.state.provider_keys = TTLCache(maxsize=settings.unknown_key_cache_size,
-                                       ttl=max(settings.provider_key_cache_seconds, 1.0))
-    app.state.unknown_provider_keys = TTLCache(maxsize=settings.unknown_key_cache_size,
-                                               ttl=settings.unknown_key_cache_seconds)
+    app.state.provider_keys = TTLCache(
+        maxsize=settings.unknown_key_cache_size, ttl=max(settings.provider_key_cache_seconds, 1.0)
+    )
+    app.state.unknown_provider_keys = TTLCache(
+        maxsize=settings.unknown_key_cache_size, ttl=settings.unknown_key_cache_seconds
+    )
     app.state.verify_ops = RemoteOpsVerifier(settings.directory_url)
     return app

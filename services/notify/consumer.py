@@ -51,8 +51,14 @@ def register(runtime: Runtime, channels: DeliverySettings) -> None:
     async def on_referral(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, ReferralReceived)
         # Known from the start, so that ops can assign a case the router could not place.
-        await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at,
-                            summary=event.summary, referred_at=event.occurred_at)
+        await remember_case(
+            session,
+            event.case_id,
+            consent=event.consent,
+            stated_at=event.occurred_at,
+            summary=event.summary,
+            referred_at=event.occurred_at,
+        )
 
     async def on_case_routed(event: Event, _delivery: Delivery) -> Work1:
         assert isinstance(event, CaseRouted)
@@ -67,8 +73,9 @@ def register(runtime: Runtime, channels: DeliverySettings) -> None:
 
     async def offer_routed_case(session: AsyncSession, event: CaseRouted, polling: set[str]) -> None:
         now = utcnow()
-        case = await remember_case(session, event.case_id, consent=event.consent, stated_at=event.occurred_at,
-                                   summary=event.summary)
+        case = await remember_case(
+            session, event.case_id, consent=event.consent, stated_at=event.occurred_at, summary=event.summary
+        )
         await remember_routing(session, event)
         if case.closed_reason is not None:
             return  # cancelled or withdrawn while the router worked: nobody is offered anything
@@ -78,8 +85,13 @@ def register(runtime: Runtime, channels: DeliverySettings) -> None:
         offers = await NewOffers.for_case(session, settings, case_id=event.case_id, now=now, polling=polling)
         made = []
         for service in event.offer_to:
-            if not still_permitted(consent, service_type=service.service_type, by_and_for=bool(service.by_and_for),
-                                   organisation_id=service.organisation_id, now=now):
+            if not still_permitted(
+                consent,
+                service_type=service.service_type,
+                by_and_for=bool(service.by_and_for),
+                organisation_id=service.organisation_id,
+                now=now,
+            ):
                 hold_back(session, event.case_id, service, consent)
                 continue
             # The span is current while the offer's webhook is queued: the delivery continues this trace.
@@ -91,8 +103,13 @@ def register(runtime: Runtime, channels: DeliverySettings) -> None:
         await offers.write()
         if made:
             names = ", ".join(o["service_name"] for o in made)
-            announce_task(session, event.case_id, TaskView.offered(names, event.referrer_note), now=now,
-                          routing_summary=event.routing_summary)
+            announce_task(
+                session,
+                event.case_id,
+                TaskView.offered(names, event.referrer_note),
+                now=now,
+                routing_summary=event.routing_summary,
+            )
 
     async def on_consent_updated(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, ConsentUpdated)
@@ -109,11 +126,22 @@ def register(runtime: Runtime, channels: DeliverySettings) -> None:
         if closed_reason != case.closed_reason:
             await close_case(session, event.case_id, closed_reason)
         # Any offer the consent no longer covers stops, whatever the new status: a narrower scope too.
-        await stop_offers(session, settings, case_id=event.case_id, reason=CONSENT_WITHDRAWN,
-                          consent=event.consent, source=str(event.event_id), now=now)
+        await stop_offers(
+            session,
+            settings,
+            case_id=event.case_id,
+            reason=CONSENT_WITHDRAWN,
+            consent=event.consent,
+            source=str(event.event_id),
+            now=now,
+        )
         if withdrawn:
-            await _cancel_task_if_nothing_open(session, event, now, TaskView.stopped(
-                CONSENT_WITHDRAWN, "consent withdrawn", "the survivor withdrew consent"))
+            await _cancel_task_if_nothing_open(
+                session,
+                event,
+                now,
+                TaskView.stopped(CONSENT_WITHDRAWN, "consent withdrawn", "the survivor withdrew consent"),
+            )
 
     async def on_cancelled(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, ReferralCancelled)
@@ -121,14 +149,32 @@ def register(runtime: Runtime, channels: DeliverySettings) -> None:
         case = await session.get(CaseConsent, event.case_id)
         if case is None:
             # Cancelled before notify heard of the referral: remember that, so no offer is ever made.
-            case = CaseConsent(case_id=event.case_id, consent={"status": ConsentStatus.not_asked.value},
-                               consent_at=event.occurred_at)
+            case = CaseConsent(
+                case_id=event.case_id,
+                consent={"status": ConsentStatus.not_asked.value},
+                consent_at=event.occurred_at,
+            )
         case.closed_reason = REFERRAL_CANCELLED
         session.add(case)
-        await stop_offers(session, settings, case_id=event.case_id, reason=REFERRAL_CANCELLED, consent=None,
-                          source=str(event.event_id), now=now)
-        await _cancel_task_if_nothing_open(session, event, now, TaskView.stopped(
-            "cancelled", "cancelled by the referrer", event.reason or "the referrer cancelled the referral"))
+        await stop_offers(
+            session,
+            settings,
+            case_id=event.case_id,
+            reason=REFERRAL_CANCELLED,
+            consent=None,
+            source=str(event.event_id),
+            now=now,
+        )
+        await _cancel_task_if_nothing_open(
+            session,
+            event,
+            now,
+            TaskView.stopped(
+                "cancelled",
+                "cancelled by the referrer",
+                event.reason or "the referrer cancelled the referral",
+            ),
+        )
 
     async def on_purged(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, IdentifyingDataPurged)
@@ -137,11 +183,19 @@ def register(runtime: Runtime, channels: DeliverySettings) -> None:
     async def on_escalated(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, CaseEscalated)
         # One Core INSERT, no row object: nothing reads the row back in this transaction.
-        await (await session.connection()).execute(_INSERT_ESCALATION, {
-            "id": uuid4(), "case_id": event.case_id, "reason": event.reason[:300], "status": EscalationStatus.open,
-            "created_at": event.occurred_at, "updated_at": event.occurred_at, "assigned_service_id": None,
-            "assigned_by": None,
-        })
+        await (await session.connection()).execute(
+            _INSERT_ESCALATION,
+            {
+                "id": uuid4(),
+                "case_id": event.case_id,
+                "reason": event.reason[:300],
+                "status": EscalationStatus.open,
+                "created_at": event.occurred_at,
+                "updated_at": event.occurred_at,
+                "assigned_service_id": None,
+                "assigned_by": None,
+            },
+        )
 
     runtime.consume("notify-referrals", [ReferralReceived.subject], on_referral)
     runtime.consume_prepared("notify-case-routed", [CaseRouted.subject], on_case_routed)
@@ -151,14 +205,18 @@ def register(runtime: Runtime, channels: DeliverySettings) -> None:
     runtime.consume("notify-purges", [IdentifyingDataPurged.subject], on_purged)
 
 
-async def _cancel_task_if_nothing_open(session: AsyncSession, event: ConsentUpdated | ReferralCancelled,
-                                       now: datetime, view: TaskView) -> None:
+async def _cancel_task_if_nothing_open(
+    session: AsyncSession, event: ConsentUpdated | ReferralCancelled, now: datetime, view: TaskView
+) -> None:
     """Tell the referrer the case stopped, unless an offer carries on (the MARAC on a safeguarding basis)."""
     await session.flush()
     still_open = (
         await session.exec(
-            select(Offer).where(Offer.case_id == event.case_id, col(Offer.status).in_(OPEN_OFFER_STATUSES),
-                                col(Offer.stop_contact_reason).is_(None))
+            select(Offer).where(
+                Offer.case_id == event.case_id,
+                col(Offer.status).in_(OPEN_OFFER_STATUSES),
+                col(Offer.stop_contact_reason).is_(None),
+            )
         )
     ).first()
     if still_open is None:

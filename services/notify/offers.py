@@ -68,18 +68,43 @@ NOTIFY = Caller(CallerKind.service, "notify")
 WEBHOOKS_QUEUED = "notify_webhooks_queued"
 
 
-def announce_task(session: AsyncSession, case_id: UUID, view: TaskView, *, now: datetime,
-                  outputs: tuple[str, ...] = (), routing_summary: str | None = None) -> None:
+def announce_task(
+    session: AsyncSession,
+    case_id: UUID,
+    view: TaskView,
+    *,
+    now: datetime,
+    outputs: tuple[str, ...] = (),
+    routing_summary: str | None = None,
+) -> None:
     """Tell the referrer's Task (``case.status``) where the case stands (and, with the first offers, the
     router's summary of its decision)."""
-    enqueue(session, CaseStatus(case_id=case_id, status=view.status, business_status=view.text,
-                                business_status_code=view.code, status_reason=view.reason, outputs=outputs,
-                                routing_summary=routing_summary, occurred_at=now))
+    enqueue(
+        session,
+        CaseStatus(
+            case_id=case_id,
+            status=view.status,
+            business_status=view.text,
+            business_status_code=view.code,
+            status_reason=view.reason,
+            outputs=outputs,
+            routing_summary=routing_summary,
+            occurred_at=now,
+        ),
+    )
 
 
-def webhook_row(settings: NotifySettings, *, offer_id: UUID, organisation_id: str, case_id: UUID,
-                event: WebhookEvent, source: str, now: datetime,
-                status: WebhookStatus = WebhookStatus.pending) -> dict[str, Any]:
+def webhook_row(
+    settings: NotifySettings,
+    *,
+    offer_id: UUID,
+    organisation_id: str,
+    case_id: UUID,
+    event: WebhookEvent,
+    source: str,
+    now: datetime,
+    status: WebhookStatus = WebhookStatus.pending,
+) -> dict[str, Any]:
     """A webhook delivery (a ``WebhookDelivery`` row's values), carrying the current trace: pending, or
     not applicable when the organisation is known to poll."""
     return {
@@ -101,11 +126,29 @@ def webhook_row(settings: NotifySettings, *, offer_id: UUID, organisation_id: st
     }
 
 
-def queue_webhook(session: AsyncSession, settings: NotifySettings, offer: Offer, event: WebhookEvent,
-                  *, source: str, now: datetime) -> None:
+def queue_webhook(
+    session: AsyncSession,
+    settings: NotifySettings,
+    offer: Offer,
+    event: WebhookEvent,
+    *,
+    source: str,
+    now: datetime,
+) -> None:
     """Queue a webhook for the offer's provider; the dispatcher decides whether it has an endpoint."""
-    session.add(WebhookDelivery(**webhook_row(settings, offer_id=offer.id, organisation_id=offer.organisation_id,
-                                              case_id=offer.case_id, event=event, source=source, now=now)))
+    session.add(
+        WebhookDelivery(
+            **webhook_row(
+                settings,
+                offer_id=offer.id,
+                organisation_id=offer.organisation_id,
+                case_id=offer.case_id,
+                event=event,
+                source=source,
+                now=now,
+            )
+        )
+    )
     session.info[WEBHOOKS_QUEUED] = True
 
 
@@ -120,16 +163,27 @@ def _remember_case_statement(dialect: str, columns: frozenset[str]) -> Executabl
     table = CaseConsent.__table__  # type: ignore[attr-defined]
     statement = upsert(dialect, table)
     newer = table.c.consent_version < statement.excluded.consent_version
-    changes = {name: case((newer, statement.excluded[name]), else_=table.c[name])
-               for name in ("consent", "consent_version", "consent_at")}
-    changes.update({name: statement.excluded[name] for name in columns if name not in changes and name != "case_id"})
+    changes = {
+        name: case((newer, statement.excluded[name]), else_=table.c[name])
+        for name in ("consent", "consent_version", "consent_at")
+    }
+    changes.update(
+        {name: statement.excluded[name] for name in columns if name not in changes and name != "case_id"}
+    )
     return statement.on_conflict_do_update(index_elements=[table.c.case_id], set_=changes).returning(
         table.c.consent, table.c.consent_version, table.c.closed_reason
     )
 
 
-async def remember_case(session: AsyncSession, case_id: UUID, *, consent: ConsentState, stated_at: datetime,
-                        summary: CaseSummary | None = None, referred_at: datetime | None = None) -> CaseState:
+async def remember_case(
+    session: AsyncSession,
+    case_id: UUID,
+    *,
+    consent: ConsentState,
+    stated_at: datetime,
+    summary: CaseSummary | None = None,
+    referred_at: datetime | None = None,
+) -> CaseState:
     """Record the case's consent, unless a newer version is already known, and its summary (and when
     intake received the referral); returns what notify now knows of the case.
 
@@ -138,8 +192,13 @@ async def remember_case(session: AsyncSession, case_id: UUID, *, consent: Consen
     upsert), also when two consumers hear of a new case at once.
     """
     connection = await session.connection()
-    values: dict[str, Any] = {"case_id": case_id, "consent": consent.model_dump(mode="json"),
-                              "consent_version": consent.version, "consent_at": stated_at, "updated_at": utcnow()}
+    values: dict[str, Any] = {
+        "case_id": case_id,
+        "consent": consent.model_dump(mode="json"),
+        "consent_version": consent.version,
+        "consent_at": stated_at,
+        "updated_at": utcnow(),
+    }
     if summary is not None:
         values["summary"] = summary.model_dump(mode="json")
     if referred_at is not None:
@@ -153,7 +212,9 @@ async def close_case(session: AsyncSession, case_id: UUID, closed_reason: str | 
     """Set (or clear: consent given again) why the case takes no new offers."""
     table = CaseConsent.__table__  # type: ignore[attr-defined]
     await (await session.connection()).execute(
-        update(table).where(table.c.case_id == case_id).values(closed_reason=closed_reason, updated_at=utcnow())
+        update(table)
+        .where(table.c.case_id == case_id)
+        .values(closed_reason=closed_reason, updated_at=utcnow())
     )
 
 
@@ -166,10 +227,15 @@ def _remember_routing_statement(dialect: str) -> Executable:
 async def remember_routing(session: AsyncSession, event: CaseRouted) -> None:
     """Keep the routing decision for ops (once, however often the event comes)."""
     connection = await session.connection()
-    await connection.execute(_remember_routing_statement(connection.dialect.name), {
-        "decision_id": event.decision_id, "case_id": event.case_id,
-        "offer_to": [s.model_dump(mode="json") for s in event.offer_to], "received_at": utcnow(),
-    })
+    await connection.execute(
+        _remember_routing_statement(connection.dialect.name),
+        {
+            "decision_id": event.decision_id,
+            "case_id": event.case_id,
+            "offer_to": [s.model_dump(mode="json") for s in event.offer_to],
+            "received_at": utcnow(),
+        },
+    )
 
 
 def known_consent(case: CaseState | CaseConsent | None) -> ConsentState:
@@ -196,7 +262,8 @@ _ENDPOINTS = WebhookEndpointState.__table__  # type: ignore[attr-defined]
 # The same, and which of the organisations that poll have their webhook endpoint disabled, in one query.
 _OPEN_SERVICES_AND_DISABLED = union_all(
     core_select(_OFFERS.c.service_id, null().label("organisation_id")).where(
-        _OFFERS.c.case_id == bindparam("case_id"), _OFFERS.c.status.in_([s.value for s in OPEN_OFFER_STATUSES])
+        _OFFERS.c.case_id == bindparam("case_id"),
+        _OFFERS.c.status.in_([s.value for s in OPEN_OFFER_STATUSES]),
     ),
     core_select(null(), _ENDPOINTS.c.organisation_id).where(
         _ENDPOINTS.c.organisation_id.in_(bindparam("organisations", expanding=True)),
@@ -217,8 +284,16 @@ class NewOffers:
     then records the failure), so polling providers cost the dispatcher nothing.
     """
 
-    def __init__(self, session: AsyncSession, settings: NotifySettings, *, case_id: UUID, now: datetime,
-                 open_services: set[str], polling: set[str]) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: NotifySettings,
+        *,
+        case_id: UUID,
+        now: datetime,
+        open_services: set[str],
+        polling: set[str],
+    ) -> None:
         self.session = session
         self.settings = settings
         self.case_id = case_id
@@ -229,22 +304,38 @@ class NewOffers:
         self.deliveries: list[dict[str, Any]] = []
 
     @classmethod
-    async def for_case(cls, session: AsyncSession, settings: NotifySettings, *, case_id: UUID, now: datetime,
-                       polling: Iterable[str] = ()) -> NewOffers:
+    async def for_case(
+        cls,
+        session: AsyncSession,
+        settings: NotifySettings,
+        *,
+        case_id: UUID,
+        now: datetime,
+        polling: Iterable[str] = (),
+    ) -> NewOffers:
         """``polling``: organisations the directory says take offers by polling (``DeliverySettings.polling``)."""
         connection = await session.connection()
         polling = set(polling)
         if not polling:
             held = set((await connection.execute(_OPEN_SERVICES, {"case_id": case_id})).scalars())
             return cls(session, settings, case_id=case_id, now=now, open_services=held, polling=polling)
-        rows = (await connection.execute(_OPEN_SERVICES_AND_DISABLED,
-                                         {"case_id": case_id, "organisations": list(polling)})).all()
+        rows = (
+            await connection.execute(
+                _OPEN_SERVICES_AND_DISABLED, {"case_id": case_id, "organisations": list(polling)}
+            )
+        ).all()
         held = {service_id for service_id, _ in rows if service_id is not None}
         polling -= {organisation_id for _, organisation_id in rows if organisation_id is not None}
         return cls(session, settings, case_id=case_id, now=now, open_services=held, polling=polling)
 
-    def make(self, *, service: RoutedService, summary: CaseSummary, decision_id: UUID | None,
-             assigned_by: str | None = None) -> dict[str, Any] | None:
+    def make(
+        self,
+        *,
+        service: RoutedService,
+        summary: CaseSummary,
+        decision_id: UUID | None,
+        assigned_by: str | None = None,
+    ) -> dict[str, Any] | None:
         """Offer the case to one service (its row's values), unless that service already holds an open offer."""
         if service.service_id in self.open_services:
             return None
@@ -278,13 +369,31 @@ class NewOffers:
             "first_contact_at": None,
         }
         self.offers.append(offer)
-        enqueue(self.session, OfferMade(case_id=self.case_id, offer_id=offer["id"], service_id=service.service_id,
-                                        organisation_id=service.organisation_id,
-                                        reason="assigned-by-ops" if assigned_by else None))
-        status = WebhookStatus.not_applicable if service.organisation_id in self.polling else WebhookStatus.pending
-        self.deliveries.append(webhook_row(self.settings, offer_id=offer["id"], organisation_id=service.organisation_id,
-                                           case_id=self.case_id, event=WebhookEvent.offer_made, source="made", now=now,
-                                           status=status))
+        enqueue(
+            self.session,
+            OfferMade(
+                case_id=self.case_id,
+                offer_id=offer["id"],
+                service_id=service.service_id,
+                organisation_id=service.organisation_id,
+                reason="assigned-by-ops" if assigned_by else None,
+            ),
+        )
+        status = (
+            WebhookStatus.not_applicable if service.organisation_id in self.polling else WebhookStatus.pending
+        )
+        self.deliveries.append(
+            webhook_row(
+                self.settings,
+                offer_id=offer["id"],
+                organisation_id=service.organisation_id,
+                case_id=self.case_id,
+                event=WebhookEvent.offer_made,
+                source="made",
+                now=now,
+                status=status,
+            )
+        )
         return offer
 
     async def write(self) -> None:
@@ -322,68 +431,120 @@ async def accept_offer(session: AsyncSession, offer: Offer, provider: Caller, *,
     """The provider takes the case. Accepting twice is harmless (False: nothing new to announce); accepting an
     offer that expired, was declined or withdrawn is an ``IllegalTransition``, even when that happened
     between the provider's read and its write."""
-    if not await OFFER_STATES.advance(session, offer, OfferStatus.accepted, last_updated=now, accepted_at=now):
+    if not await OFFER_STATES.advance(
+        session, offer, OfferStatus.accepted, last_updated=now, accepted_at=now
+    ):
         return False
-    enqueue(session, OfferAccepted(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
-                                   organisation_id=offer.organisation_id, service_type=offer.service_type,
-                                   by_and_for=bool(offer.by_and_for)))
+    enqueue(
+        session,
+        OfferAccepted(
+            case_id=offer.case_id,
+            offer_id=offer.id,
+            service_id=offer.service_id,
+            organisation_id=offer.organisation_id,
+            service_type=offer.service_type,
+            by_and_for=bool(offer.by_and_for),
+        ),
+    )
     announce_task(session, offer.case_id, TaskView.accepted(offer.service_name), now=now)
     record(session, provider, "accept-offer", case_id=offer.case_id, detail=f"offer {offer.id}")
     return True
 
 
-async def decline_offer(session: AsyncSession, offer: Offer, provider: Caller, *, reason: DeclineReason,
-                        text: str | None, now: datetime) -> bool:
+async def decline_offer(
+    session: AsyncSession,
+    offer: Offer,
+    provider: Caller,
+    *,
+    reason: DeclineReason,
+    text: str | None,
+    now: datetime,
+) -> bool:
     """The provider cannot take the case; the router offers it onwards. Declining twice is harmless."""
-    if not await OFFER_STATES.advance(session, offer, OfferStatus.declined, last_updated=now,
-                                      status_reason=reason.value, status_text=text):
+    if not await OFFER_STATES.advance(
+        session, offer, OfferStatus.declined, last_updated=now, status_reason=reason.value, status_text=text
+    ):
         return False
     # The coded reason only: the provider's text stays here, for ops, and never travels on the bus.
-    enqueue(session, OfferDeclined(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
-                                   organisation_id=offer.organisation_id, reason=reason.value))
+    enqueue(
+        session,
+        OfferDeclined(
+            case_id=offer.case_id,
+            offer_id=offer.id,
+            service_id=offer.service_id,
+            organisation_id=offer.organisation_id,
+            reason=reason.value,
+        ),
+    )
     announce_task(session, offer.case_id, TaskView.declined(offer.service_name), now=now)
     record(session, provider, "decline-offer", case_id=offer.case_id, detail=f"offer {offer.id}; {reason}")
     return True
 
 
-async def report_outcome(session: AsyncSession, offer: Offer, provider: Caller, *, outcome: Outcome,
-                         now: datetime) -> bool:
+async def report_outcome(
+    session: AsyncSession, offer: Offer, provider: Caller, *, outcome: Outcome, now: datetime
+) -> bool:
     """What happened after accepting, forwards only (``OUTCOME_STATES``); the referrer's Task follows.
     Reporting the current outcome again changes and announces nothing."""
+
     def accepted(row: Offer) -> None:
         if row.status != OfferStatus.accepted:
-            raise IllegalTransition(OUTCOME_STATES, row.outcome, outcome,
-                                    f"The offer is {row.status}: only an accepted offer has outcomes.")
+            raise IllegalTransition(
+                OUTCOME_STATES,
+                row.outcome,
+                outcome,
+                f"The offer is {row.status}: only an accepted offer has outcomes.",
+            )
 
-    if not await OUTCOME_STATES.advance(session, offer, outcome, precondition=accepted,
-                                        guard=(col(Offer.status) == OfferStatus.accepted,), last_updated=now,
-                                        outcomes=lambda row: [*row.outcomes, outcome.value],
-                                        first_contact_at=lambda row: row.first_contact_at or (
-                                            now if outcome in CONTACT_OUTCOMES else None)):
+    if not await OUTCOME_STATES.advance(
+        session,
+        offer,
+        outcome,
+        precondition=accepted,
+        guard=(col(Offer.status) == OfferStatus.accepted,),
+        last_updated=now,
+        outcomes=lambda row: [*row.outcomes, outcome.value],
+        first_contact_at=lambda row: row.first_contact_at or (now if outcome in CONTACT_OUTCOMES else None),
+    ):
         return False
     # Task.output lists every outcome any provider reported on the case.
     case_offers = (await session.exec(select(Offer).where(Offer.case_id == offer.case_id))).all()
     outputs = tuple(dict.fromkeys(o for each in case_offers for o in each.outcomes))
-    announce_task(session, offer.case_id, task_for_outcome(outcome, offer.service_name), now=now, outputs=outputs)
+    announce_task(
+        session, offer.case_id, task_for_outcome(outcome, offer.service_name), now=now, outputs=outputs
+    )
     record(session, provider, "report-outcome", case_id=offer.case_id, detail=f"offer {offer.id}; {outcome}")
     return True
 
 
-async def expire_offer(session: AsyncSession, settings: NotifySettings, offer: Offer, *, now: datetime) -> bool:
+async def expire_offer(
+    session: AsyncSession, settings: NotifySettings, offer: Offer, *, now: datetime
+) -> bool:
     """The deadline passed without an answer: the router offers the case to the next service."""
     if offer.status != OfferStatus.offered:
         return False
     try:
-        if not await OFFER_STATES.advance(session, offer, OfferStatus.expired, last_updated=now,
-                                          status_reason="no-response"):
+        if not await OFFER_STATES.advance(
+            session, offer, OfferStatus.expired, last_updated=now, status_reason="no-response"
+        ):
             return False
     except IllegalTransition:
         return False  # answered while its deadline passed: the answer stands
-    enqueue(session, OfferExpired(case_id=offer.case_id, offer_id=offer.id, service_id=offer.service_id,
-                                  organisation_id=offer.organisation_id, reason="no-response"))
+    enqueue(
+        session,
+        OfferExpired(
+            case_id=offer.case_id,
+            offer_id=offer.id,
+            service_id=offer.service_id,
+            organisation_id=offer.organisation_id,
+            reason="no-response",
+        ),
+    )
     announce_task(session, offer.case_id, TaskView.expired(offer.service_name), now=now)
     queue_webhook(session, settings, offer, WebhookEvent.offer_expired, source="expired", now=now)
-    record(session, NOTIFY, "expire-offer", case_id=offer.case_id, detail=f"offer {offer.id}; deadline passed")
+    record(
+        session, NOTIFY, "expire-offer", case_id=offer.case_id, detail=f"offer {offer.id}; deadline passed"
+    )
     return True
 
 
@@ -410,8 +571,11 @@ async def stop_offers(
     stopped = []
     for offer in offers:
         if consent is not None and still_permitted(
-            consent, service_type=offer.service_type, by_and_for=bool(offer.by_and_for),
-            organisation_id=offer.organisation_id, now=now,
+            consent,
+            service_type=offer.service_type,
+            by_and_for=bool(offer.by_and_for),
+            organisation_id=offer.organisation_id,
+            now=now,
         ):
             continue
         if offer.handoff_released_at is not None:
@@ -419,19 +583,36 @@ async def stop_offers(
             offer.stop_contact_reason = reason
             offer.last_updated = now
             session.add(offer)
-            enqueue(session, OfferContactStopped(case_id=case_id, offer_id=offer.id, service_id=offer.service_id,
-                                                 organisation_id=offer.organisation_id, reason=reason))
+            enqueue(
+                session,
+                OfferContactStopped(
+                    case_id=case_id,
+                    offer_id=offer.id,
+                    service_id=offer.service_id,
+                    organisation_id=offer.organisation_id,
+                    reason=reason,
+                ),
+            )
             queue_webhook(session, settings, offer, WebhookEvent.contact_stop, source=source, now=now)
             record(session, NOTIFY, "stop-contact", case_id=case_id, detail=f"offer {offer.id}; {reason}")
         else:
             try:
-                if not await OFFER_STATES.advance(session, offer, OfferStatus.withdrawn, last_updated=now,
-                                                  status_reason=reason):
+                if not await OFFER_STATES.advance(
+                    session, offer, OfferStatus.withdrawn, last_updated=now, status_reason=reason
+                ):
                     continue
             except IllegalTransition:
                 continue  # declined or expired meanwhile: nothing left to withdraw
-            enqueue(session, OfferWithdrawn(case_id=case_id, offer_id=offer.id, service_id=offer.service_id,
-                                            organisation_id=offer.organisation_id, reason=reason))
+            enqueue(
+                session,
+                OfferWithdrawn(
+                    case_id=case_id,
+                    offer_id=offer.id,
+                    service_id=offer.service_id,
+                    organisation_id=offer.organisation_id,
+                    reason=reason,
+                ),
+            )
             queue_webhook(session, settings, offer, WebhookEvent.offer_withdrawn, source=source, now=now)
             record(session, NOTIFY, "withdraw-offer", case_id=case_id, detail=f"offer {offer.id}; {reason}")
         stopped.append(offer)

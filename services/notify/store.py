@@ -148,10 +148,15 @@ class EscalationStatus(StrEnum):
 
 # Ops assign a service to an open escalation; assigning another later (the first could not help) keeps it assigned.
 ESCALATION_STATES = StateMachine.of(
-    "escalation", "status",
-    {EscalationStatus.open: (EscalationStatus.assigned,), EscalationStatus.assigned: (EscalationStatus.assigned,)},
+    "escalation",
+    "status",
+    {
+        EscalationStatus.open: (EscalationStatus.assigned,),
+        EscalationStatus.assigned: (EscalationStatus.assigned,),
+    },
     self_moves=(EscalationStatus.assigned,),
 )
+
 
 class Escalation(SQLModel, table=True):
     """A case in the ops queue (``case.escalated``)."""
@@ -184,7 +189,14 @@ def upsert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
 
 
 TABLES = [
-    CaseConsent, RoutingRecord, Offer, WebhookDelivery, WebhookEndpointState, Escalation, EscalationNote, AuditRecord,
+    CaseConsent,
+    RoutingRecord,
+    Offer,
+    WebhookDelivery,
+    WebhookEndpointState,
+    Escalation,
+    EscalationNote,
+    AuditRecord,
     AuditChain,
 ]
 

@@ -144,7 +144,9 @@ class WebhookDispatcher:
         # the webhook call itself, not only the directory look-up before it.
         instrument_client(self.http)
         runtime.stop_hooks.append(self.http.aclose)
-        self.worker = PeriodicWorker("notify-webhooks", self.step, interval=self.settings.webhook_poll_seconds)
+        self.worker = PeriodicWorker(
+            "notify-webhooks", self.step, interval=self.settings.webhook_poll_seconds
+        )
         _DISPATCHERS.add(self)
 
         async def forget() -> None:
@@ -158,16 +160,30 @@ class WebhookDispatcher:
             due = (
                 await session.exec(
                     select(WebhookDelivery)
-                    .where(WebhookDelivery.status == WebhookStatus.pending, col(WebhookDelivery.next_attempt_at) <= now)
+                    .where(
+                        WebhookDelivery.status == WebhookStatus.pending,
+                        col(WebhookDelivery.next_attempt_at) <= now,
+                    )
                     .order_by(col(WebhookDelivery.next_attempt_at))
                     .limit(BATCH)
                 )
             ).all()
-            disabled = set((await session.exec(
-                select(WebhookEndpointState.organisation_id).where(
-                    col(WebhookEndpointState.organisation_id).in_({d.organisation_id for d in due}),
-                    col(WebhookEndpointState.disabled_at).is_not(None))
-            )).all()) if due else set()
+            disabled = (
+                set(
+                    (
+                        await session.exec(
+                            select(WebhookEndpointState.organisation_id).where(
+                                col(WebhookEndpointState.organisation_id).in_(
+                                    {d.organisation_id for d in due}
+                                ),
+                                col(WebhookEndpointState.disabled_at).is_not(None),
+                            )
+                        )
+                    ).all()
+                )
+                if due
+                else set()
+            )
         polling: list[str] = []
         for delivery in due:
             if delivery.organisation_id not in disabled and await self._polls(delivery):
@@ -180,7 +196,10 @@ class WebhookDispatcher:
             async with self.runtime.db.transaction(announce=False) as session:
                 await session.exec(  # type: ignore[call-overload]
                     update(WebhookDelivery)
-                    .where(col(WebhookDelivery.id).in_(polling), col(WebhookDelivery.status) == WebhookStatus.pending)
+                    .where(
+                        col(WebhookDelivery.id).in_(polling),
+                        col(WebhookDelivery.status) == WebhookStatus.pending,
+                    )
                     .values(status=WebhookStatus.not_applicable)
                 )
         return len(due) == BATCH
@@ -198,12 +217,16 @@ class WebhookDispatcher:
         lease = timedelta(seconds=self.settings.webhook_timeout_seconds * 3)
         async with self.runtime.db.transaction(announce=False) as session:  # nothing new for anyone to do
             connection = await session.connection()
-            disabled = (await connection.execute(_ENDPOINT_DISABLED, {"organisation_id": delivery.organisation_id})
-                        ).first() is not None
+            disabled = (
+                await connection.execute(_ENDPOINT_DISABLED, {"organisation_id": delivery.organisation_id})
+            ).first() is not None
             result = await connection.execute(
                 update(_DELIVERIES)
-                .where(_DELIVERIES.c.id == delivery.id, _DELIVERIES.c.status == WebhookStatus.pending,
-                       _DELIVERIES.c.next_attempt_at <= now)
+                .where(
+                    _DELIVERIES.c.id == delivery.id,
+                    _DELIVERIES.c.status == WebhookStatus.pending,
+                    _DELIVERIES.c.next_attempt_at <= now,
+                )
                 .values(next_attempt_at=now + lease)
             )
             return result.rowcount == 1, disabled
@@ -214,7 +237,9 @@ class WebhookDispatcher:
         if not leased:
             return
         with tracer().start_as_current_span(
-            "deliver webhook", context=restored_context(delivery.trace_context), kind=trace.SpanKind.PRODUCER,
+            "deliver webhook",
+            context=restored_context(delivery.trace_context),
+            kind=trace.SpanKind.PRODUCER,
             attributes=safe_attributes(pathways__offer_id=delivery.offer_id, pathways__delivery=delivery.id),
         ):
             await self._attempt(delivery, now, disabled=disabled)
@@ -242,8 +267,11 @@ class WebhookDispatcher:
         headers = webhook_headers(delivery.id, now, delivery.payload, target.signing_secrets)
         try:
             response = await self.http.post(
-                target.webhook_url, content=delivery.payload.encode(), headers=headers,
-                timeout=self.settings.webhook_timeout_seconds, follow_redirects=False,
+                target.webhook_url,
+                content=delivery.payload.encode(),
+                headers=headers,
+                timeout=self.settings.webhook_timeout_seconds,
+                follow_redirects=False,
             )
             error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
             if error is not None:
@@ -260,15 +288,24 @@ class WebhookDispatcher:
             WEBHOOK_DELIVERIES.inc()
             await self._finish(delivery, WebhookStatus.delivered, delivered_at=now, attempted=now)
         elif now - delivery.created_at >= timedelta(hours=self.settings.webhook_retry_hours):
-            await self._disable(delivery, now, reason=f"failing for {self.settings.webhook_retry_hours:g} h ({error})")
+            await self._disable(
+                delivery, now, reason=f"failing for {self.settings.webhook_retry_hours:g} h ({error})"
+            )
         else:
             await self._reschedule(delivery, now, error=error, count=True)
 
     # The delivery is leased (``_lease``): no one else writes its row meanwhile, so what ``step`` read of it
     # (its attempts) is current, and each outcome is one UPDATE rather than a read and a flush.
 
-    async def _finish(self, delivery: WebhookDelivery, status: WebhookStatus, *, error: str | None = None,
-                      delivered_at: datetime | None = None, attempted: datetime | None = None) -> None:
+    async def _finish(
+        self,
+        delivery: WebhookDelivery,
+        status: WebhookStatus,
+        *,
+        error: str | None = None,
+        delivered_at: datetime | None = None,
+        attempted: datetime | None = None,
+    ) -> None:
         values: dict[str, Any] = {"status": status, "delivered_at": delivered_at}
         if error is not None:  # a success keeps the last failure on record, for ops
             values["last_error"] = error
@@ -283,8 +320,12 @@ class WebhookDispatcher:
         attempts = delivery.attempts + 1 if count else delivery.attempts
         values: dict[str, Any] = {
             "last_error": error[:120],
-            "next_attempt_at": now + retry_delay(max(attempts, 1), base=self.settings.webhook_backoff_base_seconds,
-                                                 cap=self.settings.webhook_backoff_cap_seconds),
+            "next_attempt_at": now
+            + retry_delay(
+                max(attempts, 1),
+                base=self.settings.webhook_backoff_base_seconds,
+                cap=self.settings.webhook_backoff_cap_seconds,
+            ),
         }
         if count:
             values.update(attempts=_DELIVERIES.c.attempts + 1, last_attempt_at=now)
@@ -297,13 +338,15 @@ class WebhookDispatcher:
     async def _disable(self, delivery: WebhookDelivery, now: datetime, *, reason: str) -> None:
         WEBHOOK_FAILURES.labels("endpoint-disabled").inc()
         async with self.runtime.db.transaction() as session:
-            await disable_endpoint(session, delivery.organisation_id, now=now, reason=reason,
-                                   failed_delivery=delivery.id)
+            await disable_endpoint(
+                session, delivery.organisation_id, now=now, reason=reason, failed_delivery=delivery.id
+            )
         log.error("webhook endpoint of %s disabled: %s; ops told", delivery.organisation_id, reason)
 
 
-async def disable_endpoint(session: AsyncSession, organisation_id: str, *, now: datetime, reason: str,
-                           failed_delivery: str) -> None:
+async def disable_endpoint(
+    session: AsyncSession, organisation_id: str, *, now: datetime, reason: str, failed_delivery: str
+) -> None:
     """Disable an organisation's endpoint, fail its pending deliveries and escalate every case they concern."""
     state = await session.get(WebhookEndpointState, organisation_id) or WebhookEndpointState(
         organisation_id=organisation_id
@@ -330,8 +373,13 @@ async def disable_endpoint(session: AsyncSession, organisation_id: str, *, now: 
         session.add(row)
         cases.add(row.case_id)
     for case_id in sorted(cases, key=str):
-        enqueue(session, CaseEscalated(
-            case_id=case_id,
-            reason=f"webhooks to {organisation_id} disabled ({reason}); the provider sees offers only by polling",
-        ))
-    record(session, NOTIFY, "disable-webhook-endpoint", case_id=None, detail=f"{organisation_id}: {reason}"[:500])
+        enqueue(
+            session,
+            CaseEscalated(
+                case_id=case_id,
+                reason=f"webhooks to {organisation_id} disabled ({reason}); the provider sees offers only by polling",
+            ),
+        )
+    record(
+        session, NOTIFY, "disable-webhook-endpoint", case_id=None, detail=f"{organisation_id}: {reason}"[:500]
+    )

@@ -25,16 +25,22 @@ def new_secret() -> str:
 
 
 @pytest.fixture
-async def world(nats_server: NatsServer, database_url: str, tmp_path: Path, encryption_keys: str) -> AsyncIterator[World]:
+async def world(
+    nats_server: NatsServer, database_url: str, tmp_path: Path, encryption_keys: str
+) -> AsyncIterator[World]:
     async with world_for(nats_server.url, database_url, tmp_path, encryption_keys) as w:
         yield w
 
 
 async def deliveries(app, organisation_id: str = "org-hooked") -> list[WebhookDelivery]:
     async with app.state.runtime.db.session() as session:
-        return list((await session.exec(
-            select(WebhookDelivery).where(WebhookDelivery.organisation_id == organisation_id)
-        )).all())
+        return list(
+            (
+                await session.exec(
+                    select(WebhookDelivery).where(WebhookDelivery.organisation_id == organisation_id)
+                )
+            ).all()
+        )
 
 
 async def test_offer_webhook_is_signed_thin_and_verifies_during_secret_rotation(world: World):
@@ -42,7 +48,9 @@ async def test_offer_webhook_is_signed_thin_and_verifies_during_secret_rotation(
     receiver = WebhookReceiver(new)  # the receiver already moved to the new secret
     async with LocalServerContext(receiver) as endpoint, world.notify() as notify:
         world.directory.deliveries["org-hooked"] = {
-            "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [old, new],
+            "channel": "webhook",
+            "webhook_url": f"{endpoint.url}/hooks",
+            "signing_secrets": [old, new],
         }
         case_id = await world.refer(identifier="hook-thin")
         await world.route(case_id, "hooked")
@@ -58,10 +66,16 @@ async def test_offer_webhook_is_signed_thin_and_verifies_during_secret_rotation(
         assert hook["payload"]["data"]["offer_id"] == offer["id"]
         assert hook["payload"]["data"]["links"]["offer"].endswith(f"/offers/{offer['id']}")
         # Thin: nothing about the survivor or even the case, just where to read with the API key.
-        assert set(hook["payload"]) == {"type", "timestamp", "data"} and set(hook["payload"]["data"]) == {"offer_id", "links"}
+        assert set(hook["payload"]) == {"type", "timestamp", "data"} and set(hook["payload"]["data"]) == {
+            "offer_id",
+            "links",
+        }
         assert str(case_id) not in hook["raw"].decode()
+
         async def recorded() -> bool:  # the receiver answers before notify commits what it heard
-            return [(r.id, r.status) for r in await deliveries(notify.app)] == [(hook["id"], WebhookStatus.delivered)]
+            return [(r.id, r.status) for r in await deliveries(notify.app)] == [
+                (hook["id"], WebhookStatus.delivered)
+            ]
 
         await eventually(recorded)
         # A provider on polling gets no webhook at all.
@@ -94,7 +108,9 @@ async def test_webhooks_survive_a_receiver_outage_and_a_notify_restart_without_l
     receiver = WebhookReceiver(secret)
     endpoint = LocalServer(receiver.app())  # down: nothing listens on its port yet
     world.directory.deliveries["org-hooked"] = {
-        "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [secret],
+        "channel": "webhook",
+        "webhook_url": f"{endpoint.url}/hooks",
+        "signing_secrets": [secret],
     }
     cases = []
     async with world.notify() as notify:
@@ -114,6 +130,7 @@ async def test_webhooks_survive_a_receiver_outage_and_a_notify_restart_without_l
     await endpoint.start()
     try:
         async with world.notify() as notify:
+
             async def delivered() -> bool:
                 rows = await deliveries(notify.app)
                 return all(r.status == WebhookStatus.delivered for r in rows)
@@ -123,7 +140,9 @@ async def test_webhooks_survive_a_receiver_outage_and_a_notify_restart_without_l
             assert sorted(receiver.ids()) == ids_before and receiver.rejected == 0
             assert receiver.types() == ["offer.made"] * 3
             # The failures before the restart are on record.
-            assert all(r.attempts >= 3 and r.last_error == "ConnectError" for r in await deliveries(notify.app))
+            assert all(
+                r.attempts >= 3 and r.last_error == "ConnectError" for r in await deliveries(notify.app)
+            )
     finally:
         await endpoint.stop()
 
@@ -132,7 +151,9 @@ async def test_endpoint_failing_past_the_retry_period_is_disabled_and_ops_is_tol
     receiver = WebhookReceiver(new_secret())
     endpoint = LocalServer(receiver.app())  # never started
     world.directory.deliveries["org-hooked"] = {
-        "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [new_secret()],
+        "channel": "webhook",
+        "webhook_url": f"{endpoint.url}/hooks",
+        "signing_secrets": [new_secret()],
     }
     async with world.notify(webhook_retry_hours=0.0) as notify:
         case_id = await world.refer(identifier="disabled")
@@ -141,7 +162,9 @@ async def test_endpoint_failing_past_the_retry_period_is_disabled_and_ops_is_tol
 
         async def escalated() -> bool:
             async with notify.app.state.runtime.db.session() as session:
-                return (await session.exec(select(Escalation).where(Escalation.case_id == case_id))).first() is not None
+                return (
+                    await session.exec(select(Escalation).where(Escalation.case_id == case_id))
+                ).first() is not None
 
         await eventually(escalated)
         [row] = await deliveries(notify.app)
@@ -159,7 +182,9 @@ async def test_endpoints_must_be_https_outside_development(world: World):
     receiver = WebhookReceiver(new_secret())
     async with LocalServerContext(receiver) as endpoint, world.notify(environment="production") as notify:
         world.directory.deliveries["org-hooked"] = {
-            "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [new_secret()],
+            "channel": "webhook",
+            "webhook_url": f"{endpoint.url}/hooks",
+            "signing_secrets": [new_secret()],
         }
         case_id = await world.refer(identifier="plain-http")
         await world.route(case_id, "hooked")
@@ -174,18 +199,26 @@ async def test_endpoints_must_be_https_outside_development(world: World):
         assert endpoints[0]["disabled_reason"] == "endpoint must use HTTPS"
 
 
-async def test_provider_holding_the_handoff_is_told_by_webhook_to_stop_when_consent_is_withdrawn(world: World):
+async def test_provider_holding_the_handoff_is_told_by_webhook_to_stop_when_consent_is_withdrawn(
+    world: World,
+):
     secret = new_secret()
     receiver = WebhookReceiver(secret)
     async with LocalServerContext(receiver) as endpoint, world.notify() as notify:
         world.directory.deliveries["org-hooked"] = {
-            "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [secret],
+            "channel": "webhook",
+            "webhook_url": f"{endpoint.url}/hooks",
+            "signing_secrets": [secret],
         }
         case_id = await world.refer(identifier="hook-stop")
         await world.route(case_id, "hooked")
         offer = await offer_for(notify, "key-hooked", case_id)
-        assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-hooked"))).status_code == 200
-        assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))).status_code == 200
+        assert (
+            await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-hooked"))
+        ).status_code == 200
+        assert (
+            await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))
+        ).status_code == 200
 
         assert (await world.update_consent(case_id, withdrawal())).status_code == 200
 
@@ -195,20 +228,28 @@ async def test_provider_holding_the_handoff_is_told_by_webhook_to_stop_when_cons
         await eventually(told)
         assert receiver.rejected == 0
         stop = receiver.received[-1]["payload"]["data"]
-        assert stop["offer_id"] == offer["id"] and stop["links"]["handoff"].endswith(f"/offers/{offer['id']}/handoff")
-        assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))).status_code == 410
+        assert stop["offer_id"] == offer["id"] and stop["links"]["handoff"].endswith(
+            f"/offers/{offer['id']}/handoff"
+        )
+        assert (
+            await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))
+        ).status_code == 410
 
 
-async def test_a_webhook_host_that_now_resolves_to_a_private_address_is_never_called(world: World, monkeypatch):
+async def test_a_webhook_host_that_now_resolves_to_a_private_address_is_never_called(
+    world: World, monkeypatch
+):
     """DNS rebinding: the name was public when ops registered it and now resolves inside the network.
     Notify checks the address at the connection itself, sends nothing, disables the endpoint and tells ops."""
+
     async def rebound(host: str, port: int) -> list[str]:
         return ["10.0.0.7"]
 
     monkeypatch.setattr("shared.egress.resolve", rebound)
     async with world.notify(environment="production") as notify:
         world.directory.deliveries["org-hooked"] = {
-            "channel": "webhook", "webhook_url": "https://hooks.provider.example/pathways",
+            "channel": "webhook",
+            "webhook_url": "https://hooks.provider.example/pathways",
             "signing_secrets": [new_secret()],
         }
         case_id = await world.refer(identifier="rebound")
@@ -224,7 +265,9 @@ async def test_a_webhook_host_that_now_resolves_to_a_private_address_is_never_ca
         assert "private address" in reason and "10.0.0.7" not in reason
 
 
-async def test_polling_provider_needs_no_delivery_but_a_disabled_endpoint_still_records_the_failure(world: World):
+async def test_polling_provider_needs_no_delivery_but_a_disabled_endpoint_still_records_the_failure(
+    world: World,
+):
     """Offers to a provider that polls have their webhook closed as not applicable when they are made (the
     dispatcher has nothing to do); an organisation whose endpoint ops disabled keeps the dispatcher's answer."""
     async with world.notify() as notify:
@@ -234,8 +277,11 @@ async def test_polling_provider_needs_no_delivery_but_a_disabled_endpoint_still_
         [row] = await deliveries(notify.app, "org-outreach")
         assert row.status == WebhookStatus.not_applicable and row.attempts == 0
         async with notify.app.state.runtime.db.transaction() as session:
-            session.add(WebhookEndpointState(organisation_id="org-outreach", disabled_at=utcnow(),
-                                             disabled_reason="failing for 24 h"))
+            session.add(
+                WebhookEndpointState(
+                    organisation_id="org-outreach", disabled_at=utcnow(), disabled_reason="failing for 24 h"
+                )
+            )
         disabled = await world.refer(identifier="polls-disabled")
         await world.route(disabled, "outreach")
         await offer_for(notify, "key-outreach", disabled)
