@@ -28,6 +28,7 @@ from pathlib import Path
 from support import (
     WrkResult,
     ensure_wrk,
+    pin,
     postgres_available,
     quiesce,
     referral_template,
@@ -90,11 +91,18 @@ def bench_database(database: str, args: argparse.Namespace) -> list[list[object]
     with tempfile.TemporaryDirectory(prefix="pathways-load-") as tmp_name:
         tmp = Path(tmp_name)
         template = referral_template(tmp)
-        with running_system(tmp, database) as system, running_peer(system.nats.url) as peer_url:  # type: ignore[union-attr]
+        front, back = ({1}, {0}) if args.pin else (None, None)
+        with running_system(tmp, database) as system, running_peer(system.nats.url, front) as peer_url:  # type: ignore[union-attr]
             pids = [p.pid for p in system.processes.values()]
+            if args.pin:
+                for name, process in system.processes.items():
+                    pin(process.pid, front if name == "intake" else back)
+                pin(system.nats.process.pid, back)  # type: ignore[union-attr]
             targets = {"intake": system.url("intake"), "peer": peer_url}
             for name, url in targets.items():  # warm-up: connections, caches, JIT-free but lazy imports
-                run_wrk(url, connections=4, seconds=2, template=template, tag=f"warm-{name}", target=name)
+                run_wrk(
+                    url, connections=4, seconds=2, template=template, tag=f"warm-{name}", target=name, cpus=back
+                )
                 quiesce(pids)
             for connections in args.connections:
                 results: dict[str, list[WrkResult]] = {name: [] for name in targets}
@@ -107,6 +115,7 @@ def bench_database(database: str, args: argparse.Namespace) -> list[list[object]
                             template=template,
                             tag=f"{database}-{connections}-{round_no}-{name}",
                             target=name,
+                            cpus=back,
                         )
                         results[name].append(result)
                         print(
@@ -154,7 +163,15 @@ def main() -> int:
         help="longest wait between rounds for the system to go idle (downstream work)",
     )
     parser.add_argument("--databases", type=lambda s: s.split(","), default=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="intake and the peer on CPU 1, everything else (NATS, router, notify, directory, wrk) on CPU 0:"
+        " the production layout, where intake has a core of its own, on this two-core machine",
+    )
     args = parser.parse_args()
+    if args.pin and len(os.sched_getaffinity(0)) < 2:
+        parser.error("--pin needs two CPUs")
     ensure_wrk()
     rows: list[list[object]] = []
     for database in args.databases:
@@ -166,6 +183,7 @@ def main() -> int:
     print(
         f"intake vs bare peer: wrk, {args.rounds} interleaved round(s) of {args.seconds:g} s per target; "
         "rate = 202s per second; latency over all answers"
+        + ("; pinned: intake and peer on CPU 1, the rest and wrk on CPU 0" if args.pin else "")
     )
     print(
         table(

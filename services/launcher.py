@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -29,10 +30,41 @@ SAMPLE_SWITCHES = ("DIRECTORY_LOAD_SAMPLE", "INTAKE_SEED_SAMPLE_CLIENT")
 DEFAULT_PORTS = {"intake": 8001, "router": 8002, "directory": 8003, "notify": 8004, "nats": 14222, "nats_monitor": 18222}
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on, for a server this process is about to start.
+
+    Not one the kernel hands out for outgoing connections (its ephemeral range): a port taken from there
+    with ``bind(0)`` can be given to some client's socket before our server binds it, and the server
+    then fails to start. Never the same port twice in one process either, so the ports of one system
+    (taken together, before any is bound) are distinct. Picked at random below the ephemeral range and
+    checked by binding it, which also keeps parallel processes from colliding in practice.
+    """
+    low, high = _ephemeral_range()
+    candidates = (10000, low - 1) if low > 20000 else (high + 1, 65535)
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randint(*candidates)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free port found")
 
 
 def postgres_answers(host: str, port: int, user: str) -> bool:

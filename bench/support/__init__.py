@@ -106,8 +106,9 @@ def secrets_of(system: System) -> dict[str, str]:
 
 
 @contextmanager
-def running_peer(nats_url: str) -> Iterator[str]:
-    """The bare peer (bench/support/peer.py) on a free port; yields its base URL."""
+def running_peer(nats_url: str, cpus: set[int] | None = None) -> Iterator[str]:
+    """The bare peer (bench/support/peer.py) on a free port; yields its base URL. With ``cpus``, the peer
+    runs on those CPUs only (see ``pin``)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("peer.py")), "--port", str(port), "--nats", nats_url],
@@ -117,6 +118,8 @@ def running_peer(nats_url: str) -> Iterator[str]:
     )
     try:
         wait_until_ok(f"http://127.0.0.1:{port}/healthz", 30, process)
+        if cpus:
+            pin(process.pid, cpus)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(process)
@@ -128,6 +131,15 @@ def running_peer(nats_url: str) -> Iterator[str]:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Run every thread of a process on ``cpus`` only (threads it starts later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
 
 
 def rss_mib(pid: int) -> float:
@@ -225,10 +237,13 @@ def run_wrk(
     target: str,
     threads: int = 2,
     timeout_s: int = 5,
+    cpus: set[int] | None = None,
 ) -> WrkResult:
-    """wrk against POST /fhir/Bundle, each request a distinct referral (bench/support/referrals.lua)."""
+    """wrk against POST /fhir/Bundle, each request a distinct referral (bench/support/referrals.lua);
+    with ``cpus``, wrk runs on those CPUs only."""
     threads = min(threads, connections)
     command = [
+        *(["taskset", "-c", ",".join(str(c) for c in sorted(cpus))] if cpus else []),
         ensure_wrk(),
         "-t",
         str(threads),
