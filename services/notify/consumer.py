@@ -36,7 +36,7 @@ from shared.events import (
     ReferralReceived,
     utcnow,
 )
-from shared.service import Runtime, Work1
+from shared.service import Runtime
 from shared.telemetry import safe_attributes, tracer
 
 CONSENT_WITHDRAWN = "consent-withdrawn"
@@ -60,18 +60,8 @@ def register(runtime: Runtime, channels: DeliverySettings) -> None:
             referred_at=event.occurred_at,
         )
 
-    async def on_case_routed(event: Event, _delivery: Delivery) -> Work1:
+    async def on_case_routed(session: AsyncSession, event: Event, _delivery: Delivery) -> None:
         assert isinstance(event, CaseRouted)
-        # Outside the transaction (a directory read when not cached): which providers poll, so that their
-        # offers need nothing from the webhook dispatcher.
-        polling = await channels.polling(service.organisation_id for service in event.offer_to)
-
-        async def work(session: AsyncSession) -> None:
-            await offer_routed_case(session, event, polling)
-
-        return work
-
-    async def offer_routed_case(session: AsyncSession, event: CaseRouted, polling: set[str]) -> None:
         now = utcnow()
         case = await remember_case(
             session, event.case_id, consent=event.consent, stated_at=event.occurred_at, summary=event.summary
@@ -82,6 +72,8 @@ def register(runtime: Runtime, channels: DeliverySettings) -> None:
         # The router decided on its copy of the consent, which can be older than notify's: offer only
         # what the newest consent notify knows permits, and tell ops about any offer it held back.
         consent = known_consent(case)
+        # Providers known to poll need nothing from the webhook dispatcher for their offers.
+        polling = channels.known_to_poll(service.organisation_id for service in event.offer_to)
         offers = await NewOffers.for_case(session, settings, case_id=event.case_id, now=now, polling=polling)
         made = []
         for service in event.offer_to:
@@ -198,7 +190,7 @@ def register(runtime: Runtime, channels: DeliverySettings) -> None:
         )
 
     runtime.consume("notify-referrals", [ReferralReceived.subject], on_referral)
-    runtime.consume_prepared("notify-case-routed", [CaseRouted.subject], on_case_routed)
+    runtime.consume("notify-case-routed", [CaseRouted.subject], on_case_routed)
     runtime.consume("notify-consent", [ConsentUpdated.subject], on_consent_updated)
     runtime.consume("notify-cancellations", [ReferralCancelled.subject], on_cancelled)
     runtime.consume("notify-escalations", [CaseEscalated.subject], on_escalated)

@@ -313,7 +313,7 @@ class NewOffers:
         now: datetime,
         polling: Iterable[str] = (),
     ) -> NewOffers:
-        """``polling``: organisations the directory says take offers by polling (``DeliverySettings.polling``)."""
+        """``polling``: organisations known to take offers by polling (``DeliverySettings.known_to_poll``)."""
         connection = await session.connection()
         polling = set(polling)
         if not polling:

@@ -80,17 +80,17 @@ class DeliverySettings:
         self._cache[organisation_id] = (time.monotonic() + self.settings.delivery_cache_seconds, delivery)
         return delivery
 
-    async def polling(self, organisation_ids: Iterable[str]) -> set[str]:
-        """Those of these organisations that take offers by polling (or the web inbox): their offers need no
-        webhook. One the directory cannot answer for now is not among them (the dispatcher finds out)."""
-        found = set()
-        for organisation_id in set(organisation_ids):
-            try:
-                if polls(await self.of(organisation_id)):
-                    found.add(organisation_id)
-            except DirectoryUnavailable:
-                pass
-        return found
+    def known_to_poll(self, organisation_ids: Iterable[str]) -> set[str]:
+        """Those of these organisations whose delivery settings, still fresh in the cache, say they take offers
+        by polling (or the web inbox): their offers need no webhook. Never asks the directory (the consumer
+        that makes offers must not wait on it): an organisation not in the cache is left to the dispatcher,
+        whose look-up fills the cache for the next offers."""
+        now = time.monotonic()
+        return {
+            organisation_id
+            for organisation_id in set(organisation_ids)
+            if (hit := self._cache.get(organisation_id)) and hit[0] > now and polls(hit[1])
+        }
 
 
 def polls(target: ProviderDelivery) -> bool:

@@ -8,7 +8,9 @@ import base64
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import select
 
@@ -268,14 +270,37 @@ async def test_a_webhook_host_that_now_resolves_to_a_private_address_is_never_ca
 async def test_polling_provider_needs_no_delivery_but_a_disabled_endpoint_still_records_the_failure(
     world: World,
 ):
-    """Offers to a provider that polls have their webhook closed as not applicable when they are made (the
-    dispatcher has nothing to do); an organisation whose endpoint ops disabled keeps the dispatcher's answer."""
-    async with world.notify() as notify:
-        polling = await world.refer(identifier="polls")
-        await world.route(polling, "outreach")
-        await offer_for(notify, "key-outreach", polling)
-        [row] = await deliveries(notify.app, "org-outreach")
+    """The dispatcher closes a polling provider's first webhook as not applicable (its directory look-up fills
+    the delivery settings cache); offers made while that answer is fresh have it closed when they are made, with
+    no directory call from the consumer. An organisation whose endpoint ops disabled keeps the dispatcher's answer."""
+    async with world.notify(delivery_cache_seconds=3600) as notify:
+        asked: list[str] = []
+        http = notify.app.state.runtime.http
+        original = http.get
+
+        async def counting_get(url: str, **kwargs: Any) -> httpx.Response:
+            if url.endswith("/org-outreach/delivery"):
+                asked.append(url)
+            return await original(url, **kwargs)
+
+        http.get = counting_get  # type: ignore[method-assign]
+        first = await world.refer(identifier="polls-first")
+        await world.route(first, "outreach")
+        await offer_for(notify, "key-outreach", first)
+
+        async def settled() -> bool:
+            rows = await deliveries(notify.app, "org-outreach")
+            return bool(rows) and rows[0].status == WebhookStatus.not_applicable
+
+        await eventually(settled)
+        assert len(asked) == 1
+        known = await world.refer(identifier="polls-known")
+        await world.route(known, "outreach")
+        await offer_for(notify, "key-outreach", known)
+        [row] = [r for r in await deliveries(notify.app, "org-outreach") if r.case_id == known]
         assert row.status == WebhookStatus.not_applicable and row.attempts == 0
+        assert len(asked) == 1
+
         async with notify.app.state.runtime.db.transaction() as session:
             session.add(
                 WebhookEndpointState(
