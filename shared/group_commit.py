@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
@@ -28,10 +28,33 @@ from sqlmodel import SQLModel
 
 from shared.db import Database
 
+# A row to insert: a table model instance, or its table and column values (``row_values``).
+Row: TypeAlias = SQLModel | tuple[Table, dict[str, Any]]
+
+
+def row_values(model: type[SQLModel], **given: Any) -> tuple[Table, dict[str, Any]]:
+    """The column values ``model(**given)`` would insert, defaults filled as SQLModel fills them (in the
+    fields' order, each factory called once), without building the instance: a table model's instance
+    sets every attribute through SQLAlchemy's instrumentation, the largest cost of a new referral's rows
+    (issue 9). A primary key left to the database is omitted, as ``_values`` omits it."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    values: dict[str, Any] = {}
+    for column in table.columns:
+        if column.key in given:
+            value = given[column.key]
+        else:
+            value = model.model_fields[column.key].get_default(
+                call_default_factory=True, validated_data=values
+            )
+        if value is None and column.primary_key:
+            continue
+        values[column.key] = value
+    return table, values
+
 
 @dataclass
 class _Pending:
-    rows: Sequence[SQLModel]
+    rows: Sequence[Row]
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     def __post_init__(self) -> None:
@@ -39,8 +62,10 @@ class _Pending:
         self.done.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
-def _values(row: SQLModel) -> tuple[Table, dict[str, Any]]:
+def _values(row: Row) -> tuple[Table, dict[str, Any]]:
     """The row as its table's column values; a primary key left to the database (``None``) is omitted."""
+    if isinstance(row, tuple):
+        return row
     table: Table = row.__table__  # type: ignore[attr-defined]
     values = {}
     for column in table.columns:
@@ -51,7 +76,7 @@ def _values(row: SQLModel) -> tuple[Table, dict[str, Any]]:
     return table, values
 
 
-def _grouped(rows: Iterable[SQLModel]) -> list[tuple[Table, list[dict[str, Any]]]]:
+def _grouped(rows: Iterable[Row]) -> list[tuple[Table, list[dict[str, Any]]]]:
     """Rows as one insert per table and set of columns, tables in the order first seen (parents before
     children, as the callers list them)."""
     groups: dict[tuple[Table, frozenset[str]], list[dict[str, Any]]] = {}
@@ -70,7 +95,7 @@ class GroupCommit:
         self._queue: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def insert(self, rows: Sequence[SQLModel]) -> None:
+    async def insert(self, rows: Sequence[Row]) -> None:
         """Insert ``rows`` (built by the caller; parents first) and return once they are committed.
 
         Raises ``IntegrityError`` when these rows conflict with stored ones (the others in the batch
@@ -114,7 +139,7 @@ class GroupCommit:
                 for item in batch:
                     _settle(item, None)
 
-    async def _commit(self, rows: Sequence[SQLModel]) -> None:
+    async def _commit(self, rows: Sequence[Row]) -> None:
         async with self.db.transaction() as session:
             connection = await session.connection()
             for table, values in _grouped(rows):

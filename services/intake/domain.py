@@ -37,6 +37,7 @@ from shared.events import (
     RoutingPreferences,
 )
 from shared.fhir import ODS_SYSTEM, FhirError, Issue, fhirpath, remember_fhir_model_lookups
+from shared.fhir_fast import fast_validate
 from shared.geography import postcode_sector
 from shared.reference import AbuseType, AgeBand, Community, Gender, Need, ServiceType, postcode_district
 
@@ -169,7 +170,11 @@ class _Bundle:
         return f"Bundle.entry[{index}].resource", resource
 
     def resolve(self, reference: Any) -> Any:
-        return self.by_reference.get(reference.reference) if reference is not None and reference.reference else None
+        return (
+            self.by_reference.get(reference.reference)
+            if reference is not None and reference.reference
+            else None
+        )
 
     def code(self, path: str, value: str | None, vocabulary: type, what: str) -> Any:
         """A code from one of the shared vocabularies, or an issue naming the allowed values."""
@@ -192,7 +197,9 @@ def _ext_value(element: Any, url: str, kind: str) -> Any:
     return getattr(found[0][1], f"value{kind}") if found else None
 
 
-def _ext_codes(ctx: _Bundle, element: Any, path: str, url: str, vocabulary: type, what: str) -> tuple[str, ...]:
+def _ext_codes(
+    ctx: _Bundle, element: Any, path: str, url: str, vocabulary: type, what: str
+) -> tuple[str, ...]:
     codes = set()
     for index, ext in _ext(element, url):
         value = ctx.code(f"{path}.extension[{index}].valueCode", ext.valueCode, vocabulary, what)
@@ -215,13 +222,21 @@ def parse_bundle(body: dict[str, Any], *, endpoint: str = "bundle") -> Bundle:
     bundle = _validate(Bundle, body)
     accepted = BUNDLE_TYPES_BY_ENDPOINT[endpoint]
     if bundle.type not in accepted:
-        hint = "post message Bundles to /fhir/$process-message" if bundle.type == "message" else (
-            "post transaction and collection Bundles to /fhir/Bundle" if endpoint == "message" else ""
+        hint = (
+            "post message Bundles to /fhir/$process-message"
+            if bundle.type == "message"
+            else ("post transaction and collection Bundles to /fhir/Bundle" if endpoint == "message" else "")
         )
         raise FhirError(
             422,
-            [Issue("value", f"Bundle.type must be one of {', '.join(accepted)} here" + (f"; {hint}." if hint else "."),
-                   "Bundle.type")],
+            [
+                Issue(
+                    "value",
+                    f"Bundle.type must be one of {', '.join(accepted)} here"
+                    + (f"; {hint}." if hint else "."),
+                    "Bundle.type",
+                )
+            ],
         )
     return bundle
 
@@ -242,8 +257,14 @@ def parse_submission(
         # the sender's malformed Bundle: a 422 naming the problem's kind, never a 500.
         raise FhirError(
             422,
-            [Issue("structure", f"The Bundle does not follow the referral profile ({type(exc).__name__}); "
-                                "see docs/fhir-referral-profile.md.", "Bundle")],
+            [
+                Issue(
+                    "structure",
+                    f"The Bundle does not follow the referral profile ({type(exc).__name__}); "
+                    "see docs/fhir-referral-profile.md.",
+                    "Bundle",
+                )
+            ],
         ) from None
 
 
@@ -253,22 +274,42 @@ def _check_message(ctx: _Bundle, request: tuple[str, ServiceRequest] | None) -> 
         if ctx.bundle.type == "transaction":
             for index, entry in enumerate(ctx.bundle.entry or []):
                 if entry.request is None or entry.request.method not in ("POST", "PUT"):
-                    ctx.issues.append(Issue("required", "Each transaction entry needs request.method POST or PUT.",
-                                            f"Bundle.entry[{index}].request"))
+                    ctx.issues.append(
+                        Issue(
+                            "required",
+                            "Each transaction entry needs request.method POST or PUT.",
+                            f"Bundle.entry[{index}].request",
+                        )
+                    )
         return
     entries = ctx.bundle.entry or []
     header = entries[0].resource if entries else None
     if not isinstance(header, MessageHeader):
-        ctx.issues.append(Issue("structure", "A message Bundle's first entry must be a MessageHeader.",
-                                "Bundle.entry[0].resource"))
+        ctx.issues.append(
+            Issue(
+                "structure",
+                "A message Bundle's first entry must be a MessageHeader.",
+                "Bundle.entry[0].resource",
+            )
+        )
         return
     event = header.eventCoding
     if event is None or event.code not in p.MESSAGE_EVENTS:
-        ctx.issues.append(Issue("code-invalid", f"MessageHeader.eventCoding must be {', '.join(p.MESSAGE_EVENTS)}.",
-                                "Bundle.entry[0].resource.eventCoding"))
+        ctx.issues.append(
+            Issue(
+                "code-invalid",
+                f"MessageHeader.eventCoding must be {', '.join(p.MESSAGE_EVENTS)}.",
+                "Bundle.entry[0].resource.eventCoding",
+            )
+        )
     if request is not None and not any(ctx.resolve(focus) is request[1] for focus in header.focus or []):
-        ctx.issues.append(Issue("business-rule", "MessageHeader.focus must reference the ServiceRequest.",
-                                "Bundle.entry[0].resource.focus"))
+        ctx.issues.append(
+            Issue(
+                "business-rule",
+                "MessageHeader.focus must reference the ServiceRequest.",
+                "Bundle.entry[0].resource.focus",
+            )
+        )
     if not (ctx.bundle.identifier and ctx.bundle.identifier.value):
         ctx.issues.append(Issue("required", "A message Bundle needs Bundle.identifier.", "Bundle.identifier"))
 
@@ -286,8 +327,9 @@ def _referrer_ods(ctx: _Bundle, path: str, request: ServiceRequest) -> tuple[str
             practitioner = None  # a reference to something else names nobody
         referrer = {
             "role": [c.text or (c.coding[0].display if c.coding else None) for c in role.code or []],
-            "practitioner": practitioner.name[0].text if practitioner is not None and practitioner.name else (
-                role.practitioner.display if role.practitioner else None),
+            "practitioner": practitioner.name[0].text
+            if practitioner is not None and practitioner.name
+            else (role.practitioner.display if role.practitioner else None),
             "telecom": [t.model_dump(mode="json", exclude_none=True) for t in role.telecom or []],
         }
         organisation = role.organization
@@ -302,8 +344,12 @@ def _referrer_ods(ctx: _Bundle, path: str, request: ServiceRequest) -> tuple[str
         if identifier is not None and identifier.system == ODS_SYSTEM and identifier.value:
             return identifier.value, referrer
     ctx.issues.append(
-        Issue("required", "ServiceRequest.requester must identify the referring organisation by ODS code "
-                          "(directly, or through a PractitionerRole in the Bundle).", f"{path}.requester.identifier")
+        Issue(
+            "required",
+            "ServiceRequest.requester must identify the referring organisation by ODS code "
+            "(directly, or through a PractitionerRole in the Bundle).",
+            f"{path}.requester.identifier",
+        )
     )
     return "", referrer
 
@@ -313,11 +359,18 @@ def _parse_cancellation(ctx: _Bundle, path: str, request: ServiceRequest) -> Par
     referrer_ods, _ = _referrer_ods(ctx, path, request)
     identifier = next((_system_value(i) for i in request.identifier or [] if i.value), None)
     if identifier is None and not request.id:
-        ctx.issues.append(Issue("required", "A revoked ServiceRequest must carry the referral's identifier or id.",
-                                f"{path}.identifier"))
+        ctx.issues.append(
+            Issue(
+                "required",
+                "A revoked ServiceRequest must carry the referral's identifier or id.",
+                f"{path}.identifier",
+            )
+        )
     reason = _ext_value(request, p.EXT_CANCELLATION_REASON, "Code")
     if reason is not None and reason not in p.CANCELLATION_REASONS:
-        ctx.issues.append(Issue("code-invalid", f"Unknown cancellation reason '{reason}'.", f"{path}.extension"))
+        ctx.issues.append(
+            Issue("code-invalid", f"Unknown cancellation reason '{reason}'.", f"{path}.extension")
+        )
     if ctx.issues:
         raise FhirError(422, ctx.issues)
     return ParsedCancellation(
@@ -354,29 +407,61 @@ def parse_referral(
     if request_entry:
         path, request = request_entry
         if request.status != "active":
-            ctx.issues.append(Issue("value", "A new referral's ServiceRequest.status must be 'active' "
-                                             "('revoked' cancels an earlier one).", f"{path}.status"))
+            ctx.issues.append(
+                Issue(
+                    "value",
+                    "A new referral's ServiceRequest.status must be 'active' "
+                    "('revoked' cancels an earlier one).",
+                    f"{path}.status",
+                )
+            )
         if patient is not None and ctx.resolve(request.subject) is not patient:
-            ctx.issues.append(Issue("business-rule", "ServiceRequest.subject must reference the Patient in the Bundle.",
-                                    f"{path}.subject"))
+            ctx.issues.append(
+                Issue(
+                    "business-rule",
+                    "ServiceRequest.subject must reference the Patient in the Bundle.",
+                    f"{path}.subject",
+                )
+            )
         referrer_ods, referrer = _referrer_ods(ctx, path, request)
         identifying["referrer"] = referrer
         sr_identifier = next((_system_value(i) for i in request.identifier or [] if i.value), None)
-        categories = [c.code for cc in request.category or [] for c in cc.coding or []
-                      if c.system == p.REFERRAL_CATEGORY_SYSTEM]
+        categories = [
+            c.code
+            for cc in request.category or []
+            for c in cc.coding or []
+            if c.system == p.REFERRAL_CATEGORY_SYSTEM
+        ]
         abuse_types |= {p.REFERRAL_CATEGORIES[c] for c in categories if c in p.REFERRAL_CATEGORIES}
         if not abuse_types:
-            ctx.issues.append(Issue("required", "ServiceRequest.category must hold intimate-partner-violence or "
-                                                f"sexual-violence from {p.REFERRAL_CATEGORY_SYSTEM}.",
-                                    f"{path}.category"))
-        setting = ctx.code(f"{path}.extension", _ext_value(request, p.EXT_SETTING, "Code"), CareSetting, "care setting")
+            ctx.issues.append(
+                Issue(
+                    "required",
+                    "ServiceRequest.category must hold intimate-partner-violence or "
+                    f"sexual-violence from {p.REFERRAL_CATEGORY_SYSTEM}.",
+                    f"{path}.category",
+                )
+            )
+        setting = ctx.code(
+            f"{path}.extension", _ext_value(request, p.EXT_SETTING, "Code"), CareSetting, "care setting"
+        )
         summary["setting"] = setting or CareSetting.other
-        summary["characteristics"] = _ext_codes(ctx, request, path, p.EXT_CHARACTERISTIC, Community, "characteristic")
+        summary["characteristics"] = _ext_codes(
+            ctx, request, path, p.EXT_CHARACTERISTIC, Community, "characteristic"
+        )
         needs |= set(_ext_codes(ctx, request, path, p.EXT_NEED, Need, "need"))
-        preferences["by_and_for"] = ctx.code(
-            f"{path}.extension", _ext_value(request, p.EXT_BY_AND_FOR, "Code"), ByAndForPreference, "by-and-for preference"
-        ) or ByAndForPreference.no_preference
-        worker = ctx.code(f"{path}.extension", _ext_value(request, p.EXT_WORKER_GENDER, "Code"), Gender, "worker gender")
+        preferences["by_and_for"] = (
+            ctx.code(
+                f"{path}.extension",
+                _ext_value(request, p.EXT_BY_AND_FOR, "Code"),
+                ByAndForPreference,
+                "by-and-for preference",
+            )
+            or ByAndForPreference.no_preference
+        )
+        worker = ctx.code(
+            f"{path}.extension", _ext_value(request, p.EXT_WORKER_GENDER, "Code"), Gender, "worker gender"
+        )
         preferences["worker_gender"] = str(worker) if worker else None
         preferences["declined_service_types"] = _ext_codes(
             ctx, request, path, p.EXT_DECLINED_SERVICE_TYPE, ServiceType, "service type"
@@ -403,8 +488,9 @@ def parse_referral(
 
     consent = ConsentState(status=ConsentStatus.not_asked, safeguarding_basis=safeguarding)
     if consent_entry:
-        consent = consent_state(consent_entry[1], safeguarding_basis=safeguarding, issues=ctx.issues,
-                                path=consent_entry[0])
+        consent = consent_state(
+            consent_entry[1], safeguarding_basis=safeguarding, issues=ctx.issues, path=consent_entry[0]
+        )
     if ctx.issues:
         raise FhirError(422, ctx.issues)
     language = summary.pop("language", None)
@@ -425,26 +511,36 @@ def parse_referral(
     )
 
 
-def _patient(ctx: _Bundle, path: str, patient: Patient, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+def _patient(
+    ctx: _Bundle, path: str, patient: Patient, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """What routing may know of the survivor, and the identifying rest (kept encrypted)."""
     routing: dict[str, Any] = {"derived_needs": set()}
     postcode = next((a.postalCode for a in patient.address or [] if a.postalCode), None)
     district = postcode_district(postcode) if postcode else None
     if not district:
         ctx.issues.append(
-            Issue("value" if postcode else "required",
-                  "Patient.address.postalCode must be a full UK postcode." if postcode
-                  else "Patient.address.postalCode is required to find local services.",
-                  f"{path}.address.postalCode")
+            Issue(
+                "value" if postcode else "required",
+                "Patient.address.postalCode must be a full UK postcode."
+                if postcode
+                else "Patient.address.postalCode is required to find local services.",
+                f"{path}.address.postalCode",
+            )
         )
     if not patient.name:
-        ctx.issues.append(Issue("required", "Patient.name is required: the service must know whom to contact.",
-                                f"{path}.name"))
+        ctx.issues.append(
+            Issue(
+                "required", "Patient.name is required: the service must know whom to contact.", f"{path}.name"
+            )
+        )
     # The sector ("LS7 3") is the most precise area that does not identify: the full postcode stays here.
     routing["postcode_district"] = district
     routing["postcode_sector"] = postcode_sector(postcode) if district and postcode else None
     if patient.gender:
-        routing["gender"] = str(ctx.code(f"{path}.gender", patient.gender, Gender, "gender") or Gender.unknown)
+        routing["gender"] = str(
+            ctx.code(f"{path}.gender", patient.gender, Gender, "gender") or Gender.unknown
+        )
     if patient.birthDate:
         routing["age_band"] = age_band(_as_date(patient.birthDate), now.date())
 
@@ -470,8 +566,10 @@ def _patient(ctx: _Bundle, path: str, patient: Patient, now: datetime) -> tuple[
         "gender": patient.gender,
         "address": [a.model_dump(mode="json", exclude_none=True) for a in patient.address or []],
         "telecom": [t.model_dump(mode="json", exclude_none=True) for t in patient.telecom or []],
-        "nhs_number": next((i.value for i in patient.identifier or []
-                            if i.system == "https://fhir.nhs.uk/Id/nhs-number"), None),
+        "nhs_number": next(
+            (i.value for i in patient.identifier or [] if i.system == "https://fhir.nhs.uk/Id/nhs-number"),
+            None,
+        ),
         # Recorded ethnicity stays with the identifying data: routing uses only the characteristics
         # the survivor chose to share for it.
         "ethnic_category": ethnic.model_dump(mode="json", exclude_none=True) if ethnic else None,
@@ -524,7 +622,9 @@ def _flags(ctx: _Bundle, snomed_flags: Mapping[str, str]) -> set[str]:
             continue
         for coding in (flag.code.coding if flag.code else None) or []:
             if coding.system == p.SAFEGUARDING_FLAG_SYSTEM:
-                value = ctx.code(f"Bundle.entry[{index}].resource.code", coding.code, AbuseType, "safeguarding flag")
+                value = ctx.code(
+                    f"Bundle.entry[{index}].resource.code", coding.code, AbuseType, "safeguarding flag"
+                )
                 if value is not None:
                     found.add(str(value))
             elif coding.system == p.SNOMED and coding.code in snomed_flags:
@@ -534,13 +634,21 @@ def _flags(ctx: _Bundle, snomed_flags: Mapping[str, str]) -> set[str]:
 
 def _dash(ctx: _Bundle) -> tuple[int, RiskBand | None, bool] | None:
     """The DASH result: from the checklist itself (QuestionnaireResponse) or a RiskAssessment."""
-    checklists = [(i, r) for i, r in ctx.by_type.get("QuestionnaireResponse", [])
-                  if r.questionnaire == p.DASH_QUESTIONNAIRE]
+    checklists = [
+        (i, r)
+        for i, r in ctx.by_type.get("QuestionnaireResponse", [])
+        if r.questionnaire == p.DASH_QUESTIONNAIRE
+    ]
     assessment = ctx.one("RiskAssessment", required=False)
     if not checklists and assessment is None:
-        ctx.issues.append(Issue("required", "The Bundle must hold the DASH checklist (QuestionnaireResponse of "
-                                            f"{p.DASH_QUESTIONNAIRE}) or a RiskAssessment with its score.",
-                                "Bundle.entry"))
+        ctx.issues.append(
+            Issue(
+                "required",
+                "The Bundle must hold the DASH checklist (QuestionnaireResponse of "
+                f"{p.DASH_QUESTIONNAIRE}) or a RiskAssessment with its score.",
+                "Bundle.entry",
+            )
+        )
         return None
     if len(checklists) > 1:
         ctx.issues.append(Issue("business-rule", "The Bundle must hold one DASH checklist.", "Bundle.entry"))
@@ -557,17 +665,30 @@ def _dash(ctx: _Bundle) -> tuple[int, RiskBand | None, bool] | None:
             assert isinstance(resource, RiskAssessment)
             yes = _ext_value(resource, p.EXT_DASH_YES, "Integer")
             if yes is None or not 0 <= yes <= len(p.DASH_ITEMS):
-                ctx.issues.append(Issue("required", "RiskAssessment needs the DASH 'yes' count (0 to 24).",
-                                        f"{path}.extension"))
+                ctx.issues.append(
+                    Issue(
+                        "required",
+                        "RiskAssessment needs the DASH 'yes' count (0 to 24).",
+                        f"{path}.extension",
+                    )
+                )
             else:
                 counts.append(yes)
-        judgement = ctx.code(f"{path}.extension", _ext_value(resource, p.EXT_JUDGEMENT, "Code"), RiskBand, "risk band")
+        judgement = ctx.code(
+            f"{path}.extension", _ext_value(resource, p.EXT_JUDGEMENT, "Code"), RiskBand, "risk band"
+        )
         if judgement is not None:
             judgements.append(judgement)
         escalation = escalation or bool(_ext_value(resource, p.EXT_ESCALATION, "Boolean"))
     if len(set(counts)) > 1:
-        ctx.issues.append(Issue("business-rule", f"The DASH checklist and the RiskAssessment disagree "
-                                                 f"({counts[0]} and {counts[1]} 'yes' answers).", "Bundle.entry"))
+        ctx.issues.append(
+            Issue(
+                "business-rule",
+                f"The DASH checklist and the RiskAssessment disagree "
+                f"({counts[0]} and {counts[1]} 'yes' answers).",
+                "Bundle.entry",
+            )
+        )
     if not counts:
         return None
     judgement = max(judgements, key=RISK_ORDER.__getitem__) if judgements else None
@@ -580,8 +701,13 @@ def _dash_yes_answers(ctx: _Bundle, path: str, checklist: QuestionnaireResponse)
     yes = 0
     for index, item in enumerate(checklist.item or []):
         if item.linkId not in p.DASH_ITEMS or item.linkId in seen:
-            ctx.issues.append(Issue("structure", f"DASH item '{item.linkId}' is unknown or repeated.",
-                                    f"{path}.item[{index}].linkId"))
+            ctx.issues.append(
+                Issue(
+                    "structure",
+                    f"DASH item '{item.linkId}' is unknown or repeated.",
+                    f"{path}.item[{index}].linkId",
+                )
+            )
             continue
         seen[item.linkId] = index
         for answer in item.answer or []:
@@ -592,8 +718,13 @@ def _dash_yes_answers(ctx: _Bundle, path: str, checklist: QuestionnaireResponse)
                 break
     missing = [link for link in p.DASH_ITEMS if link not in seen]
     if missing:
-        ctx.issues.append(Issue("required", f"The DASH checklist must hold all 24 items; missing: {', '.join(missing)}.",
-                                f"{path}.item"))
+        ctx.issues.append(
+            Issue(
+                "required",
+                f"The DASH checklist must hold all 24 items; missing: {', '.join(missing)}.",
+                f"{path}.item",
+            )
+        )
     return yes
 
 
@@ -618,8 +749,13 @@ def consent_state(
     own_issues: list[Issue] = [] if issues is None else issues
     status = CONSENT_STATUSES.get(consent.status)
     if status is None:
-        own_issues.append(Issue("code-invalid", f"Consent.status must be one of {', '.join(CONSENT_STATUSES)}.",
-                                f"{path}.status"))
+        own_issues.append(
+            Issue(
+                "code-invalid",
+                f"Consent.status must be one of {', '.join(CONSENT_STATUSES)}.",
+                f"{path}.status",
+            )
+        )
         status = ConsentStatus.not_asked
     provision = consent.provision
     if status is ConsentStatus.granted and provision is not None and provision.type == "deny":
@@ -635,8 +771,13 @@ def consent_state(
                 if coding.code in p.CONSENT_SCOPES:
                     scopes.add(ConsentScope(coding.code))
                 else:
-                    own_issues.append(Issue("code-invalid", f"Unknown consent scope '{coding.code}'.",
-                                            f"{path}.provision.actor[{index}].role"))
+                    own_issues.append(
+                        Issue(
+                            "code-invalid",
+                            f"Unknown consent scope '{coding.code}'.",
+                            f"{path}.provision.actor[{index}].role",
+                        )
+                    )
             identifier = actor.reference.identifier
             if identifier is not None and identifier.system == p.ORGANISATION_ID_SYSTEM and identifier.value:
                 organisations.add(identifier.value)
@@ -646,8 +787,13 @@ def consent_state(
             if expires_at.tzinfo is None:
                 expires_at = expires_at.replace(tzinfo=UTC)
     if status is ConsentStatus.granted and not scopes and not organisations:
-        own_issues.append(Issue("required", "Granted consent must name at least one kind of service or organisation "
-                                            "in provision.actor.", f"{path}.provision.actor"))
+        own_issues.append(
+            Issue(
+                "required",
+                "Granted consent must name at least one kind of service or organisation in provision.actor.",
+                f"{path}.provision.actor",
+            )
+        )
     if issues is None and own_issues:
         raise FhirError(422, own_issues)
     return ConsentState(
@@ -667,20 +813,40 @@ def parse_consent(body: dict[str, Any]) -> Consent:
 
 
 def _validate(model: type[M], body: dict[str, Any]) -> M:
-    """fhir.resources validation, each schema problem an issue at its FHIRPath (never echoing values)."""
+    """fhir.resources validation, each schema problem an issue at its FHIRPath (never echoing values).
+
+    A resource of the shape referrals have is validated by the fast path, which builds the same model
+    (``shared.fhir_fast``); anything else, every invalid resource included, by fhir.resources itself."""
+    if (fast := fast_validate(model, body)) is not None:
+        return fast
     try:
         return model.model_validate(body)
     except ValidationError as exc:
         root = model.__name__
-        raise FhirError(422, [
-            Issue("structure", err["msg"], fhirpath(root, [part for part in err["loc"] if part != "__root__"]))
-            for err in exc.errors(include_input=False, include_url=False)
-        ]) from None
+        raise FhirError(
+            422,
+            [
+                Issue(
+                    "structure",
+                    err["msg"],
+                    fhirpath(root, [part for part in err["loc"] if part != "__root__"]),
+                )
+                for err in exc.errors(include_input=False, include_url=False)
+            ],
+        ) from None
     except (TypeError, KeyError, AttributeError, RecursionError) as exc:
         # fhir.resources raises these (not ValidationError) for some malformed shapes, such as a
         # contained resource whose resourceType is not a string; they carry no location.
-        raise FhirError(422, [Issue("structure", f"The {model.__name__} is not valid FHIR R4 "
-                                                 f"({type(exc).__name__}).", model.__name__)]) from None
+        raise FhirError(
+            422,
+            [
+                Issue(
+                    "structure",
+                    f"The {model.__name__} is not valid FHIR R4 ({type(exc).__name__}).",
+                    model.__name__,
+                )
+            ],
+        ) from None
 
 
 def _as_date(value: Any) -> date:

@@ -8,8 +8,9 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
-from uuid import UUID
+from types import SimpleNamespace
+from typing import Any, cast
+from uuid import UUID, uuid4
 
 from fhir.resources.R4B.consent import Consent
 from sqlalchemy import update
@@ -34,8 +35,8 @@ from shared.events import (
     utcnow,
 )
 from shared.fhir import FhirError, Issue
-from shared.group_commit import GroupCommit
-from shared.outbox import OutboxMessage, enqueue, outbox_message
+from shared.group_commit import GroupCommit, Row, row_values
+from shared.outbox import enqueue, outbox_message
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,17 @@ def _replay(record: IdempotencyRecord, fingerprint: str) -> Answer:
     if record.request_hash != fingerprint:
         kind, _, _ = record.key.partition(":")
         expression = "Bundle.identifier" if kind == "bundle" else None
-        raise FhirError(409, [Issue("duplicate", "A different request was already made with this "
-                                                 f"{'Bundle.identifier' if expression else 'X-Request-Id'}.",
-                                    expression)])
+        raise FhirError(
+            409,
+            [
+                Issue(
+                    "duplicate",
+                    "A different request was already made with this "
+                    f"{'Bundle.identifier' if expression else 'X-Request-Id'}.",
+                    expression,
+                )
+            ],
+        )
     return Answer(record.status_code, record.response, record.location, replayed=True)
 
 
@@ -87,10 +96,16 @@ async def idempotent(
         async with db.transaction(session):
             answer = await work()
             for key in keys:
-                session.add(IdempotencyRecord(
-                    client_id=client_id, key=key, request_hash=fingerprint, status_code=answer.status_code,
-                    response=answer.resource, location=answer.location,
-                ))
+                session.add(
+                    IdempotencyRecord(
+                        client_id=client_id,
+                        key=key,
+                        request_hash=fingerprint,
+                        status_code=answer.status_code,
+                        response=answer.resource,
+                        location=answer.location,
+                    )
+                )
     except (IntegrityError, FhirError) as exc:
         # A retry's work can itself fail (the Bundle.identifier already has a referral, the referral is
         # already cancelled): the first answer under the key is the answer.
@@ -105,7 +120,8 @@ async def idempotent(
 class NewReferral:
     """Everything a new referral writes (the referral, its event) and the answer, built beforehand."""
 
-    rows: tuple[Referral, OutboxMessage]
+    rows: tuple[Row, ...]
+    fingerprint: str
     answer: Answer
 
 
@@ -116,9 +132,13 @@ def new_referral(
 
     Built before the transaction that stores it (encryption, serialising the event and the Task are
     CPU work), so that the transaction only inserts: under load, time spent holding a connection, and
-    on SQLite the one writer slot, is what limits throughput (issue 9).
+    on SQLite the one writer slot, is what limits throughput (issue 9). The referral is built as its
+    column values (``row_values``: the same values a ``Referral`` row would insert, without the ORM).
     """
-    referral = Referral(
+    referral_id = uuid4()
+    table, values = row_values(
+        Referral,
+        id=referral_id,
         client_id=client.id,
         bundle_identifier=parsed.bundle_identifier,
         service_request_identifier=parsed.service_request_identifier,
@@ -127,15 +147,21 @@ def new_referral(
         summary=parsed.summary.model_dump(mode="json"),
         consent=parsed.consent.model_dump(mode="json"),
         consent_version=parsed.consent.version,
-        identifying="",
+        # The row id is the associated data: a ciphertext copied onto another referral does not decrypt.
+        identifying=cipher.encrypt(json.dumps(parsed.identifying).encode(), aad=referral_id.bytes),
     )
-    # The row id is the associated data: a ciphertext copied onto another referral does not decrypt.
-    referral.identifying = cipher.encrypt(json.dumps(parsed.identifying).encode(), aad=referral.id.bytes)
-    announcement = outbox_message(ReferralReceived(
-        case_id=referral.id, referrer_ods=parsed.referrer_ods, summary=parsed.summary, consent=parsed.consent,
-    ))
-    answer = Answer(202, task_resource(referral), f"/fhir/Task/{referral.id}")
-    return NewReferral((referral, announcement), answer)
+    announcement = outbox_message(
+        ReferralReceived(
+            case_id=referral_id,
+            referrer_ods=parsed.referrer_ods,
+            summary=parsed.summary,
+            consent=parsed.consent,
+        )
+    )
+    # The Task reads the referral's columns only: the values stand in for the row.
+    task = task_resource(cast(Referral, SimpleNamespace(**values)))
+    answer = Answer(202, task, f"/fhir/Task/{referral_id}")
+    return NewReferral(((table, values), announcement), fingerprint, answer)
 
 
 async def receive(
@@ -146,10 +172,17 @@ async def receive(
 
     Idempotent as ``idempotent`` is: a key already taken fails this referral's insert alone, and the
     first answer under the key is replayed (or a 409 for a different request under it)."""
-    fingerprint = new.rows[0].request_hash
+    fingerprint = new.fingerprint
     records = [
-        IdempotencyRecord(client_id=client_id, key=key, request_hash=fingerprint, status_code=new.answer.status_code,
-                          response=new.answer.resource, location=new.answer.location)
+        row_values(
+            IdempotencyRecord,
+            client_id=client_id,
+            key=key,
+            request_hash=fingerprint,
+            status_code=new.answer.status_code,
+            response=new.answer.resource,
+            location=new.answer.location,
+        )
         for key in keys
     ]
     try:
@@ -184,26 +217,57 @@ async def cancel(session: AsyncSession, client: ApiClient, parsed: ParsedCancell
         except FhirError:
             referral = None
     if referral is None and parsed.service_request_identifier:
-        statement = select(Referral).where(
-            Referral.client_id == client.id, Referral.service_request_identifier == parsed.service_request_identifier
-        ).order_by(col(Referral.created_at).desc())
+        statement = (
+            select(Referral)
+            .where(
+                Referral.client_id == client.id,
+                Referral.service_request_identifier == parsed.service_request_identifier,
+            )
+            .order_by(col(Referral.created_at).desc())
+        )
         referral = (await session.exec(statement)).first()
     if referral is None:
-        raise FhirError(404, [Issue("not-found", "No referral from this client matches the revoked ServiceRequest.",
-                                    "ServiceRequest.identifier")])
+        raise FhirError(
+            404,
+            [
+                Issue(
+                    "not-found",
+                    "No referral from this client matches the revoked ServiceRequest.",
+                    "ServiceRequest.identifier",
+                )
+            ],
+        )
     now = utcnow()
-    if await TASK_STATES.advance(session, referral, TaskStatus.cancelled, business_status="cancelled by the referrer",
-                                 business_status_code="cancelled", status_reason=parsed.reason,
-                                 last_updated=now, closed_at=now):
+    if await TASK_STATES.advance(
+        session,
+        referral,
+        TaskStatus.cancelled,
+        business_status="cancelled by the referrer",
+        business_status_code="cancelled",
+        status_reason=parsed.reason,
+        last_updated=now,
+        closed_at=now,
+    ):
         enqueue(session, ReferralCancelled(case_id=referral.id, reason=parsed.reason))
-        record(session, referrer(client), "cancel-referral", case_id=referral.id,
-               detail=f"ODS {referral.referrer_ods}", reason=parsed.reason or "revoked by the referrer")
+        record(
+            session,
+            referrer(client),
+            "cancel-referral",
+            case_id=referral.id,
+            detail=f"ODS {referral.referrer_ods}",
+            reason=parsed.reason or "revoked by the referrer",
+        )
     return Answer(200, task_resource(referral))
 
 
 async def update_consent(
-    session: AsyncSession, client: ApiClient, task_id: UUID, consent: Consent, body: dict[str, Any],
-    *, purge_after: timedelta,
+    session: AsyncSession,
+    client: ApiClient,
+    task_id: UUID,
+    consent: Consent,
+    body: dict[str, Any],
+    *,
+    purge_after: timedelta,
 ) -> Answer:
     """A new Consent for an existing referral: stored, and announced when it changes what may be shared.
 
@@ -219,8 +283,16 @@ async def update_consent(
     stated = consent_state(consent, safeguarding_basis=before.safeguarding_basis, path="Consent")
     withdrawn = stated.status is ConsentStatus.withdrawn
     if TASK_STATES.is_final(referral.task_status) and not withdrawn:
-        raise FhirError(409, [Issue("business-rule", f"The referral is {referral.task_status}: only a withdrawal "
-                                                     "of consent is accepted now.", "Task.status")])
+        raise FhirError(
+            409,
+            [
+                Issue(
+                    "business-rule",
+                    f"The referral is {referral.task_status}: only a withdrawal of consent is accepted now.",
+                    "Task.status",
+                )
+            ],
+        )
     if stated.model_copy(update={"version": before.version}) != before:
         now = utcnow()
         after = stated.model_copy(update={"version": before.version + 1})
@@ -228,19 +300,37 @@ async def update_consent(
         changed = await session.exec(  # type: ignore[call-overload]
             update(Referral)
             .where(col(Referral.id) == referral.id, col(Referral.consent_version) == before.version)
-            .values(consent=after.model_dump(mode="json"), consent_version=after.version, last_updated=now,
-                    purge_due_at=purge_due)
+            .values(
+                consent=after.model_dump(mode="json"),
+                consent_version=after.version,
+                last_updated=now,
+                purge_due_at=purge_due,
+            )
         )
         if changed.rowcount != 1:
-            raise FhirError(409, [Issue("conflict", "The consent changed while this update was made; read the "
-                                                    "Task and send the update again.", "Consent")])
+            raise FhirError(
+                409,
+                [
+                    Issue(
+                        "conflict",
+                        "The consent changed while this update was made; read the "
+                        "Task and send the update again.",
+                        "Consent",
+                    )
+                ],
+            )
         await session.refresh(referral)
         enqueue(session, ConsentUpdated(case_id=referral.id, consent=after))
-        record(session, referrer(client), "update-consent", case_id=referral.id,
-               detail=f"consent version {after.version}; status {after.status.value}; scopes "
-                      f"{','.join(sorted(str(s) for s in after.scopes)) or 'none'}"
-                      + (f"; purge due {purge_due:%Y-%m-%dT%H:%MZ}" if purge_due else ""),
-               reason="consent updated by the referrer")
+        record(
+            session,
+            referrer(client),
+            "update-consent",
+            case_id=referral.id,
+            detail=f"consent version {after.version}; status {after.status.value}; scopes "
+            f"{','.join(sorted(str(s) for s in after.scopes)) or 'none'}"
+            + (f"; purge due {purge_due:%Y-%m-%dT%H:%MZ}" if purge_due else ""),
+            reason="consent updated by the referrer",
+        )
     resource = {**body, "id": str(referral.id), "meta": {"lastUpdated": referral.last_updated.isoformat()}}
     return Answer(200, resource, f"/fhir/Consent/{referral.id}")
 

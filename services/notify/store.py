@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Table, Text, UniqueConstraint
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel, func, select
 
 from services.notify.domain import OfferStatus
 from shared.audit import AuditChain, AuditRecord
 from shared.db import Database, utc_field
 from shared.events import utcnow
-from shared.state_machine import StateMachine
 from shared.metrics import OFFERS
+from shared.state_machine import StateMachine
 from shared.telemetry import stored_context
-
 
 OPEN_OFFER_STATUSES = (OfferStatus.offered, OfferStatus.accepted)
 
@@ -41,6 +41,14 @@ class CaseConsent(SQLModel, table=True):
     # Set when the referral was cancelled: no new offers are made after that.
     closed_reason: str | None = Field(default=None, max_length=60)
     updated_at: datetime = utc_field(default_factory=utcnow)
+
+
+class CaseState(NamedTuple):
+    """What the consumers decide on for a case: the newest consent notify knows and whether it is closed."""
+
+    consent: dict[str, Any]
+    consent_version: int
+    closed_reason: str | None
 
 
 class RoutingRecord(SQLModel, table=True):
@@ -140,10 +148,15 @@ class EscalationStatus(StrEnum):
 
 # Ops assign a service to an open escalation; assigning another later (the first could not help) keeps it assigned.
 ESCALATION_STATES = StateMachine.of(
-    "escalation", "status",
-    {EscalationStatus.open: (EscalationStatus.assigned,), EscalationStatus.assigned: (EscalationStatus.assigned,)},
+    "escalation",
+    "status",
+    {
+        EscalationStatus.open: (EscalationStatus.assigned,),
+        EscalationStatus.assigned: (EscalationStatus.assigned,),
+    },
     self_moves=(EscalationStatus.assigned,),
 )
+
 
 class Escalation(SQLModel, table=True):
     """A case in the ops queue (``case.escalated``)."""
@@ -169,8 +182,21 @@ class EscalationNote(SQLModel, table=True):
     text: str = Field(max_length=2000)
 
 
+def upsert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An ``INSERT`` that can say ``ON CONFLICT`` on the dialect named (both backends have it; SQLAlchemy
+    spells it per dialect): one statement where a read, an insert or update and a flush were three (issue 9)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
 TABLES = [
-    CaseConsent, RoutingRecord, Offer, WebhookDelivery, WebhookEndpointState, Escalation, EscalationNote, AuditRecord,
+    CaseConsent,
+    RoutingRecord,
+    Offer,
+    WebhookDelivery,
+    WebhookEndpointState,
+    Escalation,
+    EscalationNote,
+    AuditRecord,
     AuditChain,
 ]
 

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from opentelemetry import trace
-from sqlalchemy import update
+from sqlalchemy import bindparam, event, update
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
-from services.notify.offers import NOTIFY
+from services.notify.offers import NOTIFY, WEBHOOKS_QUEUED
 from services.notify.settings import NotifySettings
 from services.notify.store import WebhookDelivery, WebhookEndpointState, WebhookStatus
 from shared.audit import record
@@ -36,6 +40,11 @@ from shared.telemetry import instrument_client, restored_context, safe_attribute
 
 log = logging.getLogger(__name__)
 BATCH = 50
+_DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_ENDPOINTS = WebhookEndpointState.__table__  # type: ignore[attr-defined]
+_ENDPOINT_DISABLED = select(_ENDPOINTS.c.organisation_id).where(
+    _ENDPOINTS.c.organisation_id == bindparam("organisation_id"), _ENDPOINTS.c.disabled_at.is_not(None)
+)
 
 
 class DirectoryUnavailable(RuntimeError):
@@ -71,6 +80,23 @@ class DeliverySettings:
         self._cache[organisation_id] = (time.monotonic() + self.settings.delivery_cache_seconds, delivery)
         return delivery
 
+    def known_to_poll(self, organisation_ids: Iterable[str]) -> set[str]:
+        """Those of these organisations whose delivery settings, still fresh in the cache, say they take offers
+        by polling (or the web inbox): their offers need no webhook. Never asks the directory (the consumer
+        that makes offers must not wait on it): an organisation not in the cache is left to the dispatcher,
+        whose look-up fills the cache for the next offers."""
+        now = time.monotonic()
+        return {
+            organisation_id
+            for organisation_id in set(organisation_ids)
+            if (hit := self._cache.get(organisation_id)) and hit[0] > now and polls(hit[1])
+        }
+
+
+def polls(target: ProviderDelivery) -> bool:
+    """The organisation takes offers by polling (or the web inbox), not by webhook: nothing to send."""
+    return target.channel != "webhook" or not target.webhook_url
+
 
 def sign(delivery_id: str, at: datetime, payload: str, secrets: tuple[str, ...]) -> str:
     """The ``webhook-signature`` header: one ``v1,`` signature per secret, so rotation never breaks a receiver."""
@@ -87,11 +113,30 @@ def webhook_headers(delivery_id: str, at: datetime, payload: str, secrets: tuple
     }
 
 
+# Running dispatchers, woken when a transaction that queued a webhook commits (``_wake_dispatchers``).
+_DISPATCHERS: weakref.WeakSet[WebhookDispatcher] = weakref.WeakSet()
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_dispatchers(session: Session) -> None:
+    # Only commits that queued a webhook wake the dispatchers (every commit did, issue 9: a query and often a
+    # write per consumed batch for nothing); the dispatcher's own polling stays the fallback after a crash.
+    if session.info.pop(WEBHOOKS_QUEUED, False):
+        for dispatcher in list(_DISPATCHERS):
+            dispatcher.worker.wake()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_rolled_back_webhooks(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # rolled back (a commit popped the flag already): nothing was queued
+        session.info.pop(WEBHOOKS_QUEUED, None)
+
+
 class WebhookDispatcher:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, directory: DeliverySettings | None = None) -> None:
         self.runtime = runtime
         self.settings: NotifySettings = runtime.settings  # type: ignore[assignment]
-        self.directory = DeliverySettings(runtime)
+        self.directory = directory or DeliverySettings(runtime)
         # Webhook URLs are the providers': a client of their own that calls only public addresses, checked
         # at each connection (shared.egress), never the internal client with its service credentials.
         self.http = external_client(policy_for(self.settings), timeout=self.settings.webhook_timeout_seconds)
@@ -99,8 +144,15 @@ class WebhookDispatcher:
         # the webhook call itself, not only the directory look-up before it.
         instrument_client(self.http)
         runtime.stop_hooks.append(self.http.aclose)
-        self.worker = PeriodicWorker("notify-webhooks", self.step, interval=self.settings.webhook_poll_seconds)
-        runtime.db.on_commit.append(self.worker.wake)
+        self.worker = PeriodicWorker(
+            "notify-webhooks", self.step, interval=self.settings.webhook_poll_seconds
+        )
+        _DISPATCHERS.add(self)
+
+        async def forget() -> None:
+            _DISPATCHERS.discard(self)
+
+        runtime.stop_hooks.append(forget)
 
     async def step(self) -> bool:
         now = utcnow()
@@ -108,16 +160,30 @@ class WebhookDispatcher:
             due = (
                 await session.exec(
                     select(WebhookDelivery)
-                    .where(WebhookDelivery.status == WebhookStatus.pending, col(WebhookDelivery.next_attempt_at) <= now)
+                    .where(
+                        WebhookDelivery.status == WebhookStatus.pending,
+                        col(WebhookDelivery.next_attempt_at) <= now,
+                    )
                     .order_by(col(WebhookDelivery.next_attempt_at))
                     .limit(BATCH)
                 )
             ).all()
-            disabled = set((await session.exec(
-                select(WebhookEndpointState.organisation_id).where(
-                    col(WebhookEndpointState.organisation_id).in_({d.organisation_id for d in due}),
-                    col(WebhookEndpointState.disabled_at).is_not(None))
-            )).all()) if due else set()
+            disabled = (
+                set(
+                    (
+                        await session.exec(
+                            select(WebhookEndpointState.organisation_id).where(
+                                col(WebhookEndpointState.organisation_id).in_(
+                                    {d.organisation_id for d in due}
+                                ),
+                                col(WebhookEndpointState.disabled_at).is_not(None),
+                            )
+                        )
+                    ).all()
+                )
+                if due
+                else set()
+            )
         polling: list[str] = []
         for delivery in due:
             if delivery.organisation_id not in disabled and await self._polls(delivery):
@@ -130,45 +196,56 @@ class WebhookDispatcher:
             async with self.runtime.db.transaction(announce=False) as session:
                 await session.exec(  # type: ignore[call-overload]
                     update(WebhookDelivery)
-                    .where(col(WebhookDelivery.id).in_(polling), col(WebhookDelivery.status) == WebhookStatus.pending)
+                    .where(
+                        col(WebhookDelivery.id).in_(polling),
+                        col(WebhookDelivery.status) == WebhookStatus.pending,
+                    )
                     .values(status=WebhookStatus.not_applicable)
                 )
         return len(due) == BATCH
 
     async def _polls(self, delivery: WebhookDelivery) -> bool:
-        """The organisation takes offers by polling (or the web inbox), not by webhook: nothing to send."""
         try:
             target = await self.directory.of(delivery.organisation_id)
         except DirectoryUnavailable:
             return False  # the attempt finds out again and reschedules
-        return target.channel != "webhook" or not target.webhook_url
+        return polls(target)
 
-    async def _lease(self, delivery: WebhookDelivery, now: datetime) -> bool:
-        """Take the delivery for one attempt; another notify instance that looked at the same time gets nothing."""
+    async def _lease(self, delivery: WebhookDelivery, now: datetime) -> tuple[bool, bool]:
+        """Take the delivery for one attempt (False: another notify instance that looked at the same time got
+        it), and say whether its endpoint is disabled: one short transaction for both."""
         lease = timedelta(seconds=self.settings.webhook_timeout_seconds * 3)
         async with self.runtime.db.transaction(announce=False) as session:  # nothing new for anyone to do
-            result = await session.exec(  # type: ignore[call-overload]
-                update(WebhookDelivery)
-                .where(col(WebhookDelivery.id) == delivery.id, col(WebhookDelivery.status) == WebhookStatus.pending,
-                       col(WebhookDelivery.next_attempt_at) <= now)
+            connection = await session.connection()
+            disabled = (
+                await connection.execute(_ENDPOINT_DISABLED, {"organisation_id": delivery.organisation_id})
+            ).first() is not None
+            result = await connection.execute(
+                update(_DELIVERIES)
+                .where(
+                    _DELIVERIES.c.id == delivery.id,
+                    _DELIVERIES.c.status == WebhookStatus.pending,
+                    _DELIVERIES.c.next_attempt_at <= now,
+                )
                 .values(next_attempt_at=now + lease)
             )
-            return bool(result.rowcount == 1)
+            return result.rowcount == 1, disabled
 
     async def attempt(self, delivery: WebhookDelivery) -> None:
         now = utcnow()
-        if not await self._lease(delivery, now):
+        leased, disabled = await self._lease(delivery, now)
+        if not leased:
             return
         with tracer().start_as_current_span(
-            "deliver webhook", context=restored_context(delivery.trace_context), kind=trace.SpanKind.PRODUCER,
+            "deliver webhook",
+            context=restored_context(delivery.trace_context),
+            kind=trace.SpanKind.PRODUCER,
             attributes=safe_attributes(pathways__offer_id=delivery.offer_id, pathways__delivery=delivery.id),
         ):
-            await self._attempt(delivery, now)
+            await self._attempt(delivery, now, disabled=disabled)
 
-    async def _attempt(self, delivery: WebhookDelivery, now: datetime) -> None:
-        async with self.runtime.db.session() as session:
-            state = await session.get(WebhookEndpointState, delivery.organisation_id)
-        if state is not None and state.disabled_at is not None:
+    async def _attempt(self, delivery: WebhookDelivery, now: datetime, *, disabled: bool) -> None:
+        if disabled:
             await self._finish(delivery, WebhookStatus.failed, error="endpoint disabled")
             return
         try:
@@ -177,7 +254,7 @@ class WebhookDispatcher:
             # Not the endpoint's fault: try again later without counting an attempt against it.
             await self._reschedule(delivery, now, error=f"directory: {exc}", count=False)
             return
-        if target.channel != "webhook" or not target.webhook_url:
+        if polls(target):
             await self._finish(delivery, WebhookStatus.not_applicable)
             return
         refusal = endpoint_refusal(target.webhook_url, development=self.settings.is_development)
@@ -190,8 +267,11 @@ class WebhookDispatcher:
         headers = webhook_headers(delivery.id, now, delivery.payload, target.signing_secrets)
         try:
             response = await self.http.post(
-                target.webhook_url, content=delivery.payload.encode(), headers=headers,
-                timeout=self.settings.webhook_timeout_seconds, follow_redirects=False,
+                target.webhook_url,
+                content=delivery.payload.encode(),
+                headers=headers,
+                timeout=self.settings.webhook_timeout_seconds,
+                follow_redirects=False,
             )
             error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
             if error is not None:
@@ -208,49 +288,65 @@ class WebhookDispatcher:
             WEBHOOK_DELIVERIES.inc()
             await self._finish(delivery, WebhookStatus.delivered, delivered_at=now, attempted=now)
         elif now - delivery.created_at >= timedelta(hours=self.settings.webhook_retry_hours):
-            await self._disable(delivery, now, reason=f"failing for {self.settings.webhook_retry_hours:g} h ({error})")
+            await self._disable(
+                delivery, now, reason=f"failing for {self.settings.webhook_retry_hours:g} h ({error})"
+            )
         else:
             await self._reschedule(delivery, now, error=error, count=True)
 
-    async def _finish(self, delivery: WebhookDelivery, status: WebhookStatus, *, error: str | None = None,
-                      delivered_at: datetime | None = None, attempted: datetime | None = None) -> None:
+    # The delivery is leased (``_lease``): no one else writes its row meanwhile, so what ``step`` read of it
+    # (its attempts) is current, and each outcome is one UPDATE rather than a read and a flush.
+
+    async def _finish(
+        self,
+        delivery: WebhookDelivery,
+        status: WebhookStatus,
+        *,
+        error: str | None = None,
+        delivered_at: datetime | None = None,
+        attempted: datetime | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"status": status, "delivered_at": delivered_at}
+        if error is not None:  # a success keeps the last failure on record, for ops
+            values["last_error"] = error
+        if attempted is not None:
+            values.update(attempts=_DELIVERIES.c.attempts + 1, last_attempt_at=attempted)
         async with self.runtime.db.transaction() as session:
-            row = await session.get(WebhookDelivery, delivery.id)
-            assert row is not None
-            row.status = status
-            if error is not None:  # a success keeps the last failure on record, for ops
-                row.last_error = error
-            row.delivered_at = delivered_at
-            if attempted is not None:
-                row.attempts += 1
-                row.last_attempt_at = attempted
-            session.add(row)
+            await (await session.connection()).execute(
+                update(_DELIVERIES).where(_DELIVERIES.c.id == delivery.id).values(values)
+            )
 
     async def _reschedule(self, delivery: WebhookDelivery, now: datetime, *, error: str, count: bool) -> None:
-        async with self.runtime.db.transaction() as session:
-            row = await session.get(WebhookDelivery, delivery.id)
-            assert row is not None
-            if count:
-                row.attempts += 1
-                row.last_attempt_at = now
-            row.last_error = error[:120]
-            row.next_attempt_at = now + retry_delay(
-                max(row.attempts, 1), base=self.settings.webhook_backoff_base_seconds,
+        attempts = delivery.attempts + 1 if count else delivery.attempts
+        values: dict[str, Any] = {
+            "last_error": error[:120],
+            "next_attempt_at": now
+            + retry_delay(
+                max(attempts, 1),
+                base=self.settings.webhook_backoff_base_seconds,
                 cap=self.settings.webhook_backoff_cap_seconds,
+            ),
+        }
+        if count:
+            values.update(attempts=_DELIVERIES.c.attempts + 1, last_attempt_at=now)
+        async with self.runtime.db.transaction() as session:
+            await (await session.connection()).execute(
+                update(_DELIVERIES).where(_DELIVERIES.c.id == delivery.id).values(values)
             )
-            session.add(row)
         log.warning("webhook %s to %s failed (%s); retrying", delivery.id, delivery.organisation_id, error)
 
     async def _disable(self, delivery: WebhookDelivery, now: datetime, *, reason: str) -> None:
         WEBHOOK_FAILURES.labels("endpoint-disabled").inc()
         async with self.runtime.db.transaction() as session:
-            await disable_endpoint(session, delivery.organisation_id, now=now, reason=reason,
-                                   failed_delivery=delivery.id)
+            await disable_endpoint(
+                session, delivery.organisation_id, now=now, reason=reason, failed_delivery=delivery.id
+            )
         log.error("webhook endpoint of %s disabled: %s; ops told", delivery.organisation_id, reason)
 
 
-async def disable_endpoint(session: AsyncSession, organisation_id: str, *, now: datetime, reason: str,
-                           failed_delivery: str) -> None:
+async def disable_endpoint(
+    session: AsyncSession, organisation_id: str, *, now: datetime, reason: str, failed_delivery: str
+) -> None:
     """Disable an organisation's endpoint, fail its pending deliveries and escalate every case they concern."""
     state = await session.get(WebhookEndpointState, organisation_id) or WebhookEndpointState(
         organisation_id=organisation_id
@@ -277,8 +373,13 @@ async def disable_endpoint(session: AsyncSession, organisation_id: str, *, now: 
         session.add(row)
         cases.add(row.case_id)
     for case_id in sorted(cases, key=str):
-        enqueue(session, CaseEscalated(
-            case_id=case_id,
-            reason=f"webhooks to {organisation_id} disabled ({reason}); the provider sees offers only by polling",
-        ))
-    record(session, NOTIFY, "disable-webhook-endpoint", case_id=None, detail=f"{organisation_id}: {reason}"[:500])
+        enqueue(
+            session,
+            CaseEscalated(
+                case_id=case_id,
+                reason=f"webhooks to {organisation_id} disabled ({reason}); the provider sees offers only by polling",
+            ),
+        )
+    record(
+        session, NOTIFY, "disable-webhook-endpoint", case_id=None, detail=f"{organisation_id}: {reason}"[:500]
+    )

@@ -8,12 +8,15 @@ import base64
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import select
 
 from services.launcher import NatsServer
-from services.notify.store import Escalation, WebhookDelivery, WebhookStatus
+from services.notify.store import Escalation, WebhookDelivery, WebhookEndpointState, WebhookStatus
+from shared.events import utcnow
 from tests.harness import eventually
 from tests.integration.notify_world import OPS, World, offer_for, provider, withdrawal, world_for
 from tests.servers import LocalServer, WebhookReceiver
@@ -24,16 +27,22 @@ def new_secret() -> str:
 
 
 @pytest.fixture
-async def world(nats_server: NatsServer, database_url: str, tmp_path: Path, encryption_keys: str) -> AsyncIterator[World]:
+async def world(
+    nats_server: NatsServer, database_url: str, tmp_path: Path, encryption_keys: str
+) -> AsyncIterator[World]:
     async with world_for(nats_server.url, database_url, tmp_path, encryption_keys) as w:
         yield w
 
 
 async def deliveries(app, organisation_id: str = "org-hooked") -> list[WebhookDelivery]:
     async with app.state.runtime.db.session() as session:
-        return list((await session.exec(
-            select(WebhookDelivery).where(WebhookDelivery.organisation_id == organisation_id)
-        )).all())
+        return list(
+            (
+                await session.exec(
+                    select(WebhookDelivery).where(WebhookDelivery.organisation_id == organisation_id)
+                )
+            ).all()
+        )
 
 
 async def test_offer_webhook_is_signed_thin_and_verifies_during_secret_rotation(world: World):
@@ -41,7 +50,9 @@ async def test_offer_webhook_is_signed_thin_and_verifies_during_secret_rotation(
     receiver = WebhookReceiver(new)  # the receiver already moved to the new secret
     async with LocalServerContext(receiver) as endpoint, world.notify() as notify:
         world.directory.deliveries["org-hooked"] = {
-            "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [old, new],
+            "channel": "webhook",
+            "webhook_url": f"{endpoint.url}/hooks",
+            "signing_secrets": [old, new],
         }
         case_id = await world.refer(identifier="hook-thin")
         await world.route(case_id, "hooked")
@@ -57,10 +68,16 @@ async def test_offer_webhook_is_signed_thin_and_verifies_during_secret_rotation(
         assert hook["payload"]["data"]["offer_id"] == offer["id"]
         assert hook["payload"]["data"]["links"]["offer"].endswith(f"/offers/{offer['id']}")
         # Thin: nothing about the survivor or even the case, just where to read with the API key.
-        assert set(hook["payload"]) == {"type", "timestamp", "data"} and set(hook["payload"]["data"]) == {"offer_id", "links"}
+        assert set(hook["payload"]) == {"type", "timestamp", "data"} and set(hook["payload"]["data"]) == {
+            "offer_id",
+            "links",
+        }
         assert str(case_id) not in hook["raw"].decode()
+
         async def recorded() -> bool:  # the receiver answers before notify commits what it heard
-            return [(r.id, r.status) for r in await deliveries(notify.app)] == [(hook["id"], WebhookStatus.delivered)]
+            return [(r.id, r.status) for r in await deliveries(notify.app)] == [
+                (hook["id"], WebhookStatus.delivered)
+            ]
 
         await eventually(recorded)
         # A provider on polling gets no webhook at all.
@@ -93,7 +110,9 @@ async def test_webhooks_survive_a_receiver_outage_and_a_notify_restart_without_l
     receiver = WebhookReceiver(secret)
     endpoint = LocalServer(receiver.app())  # down: nothing listens on its port yet
     world.directory.deliveries["org-hooked"] = {
-        "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [secret],
+        "channel": "webhook",
+        "webhook_url": f"{endpoint.url}/hooks",
+        "signing_secrets": [secret],
     }
     cases = []
     async with world.notify() as notify:
@@ -113,6 +132,7 @@ async def test_webhooks_survive_a_receiver_outage_and_a_notify_restart_without_l
     await endpoint.start()
     try:
         async with world.notify() as notify:
+
             async def delivered() -> bool:
                 rows = await deliveries(notify.app)
                 return all(r.status == WebhookStatus.delivered for r in rows)
@@ -122,7 +142,9 @@ async def test_webhooks_survive_a_receiver_outage_and_a_notify_restart_without_l
             assert sorted(receiver.ids()) == ids_before and receiver.rejected == 0
             assert receiver.types() == ["offer.made"] * 3
             # The failures before the restart are on record.
-            assert all(r.attempts >= 3 and r.last_error == "ConnectError" for r in await deliveries(notify.app))
+            assert all(
+                r.attempts >= 3 and r.last_error == "ConnectError" for r in await deliveries(notify.app)
+            )
     finally:
         await endpoint.stop()
 
@@ -131,7 +153,9 @@ async def test_endpoint_failing_past_the_retry_period_is_disabled_and_ops_is_tol
     receiver = WebhookReceiver(new_secret())
     endpoint = LocalServer(receiver.app())  # never started
     world.directory.deliveries["org-hooked"] = {
-        "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [new_secret()],
+        "channel": "webhook",
+        "webhook_url": f"{endpoint.url}/hooks",
+        "signing_secrets": [new_secret()],
     }
     async with world.notify(webhook_retry_hours=0.0) as notify:
         case_id = await world.refer(identifier="disabled")
@@ -140,7 +164,9 @@ async def test_endpoint_failing_past_the_retry_period_is_disabled_and_ops_is_tol
 
         async def escalated() -> bool:
             async with notify.app.state.runtime.db.session() as session:
-                return (await session.exec(select(Escalation).where(Escalation.case_id == case_id))).first() is not None
+                return (
+                    await session.exec(select(Escalation).where(Escalation.case_id == case_id))
+                ).first() is not None
 
         await eventually(escalated)
         [row] = await deliveries(notify.app)
@@ -158,7 +184,9 @@ async def test_endpoints_must_be_https_outside_development(world: World):
     receiver = WebhookReceiver(new_secret())
     async with LocalServerContext(receiver) as endpoint, world.notify(environment="production") as notify:
         world.directory.deliveries["org-hooked"] = {
-            "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [new_secret()],
+            "channel": "webhook",
+            "webhook_url": f"{endpoint.url}/hooks",
+            "signing_secrets": [new_secret()],
         }
         case_id = await world.refer(identifier="plain-http")
         await world.route(case_id, "hooked")
@@ -173,18 +201,26 @@ async def test_endpoints_must_be_https_outside_development(world: World):
         assert endpoints[0]["disabled_reason"] == "endpoint must use HTTPS"
 
 
-async def test_provider_holding_the_handoff_is_told_by_webhook_to_stop_when_consent_is_withdrawn(world: World):
+async def test_provider_holding_the_handoff_is_told_by_webhook_to_stop_when_consent_is_withdrawn(
+    world: World,
+):
     secret = new_secret()
     receiver = WebhookReceiver(secret)
     async with LocalServerContext(receiver) as endpoint, world.notify() as notify:
         world.directory.deliveries["org-hooked"] = {
-            "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [secret],
+            "channel": "webhook",
+            "webhook_url": f"{endpoint.url}/hooks",
+            "signing_secrets": [secret],
         }
         case_id = await world.refer(identifier="hook-stop")
         await world.route(case_id, "hooked")
         offer = await offer_for(notify, "key-hooked", case_id)
-        assert (await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-hooked"))).status_code == 200
-        assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))).status_code == 200
+        assert (
+            await notify.post(f"/offers/{offer['id']}/accept", headers=provider("key-hooked"))
+        ).status_code == 200
+        assert (
+            await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))
+        ).status_code == 200
 
         assert (await world.update_consent(case_id, withdrawal())).status_code == 200
 
@@ -194,20 +230,28 @@ async def test_provider_holding_the_handoff_is_told_by_webhook_to_stop_when_cons
         await eventually(told)
         assert receiver.rejected == 0
         stop = receiver.received[-1]["payload"]["data"]
-        assert stop["offer_id"] == offer["id"] and stop["links"]["handoff"].endswith(f"/offers/{offer['id']}/handoff")
-        assert (await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))).status_code == 410
+        assert stop["offer_id"] == offer["id"] and stop["links"]["handoff"].endswith(
+            f"/offers/{offer['id']}/handoff"
+        )
+        assert (
+            await notify.get(f"/offers/{offer['id']}/handoff", headers=provider("key-hooked"))
+        ).status_code == 410
 
 
-async def test_a_webhook_host_that_now_resolves_to_a_private_address_is_never_called(world: World, monkeypatch):
+async def test_a_webhook_host_that_now_resolves_to_a_private_address_is_never_called(
+    world: World, monkeypatch
+):
     """DNS rebinding: the name was public when ops registered it and now resolves inside the network.
     Notify checks the address at the connection itself, sends nothing, disables the endpoint and tells ops."""
+
     async def rebound(host: str, port: int) -> list[str]:
         return ["10.0.0.7"]
 
     monkeypatch.setattr("shared.egress.resolve", rebound)
     async with world.notify(environment="production") as notify:
         world.directory.deliveries["org-hooked"] = {
-            "channel": "webhook", "webhook_url": "https://hooks.provider.example/pathways",
+            "channel": "webhook",
+            "webhook_url": "https://hooks.provider.example/pathways",
             "signing_secrets": [new_secret()],
         }
         case_id = await world.refer(identifier="rebound")
@@ -221,3 +265,56 @@ async def test_a_webhook_host_that_now_resolves_to_a_private_address_is_never_ca
         endpoints = (await notify.get("/ops/webhook-endpoints", headers=OPS)).json()
         reason = endpoints[0]["disabled_reason"]
         assert "private address" in reason and "10.0.0.7" not in reason
+
+
+async def test_polling_provider_needs_no_delivery_but_a_disabled_endpoint_still_records_the_failure(
+    world: World,
+):
+    """The dispatcher closes a polling provider's first webhook as not applicable (its directory look-up fills
+    the delivery settings cache); offers made while that answer is fresh have it closed when they are made, with
+    no directory call from the consumer. An organisation whose endpoint ops disabled keeps the dispatcher's answer."""
+    async with world.notify(delivery_cache_seconds=3600) as notify:
+        asked: list[str] = []
+        http = notify.app.state.runtime.http
+        original = http.get
+
+        async def counting_get(url: str, **kwargs: Any) -> httpx.Response:
+            if url.endswith("/org-outreach/delivery"):
+                asked.append(url)
+            return await original(url, **kwargs)
+
+        http.get = counting_get  # type: ignore[method-assign]
+        first = await world.refer(identifier="polls-first")
+        await world.route(first, "outreach")
+        await offer_for(notify, "key-outreach", first)
+
+        async def settled() -> bool:
+            rows = await deliveries(notify.app, "org-outreach")
+            return bool(rows) and rows[0].status == WebhookStatus.not_applicable
+
+        await eventually(settled)
+        assert len(asked) == 1
+        known = await world.refer(identifier="polls-known")
+        await world.route(known, "outreach")
+        await offer_for(notify, "key-outreach", known)
+        [row] = [r for r in await deliveries(notify.app, "org-outreach") if r.case_id == known]
+        assert row.status == WebhookStatus.not_applicable and row.attempts == 0
+        assert len(asked) == 1
+
+        async with notify.app.state.runtime.db.transaction() as session:
+            session.add(
+                WebhookEndpointState(
+                    organisation_id="org-outreach", disabled_at=utcnow(), disabled_reason="failing for 24 h"
+                )
+            )
+        disabled = await world.refer(identifier="polls-disabled")
+        await world.route(disabled, "outreach")
+        await offer_for(notify, "key-outreach", disabled)
+
+        async def failed() -> bool:
+            rows = [r for r in await deliveries(notify.app, "org-outreach") if r.case_id == disabled]
+            return bool(rows) and rows[0].status == WebhookStatus.failed
+
+        await eventually(failed)
+        [row] = [r for r in await deliveries(notify.app, "org-outreach") if r.case_id == disabled]
+        assert row.last_error == "endpoint disabled"
