@@ -1,5 +1,7 @@
 from typing import ClassVar
 
+from pydantic import Field
+
 from shared.events import RiskBand
 from shared.settings import ServiceSettings, prefixed
 
@@ -34,6 +36,8 @@ class NotifySettings(ServiceSettings):
     webhook_backoff_cap_seconds: float = 3600.0
     webhook_timeout_seconds: float = 10.0
     webhook_poll_seconds: float = 5.0
+    # Deliveries in flight at once per notify process (each its own lease, POST and outcome).
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
     # How long a provider's delivery settings (channel, URL, secrets) are reused before asking the directory.
     delivery_cache_seconds: float = 60.0
     page_size_max: int = 100

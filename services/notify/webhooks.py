@@ -9,6 +9,7 @@ to ops, so nothing is dropped silently (the provider can still see its offers by
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -144,6 +145,9 @@ class WebhookDispatcher:
         # the webhook call itself, not only the directory look-up before it.
         instrument_client(self.http)
         runtime.stop_hooks.append(self.http.aclose)
+        self._slots = asyncio.Semaphore(self.settings.webhook_concurrency)
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        runtime.stop_hooks.append(self._stop_attempts)  # hooks run in reverse: before the client closes
         self.worker = PeriodicWorker(
             "notify-webhooks", self.step, interval=self.settings.webhook_poll_seconds
         )
@@ -185,11 +189,13 @@ class WebhookDispatcher:
                 else set()
             )
         polling: list[str] = []
+        to_attempt: list[WebhookDelivery] = []
         for delivery in due:
             if delivery.organisation_id not in disabled and await self._polls(delivery):
                 polling.append(delivery.id)
             else:
-                await self.attempt(delivery)
+                to_attempt.append(delivery)
+        await self._attempt_all(to_attempt)
         if polling:
             # Most providers poll: their offers' deliveries are closed in one write per batch instead of a
             # lease and a finish each (issue 9). Only still-pending rows: another instance may have got there.
@@ -203,6 +209,36 @@ class WebhookDispatcher:
                     .values(status=WebhookStatus.not_applicable)
                 )
         return len(due) == BATCH
+
+    async def _attempt_all(self, deliveries: list[WebhookDelivery]) -> None:
+        """Start each delivery's attempt alongside those already in flight, up to
+        ``NOTIFY_WEBHOOK_CONCURRENCY`` at once, without waiting for them to end: one slow or unreachable
+        endpoint no longer holds every other provider's offers behind it (a new offer is picked up at the
+        next wake while the slow POST is still open), and a burst of offers is not delivered one round trip
+        at a time (issue 9). Each attempt still leases its own row first, so two notify instances never send
+        the same delivery at once, and a row already in flight here is not started twice."""
+        for delivery in deliveries:
+            if delivery.id in self._in_flight:
+                continue
+            await self._slots.acquire()
+            self._in_flight[delivery.id] = asyncio.create_task(self._run_attempt(delivery))
+
+    async def _run_attempt(self, delivery: WebhookDelivery) -> None:
+        try:
+            await self.attempt(delivery)
+        except Exception as exc:  # noqa: BLE001 - the row stays pending: retried once its lease runs out
+            log.warning("webhook attempt failed (%s); it is retried", type(exc).__name__)
+        finally:
+            self._in_flight.pop(delivery.id, None)
+            self._slots.release()
+
+    async def _stop_attempts(self) -> None:
+        """On shutdown: attempts still open are cancelled; their rows stay pending (leased), so the next
+        notify to run delivers them (at least once; receivers de-duplicate on ``webhook-id``)."""
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _polls(self, delivery: WebhookDelivery) -> bool:
         try:

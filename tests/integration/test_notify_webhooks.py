@@ -4,6 +4,7 @@ endpoint disabled (with ops told) once it fails past the retry period or is not 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request, Response
 from sqlmodel import select
 
 from services.launcher import NatsServer
@@ -318,3 +320,67 @@ async def test_polling_provider_needs_no_delivery_but_a_disabled_endpoint_still_
         await eventually(failed)
         [row] = [r for r in await deliveries(notify.app, "org-outreach") if r.case_id == disabled]
         assert row.last_error == "endpoint disabled"
+
+
+class HeldReceiver(WebhookReceiver):
+    """An endpoint that takes its time: it hears each webhook at once but answers only when released."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__(secret)
+        self.heard = 0
+        self.release = asyncio.Event()
+
+    def app(self) -> FastAPI:
+        inner = super().app()
+        app = FastAPI()
+
+        @app.post("/hooks")
+        async def hook(request: Request) -> Response:
+            self.heard += 1
+            await self.release.wait()
+            return await inner.router.routes[-1].endpoint(request)  # type: ignore[attr-defined]
+
+        return app
+
+
+async def test_a_slow_endpoint_does_not_hold_other_providers_webhooks_behind_it(world: World):
+    """Deliveries go out side by side (NOTIFY_WEBHOOK_CONCURRENCY): while one provider's endpoint has not
+    answered, another provider's offer still reaches its own endpoint; the slow one is delivered once it
+    answers."""
+    slow_secret, fast_secret = new_secret(), new_secret()
+    slow, fast = HeldReceiver(slow_secret), WebhookReceiver(fast_secret)
+    async with (
+        LocalServerContext(slow) as slow_endpoint,
+        LocalServerContext(fast) as fast_endpoint,
+        world.notify(webhook_timeout_seconds=60) as notify,  # the slow POST stays open for the whole test
+    ):
+        world.directory.deliveries["org-outreach"] = {
+            "channel": "webhook", "webhook_url": f"{slow_endpoint.url}/hooks", "signing_secrets": [slow_secret],
+        }
+        world.directory.deliveries["org-hooked"] = {
+            "channel": "webhook", "webhook_url": f"{fast_endpoint.url}/hooks", "signing_secrets": [fast_secret],
+        }
+        first = await world.refer(identifier="hook-slow")
+        await world.route(first, "outreach")
+
+        async def slow_heard() -> bool:
+            return slow.heard >= 1
+
+        await eventually(slow_heard)
+        second = await world.refer(identifier="hook-fast")
+        await world.route(second, "hooked")
+        offer = await offer_for(notify, "key-hooked", second)
+
+        async def fast_received() -> bool:
+            return any(r["payload"]["data"]["offer_id"] == offer["id"] for r in fast.received)
+
+        await eventually(fast_received)  # the slow endpoint is still holding its request
+        assert not slow.received
+        slow.release.set()
+
+        async def slow_delivered() -> bool:
+            rows = await deliveries(notify.app, "org-outreach")
+            return bool(rows) and all(r.status == WebhookStatus.delivered for r in rows)
+
+        await eventually(slow_delivered)
+        assert slow.rejected == fast.rejected == 0
