@@ -111,11 +111,19 @@ async def test_rows_queued_for_commit_are_inserted_with_it_and_dropped_with_a_ro
     assert await stored(db, "q") == {kept}
 
 
-async def test_a_sqlite_connection_given_back_with_a_transaction_open_is_rolled_back(db):
+async def test_a_sqlite_connection_given_back_with_a_transaction_open_is_rolled_back(tmp_path):
     """The pool skips the rollback after a commit (a hop to the driver's thread saved per session) but never
-    keeps a transaction, and with it SQLite's write lock, open on a pooled connection."""
-    if db.backend != "sqlite":
-        pytest.skip("the SQLite pool's own reset (PostgreSQL keeps SQLAlchemy's default)")
+    keeps a transaction, and with it SQLite's write lock, open on a pooled connection. (SQLite's pool only:
+    PostgreSQL keeps SQLAlchemy's default reset.)"""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'leak.db'}", [])
+    await db.create_all()
+    try:
+        await _given_back_with_a_transaction_open(db)
+    finally:
+        await db.dispose()
+
+
+async def _given_back_with_a_transaction_open(db: Database) -> None:
     async with db.engine.connect() as connection:
         raw = await connection.get_raw_connection()
         await raw.driver_connection.execute("BEGIN IMMEDIATE")
