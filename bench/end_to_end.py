@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from services.directory.domain import OrganisationIn
 from services.launcher import free_port
-from support import EHR_KEY, EXAMPLE, percentile, running_system, secrets_of, table
+from support import EHR_KEY, EXAMPLE, cpu_seconds, percentile, running_system, secrets_of, table
 
 P50_TARGET_MS, P99_TARGET_MS = 50.0, 250.0
 
@@ -44,19 +45,21 @@ class Receiver:
 
     def __init__(self, secret: str) -> None:
         self.webhook = Webhook(secret)
-        self.offers: dict[str, float] = {}
+        self.offers: dict[str, float] = {}  # offer id → arrival (epoch seconds)
         self.bad_signatures = 0
+        self.received = 0
         self.app = FastAPI()
         self.app.post("/webhook")(self.receive)
 
     async def receive(self, request: Request) -> Response:
-        arrived = time.perf_counter()
+        arrived = time.time()
         body = await request.body()
         try:
             payload = self.webhook.verify(body, dict(request.headers))
         except WebhookVerificationError:
             self.bad_signatures += 1
             return Response(status_code=400)
+        self.received += 1
         if payload["type"] == "offer.made":
             self.offers.setdefault(payload["data"]["offer_id"], arrived)
         return Response(status_code=204)
@@ -76,11 +79,28 @@ async def configure_webhooks(system: Any, receiver_url: str, secret: str) -> int
     return len(organisations)
 
 
-def offer_cases(system: Any) -> dict[str, str]:
-    """offer id → case id, from notify's store."""
+def _uuid(value: Any) -> str:
+    return str(uuid.UUID(str(value)))
+
+
+def _epoch(value: str) -> float:
+    stamp = datetime.fromisoformat(value)
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+
+
+def offer_cases(system: Any) -> tuple[dict[str, str], dict[str, float]]:
+    """offer id → case id, and offer id → when notify created it (epoch seconds), from notify's store."""
     with sqlite3.connect(system.data_dir / "notify.db") as conn:
-        rows = conn.execute("SELECT id, case_id FROM offer").fetchall()
-    return {str(uuid.UUID(str(offer_id))): str(uuid.UUID(str(case_id))) for offer_id, case_id in rows}
+        rows = conn.execute("SELECT id, case_id, created_at FROM offer").fetchall()
+    cases = {_uuid(offer_id): _uuid(case_id) for offer_id, case_id, _ in rows}
+    return cases, {_uuid(offer_id): _epoch(created) for offer_id, _, created in rows}
+
+
+def routed_at(system: Any) -> dict[str, float]:
+    """case id → when the router routed it (epoch seconds), from the router's store."""
+    with sqlite3.connect(system.data_dir / "router.db") as conn:
+        rows = conn.execute("SELECT case_id, created_at FROM routed_case").fetchall()
+    return {_uuid(case_id): _epoch(created) for case_id, created in rows}
 
 
 async def drive(intake_url: str, rate: float, seconds: float) -> list[dict[str, Any]]:
@@ -94,7 +114,7 @@ async def drive(intake_url: str, rate: float, seconds: float) -> list[dict[str, 
             body = dict(template, identifier={**template["identifier"], "value": f"e2e-{n}-{uuid.uuid4()}"})
             content = json.dumps(body).encode()
             await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            sent = time.perf_counter()
+            sent = time.time()
             try:
                 response = await client.post("/fhir/Bundle", content=content, headers=headers)
                 status = response.status_code
@@ -102,7 +122,7 @@ async def drive(intake_url: str, rate: float, seconds: float) -> list[dict[str, 
             except httpx.HTTPError:
                 status, case_id = 0, None
             results.append(
-                {"sent": sent, "answered": time.perf_counter(), "status": status, "case_id": case_id}
+                {"sent": sent, "answered": time.time(), "status": status, "case_id": case_id}
             )
 
         start = time.perf_counter() + 0.5
@@ -125,6 +145,8 @@ async def run(args: argparse.Namespace) -> int:
                 f"{count} organisations deliver to the receiver; posting {args.rate:g}/s for {args.seconds:g} s",
                 flush=True,
             )
+            pids = {name: process.pid for name, process in system.processes.items()}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             results = await drive(system.url("intake"), args.rate, args.seconds)
             accepted = [r for r in results if r["status"] == 202]
             # Wait for the offers to arrive: until every accepted case has one, or none came for a while.
@@ -133,15 +155,34 @@ async def run(args: argparse.Namespace) -> int:
                 if len(receiver.offers) != seen:
                     seen, quiet_since = len(receiver.offers), time.perf_counter()
                 await asyncio.sleep(0.5)
-            cases = offer_cases(system)
+            cpu_used = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+            cases, offered = offer_cases(system)
+            routed = routed_at(system)
     server.should_exit = True
     await serving
 
     first: dict[str, float] = {}
+    first_offer: dict[str, str] = {}
     for offer_id, arrived in receiver.offers.items():
         case_id = cases.get(offer_id)
         if case_id is not None and arrived < first.get(case_id, float("inf")):
-            first[case_id] = arrived
+            first[case_id], first_offer[case_id] = arrived, offer_id
+    # Where the time goes, hop by hop (service clocks are the same machine's clock; each stamp is
+    # when the row was built, a little before its transaction committed).
+    stages: dict[str, list[float]] = {
+        "POST → 202": [],
+        "202 → routed (relay, bus, router)": [],
+        "routed → offer (router commit, bus, notify)": [],
+        "offer → webhook (notify commit, dispatcher, HTTP)": [],
+    }
+    for r in accepted:
+        case_id = r["case_id"]
+        if case_id not in first or case_id not in routed:
+            continue
+        offer_at = offered[first_offer[case_id]]
+        marks = [r["sent"], r["answered"], routed[case_id], offer_at, first[case_id]]
+        for name, (a, b) in zip(stages, zip(marks, marks[1:])):
+            stages[name].append(1000 * (b - a))
     e2e = [1000 * (first[r["case_id"]] - r["sent"]) for r in accepted if r["case_id"] in first]
     post_ms = [1000 * (r["answered"] - r["sent"]) for r in results if r["status"]]
     statuses: dict[int, int] = {}
@@ -164,6 +205,7 @@ async def run(args: argparse.Namespace) -> int:
         ],
         ["accepted with an offer webhook", f"{len(e2e)} of {len(accepted)}", "all"],
         ["webhook signatures rejected", receiver.bad_signatures, "0"],
+        ["webhooks received (all kinds) / offers made", f"{receiver.received} / {len(cases)}", ""],
         [
             "POST → offer webhook p50 ms",
             f"{p50:.0f}",
@@ -175,6 +217,21 @@ async def run(args: argparse.Namespace) -> int:
             f"< {P99_TARGET_MS:g}: {'met' if p99 < P99_TARGET_MS else 'MISSED'}",
         ],
         ["POST → offer webhook max ms", f"{max(e2e, default=float('nan')):.0f}", ""],
+    ]
+    rows.append(
+        [
+            "CPU ms per referral, by service",
+            ", ".join(f"{name} {1000 * used / max(len(accepted), 1):.1f}" for name, used in cpu_used.items()),
+            "",
+        ]
+    )
+    rows += [
+        [
+            f"  {name} p50 / p99 ms",
+            f"{percentile(sorted(v), 50):.0f} / {percentile(sorted(v), 99):.0f}" if v else "-",
+            "",
+        ]
+        for name, v in stages.items()
     ]
     print()
     print(f"end to end, {args.database}, open loop {args.rate:g} referrals/s for {args.seconds:g} s")
