@@ -39,6 +39,7 @@ from sqlalchemy.util import await_only
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared import sqlite_driver
 from shared.events import utcnow
 
 T = TypeVar("T")
@@ -243,6 +244,7 @@ class Database:
             # one file in tests) can hold it, creating tables at start-up under load for seconds: wait.
             kwargs["connect_args"] = {"timeout": 30}
             kwargs["pool_reset_on_return"] = None  # _sqlite_reset decides
+            kwargs["module"] = sqlite_driver.dbapi()  # one hand-over per statement, none holding the lock
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
             if self.schema:
@@ -345,8 +347,10 @@ class Database:
         token = _writing.set(self)
         try:
             async with session.begin():
-                await session.connection(execution_options={_SQLITE_IMMEDIATE: True})
-                yield
+                connection = await session.connection(execution_options={_SQLITE_IMMEDIATE: True})
+                raw = await connection.get_raw_connection()
+                with sqlite_driver.holding_write_lock(raw.driver_connection):
+                    yield
         finally:
             _writing.reset(token)
             self._writer.release()

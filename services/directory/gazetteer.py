@@ -31,6 +31,7 @@ from shared.db import Database
 from shared.events import AreaStatus, CaseArea, DirectoryChanged
 from shared.geography import Gazetteer, area_from_shares, canonical_code, describe, locate
 from shared.outbox import enqueue
+from shared.sqlite_driver import offloaded
 
 IMPORTED_SOURCE = "onspd-import"
 # ONSPD/NSPL pseudo-codes: "no county" (unitary authorities, London boroughs, metropolitan districts).
@@ -167,6 +168,13 @@ async def import_onspd(db: Database, path: Path) -> ImportSummary:
     """Load an ONSPD/NSPL CSV: its districts replace what the gazetteer held for them, in one
     transaction that also announces ``directory.changed`` (entity ``gazetteer``)."""
     table = DistrictTable()
+    # A national file is millions of rows: each batch goes to the driver's thread, so the directory keeps
+    # answering between them (shared.sqlite_driver).
+    with offloaded():
+        return await _import(db, path, table)
+
+
+async def _import(db: Database, path: Path, table: DistrictTable) -> ImportSummary:
     async with db.transaction() as session:
         default = default_gazetteer()
         names = {code: default.name(code) or code for code in default.authorities}

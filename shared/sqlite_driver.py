@@ -1,0 +1,159 @@
+"""SQLite statements with as few hand-overs to aiosqlite's thread as they need (issue 9).
+
+aiosqlite runs each SQLite connection on a thread of its own, and SQLAlchemy's adapter hands every
+statement over to it three or four times (a cursor made, the statement run, its rows fetched, the cursor
+closed), each a wake-up of the thread and of the event loop (``call_soon_threadsafe``, the loop's
+self-pipe, the GIL changing hands). Measured on the services' own statements, a hand-over costs more CPU
+than the statement itself: about 120 µs against 20-50 µs for a small indexed read or write, and it is
+paid by the event loop. This module is that adapter with a cursor that does better, installed by
+``shared.db.Database`` as the engine's DB-API module (``create_async_engine(module=...)``):
+
+- every statement is ONE hand-over: made, run, fetched and closed in one call on the thread;
+- a statement on the connection that holds SQLite's write lock (inside ``Database``'s writer slot, after
+  ``BEGIN IMMEDIATE``) runs on the event loop itself, with no hand-over at all. It cannot wait there:
+  the file's lock is this connection's already, so SQLite's busy handler is never entered, and the
+  statements of a write transaction are small by design (a batch of inserts, a guarded update). What may
+  wait stays on the thread: ``BEGIN IMMEDIATE`` (taking the lock, which another process may hold),
+  ``COMMIT`` (its fsync and any checkpoint), ``ROLLBACK``, and every read outside a write transaction
+  (a report's scan). A bulk job that writes for long (an ONSPD import) asks for the thread throughout
+  with ``offloaded()``, so the service keeps answering meanwhile.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import aiosqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
+from sqlalchemy.util.concurrency import await_
+
+# The aiosqlite connection whose transaction holds the file's write lock in this task (set by
+# ``shared.db.Database`` inside its writer slot); its statements run on the event loop.
+_LOCK_HOLDER: ContextVar[aiosqlite.Connection | None] = ContextVar("pathways_sqlite_lock_holder", default=None)
+_OFFLOADED: ContextVar[bool] = ContextVar("pathways_sqlite_offloaded", default=False)
+
+
+@contextmanager
+def holding_write_lock(driver_connection: aiosqlite.Connection) -> Iterator[None]:
+    """While inside, ``driver_connection`` holds SQLite's write lock (``BEGIN IMMEDIATE`` done)."""
+    token = _LOCK_HOLDER.set(driver_connection)
+    try:
+        yield
+    finally:
+        _LOCK_HOLDER.reset(token)
+
+
+@contextmanager
+def offloaded() -> Iterator[None]:
+    """Every statement inside runs on the driver's thread (one hand-over each): for bulk work that would
+    otherwise hold the event loop for long."""
+    token = _OFFLOADED.set(True)
+    try:
+        yield
+    finally:
+        _OFFLOADED.reset(token)
+
+
+Outcome = tuple[Any, int, int | None, list[Any]]
+
+
+def _run(raw: sqlite3.Connection, operation: str, parameters: Any) -> Outcome:
+    cursor = raw.cursor()
+    try:
+        cursor.execute(operation, () if parameters is None else parameters)
+        rows = cursor.fetchall() if cursor.description else []
+        return cursor.description, cursor.rowcount, cursor.lastrowid, rows
+    finally:
+        cursor.close()
+
+
+def _run_many(raw: sqlite3.Connection, operation: str, seq_of_parameters: Sequence[Any]) -> Outcome:
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(operation, seq_of_parameters)
+        return None, cursor.rowcount, cursor.lastrowid, []
+    finally:
+        cursor.close()
+
+
+async def _here(function: Any, *args: Any) -> Outcome:
+    # Run on the event loop, as a coroutine: SQLAlchemy's async layer requires each statement to await
+    # something, and a coroutine that never suspends costs a greenlet switch, not a loop turn.
+    return function(*args)  # type: ignore[no-any-return]
+
+
+class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+    """A buffered cursor whose statement is run, fetched and closed in one call (see the module doc)."""
+
+    __slots__ = ("_description", "_rowcount", "_lastrowid")
+
+    def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:  # no driver cursor
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._cursor = None  # type: ignore[assignment]
+        self._soft_closed_memoized = {}  # type: ignore[assignment]
+        self._rows = collections.deque()
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: int | None = None
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> int:
+        return self._lastrowid  # type: ignore[return-value]
+
+    async def _async_soft_close(self) -> None:
+        return None  # nothing open: the rows were fetched and the driver's cursor closed already
+
+    def close(self) -> None:
+        self._rows.clear()
+
+    def _call(self, function: Any, *args: Any) -> Outcome:
+        connection = self._connection
+        try:
+            if _LOCK_HOLDER.get() is connection and not _OFFLOADED.get():
+                return await_(_here(function, connection._conn, *args))
+            return await_(connection._execute(function, connection._conn, *args))  # type: ignore[no-any-return]
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+    def execute(self, operation: Any, parameters: Any = None) -> None:
+        self._description, self._rowcount, self._lastrowid, rows = self._call(_run, operation, parameters)
+        self._rows = collections.deque(rows)
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> None:
+        self._description, self._rowcount, self._lastrowid, _ = self._call(
+            _run_many, operation, seq_of_parameters
+        )
+        self._rows.clear()
+
+
+class _Connection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+    _cursor_cls = OneHopCursor
+
+
+class _DBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def connect(self, *arg: Any, **kw: Any) -> _Connection:
+        return _Connection(self, super().connect(*arg, **kw)._connection)
+
+
+def dbapi() -> AsyncAdapt_aiosqlite_dbapi:
+    """The DB-API module for ``create_async_engine(..., module=dbapi())`` on a ``sqlite+aiosqlite`` URL."""
+    return _DBAPI(aiosqlite, sqlite3)
