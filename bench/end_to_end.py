@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import itertools
 import json
 import secrets
 import sqlite3
@@ -181,7 +182,7 @@ async def run(args: argparse.Namespace) -> int:
             continue
         offer_at = offered[first_offer[case_id]]
         marks = [r["sent"], r["answered"], routed[case_id], offer_at, first[case_id]]
-        for name, (a, b) in zip(stages, zip(marks, marks[1:])):
+        for name, (a, b) in zip(stages, itertools.pairwise(marks), strict=True):
             stages[name].append(1000 * (b - a))
     e2e = [1000 * (first[r["case_id"]] - r["sent"]) for r in accepted if r["case_id"] in first]
     post_ms = [1000 * (r["answered"] - r["sent"]) for r in results if r["status"]]

@@ -94,7 +94,7 @@ async def _here(function: Any, *args: Any) -> Outcome:
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     """A buffered cursor whose statement is run, fetched and closed in one call (see the module doc)."""
 
-    __slots__ = ("_description", "_rowcount", "_lastrowid")
+    __slots__ = ("_description", "_lastrowid", "_rowcount")
 
     def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:  # no driver cursor
         self._adapt_connection = adapt_connection
@@ -130,7 +130,7 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
             if _LOCK_HOLDER.get() is connection and not _OFFLOADED.get():
                 return await_(_here(function, connection._conn, *args))
             return await_(connection._execute(function, connection._conn, *args))  # type: ignore[no-any-return]
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - SQLAlchemy's adapter maps the driver's errors
             self._adapt_connection._handle_exception(error)
 
     def execute(self, operation: Any, parameters: Any = None) -> None:
