@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -148,6 +149,13 @@ async def registration_refusal(url: str, policy: EgressPolicy, *, resolver: Reso
     return policy.first_refusal(addresses)
 
 
+# Per endpoint name (GuardedTransport): connections open at once, how long an idle one is kept, and how
+# many names keep a pool.
+MAX_CONNECTIONS_PER_HOST = 16
+KEEPALIVE_SECONDS = 30.0
+MAX_HOST_POOLS = 256
+
+
 class GuardedTransport(httpx.AsyncBaseTransport):
     """An httpx transport that resolves each request's host, refuses it if any address is not allowed,
     and otherwise connects to the first checked address: the request keeps its ``Host`` header, and TLS
@@ -160,10 +168,32 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self.resolver = resolver
         self.deadline_seconds = deadline_seconds
         self.max_response_bytes = max_response_bytes
-        # No kept-alive connections: a connection is to an address, and one made (and its certificate
-        # verified) for one name must never carry a request for another name on the same address.
-        self.inner = inner or httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0),
-                                                       trust_env=False)
+        self.inner = inner
+        # Kept-alive connections, never shared between names: a connection is to an address, and one made
+        # (and its certificate verified) for one name must never carry a request for another name on the
+        # same address. So each name has a pool of its own (a connection per checked address in it): a
+        # provider's deliveries reuse their connection instead of a TCP (and TLS) handshake each, which
+        # was the largest part of a webhook's cost (issue 9). The least recently used names' pools are
+        # closed beyond ``MAX_HOST_POOLS``.
+        self._pools: OrderedDict[str, httpx.AsyncBaseTransport] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _pool(self, host: str) -> httpx.AsyncBaseTransport:
+        if self.inner is not None:
+            return self.inner
+        pool = self._pools.pop(host, None) or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS_PER_HOST,
+                                max_keepalive_connections=MAX_CONNECTIONS_PER_HOST,
+                                keepalive_expiry=KEEPALIVE_SECONDS),
+            trust_env=False,
+        )
+        self._pools[host] = pool  # the most recently used last
+        while len(self._pools) > MAX_HOST_POOLS:
+            _, oldest = self._pools.popitem(last=False)
+            task = asyncio.get_running_loop().create_task(oldest.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
@@ -190,14 +220,15 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         deadline = asyncio.get_running_loop().time() + self.deadline_seconds
         try:
             async with asyncio.timeout_at(deadline):
-                response = await self.inner.handle_async_request(request)
+                response = await self._pool(host.lower()).handle_async_request(request)
         except TimeoutError:
             raise httpx.ReadTimeout("the endpoint did not answer in time", request=request) from None
         response.stream = _Bounded(response.stream, request, deadline, self.max_response_bytes)  # type: ignore[arg-type]
         return response
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        pools, self._pools = [*self._pools.values(), *([self.inner] if self.inner else [])], OrderedDict()
+        await asyncio.gather(*(pool.aclose() for pool in pools), *self._closing, return_exceptions=True)
 
 
 class _Bounded(httpx.AsyncByteStream):

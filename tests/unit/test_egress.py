@@ -181,3 +181,37 @@ async def test_an_endpoint_cannot_hold_a_delivery_with_an_endless_or_slow_answer
         async with httpx.AsyncClient(transport=transport) as client:
             with pytest.raises(httpx.TransportError, match=error):
                 await client.post("https://hooks.example.org/p")
+
+
+async def test_a_name_keeps_its_connection_alive_and_never_shares_it_with_another_name_on_the_same_address():
+    """Deliveries to one endpoint reuse a kept-alive connection (no TCP or TLS handshake per webhook,
+    issue 9), while a connection made for one name never carries a request for another name that
+    resolves to the same address (its certificate was checked for the first name only)."""
+    connections: list[str] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = f"connection {len(connections)}"
+        connections.append(peer)
+        try:
+            while request := await reader.readuntil(b"\r\n\r\n"):
+                host = next(line for line in request.decode().split("\r\n") if line.lower().startswith("host:"))
+                body = f"{peer} {host.split(':')[1].strip()}".encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, external_client(DEVELOPMENT, resolver=resolving_to("127.0.0.1")) as client:
+        answers = [
+            (await client.post(f"http://{name}:{port}/hook", content=b"{}")).text
+            for name in ("a.example", "a.example", "b.example", "a.example", "b.example")
+        ]
+    assert answers == [
+        "connection 0 a.example", "connection 0 a.example", "connection 1 b.example",
+        "connection 0 a.example", "connection 1 b.example",
+    ]
+    assert len(connections) == 2
