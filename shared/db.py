@@ -495,9 +495,14 @@ def _sqlite_begin(conn: Connection) -> None:
     if not hasattr(driver, "_execute"):  # not aiosqlite (a sync engine): the plain way
         conn.exec_driver_sql(statement)
         return
-    # One hop to aiosqlite's thread instead of three (a cursor made, executed, closed: each a hand-over
-    # to the thread and back), for every transaction (issue 9's profile).
+    # A deferred BEGIN takes no lock (SQLite reads the file only at the first statement): it cannot wait,
+    # so it runs here, with no hand-over to aiosqlite's thread. One that takes a lock (IMMEDIATE, EXCLUSIVE)
+    # may wait for another process: one hop to the thread instead of three (a cursor made, executed,
+    # closed: each a hand-over to the thread and back), for every transaction (issue 9's profile).
     try:
+        if statement == "BEGIN":
+            sqlite_driver.run_here(_execute_and_close, driver._conn, statement)
+            return
         await_only(driver._execute(_execute_and_close, driver._conn, statement))
     except sqlite3.Error as exc:
         raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc

@@ -14,8 +14,9 @@ paid by the event loop. This module is that adapter with a cursor that does bett
   the file's lock is this connection's already, so SQLite's busy handler is never entered, and the
   statements of a write transaction are small by design (a batch of inserts, a guarded update). What may
   wait stays on the thread: ``BEGIN IMMEDIATE`` (taking the lock, which another process may hold),
-  ``COMMIT`` (its fsync and any checkpoint), ``ROLLBACK``, and every read outside a write transaction
-  (a report's scan). A bulk job that writes for long (an ONSPD import) asks for the thread throughout
+  ``COMMIT`` (its fsync and any checkpoint), and every read outside a write transaction (a report's
+  scan). A deferred ``BEGIN`` (no lock until the first statement) and a ``ROLLBACK`` (giving locks up)
+  cannot wait and run on the loop too. A bulk job that writes for long (an ONSPD import) asks for the thread throughout
   with ``offloaded()``, so the service keeps answering meanwhile.
 """
 
@@ -91,6 +92,12 @@ async def _here(function: Any, *args: Any) -> Outcome:
     return function(*args)  # type: ignore[no-any-return]
 
 
+def run_here(function: Any, *args: Any) -> Any:
+    """Run ``function(*args)`` on the event loop, from SQLAlchemy's synchronous side: for what cannot wait
+    (a deferred BEGIN, a ROLLBACK)."""
+    return await_(_here(function, *args))
+
+
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     """A buffered cursor whose statement is run, fetched and closed in one call (see the module doc)."""
 
@@ -147,6 +154,16 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 class _Connection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = OneHopCursor
+
+    def rollback(self) -> None:
+        # A rollback never waits (it gives up the transaction's locks; in WAL mode the file is untouched)
+        # and never syncs: it runs on the event loop, not as a hand-over to the thread.
+        raw = self._connection._connection
+        if raw is not None:
+            try:
+                run_here(raw.rollback)
+            except Exception as error:  # noqa: BLE001 - SQLAlchemy's adapter maps the driver's errors
+                self._handle_exception(error)
 
 
 class _DBAPI(AsyncAdapt_aiosqlite_dbapi):
