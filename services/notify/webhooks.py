@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 from opentelemetry import trace
-from sqlalchemy import bindparam, event, update
+from sqlalchemy import event, update
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -42,10 +42,6 @@ from shared.telemetry import instrument_client, restored_context, safe_attribute
 log = logging.getLogger(__name__)
 BATCH = 50
 _DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
-_ENDPOINTS = WebhookEndpointState.__table__  # type: ignore[attr-defined]
-_ENDPOINT_DISABLED = select(_ENDPOINTS.c.organisation_id).where(
-    _ENDPOINTS.c.organisation_id == bindparam("organisation_id"), _ENDPOINTS.c.disabled_at.is_not(None)
-)
 
 
 class DirectoryUnavailable(RuntimeError):
@@ -147,6 +143,7 @@ class WebhookDispatcher:
         runtime.stop_hooks.append(self.http.aclose)
         self._slots = asyncio.Semaphore(self.settings.webhook_concurrency)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._left_over = False  # the last step left due deliveries for want of a free slot
         runtime.stop_hooks.append(self._stop_attempts)  # hooks run in reverse: before the client closes
         self.worker = PeriodicWorker(
             "notify-webhooks", self.step, interval=self.settings.webhook_poll_seconds
@@ -191,46 +188,72 @@ class WebhookDispatcher:
         polling: list[str] = []
         to_attempt: list[WebhookDelivery] = []
         for delivery in due:
+            if delivery.id in self._in_flight:
+                continue  # still being sent here (its lease ran out while the endpoint is slow)
             if delivery.organisation_id not in disabled and await self._polls(delivery):
                 polling.append(delivery.id)
             else:
                 to_attempt.append(delivery)
-        await self._attempt_all(to_attempt)
-        if polling:
-            # Most providers poll: their offers' deliveries are closed in one write per batch instead of a
-            # lease and a finish each (issue 9). Only still-pending rows: another instance may have got there.
-            async with self.runtime.db.transaction(announce=False) as session:
-                await session.exec(  # type: ignore[call-overload]
-                    update(WebhookDelivery)
-                    .where(
-                        col(WebhookDelivery.id).in_(polling),
-                        col(WebhookDelivery.status) == WebhookStatus.pending,
-                    )
+        # No more leased than can be sent now: a leased row waits for nobody (its lease runs while it does).
+        free = self.settings.webhook_concurrency - len(self._in_flight)
+        self._left_over = len(to_attempt) > free
+        to_attempt = to_attempt[: max(free, 0)]
+        leased = await self._lease_and_close(to_attempt, polling, now)
+        for delivery in to_attempt:
+            if delivery.id in leased:
+                await self._slots.acquire()
+                self._in_flight[delivery.id] = asyncio.create_task(
+                    self._run_attempt(delivery, disabled=delivery.organisation_id in disabled)
+                )
+        return len(due) == BATCH and not self._left_over
+
+    async def _lease_and_close(
+        self, to_attempt: list[WebhookDelivery], polling: list[str], now: datetime
+    ) -> set[str]:
+        """One short transaction for a step: the deliveries about to be sent are leased (taken for one attempt
+        each, so that two notify instances never send the same one at once; returned: those this instance
+        got), and those of providers that poll are closed (nothing to send). It was a transaction per
+        delivery to lease it, and another for the polling ones (issue 9). Only still-pending rows: another
+        instance, or ops disabling the endpoint meanwhile, may have got there first."""
+        if not to_attempt and not polling:
+            return set()
+        lease = timedelta(seconds=self.settings.webhook_timeout_seconds * 3)
+        async with self.runtime.db.transaction(announce=False) as session:  # nothing new for anyone to do
+            connection = await session.connection()
+            if polling:
+                await connection.execute(
+                    update(_DELIVERIES)
+                    .where(_DELIVERIES.c.id.in_(polling), _DELIVERIES.c.status == WebhookStatus.pending)
                     .values(status=WebhookStatus.not_applicable)
                 )
-        return len(due) == BATCH
+            if not to_attempt:
+                return set()
+            result = await connection.execute(
+                update(_DELIVERIES)
+                .where(
+                    _DELIVERIES.c.id.in_([delivery.id for delivery in to_attempt]),
+                    _DELIVERIES.c.status == WebhookStatus.pending,
+                    _DELIVERIES.c.next_attempt_at <= now,
+                )
+                .values(next_attempt_at=now + lease)
+                .returning(_DELIVERIES.c.id)
+            )
+            return set(result.scalars().all())
 
-    async def _attempt_all(self, deliveries: list[WebhookDelivery]) -> None:
-        """Start each delivery's attempt alongside those already in flight, up to
-        ``NOTIFY_WEBHOOK_CONCURRENCY`` at once, without waiting for them to end: one slow or unreachable
-        endpoint no longer holds every other provider's offers behind it (a new offer is picked up at the
-        next wake while the slow POST is still open), and a burst of offers is not delivered one round trip
-        at a time (issue 9). Each attempt still leases its own row first, so two notify instances never send
-        the same delivery at once, and a row already in flight here is not started twice."""
-        for delivery in deliveries:
-            if delivery.id in self._in_flight:
-                continue
-            await self._slots.acquire()
-            self._in_flight[delivery.id] = asyncio.create_task(self._run_attempt(delivery))
-
-    async def _run_attempt(self, delivery: WebhookDelivery) -> None:
+    async def _run_attempt(self, delivery: WebhookDelivery, *, disabled: bool) -> None:
+        """One leased delivery's attempt, alongside those already in flight (up to
+        ``NOTIFY_WEBHOOK_CONCURRENCY``; the step does not wait for it): one slow or unreachable endpoint
+        does not hold every other provider's offers behind it, and a burst of offers is not delivered one
+        round trip at a time (issue 9)."""
         try:
-            await self.attempt(delivery)
+            await self.attempt(delivery, disabled=disabled)
         except Exception as exc:  # noqa: BLE001 - the row stays pending: retried once its lease runs out
             log.warning("webhook attempt failed (%s); it is retried", type(exc).__name__)
         finally:
             self._in_flight.pop(delivery.id, None)
             self._slots.release()
+            if self._left_over:  # deliveries left due for want of a free slot: there is one now
+                self.worker.wake()
 
     async def _stop_attempts(self) -> None:
         """On shutdown: attempts still open are cancelled; their rows stay pending (leased), so the next
@@ -247,38 +270,15 @@ class WebhookDispatcher:
             return False  # the attempt finds out again and reschedules
         return polls(target)
 
-    async def _lease(self, delivery: WebhookDelivery, now: datetime) -> tuple[bool, bool]:
-        """Take the delivery for one attempt (False: another notify instance that looked at the same time got
-        it), and say whether its endpoint is disabled: one short transaction for both."""
-        lease = timedelta(seconds=self.settings.webhook_timeout_seconds * 3)
-        async with self.runtime.db.transaction(announce=False) as session:  # nothing new for anyone to do
-            connection = await session.connection()
-            disabled = (
-                await connection.execute(_ENDPOINT_DISABLED, {"organisation_id": delivery.organisation_id})
-            ).first() is not None
-            result = await connection.execute(
-                update(_DELIVERIES)
-                .where(
-                    _DELIVERIES.c.id == delivery.id,
-                    _DELIVERIES.c.status == WebhookStatus.pending,
-                    _DELIVERIES.c.next_attempt_at <= now,
-                )
-                .values(next_attempt_at=now + lease)
-            )
-            return result.rowcount == 1, disabled
-
-    async def attempt(self, delivery: WebhookDelivery) -> None:
-        now = utcnow()
-        leased, disabled = await self._lease(delivery, now)
-        if not leased:
-            return
+    async def attempt(self, delivery: WebhookDelivery, *, disabled: bool) -> None:
+        """Send a delivery this instance leased (``step``)."""
         with tracer().start_as_current_span(
             "deliver webhook",
             context=restored_context(delivery.trace_context),
             kind=trace.SpanKind.PRODUCER,
             attributes=safe_attributes(pathways__offer_id=delivery.offer_id, pathways__delivery=delivery.id),
         ):
-            await self._attempt(delivery, now, disabled=disabled)
+            await self._attempt(delivery, utcnow(), disabled=disabled)
 
     async def _attempt(self, delivery: WebhookDelivery, now: datetime, *, disabled: bool) -> None:
         if disabled:
@@ -330,7 +330,7 @@ class WebhookDispatcher:
         else:
             await self._reschedule(delivery, now, error=error, count=True)
 
-    # The delivery is leased (``_lease``): no one else writes its row meanwhile, so what ``step`` read of it
+    # The delivery is leased (``_lease_and_close``): no one else writes its row meanwhile, so what ``step`` read of it
     # (its attempts) is current, and each outcome is one UPDATE rather than a read and a flush.
 
     async def _finish(

@@ -384,3 +384,47 @@ async def test_a_slow_endpoint_does_not_hold_other_providers_webhooks_behind_it(
 
         await eventually(slow_delivered)
         assert slow.rejected == fast.rejected == 0
+
+
+async def test_no_more_deliveries_are_leased_than_can_be_sent_and_the_rest_go_when_a_slot_frees(world: World):
+    """With every sending slot taken, a due delivery stays pending and un-leased (another notify instance
+    could take it meanwhile; a lease would only run out while it waited here), and it is sent as soon as
+    a slot frees, without waiting for the next poll; each delivery reaches the receiver exactly once."""
+    secret = new_secret()
+    receiver = HeldReceiver(secret)
+    async with (
+        LocalServerContext(receiver) as endpoint,
+        world.notify(webhook_timeout_seconds=60, webhook_concurrency=1, webhook_poll_seconds=3600) as notify,
+    ):
+        world.directory.deliveries["org-outreach"] = {
+            "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [secret],
+        }
+        first = await world.refer(identifier="slot-first")
+        await world.route(first, "outreach")
+
+        async def heard(count: int) -> bool:
+            return receiver.heard >= count
+
+        await eventually(lambda: heard(1))
+        second = await world.refer(identifier="slot-second")
+        await world.route(second, "outreach")
+
+        async def second_queued() -> list[WebhookDelivery]:
+            return [r for r in await deliveries(notify.app, "org-outreach") if r.case_id == second]
+
+        await eventually(second_queued)
+        await asyncio.sleep(0.3)  # a dispatcher step would have leased it by now, had it a free slot
+        [waiting] = await second_queued()
+        assert waiting.status == WebhookStatus.pending and waiting.attempts == 0
+        assert waiting.next_attempt_at <= utcnow(), "leased while no slot could send it"
+        assert receiver.heard == 1
+
+        receiver.release.set()  # the first answers; its slot frees and the second goes at once
+
+        async def both_delivered() -> bool:
+            rows = await deliveries(notify.app, "org-outreach")
+            return len(rows) == 2 and all(r.status == WebhookStatus.delivered for r in rows)
+
+        await eventually(both_delivered)
+        assert len(receiver.received) == 2 and receiver.rejected == 0
+        assert len({r["id"] for r in receiver.received}) == 2
