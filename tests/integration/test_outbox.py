@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 
 from services.intake.app import SAMPLE_CLIENT, create_app
 from services.intake.settings import IntakeSettings
 from services.launcher import NatsServer, free_port
 from shared.bus import EVENTS_STREAM, Bus
-from shared.outbox import OutboxMessage
+from shared.db import Database
+from shared.events import DirectoryChanged
+from shared.outbox import OutboxMessage, OutboxRelay, enqueue
 from tests.conftest import EXAMPLES
 from tests.harness import eventually, running, service_auth
 
@@ -100,4 +102,55 @@ async def test_referral_accepted_while_nats_is_stopped_is_published_once_it_rest
             finally:
                 await probe.close()
     finally:
+        server.stop()
+
+
+async def test_published_rows_are_marked_together_and_never_published_twice_meanwhile(
+    tmp_path: Path, database_url: str
+):
+    """The relay marks what it published in one write for many publishes (issue 9), leaves those rows out
+    of its reads until then, and a crash before the mark (the marks lost) republishes them under the same
+    message ids, which JetStream stores once."""
+    server = NatsServer(tmp_path / "nats", port=free_port())
+    server.start()
+    db = Database(database_url, [])
+    await db.create_all()
+    bus = Bus(server.url, name="relay-test")
+    await bus.start()
+    await bus.wait_ready(10)
+
+    async def add(n: int) -> None:
+        async with db.transaction() as session:
+            enqueue(session, DirectoryChanged(entity="organisation", entity_id=f"org-{n}", change="updated"))
+
+    async def unmarked() -> int:
+        async with db.session() as session:
+            rows = await session.exec(select(OutboxMessage).where(col(OutboxMessage.published_at).is_(None)))
+            return len(rows.all())
+
+    async def stored() -> int:
+        return (await bus.js.stream_info(EVENTS_STREAM)).state.messages
+
+    try:
+        relay = OutboxRelay(db, bus, mark_delay=3600)  # marks only once quiet (or a batch gathers, or at stop)
+        await add(1)
+        await add(2)
+        assert await relay.publish_pending() == 2
+        assert await stored() == 2 and await unmarked() == 2  # published, the mark still to come
+        await add(3)
+        assert await relay.publish_pending() == 1  # only the new one: the published ones are left out
+        assert await stored() == 3 and await unmarked() == 3
+        assert await relay.publish_pending() == 0  # quiet: the three marks written together
+        assert await unmarked() == 0
+
+        async with db.transaction() as session:  # a crash before the marks: none of them written
+            await session.exec(update(OutboxMessage).values(published_at=None))  # type: ignore[call-overload]
+        restarted = OutboxRelay(db, bus)
+        assert await restarted.publish_pending() == 3
+        assert await stored() == 3  # the same Nats-Msg-Id: JetStream kept each event once
+        await restarted.stop()  # what it published is marked at stop
+        assert await unmarked() == 0
+    finally:
+        await bus.close()
+        await db.dispose()
         server.stop()
