@@ -174,7 +174,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         # same address. So each name has a pool of its own (a connection per checked address in it): a
         # provider's deliveries reuse their connection instead of a TCP (and TLS) handshake each, which
         # was the largest part of a webhook's cost (issue 9). The least recently used names' pools are
-        # closed beyond ``MAX_HOST_POOLS``.
+        # closed beyond ``MAX_HOST_POOLS`` (a request still open on one fails like a network error, and a
+        # delivery is retried as after any).
         self._pools: OrderedDict[str, httpx.AsyncBaseTransport] = OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
 
