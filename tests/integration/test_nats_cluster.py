@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.errors import Error as NatsError
 from sqlalchemy import func
 from sqlmodel import col, select
 
@@ -87,7 +88,12 @@ async def count(runtime: Runtime, statement: Any) -> int:
 async def settled(bus: Bus, runtimes: list[Runtime], durables: list[str]) -> bool:
     """Nothing left anywhere: every consumer has processed and acked all, every outbox is published."""
     for durable in durables:
-        info = await bus.js.consumer_info(EVENTS_STREAM, durable)
+        try:
+            info = await bus.js.consumer_info(EVENTS_STREAM, durable)
+        except NatsError:
+            # The cluster is still settling after the election (a consumer's own leader being chosen):
+            # JetStream's API times out or is unavailable meanwhile. Not settled yet; ask again.
+            return False
         if info.num_pending or info.num_ack_pending:
             return False
     for runtime in runtimes:
