@@ -348,8 +348,9 @@ class Database:
         try:
             async with session.begin():
                 connection = await session.connection(execution_options={_SQLITE_IMMEDIATE: True})
-                raw = await connection.get_raw_connection()
-                with sqlite_driver.holding_write_lock(raw.driver_connection):
+                # The connection is checked out already: its driver connection is read, not awaited.
+                driver = connection.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+                with sqlite_driver.holding_write_lock(driver):
                     yield
         finally:
             _writing.reset(token)
