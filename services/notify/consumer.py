@@ -74,7 +74,14 @@ def register(runtime: Runtime, channels: DeliverySettings) -> None:
         consent = known_consent(case)
         # Providers known to poll need nothing from the webhook dispatcher for their offers.
         polling = channels.known_to_poll(service.organisation_id for service in event.offer_to)
-        offers = await NewOffers.for_case(session, settings, case_id=event.case_id, now=now, polling=polling)
+        offers = await NewOffers.for_case(
+            session,
+            settings,
+            case_id=event.case_id,
+            now=now,
+            organisations=(service.organisation_id for service in event.offer_to),
+            polling=polling,
+        )
         made = []
         for service in event.offer_to:
             if not still_permitted(

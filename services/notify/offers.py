@@ -27,6 +27,7 @@ from services.notify.domain import (
     task_for_outcome,
     webhook_payload,
 )
+from services.notify.handoff import lease_for_handover
 from services.notify.settings import NotifySettings
 from services.notify.store import (
     OPEN_OFFER_STATUSES,
@@ -259,7 +260,7 @@ _OPEN_SERVICES = core_select(_OFFERS.c.service_id).where(
     _OFFERS.c.case_id == bindparam("case_id"), _OFFERS.c.status.in_([s.value for s in OPEN_OFFER_STATUSES])
 )
 _ENDPOINTS = WebhookEndpointState.__table__  # type: ignore[attr-defined]
-# The same, and which of the organisations that poll have their webhook endpoint disabled, in one query.
+# The same, and which of the organisations it may offer to have their webhook endpoint disabled, in one query.
 _OPEN_SERVICES_AND_DISABLED = union_all(
     core_select(_OFFERS.c.service_id, null().label("organisation_id")).where(
         _OFFERS.c.case_id == bindparam("case_id"),
@@ -281,7 +282,9 @@ class NewOffers:
     written by ``write`` with one INSERT per table, rather than a row object, a read and a flush each.
     An offer to an organisation known to poll gets its ``offer.made`` delivery recorded as not applicable
     at once, as the dispatcher would have recorded it (unless its endpoint is disabled: the dispatcher
-    then records the failure), so polling providers cost the dispatcher nothing.
+    then records the failure), so polling providers cost the dispatcher nothing. The other deliveries go
+    straight to the dispatcher at the commit while it has room (``handoff``), except to an endpoint ops
+    disabled.
     """
 
     def __init__(
@@ -293,6 +296,7 @@ class NewOffers:
         now: datetime,
         open_services: set[str],
         polling: set[str],
+        disabled: set[str],
     ) -> None:
         self.session = session
         self.settings = settings
@@ -300,6 +304,7 @@ class NewOffers:
         self.now = now
         self.open_services = open_services
         self.polling = polling
+        self.disabled = disabled
         self.offers: list[dict[str, Any]] = []
         self.deliveries: list[dict[str, Any]] = []
 
@@ -311,22 +316,36 @@ class NewOffers:
         *,
         case_id: UUID,
         now: datetime,
+        organisations: Iterable[str] = (),
         polling: Iterable[str] = (),
     ) -> NewOffers:
-        """``polling``: organisations known to take offers by polling (``DeliverySettings.known_to_poll``)."""
+        """``organisations``: those it may make offers to, ``polling``: those of them known to take offers by
+        polling (``DeliverySettings.known_to_poll``). Which of them have their endpoint disabled is read in the
+        same query as the services holding an open offer."""
         connection = await session.connection()
         polling = set(polling)
-        if not polling:
+        organisations = set(organisations) | polling
+        if not organisations:
             held = set((await connection.execute(_OPEN_SERVICES, {"case_id": case_id})).scalars())
-            return cls(session, settings, case_id=case_id, now=now, open_services=held, polling=polling)
+            return cls(
+                session, settings, case_id=case_id, now=now, open_services=held, polling=polling, disabled=set()
+            )
         rows = (
             await connection.execute(
-                _OPEN_SERVICES_AND_DISABLED, {"case_id": case_id, "organisations": list(polling)}
+                _OPEN_SERVICES_AND_DISABLED, {"case_id": case_id, "organisations": sorted(organisations)}
             )
         ).all()
         held = {service_id for service_id, _ in rows if service_id is not None}
-        polling -= {organisation_id for _, organisation_id in rows if organisation_id is not None}
-        return cls(session, settings, case_id=case_id, now=now, open_services=held, polling=polling)
+        disabled = {organisation_id for _, organisation_id in rows if organisation_id is not None}
+        return cls(
+            session,
+            settings,
+            case_id=case_id,
+            now=now,
+            open_services=held,
+            polling=polling - disabled,
+            disabled=disabled,
+        )
 
     def make(
         self,
@@ -399,10 +418,14 @@ class NewOffers:
     async def write(self) -> None:
         if not self.offers:
             return
+        pending = [d for d in self.deliveries if d["status"] == WebhookStatus.pending]
+        handed = lease_for_handover(
+            self.session, [d for d in pending if d["organisation_id"] not in self.disabled], self.now
+        )
         connection = await self.session.connection()
         await connection.execute(_INSERT_OFFERS, self.offers)
         await connection.execute(_INSERT_DELIVERIES, self.deliveries)
-        if any(d["status"] == WebhookStatus.pending for d in self.deliveries):
+        if handed < len(pending):  # the rest wait for the dispatcher's step
             self.session.info[WEBHOOKS_QUEUED] = True
         self.offers, self.deliveries = [], []
 
@@ -419,7 +442,9 @@ async def make_offer(
     assigned_by: str | None = None,
 ) -> Offer | None:
     """Offer the case to one service, unless that service already holds an open offer for it."""
-    offers = await NewOffers.for_case(session, settings, case_id=case_id, now=now)
+    offers = await NewOffers.for_case(
+        session, settings, case_id=case_id, now=now, organisations=[service.organisation_id]
+    )
     made = offers.make(service=service, summary=summary, decision_id=decision_id, assigned_by=assigned_by)
     if made is None:
         return None

@@ -5,11 +5,16 @@ receiver that saw it before can drop the repeat. A failed attempt is retried wit
 and full jitter until the retry period (24 hours by default) has passed since the event; then the
 endpoint is disabled, its pending deliveries are marked failed, and every affected case is escalated
 to ops, so nothing is dropped silently (the provider can still see its offers by polling).
+
+A new offer's delivery usually reaches the dispatcher without a step: the transaction that makes the offer
+leases it and hands it over as it commits (``handoff``); the step sends the rest, retries and what a stopped
+process left leased.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import weakref
@@ -25,6 +30,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
+from services.notify import handoff
 from services.notify.offers import NOTIFY, WEBHOOKS_QUEUED
 from services.notify.settings import NotifySettings
 from services.notify.store import WebhookDelivery, WebhookEndpointState, WebhookStatus
@@ -144,14 +150,20 @@ class WebhookDispatcher:
         self._slots = asyncio.Semaphore(self.settings.webhook_concurrency)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._left_over = False  # the last step left due deliveries for want of a free slot
+        # Rows leased for hand-over by transactions still open (``handoff``): their slots are spoken for.
+        self._promised = 0
+        self._stopped = False
         runtime.stop_hooks.append(self._stop_attempts)  # hooks run in reverse: before the client closes
         self.worker = PeriodicWorker(
             "notify-webhooks", self.step, interval=self.settings.webhook_poll_seconds
         )
         _DISPATCHERS.add(self)
+        engine = runtime.db.engine.sync_engine
+        handoff.register(engine, self)
 
         async def forget() -> None:
             _DISPATCHERS.discard(self)
+            handoff.unregister(engine, self)
 
         runtime.stop_hooks.append(forget)
 
@@ -195,7 +207,7 @@ class WebhookDispatcher:
             else:
                 to_attempt.append(delivery)
         # No more leased than can be sent now: a leased row waits for nobody (its lease runs while it does).
-        free = self.settings.webhook_concurrency - len(self._in_flight)
+        free = self.room()
         self._left_over = len(to_attempt) > free
         to_attempt = to_attempt[: max(free, 0)]
         leased = await self._lease_and_close(to_attempt, polling, now)
@@ -207,6 +219,45 @@ class WebhookDispatcher:
                 )
         return len(due) == BATCH and not self._left_over
 
+    # --- hand-over (``handoff``): a new offer's delivery, leased by the transaction that made it ---------------
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a leased delivery is this instance's to send before any step may take it again."""
+        return timedelta(seconds=self.settings.webhook_timeout_seconds * 3)
+
+    def room(self) -> int:
+        if self._stopped:
+            return 0
+        return self.settings.webhook_concurrency - len(self._in_flight) - self._promised
+
+    def promise(self, count: int) -> None:
+        self._promised += count
+
+    def withdraw(self, count: int) -> None:
+        self._promised -= count
+
+    def take(self, rows: list[dict[str, Any]]) -> None:
+        self._promised -= len(rows)
+        if self._stopped:
+            return  # leased and stored: the next notify's step sends them once the lease runs out
+        for row in rows:
+            delivery = WebhookDelivery(**row)
+            # In a context of its own: the commit runs inside the transaction's (its writer slot, its trace),
+            # which the attempt must not inherit.
+            self._in_flight[delivery.id] = asyncio.create_task(
+                self._run_handed(delivery), context=contextvars.Context()
+            )
+
+    async def _run_handed(self, delivery: WebhookDelivery) -> None:
+        try:
+            # A slot was free when the row was leased; a step may have filled it since: wait for the next.
+            await self._slots.acquire()
+        except asyncio.CancelledError:
+            self._in_flight.pop(delivery.id, None)
+            raise
+        await self._run_attempt(delivery, disabled=False)
+
     async def _lease_and_close(
         self, to_attempt: list[WebhookDelivery], polling: list[str], now: datetime
     ) -> set[str]:
@@ -217,7 +268,7 @@ class WebhookDispatcher:
         instance, or ops disabling the endpoint meanwhile, may have got there first."""
         if not to_attempt and not polling:
             return set()
-        lease = timedelta(seconds=self.settings.webhook_timeout_seconds * 3)
+        lease = self.lease
         async with self.runtime.db.transaction(announce=False) as session:  # nothing new for anyone to do
             connection = await session.connection()
             if polling:
@@ -258,6 +309,7 @@ class WebhookDispatcher:
     async def _stop_attempts(self) -> None:
         """On shutdown: attempts still open are cancelled; their rows stay pending (leased), so the next
         notify to run delivers them (at least once; receivers de-duplicate on ``webhook-id``)."""
+        self._stopped = True
         tasks = list(self._in_flight.values())
         for task in tasks:
             task.cancel()

@@ -1,15 +1,17 @@
 """Signed webhooks to a real local receiver that verifies them with ``standardwebhooks``: thin payloads,
 secret rotation, retries through a receiver outage and a notify restart with no event lost, and an
-endpoint disabled (with ops told) once it fails past the retry period or is not HTTPS."""
+endpoint disabled (with ops told) once it fails past the retry period or is not HTTPS; a new offer's webhook
+handed to the dispatcher at its commit, and not lost when the process stops before sending it."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -17,7 +19,12 @@ from fastapi import FastAPI, Request, Response
 from sqlmodel import select
 
 from services.launcher import NatsServer
+from services.notify import handoff
+from services.notify.domain import WebhookEvent
+from services.notify.handoff import lease_for_handover
+from services.notify.offers import webhook_row
 from services.notify.store import Escalation, WebhookDelivery, WebhookEndpointState, WebhookStatus
+from services.notify.webhooks import WebhookDispatcher
 from shared.events import utcnow
 from tests.harness import eventually
 from tests.integration.notify_world import OPS, World, offer_for, provider, withdrawal, world_for
@@ -428,3 +435,112 @@ async def test_no_more_deliveries_are_leased_than_can_be_sent_and_the_rest_go_wh
         await eventually(both_delivered)
         assert len(receiver.received) == 2 and receiver.rejected == 0
         assert len({r["id"] for r in receiver.received}) == 2
+
+
+async def _non_empty(rows: Awaitable[list[Any]]) -> bool:
+    return bool(await rows)
+
+
+def dispatcher_of(app: FastAPI) -> WebhookDispatcher:
+    return handoff._TAKERS[app.state.runtime.db.engine.sync_engine]  # type: ignore[return-value]
+
+
+async def test_a_new_offers_webhook_goes_at_its_commit_without_a_dispatcher_step(world: World):
+    """The transaction that makes an offer leases its webhook and hands it to the dispatcher as it commits: no
+    step reads and leases it first (issue 9). An endpoint ops disabled gets nothing handed over: the step,
+    woken by that commit, records the failure as before."""
+    secret = new_secret()
+    receiver = WebhookReceiver(secret)
+    async with LocalServerContext(receiver) as endpoint, world.notify(webhook_poll_seconds=3600) as notify:
+        world.directory.deliveries["org-hooked"] = {
+            "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [secret],
+        }
+        dispatcher = dispatcher_of(notify.app)
+        steps = 0
+        step = dispatcher.worker.step
+
+        async def counted_step() -> bool:
+            nonlocal steps
+            steps += 1
+            return await step()
+
+        dispatcher.worker.step = counted_step  # type: ignore[method-assign]
+        case_id = await world.refer(identifier="handed")
+        await world.route(case_id, "hooked")
+
+        async def delivered() -> bool:
+            rows = await deliveries(notify.app)
+            return [(r.status, r.attempts) for r in rows] == [(WebhookStatus.delivered, 1)]
+
+        await eventually(delivered)
+        assert steps == 0 and len(receiver.received) == 1 and receiver.rejected == 0
+        assert dispatcher.room() == notify.app.state.runtime.settings.webhook_concurrency
+
+        async with notify.app.state.runtime.db.transaction() as session:
+            session.add(WebhookEndpointState(organisation_id="org-hooked", disabled_at=utcnow(), disabled_reason="x"))
+        disabled = await world.refer(identifier="handed-disabled")
+        await world.route(disabled, "hooked")
+
+        async def failed() -> bool:
+            rows = [r for r in await deliveries(notify.app) if r.case_id == disabled]
+            return [(r.status, r.last_error) for r in rows] == [(WebhookStatus.failed, "endpoint disabled")]
+
+        await eventually(failed)
+        assert steps >= 1 and len(receiver.received) == 1
+
+
+async def test_a_handed_over_delivery_lost_with_its_process_is_sent_once_its_lease_runs_out(world: World):
+    """Should notify stop between the commit and the POST, the delivery stays leased, not lost: once the lease
+    runs out the step sends it, once."""
+    secret = new_secret()
+    receiver = WebhookReceiver(secret)
+    async with (
+        LocalServerContext(receiver) as endpoint,
+        world.notify(webhook_timeout_seconds=1.0, webhook_poll_seconds=0.1) as notify,
+    ):
+        world.directory.deliveries["org-hooked"] = {
+            "channel": "webhook", "webhook_url": f"{endpoint.url}/hooks", "signing_secrets": [secret],
+        }
+        dispatcher = dispatcher_of(notify.app)
+        taken = dispatcher.take
+        lost: list[dict[str, Any]] = []
+
+        def die_before_sending(rows: list[dict[str, Any]]) -> None:
+            lost.extend(rows)
+            taken([])  # the promise is settled; the rows themselves go nowhere, as with a process gone
+
+        dispatcher.take = die_before_sending  # type: ignore[method-assign]
+        case_id = await world.refer(identifier="handed-lost")
+        await world.route(case_id, "hooked")
+
+        async def leased() -> list[WebhookDelivery]:
+            return [r for r in await deliveries(notify.app) if r.case_id == case_id]
+
+        await eventually(lambda: _non_empty(leased()))
+        [row] = await leased()
+        assert [r["id"] for r in lost] == [row.id]
+        assert row.status == WebhookStatus.pending and row.attempts == 0 and row.next_attempt_at > utcnow()
+
+        async def delivered() -> bool:
+            return [r.status for r in await leased()] == [WebhookStatus.delivered]
+
+        await eventually(delivered, timeout=30)
+        assert receiver.ids() == [row.id] and receiver.rejected == 0
+
+
+async def test_a_rolled_back_transaction_hands_nothing_over_and_frees_its_slots(world: World):
+    async with world.notify(webhook_poll_seconds=3600) as notify:
+        db = notify.app.state.runtime.db
+        dispatcher = dispatcher_of(notify.app)
+        free = dispatcher.room()
+        row = webhook_row(
+            notify.app.state.runtime.settings, offer_id=uuid4(), organisation_id="org-hooked", case_id=uuid4(),
+            event=WebhookEvent.offer_made, source="made", now=utcnow(),
+        )
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as session:
+                assert lease_for_handover(session, [row], utcnow()) == 1
+                assert dispatcher.room() == free - 1
+                raise RuntimeError("the offer's transaction fails")
+        assert dispatcher.room() == free and not dispatcher._in_flight
+        assert await deliveries(notify.app) == []
