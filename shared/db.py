@@ -40,6 +40,7 @@ from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared import sqlite_driver
+from shared.db_ping import ping_when_idle
 from shared.events import utcnow
 
 T = TypeVar("T")
@@ -246,10 +247,13 @@ class Database:
             kwargs["pool_reset_on_return"] = None  # _sqlite_reset decides
             kwargs["module"] = sqlite_driver.dbapi()  # one hand-over per statement, none holding the lock
         else:
-            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
+            # No pool_pre_ping: with asyncpg it is three round trips per checkout (shared.db_ping).
+            kwargs.update(pool_size=10, max_overflow=10)
             if self.schema:
                 kwargs["connect_args"] = {"server_settings": {"search_path": f'"{self.schema}"'}}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if not sqlite:
+            ping_when_idle(self.engine.sync_engine)  # a connection that sat in the pool is checked first
         self._writer: asyncio.Lock | None = None
         if sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
