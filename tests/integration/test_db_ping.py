@@ -16,7 +16,6 @@ from shared import db_ping
 from shared.db import Database
 from tests.conftest import PG_HOST, PG_PORT, PG_USER, postgres_database
 
-
 pytestmark = pytest.mark.postgres  # SQLite has no server to lose and no pool to check
 
 
