@@ -27,7 +27,6 @@ from services.notify.domain import (
     task_for_outcome,
     webhook_payload,
 )
-from services.notify.handoff import lease_for_handover
 from services.notify.settings import NotifySettings
 from services.notify.store import (
     OPEN_OFFER_STATUSES,
@@ -41,6 +40,7 @@ from services.notify.store import (
     WebhookStatus,
     upsert,
 )
+from services.notify.webhook_handover import lease_for_handover
 from shared.audit import record
 from shared.auth import Caller, CallerKind
 from shared.events import (
@@ -283,8 +283,8 @@ class NewOffers:
     An offer to an organisation known to poll gets its ``offer.made`` delivery recorded as not applicable
     at once, as the dispatcher would have recorded it (unless its endpoint is disabled: the dispatcher
     then records the failure), so polling providers cost the dispatcher nothing. The other deliveries go
-    straight to the dispatcher at the commit while it has room (``handoff``), except to an endpoint ops
-    disabled.
+    straight to the dispatcher at the commit while it has room (``webhook_handover``), except to an
+    endpoint ops disabled.
     """
 
     def __init__(
@@ -319,16 +319,22 @@ class NewOffers:
         organisations: Iterable[str] = (),
         polling: Iterable[str] = (),
     ) -> NewOffers:
-        """``organisations``: those it may make offers to, ``polling``: those of them known to take offers by
-        polling (``DeliverySettings.known_to_poll``). Which of them have their endpoint disabled is read in the
-        same query as the services holding an open offer."""
+        """``organisations``: those it may make offers to, ``polling``: those of them known to take offers
+        by polling (``DeliverySettings.known_to_poll``). Which of them have their endpoint disabled is read
+        in the same query as the services holding an open offer."""
         connection = await session.connection()
         polling = set(polling)
         organisations = set(organisations) | polling
         if not organisations:
             held = set((await connection.execute(_OPEN_SERVICES, {"case_id": case_id})).scalars())
             return cls(
-                session, settings, case_id=case_id, now=now, open_services=held, polling=polling, disabled=set()
+                session,
+                settings,
+                case_id=case_id,
+                now=now,
+                open_services=held,
+                polling=polling,
+                disabled=set(),
             )
         rows = (
             await connection.execute(

@@ -6,9 +6,9 @@ and full jitter until the retry period (24 hours by default) has passed since th
 endpoint is disabled, its pending deliveries are marked failed, and every affected case is escalated
 to ops, so nothing is dropped silently (the provider can still see its offers by polling).
 
-A new offer's delivery usually reaches the dispatcher without a step: the transaction that makes the offer
-leases it and hands it over as it commits (``handoff``); the step sends the rest, retries and what a stopped
-process left leased.
+A new offer's delivery usually reaches the dispatcher without a step: the transaction that makes the
+offer leases it and hands it over as it commits (``webhook_handover``); the step sends the rest, the
+retries and what a stopped process left leased.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
-from services.notify import handoff
+from services.notify import webhook_handover
 from services.notify.offers import NOTIFY, WEBHOOKS_QUEUED
 from services.notify.settings import NotifySettings
 from services.notify.store import WebhookDelivery, WebhookEndpointState, WebhookStatus
@@ -150,7 +150,8 @@ class WebhookDispatcher:
         self._slots = asyncio.Semaphore(self.settings.webhook_concurrency)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._left_over = False  # the last step left due deliveries for want of a free slot
-        # Rows leased for hand-over by transactions still open (``handoff``): their slots are spoken for.
+        # Rows leased for hand-over by transactions still open (``webhook_handover``): their slots are
+        # spoken for.
         self._promised = 0
         self._stopped = False
         runtime.stop_hooks.append(self._stop_attempts)  # hooks run in reverse: before the client closes
@@ -159,11 +160,11 @@ class WebhookDispatcher:
         )
         _DISPATCHERS.add(self)
         engine = runtime.db.engine.sync_engine
-        handoff.register(engine, self)
+        webhook_handover.register(engine, self)
 
         async def forget() -> None:
             _DISPATCHERS.discard(self)
-            handoff.unregister(engine, self)
+            webhook_handover.unregister(engine, self)
 
         runtime.stop_hooks.append(forget)
 
@@ -219,7 +220,7 @@ class WebhookDispatcher:
                 )
         return len(due) == BATCH and not self._left_over
 
-    # --- hand-over (``handoff``): a new offer's delivery, leased by the transaction that made it ---------------
+    # --- hand-over (``webhook_handover``): a new offer's delivery, leased by the transaction that made it
 
     @property
     def lease(self) -> timedelta:

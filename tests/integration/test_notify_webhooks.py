@@ -19,11 +19,11 @@ from fastapi import FastAPI, Request, Response
 from sqlmodel import select
 
 from services.launcher import NatsServer
-from services.notify import handoff
+from services.notify import webhook_handover
 from services.notify.domain import WebhookEvent
-from services.notify.handoff import lease_for_handover
 from services.notify.offers import webhook_row
 from services.notify.store import Escalation, WebhookDelivery, WebhookEndpointState, WebhookStatus
+from services.notify.webhook_handover import lease_for_handover
 from services.notify.webhooks import WebhookDispatcher
 from shared.events import utcnow
 from tests.harness import eventually
@@ -442,7 +442,7 @@ async def _non_empty(rows: Awaitable[list[Any]]) -> bool:
 
 
 def dispatcher_of(app: FastAPI) -> WebhookDispatcher:
-    return handoff._TAKERS[app.state.runtime.db.engine.sync_engine]  # type: ignore[return-value]
+    return webhook_handover._TAKERS[app.state.runtime.db.engine.sync_engine]  # type: ignore[return-value]
 
 
 async def test_a_new_offers_webhook_goes_at_its_commit_without_a_dispatcher_step(world: World):
@@ -472,7 +472,9 @@ async def test_a_new_offers_webhook_goes_at_its_commit_without_a_dispatcher_step
         assert dispatcher.room() == notify.app.state.runtime.settings.webhook_concurrency
 
         async with notify.app.state.runtime.db.transaction() as session:
-            session.add(WebhookEndpointState(organisation_id="org-hooked", disabled_at=utcnow(), disabled_reason="x"))
+            session.add(
+                WebhookEndpointState(organisation_id="org-hooked", disabled_at=utcnow(), disabled_reason="x")
+            )
         disabled = await world.refer(identifier="handed-disabled")
         await world.route(disabled, "hooked")
 
@@ -529,8 +531,13 @@ async def test_a_rolled_back_transaction_hands_nothing_over_and_frees_its_slots(
         dispatcher = dispatcher_of(notify.app)
         free = dispatcher.room()
         row = webhook_row(
-            notify.app.state.runtime.settings, offer_id=uuid4(), organisation_id="org-hooked", case_id=uuid4(),
-            event=WebhookEvent.offer_made, source="made", now=utcnow(),
+            notify.app.state.runtime.settings,
+            offer_id=uuid4(),
+            organisation_id="org-hooked",
+            case_id=uuid4(),
+            event=WebhookEvent.offer_made,
+            source="made",
+            now=utcnow(),
         )
         with pytest.raises(RuntimeError):
             async with db.transaction() as session:
