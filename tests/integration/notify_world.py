@@ -21,7 +21,7 @@ from services.intake.app import SAMPLE_CLIENT
 from services.intake.app import create_app as create_intake
 from services.intake.referrals import current_consent
 from services.intake.settings import IntakeSettings
-from services.intake.store import Referral
+from services.intake.store import AcceptedOffer, Referral
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
 from services.notify.store import Offer
@@ -191,6 +191,14 @@ async def accepted_offer(world: World, notify: httpx.AsyncClient, *, identifier:
     offer = await offer_for(notify, key, case_id)
     accepted = await notify.post(f"/offers/{offer['id']}/accept", headers=provider(key))
     assert accepted.status_code == 200, accepted.text
+
+    # The acceptance reaches intake over the bus; notify asks intake again for ~3 s before answering a
+    # handoff read 503, and on a loaded machine the event can take longer: wait until intake has it.
+    async def intake_knows() -> bool:
+        async with world.intake.state.runtime.db.session() as session:
+            return await session.get(AcceptedOffer, UUID(offer["id"])) is not None
+
+    await eventually(intake_knows, timeout=60)
     return case_id, accepted.json()  # type: ignore[no-any-return]
 
 
