@@ -325,24 +325,17 @@ class NewOffers:
         connection = await session.connection()
         polling = set(polling)
         organisations = set(organisations) | polling
+        disabled: set[str] = set()
         if not organisations:
             held = set((await connection.execute(_OPEN_SERVICES, {"case_id": case_id})).scalars())
-            return cls(
-                session,
-                settings,
-                case_id=case_id,
-                now=now,
-                open_services=held,
-                polling=polling,
-                disabled=set(),
-            )
-        rows = (
-            await connection.execute(
-                _OPEN_SERVICES_AND_DISABLED, {"case_id": case_id, "organisations": sorted(organisations)}
-            )
-        ).all()
-        held = {service_id for service_id, _ in rows if service_id is not None}
-        disabled = {organisation_id for _, organisation_id in rows if organisation_id is not None}
+        else:
+            rows = (
+                await connection.execute(
+                    _OPEN_SERVICES_AND_DISABLED, {"case_id": case_id, "organisations": sorted(organisations)}
+                )
+            ).all()
+            held = {service_id for service_id, _ in rows if service_id is not None}
+            disabled = {organisation_id for _, organisation_id in rows if organisation_id is not None}
         return cls(
             session,
             settings,
