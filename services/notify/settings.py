@@ -36,8 +36,8 @@ class NotifySettings(ServiceSettings):
     webhook_backoff_cap_seconds: float = 3600.0
     webhook_timeout_seconds: float = 10.0
     webhook_poll_seconds: float = 5.0
-    # Deliveries in flight at once per notify process (each leased by a dispatcher step, then POSTed and its
-    # outcome written): the step leases no more than there are free slots.
+    # Deliveries in flight at once per notify process (each leased, by the transaction that made its offer or
+    # by a dispatcher step, then POSTed and its outcome written): none is leased without a free slot.
     webhook_concurrency: int = Field(default=8, ge=1, le=256)
     # How long a provider's delivery settings (channel, URL, secrets) are reused before asking the directory.
     delivery_cache_seconds: float = 60.0
