@@ -65,7 +65,20 @@ async def publish_until_stored(bus: Bus, event: Event) -> None:
 
 
 async def stream_events(bus: Bus, subject: str) -> list[Event]:
-    """Every message on a subject in the stream, duplicates included (read with an ephemeral consumer)."""
+    """Every message on a subject in the stream, duplicates included (read with an ephemeral consumer).
+
+    Just after an election a new consumer's first fetch can be refused (503: its own leader is still being
+    chosen); the read then starts again from the beginning with a fresh consumer, so nothing is counted twice.
+    """
+    for _ in range(10):
+        try:
+            return await _read_subject(bus, subject)
+        except NatsError:
+            await asyncio.sleep(0.5)
+    return await _read_subject(bus, subject)
+
+
+async def _read_subject(bus: Bus, subject: str) -> list[Event]:
     info = await bus.js.stream_info(EVENTS_STREAM, subjects_filter=subject)
     stored = sum((info.state.subjects or {}).values())
     sub = await bus.js.pull_subscribe(subject, durable=None, stream=EVENTS_STREAM)
