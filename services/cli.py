@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from services import cli_audit, cli_credentials
-from services.launcher import DATA_DIR_DEFAULT, DEFAULT_PORTS, SERVICES, System
+from services.launcher import DATA_DIR_DEFAULT, DEFAULT_PORTS, SERVICES, System, background_nice
 
 app = typer.Typer(help="Pathways: referral routes from NHS settings to specialist domestic abuse services.",
                   no_args_is_help=True)
@@ -49,12 +49,17 @@ def up(
         help="Load the sample directory, EHR client and ops user (--no-sample: start empty, for a real area)")] = True,
 ) -> None:
     """Start NATS (unless NATS_URL is set) and the four services on SQLite (unless DATABASE_URL is set)."""
+    try:
+        nice = background_nice()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="PATHWAYS_BACKGROUND_NICE") from None
     system = System(
         data_dir=data_dir.resolve(),
         ports=configured_ports(),
         nats_url=os.environ.get("NATS_URL") or None,
         database_url=os.environ.get("DATABASE_URL") or None,
         sample=sample,
+        background_nice=nice,
     )
     stop = {"requested": False}
 

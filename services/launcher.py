@@ -5,6 +5,7 @@ is what ``make run`` starts."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import random
 import secrets
@@ -27,6 +28,12 @@ DATA_DIR_DEFAULT = Path(".data")
 SERVICES = ("directory", "intake", "router", "notify")
 # The documented switches for the sample data (each service reads its own).
 SAMPLE_SWITCHES = ("DIRECTORY_LOAD_SAMPLE", "INTAKE_SEED_SAMPLE_CLIENT")
+# Intake answers EHR systems while they wait; router and notify work from JetStream's durable queue and can
+# fall a few seconds behind in a burst without harm. Sharing one machine (`pathways up`), they yield the CPU
+# to intake when both want it (a nice value for their process groups; 0 shares equally). On Kubernetes each
+# service has its own pod and CPU; this is for one machine.
+BACKGROUND_SERVICES = ("router", "notify")
+BACKGROUND_NICE_DEFAULT = 10
 DEFAULT_PORTS = {"intake": 8001, "router": 8002, "directory": 8003, "notify": 8004, "nats": 14222, "nats_monitor": 18222}
 
 
@@ -39,6 +46,32 @@ def _ephemeral_range() -> tuple[int, int]:
         return int(low), int(high)
     except (OSError, ValueError):
         return 32768, 60999
+
+
+def background_nice() -> int:
+    """``PATHWAYS_BACKGROUND_NICE``: how far router and notify yield the CPU to intake (0-19)."""
+    raw = os.environ.get("PATHWAYS_BACKGROUND_NICE", "").strip()
+    if not raw:
+        return BACKGROUND_NICE_DEFAULT
+    if not raw.isdigit() or int(raw) > 19:
+        raise ValueError(f"PATHWAYS_BACKGROUND_NICE must be a whole number from 0 to 19, not {raw!r}")
+    return int(raw)
+
+
+def lower_priority(pid: int, nice: int) -> None:
+    """Give a child process (the leader of its own session) less of the CPU, as ``nice`` would.
+
+    Where the kernel groups processes by session for scheduling (autogroup, on by default on most
+    distributions), a process's own nice value only ranks it among its session's threads, so the
+    session's group gets the value too. Best effort: where neither can be set, the process runs at the
+    usual priority.
+    """
+    if nice <= 0:
+        return
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
 
 
 def free_port() -> int:
@@ -204,6 +237,8 @@ class System:
     # False: start empty (no sample directory, EHR client or ops user), whatever the environment says.
     # True: load the sample unless DIRECTORY_LOAD_SAMPLE / INTAKE_SEED_SAMPLE_CLIENT say false.
     sample: bool = True
+    # How far router and notify yield the CPU to intake (BACKGROUND_SERVICES); 0: equal shares.
+    background_nice: int = field(default_factory=background_nice)
     nats: NatsServer | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -280,6 +315,8 @@ class System:
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
+        if service in BACKGROUND_SERVICES:
+            lower_priority(self.processes[service].pid, self.background_nice)
 
     def stop_service(self, service: str) -> None:
         stop_process(self.processes.pop(service, None))
