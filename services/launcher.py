@@ -69,7 +69,8 @@ def lower_priority(pid: int, nice: int) -> None:
     if nice <= 0:
         return
     with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, pid, nice)
+        # Never above the priority it inherited (a launcher started under `nice` passes its value on).
+        os.setpriority(os.PRIO_PROCESS, pid, max(nice, os.getpriority(os.PRIO_PROCESS, pid)))
     with contextlib.suppress(OSError):
         Path(f"/proc/{pid}/autogroup").write_text(str(nice))
 

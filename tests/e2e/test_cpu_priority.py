@@ -23,7 +23,9 @@ def autogroup_nice(pid: int) -> int | None:
 
 def test_router_and_notify_run_below_intake_and_directory(system: System):
     nice = {name: os.getpriority(os.PRIO_PROCESS, p.pid) for name, p in system.processes.items()}
-    assert nice == {"directory": 0, "intake": 0, "router": BACKGROUND_NICE_DEFAULT, "notify": BACKGROUND_NICE_DEFAULT}
+    inherited = os.getpriority(os.PRIO_PROCESS, 0)  # the test run's own (0 unless started under `nice`)
+    lowered = max(inherited, BACKGROUND_NICE_DEFAULT)
+    assert nice == {"directory": inherited, "intake": inherited, "router": lowered, "notify": lowered}
     groups = {name: autogroup_nice(p.pid) for name, p in system.processes.items()}
     if groups["intake"] is not None:  # the kernel schedules by session (autogroup): each service has its own
         assert groups == {"directory": 0, "intake": 0, "router": BACKGROUND_NICE_DEFAULT,
@@ -37,9 +39,9 @@ def test_lower_priority_reaches_threads_the_process_starts_afterwards():
          "t.start(); t.join()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
     )
-    lower_priority(child.pid, 7)
+    lower_priority(child.pid, 19)
     out, _ = child.communicate("go\n", timeout=30)
-    assert int(out) == 7
+    assert int(out) == 19
 
 
 def test_the_setting_is_checked(monkeypatch: pytest.MonkeyPatch):
