@@ -295,7 +295,14 @@ async def test_a_revoked_provider_key_stops_at_the_next_call_and_unknown_keys_co
             # The very next call: no waiting for an announcement.
             assert (await notify.get("/offers", headers=bearer(key))).status_code == 401
 
+            # The directory's announcements (the organisation, its key, the revocation) reach notify when the bus
+            # brings them, and each rightly empties the negative cache (a key just issued must not stay
+            # refused): each one that lands during the tries may cost one more question, never more.
+            cleared: list[int] = []
+            unknown = notify_app.state.unknown_provider_keys
+            original_clear = unknown.clear
+            unknown.clear = lambda: (cleared.append(1), original_clear())[1]  # type: ignore[method-assign]
             asked.clear()
             for _ in range(5):
                 assert (await notify.get("/offers", headers=bearer("pw_prv_guessed_key"))).status_code == 401
-            assert len(asked) == 1
+            assert 1 <= len(asked) <= 1 + len(cleared) and len(cleared) <= 3
