@@ -24,12 +24,12 @@ def autogroup_nice(pid: int) -> int | None:
 def test_router_and_notify_run_below_intake_and_directory(system: System):
     nice = {name: os.getpriority(os.PRIO_PROCESS, p.pid) for name, p in system.processes.items()}
     inherited = os.getpriority(os.PRIO_PROCESS, 0)  # the test run's own (0 unless started under `nice`)
-    lowered = max(inherited, BACKGROUND_NICE_DEFAULT)
+    lowered = max(inherited, system.background_nice)  # BACKGROUND_NICE_DEFAULT unless the environment says
     assert nice == {"directory": inherited, "intake": inherited, "router": lowered, "notify": lowered}
     groups = {name: autogroup_nice(p.pid) for name, p in system.processes.items()}
     if groups["intake"] is not None:  # the kernel schedules by session (autogroup): each service has its own
-        assert groups == {"directory": 0, "intake": 0, "router": BACKGROUND_NICE_DEFAULT,
-                          "notify": BACKGROUND_NICE_DEFAULT}
+        assert groups == {"directory": 0, "intake": 0, "router": system.background_nice,
+                          "notify": system.background_nice}
 
 
 def test_lower_priority_reaches_threads_the_process_starts_afterwards():
