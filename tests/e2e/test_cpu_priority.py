@@ -33,10 +33,14 @@ def test_router_and_notify_run_below_intake_and_directory(system: System):
 
 
 def test_lower_priority_reaches_threads_the_process_starts_afterwards():
+    # The child waits for a line before it starts a thread, which reports its own nice value.
+    script = (
+        "import os, sys, threading; sys.stdin.readline(); "
+        "t = threading.Thread(target=lambda: print(os.getpriority(os.PRIO_PROCESS, 0)), daemon=True); "
+        "t.start(); t.join()"
+    )
     child = subprocess.Popen(
-        [sys.executable, "-c", "import os, sys, threading; sys.stdin.readline(); "
-         "t = threading.Thread(target=lambda: print(os.getpriority(os.PRIO_PROCESS, 0)), daemon=True); "
-         "t.start(); t.join()"],
+        [sys.executable, "-c", script],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
     )
     lower_priority(child.pid, 19)
