@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+from support import PROVIDER_KEY
 
 from services.directory.app import create_app as create_directory
 from services.directory.settings import DirectorySettings
@@ -28,8 +29,6 @@ from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
 from tests.harness import running, service_auth
 from tests.servers import LocalServer
-
-PROVIDER_KEY = "pw_sample_aire_valley_da"  # the sample directory's
 
 
 async def timed(client: httpx.AsyncClient, key: str, requests: int) -> list[float]:

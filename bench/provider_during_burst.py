@@ -21,10 +21,18 @@ import time
 from pathlib import Path
 
 import httpx
-from support import WrkResult, ensure_wrk, percentile, referral_template, run_wrk, running_system, table
+from support import (
+    PROVIDER_KEY,
+    WrkResult,
+    ensure_wrk,
+    percentile,
+    referral_template,
+    run_wrk,
+    running_system,
+    table,
+)
 
 os.environ.setdefault("PATHWAYS_RATE_LIMITS", '{"ehr-client": ""}')  # one EHR client drives the burst
-PROVIDER_KEY = "pw_sample_aire_valley_da"  # the sample directory's
 
 
 def sample(url: str, seconds: float, stop: threading.Event | None = None) -> list[float]:

@@ -32,6 +32,7 @@ from services.launcher import (
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gp-referral.json"
 EHR_KEY = "pw_sample_ehr_client"  # the synthetic sample client `pathways up` seeds
+PROVIDER_KEY = "pw_sample_aire_valley_da"  # the sample directory's provider key
 PG_HOST = os.environ.get("PATHWAYS_BENCH_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("PATHWAYS_BENCH_PG_PORT", "5432"))
 PG_USER = os.environ.get("PATHWAYS_BENCH_PG_USER", "postgres")
