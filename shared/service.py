@@ -246,10 +246,12 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's one database session, shared by the dependency that authenticates the caller and
     the handler (FastAPI resolves it once per request). It holds a connection only while it reads or
-    writes: writes go through ``runtime.db.transaction(session)``, which ends any open read first."""
+    writes: writes go through ``runtime.db.transaction(session)``, which ends any open read first.
+    (The runtime from the request itself, not ``RuntimeDep``: each sub-dependency costs FastAPI a solve.)"""
+    runtime: Runtime = request.app.state.runtime
     async with runtime.db.session() as session:
         yield session
 

@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Link, Status
 
 from shared.scrub import scrub
@@ -99,11 +100,18 @@ def configure_tracing(service_name: str, exporter: str = "none") -> None:
 
     OTLP/HTTP export when the standard variables name an endpoint (batching, headers, timeouts from the
     standard ``OTEL_*`` variables too); ``exporter="console"`` prints spans as well, for development.
+
+    With neither, no span is recorded (the ``always_off`` sampler): every request's and event's spans
+    would be built, filled and dropped for nobody (issue 9's profile). Trace context still flows: each
+    request and event still gets a trace id (log lines carry it, events pass it on), only not sampled.
     """
     global _provider
     if _provider is not None:
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": f"pathways-{service_name}"}))
+    resource = Resource.create({"service.name": f"pathways-{service_name}"})
+    exporting = otlp_configured() or exporter == "console"
+    # With an exporter, the sampler is the standard variables' choice (OTEL_TRACES_SAMPLER; all by default).
+    provider = TracerProvider(resource=resource, **({} if exporting else {"sampler": ALWAYS_OFF}))
     if otlp_configured():
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

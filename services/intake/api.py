@@ -28,13 +28,12 @@ from shared.auth import NotifyCaller, PresentedKey, hash_api_key
 from shared.consent import CONSENT_REFUSAL, NOT_ACCEPTED, release_verdict
 from shared.crypto import FieldCipher
 from shared.events import utcnow
-from shared.db import end_read
 from shared.fhir import FHIR_JSON, FhirError, Issue
-from shared.openapi import FhirResponse, errors, fhir_resource
 from shared.metrics import REFERRALS_RECEIVED, REFERRALS_REJECTED
+from shared.openapi import FhirResponse, errors, fhir_resource
 from shared.problems import problem
 from shared.search import InvalidSearch, last_updated_condition
-from shared.service import RuntimeDep, SessionDep
+from shared.service import Runtime, RuntimeDep, SessionDep
 
 router = APIRouter()
 ACCEPTED_CONTENT_TYPES = ("application/fhir+json", "application/json")
@@ -76,32 +75,33 @@ CONSENT_BODY = fhir_body("Consent", "The survivor's consent as it now stands.", 
 SUBMIT_ERRORS = errors(400, 403, 404, 409, 413, 415, 422)
 
 
-async def require_client(key: PresentedKey, session: SessionDep, request: Request,
+async def require_client(key: PresentedKey, request: Request,
                          _oauth2: Annotated[str | None, Depends(OAUTH2)]) -> ApiClient:
-    """The EHR client holding this API key, or an unexpired access token from ``POST /oauth2/token``,
-    looked up on the request's own session (then its connection goes back to the pool). An API key is
-    trusted for ``client_cache_seconds``, never past its expiry; changing a client through the ops API
-    empties the cache at once (``services.intake.clients``). Access tokens are checked every time."""
+    """The EHR client holding this API key, or an unexpired access token from ``POST /oauth2/token``.
+    An API key is trusted for ``client_cache_seconds``, never past its expiry; changing a client through
+    the ops API empties the cache at once (``services.intake.clients``). Access tokens are checked every
+    time. Only a look-up opens a session (its own, closed before the handler runs): a cached key costs
+    no session at all, the common case under load (issue 9)."""
     digest = hash_api_key(key)
     known: TTLCache[str, ApiClient] = request.app.state.client_keys
     if (client := known.get(digest)) is not None and client.usable():
         return client
     by_token = key.startswith(f"{ACCESS_TOKEN_PREFIX}_")
-    if by_token:
-        client = await client_for_access_token(session, digest)
-    else:
-        client = (await session.exec(select(ApiClient).where(ApiClient.key_hash == digest))).first()
-    await end_read(session)
-    if client is not None and client.usable() and by_token:
-        session.expunge(client)
-        return client
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.db.session() as session:
+        if by_token:
+            client = await client_for_access_token(session, digest)
+        else:
+            client = (await session.exec(select(ApiClient).where(ApiClient.key_hash == digest))).first()
+        if client is not None:
+            # Out of the session (with its ODS codes, loaded with it): other requests read a cached
+            # client without a session, and a rollback elsewhere must not expire it.
+            session.expunge(client)
     if client is None or not client.usable():
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Unknown, expired or revoked API key.",
                             headers={"WWW-Authenticate": "Bearer"})
-    # Out of the session (with its ODS codes, loaded with it): a rollback later in this request must not
-    # expire what is cached, and other requests read it without a session.
-    session.expunge(client)
-    known[digest] = client
+    if not by_token:
+        known[digest] = client
     return client
 
 
@@ -143,10 +143,9 @@ def fhir_response(answer: referrals.Answer) -> JSONResponse:
     return JSONResponse(answer.resource, status_code=answer.status_code, media_type=FHIR_JSON, headers=headers)
 
 
-async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, session: AsyncSession,
-                  request_id: str | None, endpoint: str) -> JSONResponse:
+async def _submit(request: Request, client: ApiClient, request_id: str | None, endpoint: str) -> JSONResponse:
     try:
-        answer = await _answer(request, client, runtime, session, request_id, endpoint)
+        answer = await _answer(request, client, request.app.state.runtime, request_id, endpoint)
     except FhirError as exc:
         # The FHIR issue type (structure, value, forbidden…): a fixed vocabulary, never the diagnostics.
         REFERRALS_REJECTED.labels(exc.issues[0].code if exc.issues else "unknown").inc()
@@ -154,8 +153,10 @@ async def _submit(request: Request, client: ApiClient, runtime: RuntimeDep, sess
     return fhir_response(answer)
 
 
-async def _answer(request: Request, client: ApiClient, runtime: RuntimeDep, session: AsyncSession,
-                  request_id: str | None, endpoint: str) -> referrals.Answer:
+async def _answer(request: Request, client: ApiClient, runtime: Runtime, request_id: str | None,
+                  endpoint: str) -> referrals.Answer:
+    """A submission: parsed, checked and stored. No dependency opens a session for it: a new referral
+    goes to the group commit, and only a cancellation or a retry's replay opens one (issue 9)."""
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
     parsed = parse_submission(parse_bundle(body, endpoint=endpoint), rules=settings.referral_rules())
@@ -165,13 +166,14 @@ async def _answer(request: Request, client: ApiClient, runtime: RuntimeDep, sess
     keys = idempotency_keys(request_id, parsed.bundle_identifier)
     fingerprint = referrals.request_hash(endpoint, body)
     if isinstance(parsed, ParsedCancellation):
-        answer = await referrals.idempotent(
-            runtime.db, session, client.id, keys, fingerprint,
-            lambda: referrals.cancel(session, client, parsed),
-        )
+        async with runtime.db.session() as session:
+            answer = await referrals.idempotent(
+                runtime.db, session, client.id, keys, fingerprint,
+                lambda: referrals.cancel(session, client, parsed),
+            )
     else:
         new = referrals.new_referral(client, parsed, cipher(request), fingerprint)
-        answer = await referrals.receive(request.app.state.referral_writer, session, client.id, keys, new)
+        answer = await referrals.receive(request.app.state.referral_writer, runtime.db, client.id, keys, new)
         if not answer.replayed:
             REFERRALS_RECEIVED.labels(parsed.summary.risk_band.value).inc()
     return answer
@@ -188,9 +190,8 @@ async def _answer(request: Request, client: ApiClient, runtime: RuntimeDep, sess
                **fhir_resource("Task", 200, "A retry's first answer again, or the cancelled Task"), **SUBMIT_ERRORS},
     openapi_extra=REFERRAL_BODY,
 )
-async def submit_bundle(request: Request, client: ClientDep, runtime: RuntimeDep, session: SessionDep,
-                        request_id: RequestId = None) -> JSONResponse:
-    return await _submit(request, client, runtime, session, request_id, "bundle")
+async def submit_bundle(request: Request, client: ClientDep, request_id: RequestId = None) -> JSONResponse:
+    return await _submit(request, client, request_id, "bundle")
 
 
 @router.post(
@@ -203,9 +204,8 @@ async def submit_bundle(request: Request, client: ClientDep, runtime: RuntimeDep
                **fhir_resource("Task", 200, "A retry's first answer again, or the cancelled Task"), **SUBMIT_ERRORS},
     openapi_extra=MESSAGE_BODY,
 )
-async def process_message(request: Request, client: ClientDep, runtime: RuntimeDep, session: SessionDep,
-                          request_id: RequestId = None) -> JSONResponse:
-    return await _submit(request, client, runtime, session, request_id, "message")
+async def process_message(request: Request, client: ClientDep, request_id: RequestId = None) -> JSONResponse:
+    return await _submit(request, client, request_id, "message")
 
 
 @router.put(

@@ -24,7 +24,7 @@ from services.intake.task import TASK_STATES, task_resource
 from shared.audit import record
 from shared.auth import Caller, CallerKind
 from shared.crypto import FieldCipher
-from shared.db import Database, end_read
+from shared.db import Database
 from shared.events import (
     ConsentState,
     ConsentStatus,
@@ -165,7 +165,7 @@ def new_referral(
 
 
 async def receive(
-    writer: GroupCommit, session: AsyncSession, client_id: str, keys: Sequence[str], new: NewReferral
+    writer: GroupCommit, db: Database, client_id: str, keys: Sequence[str], new: NewReferral
 ) -> Answer:
     """Store a new referral, its announcement and its idempotency records, committed with other
     requests' new referrals in one transaction (``shared.group_commit``); returns once it is durable.
@@ -188,8 +188,10 @@ async def receive(
     try:
         await writer.insert([*new.rows, *records])
     except IntegrityError:
-        existing = await _recorded(session, client_id, keys) if keys else None
-        await end_read(session)
+        existing = None
+        if keys:  # a session only now: a new referral, the common case, needs none
+            async with db.session() as session:
+                existing = await _recorded(session, client_id, keys)
         if existing is None:
             raise
         return _replay(existing, fingerprint)

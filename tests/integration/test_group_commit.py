@@ -138,7 +138,7 @@ async def _given_back_with_a_transaction_open(db: Database) -> None:
 async def test_the_relay_is_woken_by_every_commit_that_wrote_the_outbox_and_by_no_other(db):
     from shared.db import insert_queued
     from shared.events import CaseEscalated
-    from shared.outbox import enqueue, outbox_message
+    from shared.outbox import OutboxMessage, enqueue, outbox_message
 
     woken: list[int] = []
     db.on_outbox.append(lambda: woken.append(1))
@@ -148,7 +148,8 @@ async def test_the_relay_is_woken_by_every_commit_that_wrote_the_outbox_and_by_n
     await GroupCommit(db).insert([outbox_message(CaseEscalated(case_id=uuid4(), reason="test"))])  # Core insert
     assert len(woken) == 2
     async with db.transaction() as session:  # an ORM object
-        session.add(outbox_message(CaseEscalated(case_id=uuid4(), reason="test")))
+        _, values = outbox_message(CaseEscalated(case_id=uuid4(), reason="test"))
+        session.add(OutboxMessage(**values))
     assert len(woken) == 3
     async with db.transaction() as session:  # no outbox row: nothing for the relay
         session.add(inbox("quiet", uuid4()))
