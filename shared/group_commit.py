@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from pydantic.fields import FieldInfo
 from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
@@ -37,19 +39,24 @@ def row_values(model: type[SQLModel], **given: Any) -> tuple[Table, dict[str, An
     fields' order, each factory called once), without building the instance: a table model's instance
     sets every attribute through SQLAlchemy's instrumentation, the largest cost of a new referral's rows
     (issue 9). A primary key left to the database is omitted, as ``_values`` omits it."""
-    table: Table = model.__table__  # type: ignore[attr-defined]
+    table, columns = _columns(model)
     values: dict[str, Any] = {}
-    for column in table.columns:
-        if column.key in given:
-            value = given[column.key]
+    for key, primary_key, info in columns:
+        if key in given:
+            value = given[key]
         else:
-            value = model.model_fields[column.key].get_default(
-                call_default_factory=True, validated_data=values
-            )
-        if value is None and column.primary_key:
+            value = info.get_default(call_default_factory=True, validated_data=values)
+        if value is None and primary_key:
             continue
-        values[column.key] = value
+        values[key] = value
     return table, values
+
+
+@functools.cache
+def _columns(model: type[SQLModel]) -> tuple[Table, tuple[tuple[str, bool, FieldInfo], ...]]:
+    """A table model's columns in order, each with its field (for its default), looked up once."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table, tuple((c.key, c.primary_key, model.model_fields[c.key]) for c in table.columns)
 
 
 @dataclass

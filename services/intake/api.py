@@ -159,7 +159,7 @@ async def _answer(request: Request, client: ApiClient, runtime: Runtime, request
     goes to the group commit, and only a cancellation or a retry's replay opens one (issue 9)."""
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
     body = await read_fhir_json(request, settings)
-    parsed = parse_submission(parse_bundle(body, endpoint=endpoint), rules=settings.referral_rules())
+    parsed = parse_submission(parse_bundle(body, endpoint=endpoint), rules=settings.referral_rules(), body=body)
     if parsed.referrer_ods not in client.ods_codes:
         raise FhirError(403, [Issue("forbidden", f"This client may not refer for ODS code {parsed.referrer_ods}.",
                                     "ServiceRequest.requester")])

@@ -139,15 +139,23 @@ class _Bundle:
     """A Bundle's resources by type, with their positions, and its internal references resolved."""
 
     bundle: Bundle
+    # The JSON the Bundle was validated from, when the caller has it: see ``as_sent``.
+    body: dict[str, Any] | None = None
     issues: list[Issue] = field(default_factory=list)
     by_type: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
     by_reference: dict[str, Any] = field(default_factory=dict)
+    sent: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        sent_entries = self.body.get("entry") if self.body is not None else None
         for index, entry in enumerate(self.bundle.entry or []):
             resource = entry.resource
             if resource is None:
                 continue
+            if type(sent_entries) is list and index < len(sent_entries):
+                sent_resource = sent_entries[index].get("resource") if type(sent_entries[index]) is dict else None
+                if type(sent_resource) is dict:
+                    self.sent[id(resource)] = sent_resource
             kind = resource.get_resource_type()
             self.by_type.setdefault(kind, []).append((index, resource))
             if entry.fullUrl:
@@ -168,6 +176,16 @@ class _Bundle:
             return None
         index, resource = items[0]
         return f"Bundle.entry[{index}].resource", resource
+
+    def as_sent(self, resource: Any, element: str) -> list[Any] | None:
+        """A resource's list element as the sender's JSON has it (the validated JSON, so what
+        ``model_dump(mode="json", exclude_none=True)`` of the element would give, without the cost of
+        fhir.resources' serializer: issue 9), or ``None`` when the JSON is not at hand."""
+        sent = self.sent.get(id(resource))
+        if sent is None:
+            return None
+        value = sent.get(element, [])
+        return value if type(value) is list and all(type(v) is dict for v in value) else None
 
     def resolve(self, reference: Any) -> Any:
         return (
@@ -242,15 +260,21 @@ def parse_bundle(body: dict[str, Any], *, endpoint: str = "bundle") -> Bundle:
 
 
 def parse_submission(
-    bundle: Bundle, *, rules: ReferralRules = ReferralRules(), now: datetime | None = None
+    bundle: Bundle,
+    *,
+    rules: ReferralRules = ReferralRules(),
+    now: datetime | None = None,
+    body: dict[str, Any] | None = None,
 ) -> ParsedReferral | ParsedCancellation:
-    """A new referral, or the cancellation of an earlier one (its ServiceRequest revoked)."""
+    """A new referral, or the cancellation of an earlier one (its ServiceRequest revoked). ``body``, the
+    JSON ``bundle`` was validated from, when given, is where the survivor's identifying details are
+    copied from as sent (``_Bundle.as_sent``)."""
     try:
-        ctx = _Bundle(bundle)
+        ctx = _Bundle(bundle, body)
         request = ctx.one("ServiceRequest")
         if request is not None and request[1].status == "revoked":
             return _parse_cancellation(ctx, *request)
-        return parse_referral(bundle, rules=rules, now=now)
+        return _parse_referral(ctx, rules=rules, now=now)
     except (AttributeError, TypeError, KeyError, IndexError) as exc:
         # fhir.resources accepts some shapes the profile rules do not expect (a missing 1..1 element,
         # a reference to the wrong kind of resource). Whatever slipped past the checks above is still
@@ -386,8 +410,12 @@ def parse_referral(
     bundle: Bundle, *, rules: ReferralRules = ReferralRules(), now: datetime | None = None
 ) -> ParsedReferral:
     """Extract and check a referral; raises ``FhirError`` (422) listing every problem found."""
+    return _parse_referral(_Bundle(bundle), rules=rules, now=now)
+
+
+def _parse_referral(ctx: _Bundle, *, rules: ReferralRules, now: datetime | None) -> ParsedReferral:
     now = now or datetime.now(UTC)
-    ctx = _Bundle(bundle)
+    bundle = ctx.bundle
     request_entry, patient_entry = ctx.one("ServiceRequest"), ctx.one("Patient")
     consent_entry = ctx.one("Consent", required=False)
     _check_message(ctx, request_entry)
@@ -560,12 +588,19 @@ def _patient(
     # English is the default: routing only needs to know about other languages.
     routing["language"] = language if language and not language.lower().startswith("en") else None
     ethnic = _ext_value(patient, p.UKCORE_ETHNIC_CATEGORY, "CodeableConcept")
+
+    def elements(name: str) -> list[dict[str, Any]]:
+        sent = ctx.as_sent(patient, name)
+        if sent is not None:
+            return sent
+        return [e.model_dump(mode="json", exclude_none=True) for e in getattr(patient, name) or []]
+
     identifying = {
-        "name": [n.model_dump(mode="json", exclude_none=True) for n in patient.name or []],
+        "name": elements("name"),
         "birth_date": patient.birthDate.isoformat() if patient.birthDate else None,
         "gender": patient.gender,
-        "address": [a.model_dump(mode="json", exclude_none=True) for a in patient.address or []],
-        "telecom": [t.model_dump(mode="json", exclude_none=True) for t in patient.telecom or []],
+        "address": elements("address"),
+        "telecom": elements("telecom"),
         "nhs_number": next(
             (i.value for i in patient.identifier or [] if i.system == "https://fhir.nhs.uk/Id/nhs-number"),
             None,

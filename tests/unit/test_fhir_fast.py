@@ -253,10 +253,11 @@ def test_a_mutated_consent_is_accepted_by_the_fast_path_only_as_the_full_validat
     assert_same_answer(Consent, body, count=True)
 
 
-def _answer(body: dict[str, Any]) -> Any:
+def _answer(body: dict[str, Any], *, as_sent: bool = False) -> Any:
     try:
         return domain.parse_submission(
-            domain.parse_bundle(body), now=domain.datetime(2026, 11, 1, tzinfo=domain.UTC)
+            domain.parse_bundle(body), now=domain.datetime(2026, 11, 1, tzinfo=domain.UTC),
+            body=copy.deepcopy(body) if as_sent else None,
         )
     except FhirError as exc:
         return exc.status, [issue.as_fhir() for issue in exc.issues]
@@ -274,6 +275,34 @@ def test_intake_answers_a_bundle_the_same_with_or_without_the_fast_path(monkeypa
         patch.setattr(domain, "fast_validate", lambda model, body: None)
         without = _answer(body)
     assert with_fast == without
+
+
+AS_SENT = ("name", "address", "telecom")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated(EXAMPLE_BODIES))
+def test_the_survivor_s_details_are_stored_as_sent_and_nothing_else_changes(body):
+    # Intake copies the Patient's name, address and telecom from the JSON it validated rather than
+    # serialising the validated model again (issue 9): the same answer, with those details as sent.
+    sent, serialised = _answer(body, as_sent=True), _answer(body)
+    if not isinstance(sent, domain.ParsedReferral):
+        assert sent == serialised
+        return
+    patient = next(e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "Patient")
+    assert {k: sent.identifying[k] for k in AS_SENT} == {k: patient.get(k, []) for k in AS_SENT}
+    for k in AS_SENT:
+        sent.identifying[k] = serialised.identifying[k]
+    assert sent == serialised
+
+
+def test_a_date_time_in_the_survivor_s_details_keeps_the_precision_it_was_sent_with():
+    body = json.loads((EXAMPLES / "gp-referral.json").read_text())
+    patient = next(e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "Patient")
+    patient["address"][0]["period"] = {"start": "2020-01", "end": "2024-03-05T10:00:00.120+01:00"}
+    parsed = _answer(body, as_sent=True)
+    # fhir.resources would write "2024-03-05T10:00:00.120000+01:00": the sender's own form is kept.
+    assert parsed.identifying["address"][0]["period"] == {"start": "2020-01", "end": "2024-03-05T10:00:00.120+01:00"}
 
 
 @pytest.mark.parametrize(
