@@ -278,6 +278,7 @@ def test_intake_answers_a_bundle_the_same_with_or_without_the_fast_path(monkeypa
 
 
 AS_SENT = ("name", "address", "telecom")
+ETHNIC_CATEGORY = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-EthnicCategory"
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -290,8 +291,11 @@ def test_the_survivor_s_details_are_stored_as_sent_and_nothing_else_changes(body
         assert sent == serialised
         return
     patient = next(e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "Patient")
+    ethnic = next((e.get("valueCodeableConcept") for e in patient.get("extension", [])
+                   if e["url"] == ETHNIC_CATEGORY), None)
     assert {k: sent.identifying[k] for k in AS_SENT} == {k: patient.get(k, []) for k in AS_SENT}
-    for k in AS_SENT:
+    assert sent.identifying["ethnic_category"] == ethnic
+    for k in (*AS_SENT, "ethnic_category"):
         sent.identifying[k] = serialised.identifying[k]
     assert sent == serialised
 
