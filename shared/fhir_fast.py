@@ -70,6 +70,11 @@ class _Plan:
     needed_choices: frozenset[int]  # choice elements that must have a value
     validator: Any  # pydantic validator of the primitive fields, or None when the class has none
     defaults: dict[str, Any]  # every field's value when absent, in the fields' order (as pydantic fills them)
+    # What the walk looks up for each key, in one look-up: the key's choice element (its bit; 0 when
+    # none) and its complex field (None for a primitive). ``resourceType`` is never in it.
+    keys: dict[str, tuple[int, _Complex | None]]
+    needed_mask: int  # the bits of ``needed_choices``
+    resource_type_field: bool  # the class has a field of its own named resourceType
 
 
 def _unwrap(annotation: Any) -> tuple[Any, bool]:
@@ -164,6 +169,10 @@ def _plan(model: type[FHIRAbstractModel]) -> _Plan | None:
         holder = TypedDict(f"{model.__name__}Primitives", primitive_fields, total=False)  # type: ignore[operator]
         holder.__pydantic_config__ = config  # type: ignore[attr-defined]
         validator = TypeAdapter(holder).validator
+    keys: dict[str, tuple[int, _Complex | None]] = {}
+    for key in (*primitives, *complex_fields):
+        if key != "resourceType":
+            keys[key] = (1 << choice_of[key] if key in choice_of else 0, complex_fields.get(key))
     return _Plan(
         model,
         primitives,
@@ -173,6 +182,9 @@ def _plan(model: type[FHIRAbstractModel]) -> _Plan | None:
         frozenset(needed),
         validator,
         defaults,
+        keys,
+        sum(1 << index for index in needed),
+        "resourceType" in primitives,
     )
 
 
@@ -202,37 +214,37 @@ def _build(model: type[FHIRAbstractModel], data: Any, depth: int, *, resource: b
         raise _Fallback
     primitives: dict[str, Any] = {}
     values: dict[str, Any] = {}
-    chosen: set[int] = set()
+    chosen = 0  # the choice elements given a value, as bits
+    keys = plan.keys
     for key, value in data.items():
         if value is None:
             raise _Fallback
-        if (choice := plan.choice_of.get(key)) is not None:
-            if choice in chosen:
+        entry = keys.get(key)
+        if entry is None:
+            if key == "resourceType" and resource and not plan.resource_type_field:
+                continue  # checked against the model below
+            raise _Fallback
+        bit, complex_field = entry
+        if bit:
+            if chosen & bit:
                 raise _Fallback
-            chosen.add(choice)
-        if key == "resourceType":
-            if not resource or "resourceType" in plan.primitives:
-                raise _Fallback
-            continue
-        if key in plan.primitives:
+            chosen |= bit
+        if complex_field is None:
             if type(value) is list and (not value or any(item is None for item in value)):
                 raise _Fallback
             primitives[key] = value
-        elif (field := plan.complex.get(key)) is not None:
-            if field.many:
-                if type(value) is not list or not value:
-                    raise _Fallback
-                values[field.name] = [_child(field, item, depth) for item in value]
-            else:
-                values[field.name] = _child(field, value, depth)
+        elif complex_field.many:
+            if type(value) is not list or not value:
+                raise _Fallback
+            values[complex_field.name] = [_child(complex_field, item, depth) for item in value]
         else:
-            raise _Fallback
+            values[complex_field.name] = _child(complex_field, value, depth)
     if resource and data.get("resourceType") != model.__resource_type__:
         raise _Fallback
     for key in plan.required:
         if key not in data:
             raise _Fallback
-    if not plan.needed_choices <= chosen:
+    if plan.needed_mask & ~chosen:
         raise _Fallback
     if primitives:
         for key, value in plan.validator.validate_python(primitives).items():
