@@ -24,7 +24,7 @@ from services.intake.settings import IntakeSettings
 from services.intake.store import AcceptedOffer, ApiClient, Referral
 from services.intake.task import task_resource
 from shared.audit import record
-from shared.auth import NotifyCaller, PresentedKey, hash_api_key
+from shared.auth import ApiKeyCredential, BearerCredential, NotifyCaller, hash_api_key, presented_key
 from shared.consent import CONSENT_REFUSAL, NOT_ACCEPTED, release_verdict
 from shared.crypto import FieldCipher
 from shared.events import utcnow
@@ -75,13 +75,14 @@ CONSENT_BODY = fhir_body("Consent", "The survivor's consent as it now stands.", 
 SUBMIT_ERRORS = errors(400, 403, 404, 409, 413, 415, 422)
 
 
-async def require_client(key: PresentedKey, request: Request,
+async def require_client(bearer: BearerCredential, x_api_key: ApiKeyCredential, request: Request,
                          _oauth2: Annotated[str | None, Depends(OAUTH2)]) -> ApiClient:
     """The EHR client holding this API key, or an unexpired access token from ``POST /oauth2/token``.
     An API key is trusted for ``client_cache_seconds``, never past its expiry; changing a client through
     the ops API empties the cache at once (``services.intake.clients``). Access tokens are checked every
     time. Only a look-up opens a session (its own, closed before the handler runs): a cached key costs
     no session at all, the common case under load (issue 9)."""
+    key = presented_key(bearer, x_api_key)
     digest = hash_api_key(key)
     known: TTLCache[str, ApiClient] = request.app.state.client_keys
     if (client := known.get(digest)) is not None and client.usable():
