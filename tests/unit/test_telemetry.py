@@ -6,7 +6,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -63,3 +68,28 @@ def test_each_log_line_is_json_with_the_trace_id():
     assert inside["level"] == "WARNING" and inside["service"] == "router" and inside["logger"] == "pathways.test.logs"
     assert inside["trace_id"] == format(span.get_span_context().trace_id, "032x")
     assert "time" in inside and "trace_id" not in outside
+
+
+SAMPLING = """
+import json, os, sys
+from opentelemetry import trace
+from shared.telemetry import configure_tracing, stored_context
+configure_tracing("intake", sys.argv[1])
+with trace.get_tracer("t").start_as_current_span("request") as span:
+    context = span.get_span_context()
+    print(json.dumps({"recording": span.is_recording(), "valid": context.is_valid,
+                      "carried": json.loads(stored_context()).get("traceparent", "").split("-")[1:2]
+                      == [format(context.trace_id, "032x")]}))
+"""
+
+
+@pytest.mark.parametrize(("exporter", "recording"), [("none", False), ("console", True)])
+def test_spans_are_recorded_only_when_something_exports_them_and_the_trace_id_flows_either_way(
+    exporter: str, recording: bool
+):
+    # A process of its own: the tracer provider is set once per process.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run([sys.executable, "-c", SAMPLING, exporter], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parents[2], check=True)
+    seen = json.loads(next(line for line in done.stdout.splitlines() if line.startswith('{"recording"')))
+    assert seen == {"recording": recording, "valid": True, "carried": True}
