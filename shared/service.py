@@ -32,7 +32,7 @@ from shared.openapi import install_openapi
 from shared.outbox import OutboxRelay, outbox_depth
 from shared.problems import busy_problem, install_problem_handlers, problem
 from shared.settings import ServiceSettings
-from shared.telemetry import configure_tracing, flush_spans, instrument_app, instrument_client
+from shared.telemetry import app_telemetry, configure_tracing, flush_spans, instrument_client
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def create_service_app(
     # /openapi.json stays, for integrators and the contract tests.
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan,
                   docs_url="/docs" if settings.is_development else None,
-                  redoc_url="/redoc" if settings.is_development else None)
+                  redoc_url="/redoc" if settings.is_development else None, telemetry=app_telemetry())
     app.add_middleware(AdmissionMiddleware)
     app.state.busy_response = busy_problem
     install_problem_handlers(app)
@@ -213,7 +213,6 @@ def create_service_app(
     app.add_middleware(AllowHeader, document=app.openapi)
     protection.install(app, settings)
     app.add_middleware(metrics.HttpRequests, service=name)
-    instrument_app(app)
     app.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], tags=["probes"],
                       summary="Prometheus metrics", include_in_schema=True, response_class=PlainTextResponse,
                       responses={200: {"description": "Prometheus text exposition format",
