@@ -63,18 +63,15 @@ class _Plan:
     """What the walk needs to know about one model class, worked out once."""
 
     model: type[FHIRAbstractModel]
-    primitives: dict[str, str]  # JSON key -> field name
-    complex: dict[str, _Complex]  # JSON key -> field
+    # Every key the walk accepts, in one look-up: the bit of the choice element (``value[x]``) it is a
+    # type of (0 when none) and its complex field (None for a primitive). ``resourceType`` is never in it.
+    keys: dict[str, tuple[int, _Complex | None]]
+    primitives: dict[str, str]  # JSON key -> field name, for the primitive fields
     required: tuple[str, ...]  # JSON keys that must be present
-    choice_of: dict[str, int]  # JSON key -> which choice element (``value[x]``) it is a type of
-    needed_choices: frozenset[int]  # choice elements that must have a value
+    needed_mask: int  # the bits of the choice elements that must have a value
+    resource_type_field: bool  # the class has a field of its own named resourceType
     validator: Any  # pydantic validator of the primitive fields, or None when the class has none
     defaults: dict[str, Any]  # every field's value when absent, in the fields' order (as pydantic fills them)
-    # What the walk looks up for each key, in one look-up: the key's choice element (its bit; 0 when
-    # none) and its complex field (None for a primitive). ``resourceType`` is never in it.
-    keys: dict[str, tuple[int, _Complex | None]]
-    needed_mask: int  # the bits of ``needed_choices``
-    resource_type_field: bool  # the class has a field of its own named resourceType
 
 
 def _unwrap(annotation: Any) -> tuple[Any, bool]:
@@ -175,16 +172,13 @@ def _plan(model: type[FHIRAbstractModel]) -> _Plan | None:
             keys[key] = (1 << choice_of[key] if key in choice_of else 0, complex_fields.get(key))
     return _Plan(
         model,
-        primitives,
-        complex_fields,
-        tuple(dict.fromkeys(required)),
-        choice_of,
-        frozenset(needed),
-        validator,
-        defaults,
         keys,
+        primitives,
+        tuple(dict.fromkeys(required)),
         sum(1 << index for index in needed),
         "resourceType" in primitives,
+        validator,
+        defaults,
     )
 
 

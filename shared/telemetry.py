@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Link, Status
 
+from shared.admission import PROBE_PATHS
 from shared.scrub import scrub
 
 ALLOWED_ATTRIBUTES = frozenset(
@@ -128,10 +129,6 @@ def flush_spans() -> None:
         _provider.force_flush(5000)
 
 
-# Probes and /metrics are polled every few seconds: no span for them.
-UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-
-
 def app_telemetry() -> TelemetryConfig:
     """FastAPI's own OpenTelemetry instrumentation (``FastAPI(telemetry=...)``): a server span for every
     request, named by its route template, current while the request runs (so its log lines and the events
@@ -141,10 +138,11 @@ def app_telemetry() -> TelemetryConfig:
 
     Its OpenTelemetry logs stay off: they would carry exception messages and stack traces, which can
     quote a request's data (``shared.logs`` writes the scrubbed log lines). Metrics are Prometheus's
-    (``shared.metrics``); no spans per dependency or serialisation.
+    (``shared.metrics``); no spans per dependency or serialisation, and none for the probes and /metrics,
+    polled every few seconds.
     """
     return TelemetryConfig(tracing=True, metrics=False, logs=False, operation_spans=False,
-                           exclude=lambda scope: scope.get("path") in UNTRACED_PATHS)
+                           exclude=lambda scope: scope.get("path") in PROBE_PATHS)
 
 
 def instrument_client(client: AsyncClient) -> None:
