@@ -28,6 +28,7 @@ from services.router.domain import (
     route,
     task_answer,
 )
+from services.router.index import covering_services
 from services.router.settings import RouterSettings
 from services.router.store import (
     CaseState,
@@ -143,9 +144,9 @@ async def decide(
     index: DirectoryIndex,
 ) -> tuple[Decision, list[str]]:
     """Run the rules for a case with this area's protocol and the current open offers (no writes)."""
-    open_offers = await open_offer_counts(session)
+    area = resolve_case_area(summary, index)
+    open_offers = await open_offer_counts(session, index.capped(covering_services(area, index)))
     with tracer().start_as_current_span("match") as span:
-        area = resolve_case_area(summary, index)
         protocol = router.settings.protocol_for(area.codes)
         decision = route(
             summary, consent, index, open_offers=open_offers, now=utcnow(), sla_hours=protocol.sla_hours
@@ -282,7 +283,9 @@ async def reoffer(
             lanes[lane],
             offered=case.offered,
             index=index,
-            open_offers=await open_offer_counts(session),
+            open_offers=await open_offer_counts(
+                session, index.capped(routed.service_id for routed in lanes[lane]) if index else []
+            ),
             consent=ConsentState.model_validate(case.consent),
             now=utcnow(),
         )

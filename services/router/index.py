@@ -4,7 +4,7 @@ no per-service work for those its risk band rules out; and the gazetteer copy th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from services.router.rules import (
@@ -88,6 +88,12 @@ class DirectoryIndex:
     national_buckets: Mapping[str, Bucket] = field(default_factory=dict, compare=False)
     # Every national helpline (rule 7 names the specialist ones as advice).
     helplines: tuple[ServiceProfile, ...] = field(default=(), compare=False)
+
+    def capped(self, service_ids: Iterable[str]) -> list[str]:
+        """Those of ``service_ids`` whose capacity is limited (``max_open_offers``): the only services whose
+        open offers routing needs counted."""
+        services = self.services
+        return sorted({i for i in service_ids if (s := services.get(i)) is not None and s.max_open_offers is not None})
 
     def locate(self, query: str | None) -> RoutingArea:
         """``shared.geography.locate``, remembered by sector or district (never by a full postcode)."""

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from services.launcher import NatsServer, free_port
 from services.router.app import create_app
 from services.router.settings import AreaProtocol, RouterSettings
-from services.router.store import RoutedCase, open_offer_counts
+from services.router.store import _OPEN_OFFER_COUNTS, RoutedCase, open_offer_counts
 from shared.bus import DLQ_STREAM, EVENTS_STREAM, Bus, Delivery
 from shared.ops_users import AUTHENTICATE_PATH
 from shared.directory_contract import DirectorySnapshot
@@ -230,7 +230,7 @@ async def test_open_offers_from_notify_decide_capacity_and_the_pass_is_recorded(
 
     async def open_offers_at_leeds_idva(expected: int) -> bool:
         async with app.state.runtime.db.session() as session:
-            return (await open_offer_counts(session)).get("leeds-idva", 0) == expected
+            return (await open_offer_counts(session, ["leeds-idva"])).get("leeds-idva", 0) == expected
 
     async with running(app) as client:
         # leeds-idva takes one open offer at a time (the stub directory's max_open_offers).
@@ -251,6 +251,26 @@ async def test_open_offers_from_notify_decide_capacity_and_the_pass_is_recorded(
         room = referral(band=RiskBand.high)
         await notify.bus.publish(room)
         await eventually(lambda: _async(notify.offers(room.case_id) == ["leeds-idva", "leeds-marac"]))
+
+
+async def test_open_offers_are_counted_from_the_index_alone(
+    nats_server: NatsServer, database_url: str, directory: StubDirectory
+) -> None:
+    """A case's capacity check reads its capped candidates' open offers from ``(service_id, open)``, never
+    the whole table, which keeps every offer the router has seen (issue 9)."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the query plan is read on SQLite (PostgreSQL picks by table statistics)")
+    app = create_app(router_settings(nats_server, database_url, directory))
+    async with running(app):
+        async with app.state.runtime.db.session() as session:
+            assert await open_offer_counts(session, []) == {}
+            connection = await session.connection()
+            statement = _OPEN_OFFER_COUNTS.params(ids=["a", "b"]).compile(
+                dialect=connection.dialect, compile_kwargs={"literal_binds": True}
+            )
+            plan = (await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")).all()
+    details = " ".join(row[-1] for row in plan)
+    assert "USING COVERING INDEX ix_offer_load_service_open" in details, details
 
 
 async def test_a_parallel_offer_declined_after_another_was_accepted_is_not_chased(
