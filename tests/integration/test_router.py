@@ -261,14 +261,13 @@ async def test_open_offers_are_counted_from_the_index_alone(
     if not database_url.startswith("sqlite"):
         pytest.skip("the query plan is read on SQLite (PostgreSQL picks by table statistics)")
     app = create_app(router_settings(nats_server, database_url, directory))
-    async with running(app):
-        async with app.state.runtime.db.session() as session:
-            assert await open_offer_counts(session, []) == {}
-            connection = await session.connection()
-            statement = _OPEN_OFFER_COUNTS.params(ids=["a", "b"]).compile(
-                dialect=connection.dialect, compile_kwargs={"literal_binds": True}
-            )
-            plan = (await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")).all()
+    async with running(app), app.state.runtime.db.session() as session:
+        assert await open_offer_counts(session, []) == {}
+        connection = await session.connection()
+        statement = _OPEN_OFFER_COUNTS.params(ids=["a", "b"]).compile(
+            dialect=connection.dialect, compile_kwargs={"literal_binds": True}
+        )
+        plan = (await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")).all()
     details = " ".join(row[-1] for row in plan)
     assert "USING COVERING INDEX ix_offer_load_service_open" in details, details
 
