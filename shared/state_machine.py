@@ -10,12 +10,14 @@ move: it changes nothing and announces nothing, so callers stay idempotent. Anyt
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import BindParameter, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Update
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -36,6 +38,25 @@ class IllegalTransition(Exception):
         if detail is None and machine.is_final(current):
             message = f"The {machine.noun} is {shown}, which is final: it cannot become {target}."
         super().__init__(message)
+
+
+@functools.lru_cache(maxsize=256)
+def _guarded_update(table: Table, column: str, keys: tuple[str, ...], names: tuple[str, ...],
+                    from_none: bool) -> Update:
+    """The guarded ``UPDATE`` of ``advance_row`` for one shape of call, built once: its values are bound
+    per execution (``key_*``, ``set_*``, ``from_state``, ``to_state``). Building the statement for every
+    call cost more than running it (issue 9: 40 % of intake's Task consumer)."""
+    state = table.c[column]
+
+    def bound(name: str, prefix: str) -> BindParameter[Any]:
+        return bindparam(f"{prefix}{name}", type_=table.c[name].type)
+
+    guard = state.is_(None) if from_none else state == bindparam("from_state", type_=state.type)
+    return (
+        update(table)
+        .where(*(table.c[name] == bound(name, "key_") for name in keys), guard)
+        .values({column: bindparam("to_state", type_=state.type), **{name: bound(name, "set_") for name in names}})
+    )
 
 
 @dataclass(frozen=True)
@@ -115,16 +136,17 @@ class StateMachine:
         """``advance`` for a row read with Core (its key and its state as read), with no ORM object to
         load and refresh: one guarded ``UPDATE`` per attempt, and only the state read again when
         another writer moved the row meanwhile. Returns as ``advance`` does; ``values`` are plain."""
-        state = table.c[self.column]
-        where = [table.c[name] == value for name, value in key.items()]
+        keys, names = tuple(key), tuple(values)
+        params = {**{f"key_{name}": value for name, value in key.items()},
+                  **{f"set_{name}": value for name, value in values.items()}, "to_state": target}
         for _ in range(MAX_ATTEMPTS):
             if not self.check(current, target):
                 return False
-            result = await connection.execute(
-                update(table).where(*where, state == current if current is not None else state.is_(None))
-                .values({self.column: target, **values})
-            )
+            statement = _guarded_update(table, self.column, keys, names, current is None)
+            result = await connection.execute(statement, {**params, "from_state": current})
             if result.rowcount == 1:
                 return True
+            state = table.c[self.column]
+            where = [table.c[name] == value for name, value in key.items()]
             current = (await connection.execute(select(state).where(*where))).scalar_one()
         raise IllegalTransition(self, current, target, f"The {self.noun} keeps changing under this request; retry it.")
