@@ -5,17 +5,18 @@ confined to the client's own referrals, cancellation and consent updates reachin
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from uuid import UUID
 
 import pytest
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import select
 
 from services.intake.clients import ClientCreate, register
-from services.intake.store import ApiClient, Referral
+from services.intake.store import ApiClient, IdempotencyRecord, Referral
 from shared.bus import EVENTS_STREAM, Bus
 from shared.credentials import SAMPLE_DATA, revoke
 from shared.events import ConsentStatus, ConsentUpdated, Event, ReferralCancelled, ReferralReceived
@@ -108,6 +109,26 @@ async def test_racing_retries_with_the_same_request_id_create_one_referral(intak
     assert (await intake.post("/fhir/Bundle", json=body, headers={**OTHER, "X-Request-Id": "ehr-attempt-7f3a"})
             ).status_code == 202
     assert await count(intake.app, Referral) == 2
+
+
+async def test_a_retry_of_a_request_the_previous_release_recorded_is_replayed(intake):
+    """Across an upgrade: the first answer was recorded under the previous release's fingerprint (the
+    standard library's canonical JSON); the retry, arriving after, still gets it and stores nothing."""
+    body = load("gp-referral.json")
+    del body["identifier"]
+    headers = {**EHR, "X-Request-Id": "ehr-before-upgrade"}
+    first = await intake.post("/fhir/Bundle", json=body, headers=headers)
+    assert first.status_code == 202
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    previous = hashlib.sha256(f"bundle\n{canonical}".encode()).hexdigest()
+    async with intake.app.state.runtime.db.session() as session, session.begin():
+        await session.exec(update(IdempotencyRecord).values(request_hash=previous))
+    retried = await intake.post("/fhir/Bundle", json=body, headers=headers)
+    assert retried.status_code == 202 and retried.headers.get("X-Idempotent-Replay") == "true"
+    assert retried.json()["id"] == first.json()["id"]
+    assert await count(intake.app, Referral) == 1
+    body["entry"][3]["resource"]["extension"][0]["valueInteger"] = 2
+    assert (await intake.post("/fhir/Bundle", json=body, headers=headers)).status_code == 409
 
 
 async def test_tasks_are_found_by_the_referral_they_are_based_on_and_only_by_their_client(intake):
