@@ -55,7 +55,8 @@ def _guarded_update(table: Table, column: str, keys: tuple[str, ...], names: tup
     return (
         update(table)
         .where(*(table.c[name] == bound(name, "key_") for name in keys), guard)
-        .values({column: bindparam("to_state", type_=state.type), **{name: bound(name, "set_") for name in names}})
+        .values({column: bindparam("to_state", type_=state.type),
+                 **{name: bound(name, "set_") for name in names}})
     )
 
 

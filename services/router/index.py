@@ -93,7 +93,8 @@ class DirectoryIndex:
         """Those of ``service_ids`` whose capacity is limited (``max_open_offers``): the only services whose
         open offers routing needs counted."""
         services = self.services
-        return sorted({i for i in service_ids if (s := services.get(i)) is not None and s.max_open_offers is not None})
+        return sorted({service_id for service_id in service_ids
+                       if (s := services.get(service_id)) is not None and s.max_open_offers is not None})
 
     def locate(self, query: str | None) -> RoutingArea:
         """``shared.geography.locate``, remembered by sector or district (never by a full postcode)."""

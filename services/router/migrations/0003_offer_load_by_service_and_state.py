@@ -25,4 +25,3 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('offer_load', schema=None) as batch_op:
         batch_op.drop_index('ix_offer_load_service_open')
-
