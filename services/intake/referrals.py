@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any, cast
@@ -75,7 +75,7 @@ class Fingerprint:
     the previous release still gets its first answer after an upgrade."""
 
     endpoint: str
-    body: dict[str, Any]
+    body: dict[str, Any] = field(repr=False)  # the request itself: never in a repr, a log line or a trace
     value: str
 
     def matches(self, stored: str) -> bool:

@@ -34,6 +34,7 @@ def test_the_same_request_in_another_key_order_or_spacing_has_the_same_fingerpri
     first, again = request_hash("bundle", body), request_hash("bundle", respaced)
     assert first.value == again.value and len(first.value) == 64
     assert first.matches(again.value)
+    assert "Bundle" not in repr(first) and first.value in repr(first)  # the request never shows in a repr
 
 
 def test_a_different_request_or_endpoint_does_not_match() -> None:
