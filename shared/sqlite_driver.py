@@ -13,8 +13,10 @@ paid by the event loop. This module is that adapter with a cursor that does bett
   ``BEGIN IMMEDIATE``) runs on the event loop itself, with no hand-over at all. It cannot wait there:
   the file's lock is this connection's already, so SQLite's busy handler is never entered, and the
   statements of a write transaction are small by design (a batch of inserts, a guarded update). What may
-  wait stays on the thread: ``BEGIN IMMEDIATE`` (taking the lock, which another process may hold),
-  ``COMMIT`` (its fsync and any checkpoint), and every read outside a write transaction (a report's
+  wait stays on the thread: ``BEGIN IMMEDIATE`` when another process holds the lock (it is first tried
+  on the loop with SQLite's busy handler off, and takes the lock there at once when it is free, as it
+  is unless the CLI writes: ``begin_without_waiting``), ``COMMIT`` (its fsync and any checkpoint, which
+  the loop overlaps with other requests' work), and every read outside a write transaction (a report's
   scan). A deferred ``BEGIN`` (no lock until the first statement) and a ``ROLLBACK`` (giving locks up)
   cannot wait and run on the loop too. A bulk job that writes for long (an ONSPD import) asks for the thread throughout
   with ``offloaded()``, so the service keeps answering meanwhile.
@@ -90,6 +92,22 @@ async def _here(function: Any, *args: Any) -> Outcome:
     # Run on the event loop, as a coroutine: SQLAlchemy's async layer requires each statement to await
     # something, and a coroutine that never suspends costs a greenlet switch, not a loop turn.
     return function(*args)  # type: ignore[no-any-return]
+
+
+def begin_without_waiting(raw: sqlite3.Connection, statement: str, busy_timeout_ms: int) -> bool:
+    """``statement`` (a BEGIN that takes the write lock) run only if the lock is free now: True when it
+    was, False when another connection holds it (nothing done; the caller waits for it on the thread).
+    SQLite's busy handler is off for the attempt, so it never waits; the connection's is put back after."""
+    raw.execute("PRAGMA busy_timeout = 0").close()
+    try:
+        raw.execute(statement).close()
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+            raise
+        return False
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}").close()
+    return True
 
 
 def run_here(function: Any, *args: Any) -> Any:
