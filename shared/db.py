@@ -510,20 +510,13 @@ def _sqlite_begin(conn: Connection) -> None:
     # loop: in notify at 50 referrals/s, transactions queued 8 ms (p50) for the slot (issue 9).
     try:
         if statement == "BEGIN":
-            sqlite_driver.run_here(_execute_and_close, driver._conn, statement)
+            sqlite_driver.run_here(sqlite_driver.execute_and_close, driver._conn, statement)
             return
-        begun = sqlite_driver.run_here(
-            sqlite_driver.begin_without_waiting, driver._conn, statement, SQLITE_BUSY_TIMEOUT_MS
-        )
-        if begun:
+        if sqlite_driver.run_here(sqlite_driver.begin_without_waiting, driver._conn, statement):
             return
-        await_only(driver._execute(_execute_and_close, driver._conn, statement))
+        await_only(driver._execute(sqlite_driver.execute_and_close, driver._conn, statement))
     except sqlite3.Error as exc:
         raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
-
-
-def _execute_and_close(raw: sqlite3.Connection, statement: str) -> None:
-    raw.execute(statement).close()
 
 
 def _sqlite_reset(dbapi_connection: Any, _record: Any, state: Any) -> None:

@@ -17,9 +17,11 @@ paid by the event loop. This module is that adapter with a cursor that does bett
   on the loop with SQLite's busy handler off, and takes the lock there at once when it is free, as it
   is unless the CLI writes: ``begin_without_waiting``), ``COMMIT`` (its fsync and any checkpoint, which
   the loop overlaps with other requests' work), and every read outside a write transaction (a report's
-  scan). A deferred ``BEGIN`` (no lock until the first statement) and a ``ROLLBACK`` (giving locks up)
-  cannot wait and run on the loop too. A bulk job that writes for long (an ONSPD import) asks for the thread throughout
-  with ``offloaded()``, so the service keeps answering meanwhile.
+  scan), except the small indexed reads on the hot path that ask for the loop with ``small_reads()`` (the
+  outbox relay's): tried there the same way, they wait on the thread only when SQLite would make them
+  wait. A deferred ``BEGIN`` (no lock until the first statement) and a ``ROLLBACK`` (giving locks up)
+  cannot wait and run on the loop too. A bulk job that writes for long (an ONSPD import) asks for the
+  thread throughout with ``offloaded()``, so the service keeps answering meanwhile.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from sqlalchemy.util.concurrency import await_
 # ``shared.db.Database`` inside its writer slot); its statements run on the event loop.
 _LOCK_HOLDER: ContextVar[aiosqlite.Connection | None] = ContextVar("pathways_sqlite_lock_holder", default=None)
 _OFFLOADED: ContextVar[bool] = ContextVar("pathways_sqlite_offloaded", default=False)
+_SMALL_READS: ContextVar[bool] = ContextVar("pathways_sqlite_small_reads", default=False)
 
 
 @contextmanager
@@ -64,6 +67,19 @@ def offloaded() -> Iterator[None]:
         yield
     finally:
         _OFFLOADED.reset(token)
+
+
+@contextmanager
+def small_reads() -> Iterator[None]:
+    """Reads inside (outside a write transaction) run on the event loop when they can without waiting, as
+    ``BEGIN IMMEDIATE`` does (``without_waiting``), and on the thread only when SQLite would wait: for
+    small indexed reads on the hot path (the outbox relay's), where a hand-over to the thread costs more
+    than the read and delays what it reads for a turn of the event loop. Never for a scan."""
+    token = _SMALL_READS.set(True)
+    try:
+        yield
+    finally:
+        _SMALL_READS.reset(token)
 
 
 Outcome = tuple[Any, int, int | None, list[Any]]
@@ -94,20 +110,38 @@ async def _here(function: Any, *args: Any) -> Outcome:
     return function(*args)  # type: ignore[no-any-return]
 
 
-def begin_without_waiting(raw: sqlite3.Connection, statement: str, busy_timeout_ms: int) -> bool:
-    """``statement`` (a BEGIN that takes the write lock) run only if the lock is free now: True when it
-    was, False when another connection holds it (nothing done; the caller waits for it on the thread).
-    SQLite's busy handler is off for the attempt, so it never waits; the connection's is put back after."""
+class _Busy(Exception):
+    """SQLite would have waited for another connection's lock (``without_waiting``)."""
+
+
+def without_waiting(function: Any, raw: sqlite3.Connection, *args: Any) -> Any:
+    """``function(raw, *args)`` with SQLite's busy handler off, so that it never waits for another
+    connection: ``_Busy`` when it would have (SQLITE_BUSY, nothing done: a BEGIN or a read), and the caller
+    then runs it on the thread, where waiting is harmless. The connection's busy timeout is put back."""
+    timeout = raw.execute("PRAGMA busy_timeout").fetchone()[0]
     raw.execute("PRAGMA busy_timeout = 0").close()
     try:
-        raw.execute(statement).close()
+        return function(raw, *args)
     except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-            raise
-        return False
+        if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+            raise _Busy from None
+        raise
     finally:
-        raw.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}").close()
+        raw.execute(f"PRAGMA busy_timeout = {int(timeout)}").close()
+
+
+def begin_without_waiting(raw: sqlite3.Connection, statement: str) -> bool:
+    """``statement`` (a BEGIN that takes the write lock) run only if the lock is free now: True when it
+    was, False when another connection holds it (nothing done; the caller waits for it on the thread)."""
+    try:
+        without_waiting(execute_and_close, raw, statement)
+    except _Busy:
+        return False
     return True
+
+
+def execute_and_close(raw: sqlite3.Connection, statement: str) -> None:
+    raw.execute(statement).close()
 
 
 def run_here(function: Any, *args: Any) -> Any:
@@ -152,8 +186,14 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     def _call(self, function: Any, *args: Any) -> Outcome:
         connection = self._connection
         try:
-            if _LOCK_HOLDER.get() is connection and not _OFFLOADED.get():
-                return await_(_here(function, connection._conn, *args))
+            if not _OFFLOADED.get():
+                if _LOCK_HOLDER.get() is connection:
+                    return await_(_here(function, connection._conn, *args))
+                if _SMALL_READS.get() and _LOCK_HOLDER.get() is None:
+                    try:
+                        return await_(_here(without_waiting, function, connection._conn, *args))
+                    except _Busy:
+                        pass  # another connection holds what the read needs: it waits on the thread
             return await_(connection._execute(function, connection._conn, *args))  # type: ignore[no-any-return]
         except Exception as error:  # noqa: BLE001 - SQLAlchemy's adapter maps the driver's errors
             self._adapt_connection._handle_exception(error)

@@ -2,13 +2,15 @@
 only COMMIT is handed over (BEGIN IMMEDIATE is tried on the event loop without waiting, and statements on
 the lock holder run there too); when another connection holds the file's lock, BEGIN IMMEDIATE waits for
 it on the thread, with the event loop free meanwhile; a read outside a write transaction costs one
-hand-over per statement; a bulk job asked to be offloaded hands every statement over; and what the
-statements do is unchanged either way."""
+hand-over per statement, except the small reads that ask to run on the loop (the outbox relay's), which
+wait on the thread only when another connection would make them wait; a bulk job asked to be offloaded
+hands every statement over; and what the statements do is unchanged either way."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,8 +18,9 @@ import aiosqlite
 import pytest
 from sqlalchemy import text
 
+from shared import sqlite_driver
 from shared.db import SQLITE_BUSY_TIMEOUT_MS, Database
-from shared.sqlite_driver import offloaded
+from shared.sqlite_driver import offloaded, small_reads
 
 
 @pytest.fixture
@@ -112,3 +115,42 @@ async def test_a_failing_statement_on_the_loop_rolls_the_transaction_back(db: Da
             await connection.execute(text("INSERT INTO missing (v) VALUES ('x')"))
     async with db.engine.connect() as connection:
         assert (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
+
+
+async def _rows(db: Database) -> list[str]:
+    async with db.engine.connect() as connection:
+        return list((await connection.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all())
+
+
+async def test_a_small_read_runs_on_the_loop(db: Database, hand_overs: list[int]):
+    await _write_ten(db)
+    hand_overs[0] = 0
+    with small_reads():
+        assert await _rows(db) == [f"row {n}" for n in range(10)]
+    assert hand_overs[0] == 0
+    assert await _busy_timeout(db) == SQLITE_BUSY_TIMEOUT_MS
+
+
+async def test_a_small_read_that_sqlite_would_make_wait_is_read_on_the_thread(
+    db: Database, hand_overs: list[int], monkeypatch: pytest.MonkeyPatch
+):
+    """In WAL mode a reader waits only in rare moments (another connection recovering the file after a
+    crash): SQLite's answer then, SQLITE_BUSY at once with the busy handler off, is stood in for here."""
+    await _write_ten(db)
+    hand_overs[0] = 0
+    run = sqlite_driver._run
+    on_the_loop = threading.current_thread()
+
+    def busy_on_the_loop(raw: sqlite3.Connection, operation: str, parameters: object) -> object:
+        if threading.current_thread() is on_the_loop and operation.startswith("SELECT v"):
+            error = sqlite3.OperationalError("database is locked")
+            error.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+            raise error
+        return run(raw, operation, parameters)
+
+    monkeypatch.setattr(sqlite_driver, "_run", busy_on_the_loop)
+    with small_reads():
+        assert await _rows(db) == [f"row {n}" for n in range(10)]
+    assert hand_overs[0] == 1  # tried on the loop, then read on the thread, where waiting is harmless
+    monkeypatch.undo()
+    assert await _busy_timeout(db) == SQLITE_BUSY_TIMEOUT_MS  # the connection waits as before
