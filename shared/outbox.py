@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, Text, bindparam, func, select, update
+from sqlalchemy import Row, Table, Text, bindparam, func, select, update
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -153,14 +154,20 @@ class OutboxRelay:
         The batch goes out in order with its JetStream acks awaited together (``Bus.publish_many``); what
         was stored is marked published later, with what the next steps publish (see the class). No
         connection is held while waiting for the acks, and a mark is one short write: the relay does not
-        starve requests of connections or of the SQLite writer. An event that failed is published again
-        on a later step.
+        starve requests of connections or of the SQLite writer. The marks due are written after the
+        step's publish, never before it: a new event does not wait for a turn of the writer slot (issue 9).
+        An event that failed is published again on a later step.
         """
-        loop = asyncio.get_running_loop()
-        if len(self._published) >= self.batch or (self._mark_by is not None and loop.time() >= self._mark_by):
-            await self.mark_published()
-        if not self.bus.ready:
-            return 0
+        rows = await self._unpublished() if self.bus.ready else []
+        failed = await self._publish(rows) if rows else None
+        due = self._mark_by is not None and asyncio.get_running_loop().time() >= self._mark_by
+        if not rows or due or len(self._published) >= self.batch:
+            await self.mark_published()  # quiet (nothing to gather the marks with), due, or a batch gathered
+        if failed is not None:
+            raise failed  # the worker logs its type and tries again on its next step
+        return len(rows)
+
+    async def _unpublished(self) -> Sequence[Row[Any]]:
         # Core: rows read, never ORM objects. A small indexed read: on SQLite it runs on the event loop.
         with small_reads():
             async with self.db.engine.connect() as connection:
@@ -170,10 +177,10 @@ class OutboxRelay:
                     )
                 else:
                     query = connection.execute(_UNPUBLISHED, {"batch": self.batch})
-                rows = (await query).all()
-        if not rows:
-            await self.mark_published()  # quiet: nothing to gather the marks with
-            return 0
+                return (await query).all()
+
+    async def _publish(self, rows: Sequence[Row[Any]]) -> BaseException | None:
+        """Publish ``rows`` and remember those published for the next mark; the first failure, if any."""
         outcomes = await self.bus.publish_many(
             [
                 Outgoing(row.subject, row.payload.encode(), str(row.event_id), json.loads(row.headers))
@@ -184,9 +191,7 @@ class OutboxRelay:
         if published:
             self._published.extend(published)
             if self._mark_by is None:
+                loop = asyncio.get_running_loop()
                 self._mark_by = loop.time() + self.mark_delay
                 self._mark_timer = loop.call_later(self.mark_delay, self.worker.wake)
-        failed = next((error for error in outcomes if error is not None), None)
-        if failed is not None:
-            raise failed  # the worker logs its type and tries again on its next step
-        return len(rows)
+        return next((error for error in outcomes if error is not None), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -150,6 +151,24 @@ async def test_published_rows_are_marked_together_and_never_published_twice_mean
         assert await stored() == 3  # the same Nats-Msg-Id: JetStream kept each event once
         await restarted.stop()  # what it published is marked at stop
         assert await unmarked() == 0
+
+        # Marks that fall due are written after the step's publish: a new event never waits for them.
+        soon = OutboxRelay(db, bus, mark_delay=0.05)
+        await add(4)
+        assert await soon.publish_pending() == 1
+        await asyncio.sleep(0.1)  # its mark is due now
+        await add(5)
+        marking = soon.mark_published
+        stored_when_marking: list[int] = []
+
+        async def watched() -> None:
+            stored_when_marking.append(await stored())
+            await marking()
+
+        soon.mark_published = watched  # type: ignore[method-assign]
+        assert await soon.publish_pending() == 1
+        assert stored_when_marking == [5]  # the new event was in the stream before the due marks were written
+        assert await unmarked() == 0  # both marked, in that one write
     finally:
         await bus.close()
         await db.dispose()
