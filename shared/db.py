@@ -533,7 +533,11 @@ def _sqlite_reset(dbapi_connection: Any, _record: Any, state: Any) -> None:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # aiosqlite/pysqlite would BEGIN (deferred) by itself before the first write; _sqlite_begin does it.
     dbapi_connection.isolation_level = None
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if hasattr(driver, "_execute"):  # aiosqlite: on its thread, where waiting holds up nothing
+        await_only(driver._execute(sqlite_driver.use_wal, driver._conn, SQLITE_BUSY_TIMEOUT_MS / 1000))
+    else:
+        sqlite_driver.use_wal(dbapi_connection, SQLITE_BUSY_TIMEOUT_MS / 1000)
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

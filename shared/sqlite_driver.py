@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -142,6 +143,24 @@ def begin_without_waiting(raw: sqlite3.Connection, statement: str) -> bool:
 
 def execute_and_close(raw: sqlite3.Connection, statement: str) -> None:
     raw.execute(statement).close()
+
+
+def use_wal(raw: sqlite3.Connection, timeout: float) -> None:
+    """Put the database file in WAL mode (kept in the file: a no-op once it is), waiting up to ``timeout``
+    seconds for other connections. SQLite does not call its busy handler for this change: processes that
+    open a new file together (replicas starting at once) got "database is locked" at once, whatever the
+    busy timeout, so the attempt is repeated here until the file is WAL or the time is up."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            raw.execute("PRAGMA journal_mode=WAL").close()  # an in-memory database stays "memory"
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def run_here(function: Any, *args: Any) -> Any:

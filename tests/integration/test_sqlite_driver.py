@@ -4,7 +4,8 @@ the lock holder run there too); when another connection holds the file's lock, B
 it on the thread, with the event loop free meanwhile; a read outside a write transaction costs one
 hand-over per statement, except the small reads that ask to run on the loop (the outbox relay's), which
 wait on the thread only when another connection would make them wait; a bulk job asked to be offloaded
-hands every statement over; and what the statements do is unchanged either way."""
+hands every statement over; a new file is put in WAL mode even when another connection is writing to it;
+and what the statements do is unchanged either way."""
 
 from __future__ import annotations
 
@@ -154,3 +155,34 @@ async def test_a_small_read_that_sqlite_would_make_wait_is_read_on_the_thread(
     # timeout is its own again (read on the thread too: the second hand-over).
     assert await _small_read(db) == ([f"row {n}" for n in range(10)], SQLITE_BUSY_TIMEOUT_MS)
     assert hand_overs[0] == 2
+
+
+async def test_a_new_file_is_put_in_wal_mode_once_another_writer_lets_go(path: Path):
+    """SQLite does not wait for a switch to WAL mode: with another connection writing to a new file (a
+    replica that started first), "database is locked" came at once, whatever the busy timeout. The
+    switch is retried until the writer lets go, on aiosqlite's thread, with the event loop free."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE first (id INTEGER PRIMARY KEY)")
+    other.execute("BEGIN IMMEDIATE")
+    let_go = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    let_go.start()
+    database = Database(f"sqlite+aiosqlite:///{path}", [])
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(ticking())
+    try:
+        async with database.engine.connect() as connection:
+            mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar_one()
+    finally:
+        ticker.cancel()
+        let_go.join()
+        other.close()
+        await database.dispose()
+    assert mode == "wal"
+    assert ticks >= 10  # the event loop ran while the connection waited
