@@ -160,29 +160,26 @@ async def test_a_small_read_that_sqlite_would_make_wait_is_read_on_the_thread(
 async def test_a_new_file_is_put_in_wal_mode_once_another_writer_lets_go(path: Path):
     """SQLite does not wait for a switch to WAL mode: with another connection writing to a new file (a
     replica that started first), "database is locked" came at once, whatever the busy timeout. The
-    switch is retried until the writer lets go, on aiosqlite's thread, with the event loop free."""
+    switch is retried until the writer lets go, on aiosqlite's thread: the writer here lets go only from
+    the event loop, after it has run a few turns, so a connection that waited on the loop would never
+    get its file."""
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     other.execute("CREATE TABLE first (id INTEGER PRIMARY KEY)")
     other.execute("BEGIN IMMEDIATE")
-    let_go = threading.Timer(0.3, lambda: other.execute("COMMIT"))
-    let_go.start()
-    database = Database(f"sqlite+aiosqlite:///{path}", [])
-    ticks = 0
 
-    async def ticking() -> None:
-        nonlocal ticks
-        while True:
+    async def let_go_once_the_loop_has_turned() -> None:
+        for _ in range(5):
             await asyncio.sleep(0.01)
-            ticks += 1
+        other.execute("COMMIT")
 
-    ticker = asyncio.create_task(ticking())
+    letting_go = asyncio.create_task(let_go_once_the_loop_has_turned())
+    database = Database(f"sqlite+aiosqlite:///{path}", [])
     try:
         async with database.engine.connect() as connection:
             mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar_one()
+        assert letting_go.done()  # the file was switched only after the writer let go
     finally:
-        ticker.cancel()
-        let_go.join()
+        letting_go.cancel()
         other.close()
         await database.dispose()
     assert mode == "wal"
-    assert ticks >= 10  # the event loop ran while the connection waited
