@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from support import EHR_KEY, EXAMPLE, cpu_seconds, postgres_available, quiesce, running_system, table
+from support import EHR_KEY, EXAMPLE, cpu_seconds, paused, postgres_available, quiesce, running_system, table
 
 os.environ.setdefault("PATHWAYS_RATE_LIMITS", '{"ehr-client": ""}')
 
@@ -88,18 +88,14 @@ def main() -> int:
                     )
                 )
             time.sleep(1.0)
-        paused = [pids["router"], pids["notify"]] if args.intake_only else []
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        for pid in paused:
-            os.kill(pid, signal.SIGSTOP)
-        started = time.perf_counter()
-        try:
-            statuses = asyncio.run(post_referrals(url, args.referrals, args.concurrency, "round"))
-        finally:
-            posting = time.perf_counter() - started
-            intake_cpu = cpu_seconds(pids["intake"])
-            for pid in paused:
-                os.kill(pid, signal.SIGCONT)
+        with paused([pids["router"], pids["notify"]] if args.intake_only else []):
+            started = time.perf_counter()
+            try:
+                statuses = asyncio.run(post_referrals(url, args.referrals, args.concurrency, "round"))
+            finally:
+                posting = time.perf_counter() - started
+                intake_cpu = cpu_seconds(pids["intake"])
         drained = quiesce(list(pids.values()), limit=600.0)
         after = {name: cpu_seconds(pid) for name, pid in pids.items()}
         if args.intake_only:

@@ -6,14 +6,20 @@ to JetStream with an ack). Drives both with wrk from a separate process, in inte
 peer, intake, peer…), each request a distinct referral built from examples/gp-referral.json. Between
 rounds it waits until the system is idle, so one round's downstream work (router, notify) does not eat
 into the next. Reports referrals/s (202s), p50, p99, max, 503s, errors, timeouts and the ratio
-intake/peer, on SQLite and on PostgreSQL (when one answers at 127.0.0.1:5432).
+intake/peer, on SQLite and on PostgreSQL (when one answers at 127.0.0.1:5432), and intake's CPU per 202
+in each round (from /proc).
+
+At 16 connections (``--paused-at``) each set of rounds also has a diagnostic round of intake with router
+and notify paused (SIGSTOP; their work waits in JetStream and is done after the round). Its ratio is not
+the target: it shows what intake's rate loses by sharing this machine's two cores with the pipeline behind
+it, which the bare peer (nothing consumes what it publishes) never does.
 
 Targets (this 2-core machine): at 16 connections every request 202, ratio >= 0.3 on PostgreSQL and
 >= 0.2 on SQLite, p99 < 250 ms; at 256 connections no lock-up: every request answered within 5 s, with
 202 or a fast 503 + Retry-After.
 
     .venv/bin/python bench/intake_load.py [--seconds 10] [--rounds 2] [--connections 16,256]
-                                          [--databases sqlite,postgresql]
+                                          [--databases sqlite,postgresql] [--paused-at 16]
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from pathlib import Path
 
 from support import (
     WrkResult,
+    cpu_seconds,
     ensure_wrk,
+    paused,
     pin,
     postgres_available,
     quiesce,
@@ -45,6 +53,10 @@ os.environ.setdefault("PATHWAYS_RATE_LIMITS", '{"ehr-client": ""}')
 RATIO_TARGET = {"sqlite": 0.2, "postgresql": 0.3}
 P99_TARGET_MS = 250.0
 ANSWER_WITHIN_MS = 5000.0
+# The diagnostic target: intake with router and notify stopped for the round (their work waits in
+# JetStream), to show what sharing the machine's two cores with them costs intake's rate.
+PAUSED = "intake, router+notify paused"
+DOWNSTREAM = ("router", "notify")
 
 
 def combine(results: list[WrkResult]) -> WrkResult:
@@ -66,6 +78,11 @@ def combine(results: list[WrkResult]) -> WrkResult:
         p99_ms=max(r.p99_ms for r in results),
         max_ms=max(r.max_ms for r in results),
     )
+
+
+def row(database: str, connections: int, r: WrkResult, ratio: str, check: str) -> list[object]:
+    return [database, connections, r.target, f"{r.rate:.0f}", f"{r.p50_ms:.0f}", f"{r.p99_ms:.0f}",
+            f"{r.max_ms:.0f}", r.accepted, r.busy, r.errors, r.timeouts, ratio, check]
 
 
 def verdict(database: str, intake: WrkResult, peer: WrkResult) -> str:
@@ -104,48 +121,52 @@ def bench_database(database: str, args: argparse.Namespace) -> list[list[object]
                     url, connections=4, seconds=2, template=template, tag=f"warm-{name}", target=name, cpus=back
                 )
                 quiesce(pids)
+            downstream = [system.processes[name].pid for name in DOWNSTREAM]
             for connections in args.connections:
                 results: dict[str, list[WrkResult]] = {name: [] for name in targets}
+                rounds = list(targets.items())
+                if connections in args.paused_at:
+                    rounds.insert(1, (PAUSED, targets["intake"]))
+                    results[PAUSED] = []
                 for round_no in range(args.rounds):
-                    for name, url in targets.items():
-                        result = run_wrk(
-                            url,
-                            connections=connections,
-                            seconds=args.seconds,
-                            template=template,
-                            tag=f"{database}-{connections}-{round_no}-{name}",
-                            target=name,
-                            cpus=back,
-                        )
+                    for name, url in rounds:
+                        intake_cpu = cpu_seconds(system.processes["intake"].pid)
+                        with paused(downstream if name == PAUSED else []):
+                            result = run_wrk(
+                                url,
+                                connections=connections,
+                                seconds=args.seconds,
+                                template=template,
+                                tag=f"{database}-{connections}-{round_no}-{'paused' if name == PAUSED else name}",
+                                target=name,
+                                cpus=back,
+                            )
+                            intake_cpu = cpu_seconds(system.processes["intake"].pid) - intake_cpu
                         results[name].append(result)
+                        cost = (
+                            f" intake {intake_cpu * 1000 / result.accepted:.2f} ms CPU per 202, "
+                            f"{intake_cpu / result.seconds:.0%} of a core"
+                            if name != "peer" and result.accepted
+                            else ""
+                        )
                         print(
                             f"  {database} c={connections} round {round_no + 1} {name}: {result.rate:.0f}/s "
                             f"p50 {result.p50_ms:.0f} ms p99 {result.p99_ms:.0f} ms max {result.max_ms:.0f} ms "
                             f"202={result.accepted} 503={result.busy} errors={result.errors} "
-                            f"timeouts={result.timeouts}",
+                            f"timeouts={result.timeouts}{cost}",
                             flush=True,
                         )
-                        quiesce(pids, limit=args.settle)
-                intake, peer = combine(results["intake"]), combine(results["peer"])
-                ratio = intake.rate / peer.rate if peer.rate else 0.0
-                for r in (intake, peer):
-                    rows.append(
-                        [
-                            database,
-                            connections,
-                            r.target,
-                            f"{r.rate:.0f}",
-                            f"{r.p50_ms:.0f}",
-                            f"{r.p99_ms:.0f}",
-                            f"{r.max_ms:.0f}",
-                            r.accepted,
-                            r.busy,
-                            r.errors,
-                            r.timeouts,
-                            f"{ratio:.2f}" if r is intake else "",
-                            verdict(database, intake, peer) if r is intake else "",
-                        ]
-                    )
+                        # After a paused round, router and notify work off its backlog: let them finish.
+                        quiesce(pids, limit=args.settle * (4 if name == PAUSED else 1))
+                peer = combine(results["peer"])
+                for name, measured in results.items():
+                    if name == "peer":
+                        continue
+                    intake = combine(measured)
+                    ratio = intake.rate / peer.rate if peer.rate else 0.0
+                    check = verdict(database, intake, peer) if name == "intake" else "diagnostic, not the target"
+                    rows.append(row(database, connections, intake, f"{ratio:.2f}", check))
+                rows.append(row(database, connections, peer, "", ""))
     return rows
 
 
@@ -161,6 +182,13 @@ def main() -> int:
         type=float,
         default=30.0,
         help="longest wait between rounds for the system to go idle (downstream work)",
+    )
+    parser.add_argument(
+        "--paused-at",
+        type=lambda s: [int(c) for c in s.split(",") if c],
+        default=[16],
+        help="connection counts at which a diagnostic round of intake with router and notify paused is"
+        " added to each set of rounds ('' for none)",
     )
     parser.add_argument("--databases", type=lambda s: s.split(","), default=["sqlite", "postgresql"])
     parser.add_argument(

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -132,6 +133,19 @@ def running_peer(nats_url: str, cpus: set[int] | None = None) -> Iterator[str]:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+@contextmanager
+def paused(pids: Sequence[int]) -> Iterator[None]:
+    """The processes stopped (SIGSTOP) for the block and resumed after it, whatever happens: their work
+    waits in JetStream meanwhile, as it would for a service that is down."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
 
 
 def pin(pid: int, cpus: set[int]) -> None:
