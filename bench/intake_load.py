@@ -7,7 +7,7 @@ peer, intake, peer…), each request a distinct referral built from examples/gp-
 rounds it waits until the system is idle, so one round's downstream work (router, notify) does not eat
 into the next. Reports referrals/s (202s), p50, p99, max, 503s, errors, timeouts and the ratio
 intake/peer, on SQLite and on PostgreSQL (when one answers at 127.0.0.1:5432), and intake's CPU per 202
-in each round (from /proc).
+in each round, with how long its event loop waited for a CPU while runnable (from /proc).
 
 At 16 connections (``--paused-at``) each set of rounds also has a diagnostic round of intake with router
 and notify paused (SIGSTOP; their work waits in JetStream and is done after the round). Its ratio is not
@@ -40,6 +40,7 @@ from support import (
     postgres_available,
     quiesce,
     referral_template,
+    run_queue_seconds,
     run_wrk,
     running_peer,
     running_system,
@@ -130,7 +131,8 @@ def bench_database(database: str, args: argparse.Namespace) -> list[list[object]
                     results[PAUSED] = []
                 for round_no in range(args.rounds):
                     for name, url in rounds:
-                        intake_cpu = cpu_seconds(system.processes["intake"].pid)
+                        intake_pid = system.processes["intake"].pid
+                        intake_cpu, intake_waited = cpu_seconds(intake_pid), run_queue_seconds(intake_pid)
                         with paused(downstream if name == PAUSED else []):
                             result = run_wrk(
                                 url,
@@ -141,11 +143,13 @@ def bench_database(database: str, args: argparse.Namespace) -> list[list[object]
                                 target=name,
                                 cpus=back,
                             )
-                            intake_cpu = cpu_seconds(system.processes["intake"].pid) - intake_cpu
+                            intake_cpu = cpu_seconds(intake_pid) - intake_cpu
+                            intake_waited = run_queue_seconds(intake_pid) - intake_waited
                         results[name].append(result)
                         cost = (
                             f" intake {intake_cpu * 1000 / result.accepted:.2f} ms CPU per 202, "
-                            f"{intake_cpu / result.seconds:.0%} of a core"
+                            f"{intake_cpu / result.seconds:.0%} of a core, its event loop waiting for a CPU "
+                            f"{intake_waited / result.seconds:.0%} of the round"
                             if name != "peer" and result.accepted
                             else ""
                         )

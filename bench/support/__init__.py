@@ -135,6 +135,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def run_queue_seconds(pid: int) -> float:
+    """How long the process's main thread has waited, runnable, for a CPU (``/proc/<pid>/schedstat``)."""
+    return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 @contextmanager
 def paused(pids: Sequence[int]) -> Iterator[None]:
     """The processes stopped (SIGSTOP) for the block and resumed after it, whatever happens: their work
