@@ -144,15 +144,17 @@ def bench_database(database: str, args: argparse.Namespace) -> list[list[object]
                                 cpus=back,
                             )
                             intake_cpu = cpu_seconds(intake_pid) - intake_cpu
-                            intake_waited = run_queue_seconds(intake_pid) - intake_waited
+                            waited_until = run_queue_seconds(intake_pid)
                         results[name].append(result)
-                        cost = (
-                            f" intake {intake_cpu * 1000 / result.accepted:.2f} ms CPU per 202, "
-                            f"{intake_cpu / result.seconds:.0%} of a core, its event loop waiting for a CPU "
-                            f"{intake_waited / result.seconds:.0%} of the round"
-                            if name != "peer" and result.accepted
-                            else ""
-                        )
+                        cost = ""
+                        if name != "peer" and result.accepted:
+                            cost = (
+                                f" intake {intake_cpu * 1000 / result.accepted:.2f} ms CPU per 202, "
+                                f"{intake_cpu / result.seconds:.0%} of a core"
+                            )
+                            if intake_waited is not None and waited_until is not None:
+                                waited = (waited_until - intake_waited) / result.seconds
+                                cost += f", its event loop waiting for a CPU {waited:.0%} of the round"
                         print(
                             f"  {database} c={connections} round {round_no + 1} {name}: {result.rate:.0f}/s "
                             f"p50 {result.p50_ms:.0f} ms p99 {result.p99_ms:.0f} ms max {result.max_ms:.0f} ms "

@@ -135,9 +135,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def run_queue_seconds(pid: int) -> float:
-    """How long the process's main thread has waited, runnable, for a CPU (``/proc/<pid>/schedstat``)."""
-    return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[1]) / 1e9
+def run_queue_seconds(pid: int) -> float | None:
+    """How long the process's main thread has waited, runnable, for a CPU (``/proc/<pid>/schedstat``);
+    ``None`` where the kernel keeps no such count."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 @contextmanager
