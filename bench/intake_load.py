@@ -7,7 +7,10 @@ peer, intake, peer…), each request a distinct referral built from examples/gp-
 rounds it waits until the system is idle, so one round's downstream work (router, notify) does not eat
 into the next. Reports referrals/s (202s), p50, p99, max, 503s, errors, timeouts and the ratio
 intake/peer, on SQLite and on PostgreSQL (when one answers at 127.0.0.1:5432), and intake's CPU per 202
-in each round, with how long its event loop waited for a CPU while runnable (from /proc).
+in each round, with how long its event loop waited for a CPU while runnable (from /proc), and where the
+machine's CPU went in each round (``support.machine``): how busy its CPUs were, and each process's CPU per
+202 (intake, router, notify, directory, NATS, the PostgreSQL server, wrk, the rest of the machine), so a
+round bound by the machine's CPUs shows as such, with the rate they allow at that cost.
 
 At 16 connections (``--paused-at``) each set of rounds also has a diagnostic round of intake with router
 and notify paused (SIGSTOP; their work waits in JetStream and is done after the round). Its ratio is not
@@ -46,6 +49,7 @@ from support import (
     running_system,
     table,
 )
+from support.machine import OTHER, POSTGRESQL, WRK, Split, snapshot, split
 
 # One EHR client drives the whole load: intake's capacity is measured, not that client's rate limit
 # (shared.protection; "" turns the kind's limit off). The services inherit this environment.
@@ -58,6 +62,8 @@ ANSWER_WITHIN_MS = 5000.0
 # JetStream), to show what sharing the machine's two cores with them costs intake's rate.
 PAUSED = "intake, router+notify paused"
 DOWNSTREAM = ("router", "notify")
+# The columns of the machine-wide CPU table, in the order a referral (or the peer's request) meets them.
+CPU_GROUPS = ("intake", "peer", "NATS", "router", "notify", "directory", POSTGRESQL, WRK, OTHER)
 
 
 def combine(results: list[WrkResult]) -> WrkResult:
@@ -104,19 +110,41 @@ def verdict(database: str, intake: WrkResult, peer: WrkResult) -> str:
     return "met" if not problems else "MISSED: " + "; ".join(problems)
 
 
-def bench_database(database: str, args: argparse.Namespace) -> list[list[object]]:
+def cpu_row(database: str, connections: int, target: str, rounds: list[tuple[Split, int]]) -> list[object]:
+    """One target's rounds at one concurrency: where the machine's CPU went, per 202 (all rounds together)."""
+    accepted = sum(count for _, count in rounds)
+    busy = sum(s.busy for s, _ in rounds)
+    seconds = sum(s.seconds for s, _ in rounds)
+    cpus = rounds[0][0].cpus
+    per = {name: sum(s.groups.get(name, 0.0) for s, _ in rounds) * 1000 / accepted if accepted else 0.0
+           for name in CPU_GROUPS}
+    return [
+        database, connections, target, f"{busy / (seconds * cpus):.0%}",
+        f"{sum(s.steal for s, _ in rounds) / (seconds * cpus):.0%}",
+        *(f"{per[name]:.2f}" if per[name] >= 0.005 else "" for name in CPU_GROUPS),
+        f"{busy * 1000 / accepted:.2f}" if accepted else "", f"{cpus * accepted / busy:.0f}" if busy else "",
+    ]
+
+
+def bench_database(database: str, args: argparse.Namespace) -> tuple[list[list[object]], list[list[object]]]:
     rows: list[list[object]] = []
+    cpu_rows: list[list[object]] = []
+    splits: dict[str, list[tuple[Split, int]]] = {}
     with tempfile.TemporaryDirectory(prefix="pathways-load-") as tmp_name:
         tmp = Path(tmp_name)
         template = referral_template(tmp)
         front, back = ({1}, {0}) if args.pin else (None, None)
-        with running_system(tmp, database) as system, running_peer(system.nats.url, front) as peer_url:  # type: ignore[union-attr]
+        with running_system(tmp, database) as system, running_peer(system.nats.url, front) as peer:  # type: ignore[union-attr]
             pids = [p.pid for p in system.processes.values()]
+            # Every process of the system by name, NATS and the peer: where each round's CPU went.
+            groups = {name: [p.pid] for name, p in system.processes.items()}
+            groups["NATS"] = [system.nats.process.pid]  # type: ignore[union-attr]
+            groups["peer"] = [peer.pid]
             if args.pin:
                 for name, process in system.processes.items():
                     pin(process.pid, front if name == "intake" else back)
                 pin(system.nats.process.pid, back)  # type: ignore[union-attr]
-            targets = {"intake": system.url("intake"), "peer": peer_url}
+            targets = {"intake": system.url("intake"), "peer": peer.url}
             for name, url in targets.items():  # warm-up: connections, caches, JIT-free but lazy imports
                 run_wrk(
                     url, connections=4, seconds=2, template=template, tag=f"warm-{name}", target=name, cpus=back
@@ -133,6 +161,7 @@ def bench_database(database: str, args: argparse.Namespace) -> list[list[object]
                     for name, url in rounds:
                         intake_pid = system.processes["intake"].pid
                         intake_cpu, intake_waited = cpu_seconds(intake_pid), run_queue_seconds(intake_pid)
+                        machine_before = snapshot(list(pids) + [peer.pid, system.nats.process.pid])  # type: ignore[union-attr]
                         with paused(downstream if name == PAUSED else []):
                             result = run_wrk(
                                 url,
@@ -145,7 +174,10 @@ def bench_database(database: str, args: argparse.Namespace) -> list[list[object]
                             )
                             intake_cpu = cpu_seconds(intake_pid) - intake_cpu
                             waited_until = run_queue_seconds(intake_pid)
+                            used = split(machine_before, snapshot(list(machine_before.processes)), result.seconds,
+                                         groups)
                         results[name].append(result)
+                        splits.setdefault(name, []).append((used, result.accepted))
                         cost = ""
                         if name != "peer" and result.accepted:
                             cost = (
@@ -159,21 +191,24 @@ def bench_database(database: str, args: argparse.Namespace) -> list[list[object]
                             f"  {database} c={connections} round {round_no + 1} {name}: {result.rate:.0f}/s "
                             f"p50 {result.p50_ms:.0f} ms p99 {result.p99_ms:.0f} ms max {result.max_ms:.0f} ms "
                             f"202={result.accepted} 503={result.busy} errors={result.errors} "
-                            f"timeouts={result.timeouts}{cost}",
+                            f"timeouts={result.timeouts}{cost}\n    {used.line(result.accepted)}",
                             flush=True,
                         )
                         # After a paused round, router and notify work off its backlog: let them finish.
                         quiesce(pids, limit=args.settle * (4 if name == PAUSED else 1))
-                peer = combine(results["peer"])
+                peer_result = combine(results["peer"])
                 for name, measured in results.items():
                     if name == "peer":
                         continue
                     intake = combine(measured)
-                    ratio = intake.rate / peer.rate if peer.rate else 0.0
-                    check = verdict(database, intake, peer) if name == "intake" else "diagnostic, not the target"
+                    ratio = intake.rate / peer_result.rate if peer_result.rate else 0.0
+                    check = (
+                        verdict(database, intake, peer_result) if name == "intake" else "diagnostic, not the target"
+                    )
                     rows.append(row(database, connections, intake, f"{ratio:.2f}", check))
-                rows.append(row(database, connections, peer, "", ""))
-    return rows
+                rows.append(row(database, connections, peer_result, "", ""))
+                cpu_rows += [cpu_row(database, connections, name, splits.pop(name)) for name in results]
+    return rows, cpu_rows
 
 
 def main() -> int:
@@ -208,11 +243,14 @@ def main() -> int:
         parser.error("--pin needs two CPUs")
     ensure_wrk()
     rows: list[list[object]] = []
+    cpu_rows: list[list[object]] = []
     for database in args.databases:
         if database == "postgresql" and not postgres_available():
             print("PostgreSQL not reachable at 127.0.0.1:5432: skipped")
             continue
-        rows += bench_database(database, args)
+        measured, cpu_measured = bench_database(database, args)
+        rows += measured
+        cpu_rows += cpu_measured
     print()
     print(
         f"intake vs bare peer: wrk, {args.rounds} interleaved round(s) of {args.seconds:g} s per target; "
@@ -237,6 +275,18 @@ def main() -> int:
                 "target check",
             ],
             rows,
+        )
+    )
+    print()
+    print(
+        "where the machine's CPU went: how busy its CPUs were, and each part's CPU ms per 202 (all rounds of a"
+        " target together; PostgreSQL = the server's processes, other = the rest of the machine); the last"
+        " column is the rate every CPU busy at that cost would give"
+    )
+    print(
+        table(
+            ["database", "conns", "target", "busy", "steal", *CPU_GROUPS, "total ms", "rate at 100 %"],
+            cpu_rows,
         )
     )
     return 0

@@ -107,10 +107,16 @@ def secrets_of(system: System) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
+@dataclass(frozen=True)
+class Peer:
+    url: str
+    pid: int
+
+
 @contextmanager
-def running_peer(nats_url: str, cpus: set[int] | None = None) -> Iterator[str]:
-    """The bare peer (bench/support/peer.py) on a free port; yields its base URL. With ``cpus``, the peer
-    runs on those CPUs only (see ``pin``)."""
+def running_peer(nats_url: str, cpus: set[int] | None = None) -> Iterator[Peer]:
+    """The bare peer (bench/support/peer.py) on a free port: its base URL and process. With ``cpus``, the
+    peer runs on those CPUs only (see ``pin``)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("peer.py")), "--port", str(port), "--nats", nats_url],
@@ -122,7 +128,7 @@ def running_peer(nats_url: str, cpus: set[int] | None = None) -> Iterator[str]:
         wait_until_ok(f"http://127.0.0.1:{port}/healthz", 30, process)
         if cpus:
             pin(process.pid, cpus)
-        yield f"http://127.0.0.1:{port}"
+        yield Peer(f"http://127.0.0.1:{port}", process.pid)
     finally:
         stop_process(process)
 
