@@ -34,10 +34,10 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from support import EHR_KEY, EXAMPLE, cpu_seconds, percentile, running_system, secrets_of, table
 
 from services.directory.domain import OrganisationIn
 from services.launcher import free_port
+from support import EHR_KEY, EXAMPLE, cpu_seconds, percentile, running_system, secrets_of, table
 
 P50_TARGET_MS, P99_TARGET_MS = 50.0, 250.0
 

@@ -140,6 +140,7 @@ def bench_database(database: str, args: argparse.Namespace) -> tuple[list[list[o
             groups = {name: [p.pid] for name, p in system.processes.items()}
             groups["NATS"] = [system.nats.process.pid]  # type: ignore[union-attr]
             groups["peer"] = [peer.pid]
+            watched = [pid for members in groups.values() for pid in members]
             if args.pin:
                 for name, process in system.processes.items():
                     pin(process.pid, front if name == "intake" else back)
@@ -161,7 +162,7 @@ def bench_database(database: str, args: argparse.Namespace) -> tuple[list[list[o
                     for name, url in rounds:
                         intake_pid = system.processes["intake"].pid
                         intake_cpu, intake_waited = cpu_seconds(intake_pid), run_queue_seconds(intake_pid)
-                        machine_before = snapshot(list(pids) + [peer.pid, system.nats.process.pid])  # type: ignore[union-attr]
+                        machine_before = snapshot(watched)
                         with paused(downstream if name == PAUSED else []):
                             result = run_wrk(
                                 url,
@@ -174,8 +175,7 @@ def bench_database(database: str, args: argparse.Namespace) -> tuple[list[list[o
                             )
                             intake_cpu = cpu_seconds(intake_pid) - intake_cpu
                             waited_until = run_queue_seconds(intake_pid)
-                            used = split(machine_before, snapshot(list(machine_before.processes)), result.seconds,
-                                         groups)
+                            used = split(machine_before, snapshot(watched), result.seconds, groups)
                         results[name].append(result)
                         splits.setdefault(name, []).append((used, result.accepted))
                         cost = ""
