@@ -113,16 +113,12 @@ def verdict(database: str, intake: WrkResult, peer: WrkResult) -> str:
 def cpu_row(database: str, connections: int, target: str, rounds: list[tuple[Split, int]]) -> list[object]:
     """One target's rounds at one concurrency: where the machine's CPU went, per 202 (all rounds together)."""
     accepted = sum(count for _, count in rounds)
-    busy = sum(s.busy for s, _ in rounds)
-    seconds = sum(s.seconds for s, _ in rounds)
-    cpus = rounds[0][0].cpus
-    per = {name: sum(s.groups.get(name, 0.0) for s, _ in rounds) * 1000 / accepted if accepted else 0.0
-           for name in CPU_GROUPS}
+    used = Split.combined([split for split, _ in rounds])
+    per = used.per(accepted)
     return [
-        database, connections, target, f"{busy / (seconds * cpus):.0%}",
-        f"{sum(s.steal for s, _ in rounds) / (seconds * cpus):.0%}",
-        *(f"{per[name]:.2f}" if per[name] >= 0.005 else "" for name in CPU_GROUPS),
-        f"{busy * 1000 / accepted:.2f}" if accepted else "", f"{cpus * accepted / busy:.0f}" if busy else "",
+        database, connections, target, f"{used.busy_share:.0%}", f"{used.steal_share:.0%}",
+        *(f"{per[name]:.2f}" if per.get(name, 0.0) >= 0.005 else "" for name in CPU_GROUPS),
+        f"{per['total']:.2f}" if per else "", f"{used.machine_rate(accepted):.0f}" if used.busy else "",
     ]
 
 
@@ -202,9 +198,9 @@ def bench_database(database: str, args: argparse.Namespace) -> tuple[list[list[o
                         continue
                     intake = combine(measured)
                     ratio = intake.rate / peer_result.rate if peer_result.rate else 0.0
-                    check = (
-                        verdict(database, intake, peer_result) if name == "intake" else "diagnostic, not the target"
-                    )
+                    check = "diagnostic, not the target"
+                    if name == "intake":
+                        check = verdict(database, intake, peer_result)
                     rows.append(row(database, connections, intake, f"{ratio:.2f}", check))
                 rows.append(row(database, connections, peer_result, "", ""))
                 cpu_rows += [cpu_row(database, connections, name, splits.pop(name)) for name in results]
@@ -279,8 +275,8 @@ def main() -> int:
     )
     print()
     print(
-        "where the machine's CPU went: how busy its CPUs were, and each part's CPU ms per 202 (all rounds of a"
-        " target together; PostgreSQL = the server's processes, other = the rest of the machine); the last"
+        "where the machine's CPU went: how busy its CPUs were, and each part's CPU ms per 202 (all rounds of"
+        " a target together; PostgreSQL = the server's processes, other = the rest of the machine); the last"
         " column is the rate every CPU busy at that cost would give"
     )
     print(

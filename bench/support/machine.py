@@ -12,18 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from . import CLK_TCK, cpu_seconds
+
 POSTGRESQL = "PostgreSQL"
 WRK = "wrk"
 OTHER = "other"
-
-
-def _process_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:  # gone meanwhile
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def _postgres_pids() -> list[int]:
@@ -53,9 +46,10 @@ def snapshot(pids: Sequence[int]) -> Snapshot:
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields
     watched: dict[int, float] = {}
     for pid in (*pids, *_postgres_pids()):
-        seconds = _process_seconds(pid)
-        if seconds is not None:
-            watched[pid] = seconds
+        try:
+            watched[pid] = cpu_seconds(pid)
+        except OSError:  # gone meanwhile
+            continue
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return Snapshot(
         busy=(user + nice + system + irq + softirq) / CLK_TCK,
@@ -75,6 +69,16 @@ class Split:
     busy: float
     steal: float
     groups: dict[str, float]
+
+    @classmethod
+    def combined(cls, splits: Sequence[Split]) -> Split:
+        """Several rounds of one target as one: their seconds and CPU seconds summed."""
+        groups: dict[str, float] = {}
+        for one in splits:
+            for name, seconds in one.groups.items():
+                groups[name] = groups.get(name, 0.0) + seconds
+        return cls(seconds=sum(s.seconds for s in splits), cpus=splits[0].cpus,
+                   busy=sum(s.busy for s in splits), steal=sum(s.steal for s in splits), groups=groups)
 
     @property
     def busy_share(self) -> float:
@@ -114,7 +118,9 @@ def split(before: Snapshot, after: Snapshot, seconds: float, groups: Mapping[str
     start; one that ended in between is lost to its group and counted in "other"."""
 
     def used(pid: int) -> float:
-        return after.processes.get(pid, 0.0) - before.processes.get(pid, 0.0) if pid in after.processes else 0.0
+        if pid not in after.processes:
+            return 0.0
+        return after.processes[pid] - before.processes.get(pid, 0.0)
 
     named = {pid for pids in groups.values() for pid in pids}
     result = {name: sum(used(pid) for pid in pids) for name, pids in groups.items()}
