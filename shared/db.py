@@ -39,7 +39,7 @@ from sqlalchemy.util import await_only
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared import sqlite_driver
+from shared import jsontext, sqlite_driver
 from shared.db_ping import ping_when_idle
 from shared.events import utcnow
 
@@ -237,8 +237,10 @@ class Database:
         # The pool sizes are not the fix for load: the one-session-per-request rule and the bounded
         # waits are. SQLite: readers run side by side (WAL), writers take turns in-process.
         # hide_parameters: a database error's message never quotes the row's values (identifying data).
+        # JSON columns written and read by orjson (``shared.jsontext``).
         kwargs: dict[str, Any] = {"echo": echo, "pool_timeout": wait_timeout, "pool_size": 5,
-                                  "max_overflow": 10, "hide_parameters": True}
+                                  "max_overflow": 10, "hide_parameters": True,
+                                  "json_serializer": jsontext.dumps_text, "json_deserializer": jsontext.loads}
         sqlite = url.startswith("sqlite")
         if sqlite:
             private_sqlite_files(url)

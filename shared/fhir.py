@@ -6,12 +6,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from shared.jsontext import JsonResponse
 
 CANONICAL = "https://pathways.example.org/fhir"
 FHIR_JSON = "application/fhir+json"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 TASK_BUSINESS_STATUS_SYSTEM = f"{CANONICAL}/CodeSystem/task-business-status"
+
+
+class FhirResponse(JsonResponse):
+    """A FHIR resource: documented and sent as application/fhir+json."""
+
+    media_type = FHIR_JSON
 
 
 def remember_fhir_model_lookups() -> None:
@@ -70,8 +76,8 @@ def operation_outcome(issues: Sequence[Issue]) -> dict[str, Any]:
     return {"resourceType": "OperationOutcome", "issue": [i.as_fhir() for i in issues]}
 
 
-def outcome_response(status: int, issues: Sequence[Issue], headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(operation_outcome(issues), status_code=status, media_type=FHIR_JSON, headers=headers)
+def outcome_response(status: int, issues: Sequence[Issue], headers: dict[str, str] | None = None) -> FhirResponse:
+    return FhirResponse(operation_outcome(issues), status_code=status, headers=headers)
 
 
 def fhirpath(root: str, loc: Sequence[str | int]) -> str:

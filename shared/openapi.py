@@ -15,7 +15,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
 
 from shared.admission import PROBE_PATHS
 from shared.fhir import FHIR_JSON
@@ -91,12 +90,6 @@ FHIR_SCHEMAS: dict[str, dict[str, Any]] = {
     "Subscription": _resource("Subscription", "FHIR R4 Subscription (Backport IG)."),
     "HealthcareService": _resource("HealthcareService", "FHIR R4 HealthcareService."),
 }
-
-
-class FhirResponse(JSONResponse):
-    """A FHIR resource: documented and sent as application/fhir+json."""
-
-    media_type = FHIR_JSON
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -39,9 +39,9 @@ from shared.auth import Caller, CallerKind, NotifyCaller, OpsCaller, OptionalKey
 from shared.directory_contract import DirectorySnapshot, ProviderDelivery, ServiceRecord
 from shared.egress import policy_for, registration_refusal
 from shared.events import AreaStatus, DirectoryChanged, RiskBand, utcnow
-from shared.fhir import FHIR_JSON
+from shared.fhir import FhirResponse
 from shared.geography import COUNTRY_NAMES, describe
-from shared.openapi import FhirResponse, errors, fhir_resource
+from shared.openapi import errors, fhir_resource
 from shared.outbox import enqueue
 from shared.problems import problem
 from shared.reference import AbuseType, Community, Gender, ServiceStatus, ServiceType
@@ -504,14 +504,13 @@ async def fhir_services(
         wanted = {s["id"] for s in index.search(resolved, SearchFilters())}
     rows = (await session.exec(select(Service, Organisation).join(Organisation).order_by(col(Service.id)))).all()
     resources = [fhir_view.healthcare_service(s, o, contacts=contacts) for s, o in rows if not area or s.id in wanted]
-    return JSONResponse(fhir_view.bundle(resources), media_type=FHIR_JSON)
+    return FhirResponse(fhir_view.bundle(resources))
 
 
 @router.get("/fhir/HealthcareService/{service_id}", summary="One service as a FHIR HealthcareService",
             response_class=FhirResponse, responses={**fhir_resource("HealthcareService"), **errors(404)}, openapi_extra=OPTIONAL_CREDENTIAL)
 async def fhir_service(service_id: str, session: SessionDep, contacts: ContactsVisible) -> JSONResponse:
-    return JSONResponse(fhir_view.healthcare_service(*await _service_view(session, service_id), contacts=contacts),
-                        media_type=FHIR_JSON)
+    return FhirResponse(fhir_view.healthcare_service(*await _service_view(session, service_id), contacts=contacts))
 
 
 # --- Internal: router and notify -------------------------------------------------------------------

@@ -28,9 +28,9 @@ from shared.auth import ApiKeyCredential, BearerCredential, NotifyCaller, hash_a
 from shared.consent import CONSENT_REFUSAL, NOT_ACCEPTED, release_verdict
 from shared.crypto import FieldCipher
 from shared.events import utcnow
-from shared.fhir import FHIR_JSON, FhirError, Issue
+from shared.fhir import FHIR_JSON, FhirError, FhirResponse, Issue
 from shared.metrics import REFERRALS_RECEIVED, REFERRALS_REJECTED
-from shared.openapi import FhirResponse, errors, fhir_resource
+from shared.openapi import errors, fhir_resource
 from shared.problems import problem
 from shared.search import InvalidSearch, last_updated_condition
 from shared.service import Runtime, RuntimeDep, SessionDep
@@ -141,7 +141,7 @@ def fhir_response(answer: referrals.Answer) -> JSONResponse:
     headers = {"Location": answer.location} if answer.location else {}
     if answer.replayed:
         headers["X-Idempotent-Replay"] = "true"
-    return JSONResponse(answer.resource, status_code=answer.status_code, media_type=FHIR_JSON, headers=headers)
+    return FhirResponse(answer.resource, status_code=answer.status_code, headers=headers)
 
 
 async def _submit(request: Request, client: ApiClient, request_id: str | None, endpoint: str) -> JSONResponse:
@@ -238,7 +238,7 @@ async def update_consent(task_id: UUID, request: Request, client: ClientDep, run
             response_class=FhirResponse, responses={**fhir_resource("Task"), **errors(404)})
 async def read_task(task_id: str, client: ClientDep, session: SessionDep) -> JSONResponse:
     referral = await referrals.own_referral(session, client, task_id)
-    return JSONResponse(task_resource(referral), media_type=FHIR_JSON)
+    return FhirResponse(task_resource(referral))
 
 
 @router.get("/fhir/Task", tags=["fhir"],
@@ -286,14 +286,14 @@ async def search_tasks(
         "entry": [{"fullUrl": f"Task/{r.id}", "resource": task_resource(r), "search": {"mode": "match"}}
                   for r in rows[:count]],
     }
-    return JSONResponse(bundle, media_type=FHIR_JSON)
+    return FhirResponse(bundle)
 
 
 @router.get("/fhir/metadata", tags=["fhir"], summary="The CapabilityStatement: what intake supports",
             response_class=FhirResponse, responses=fhir_resource("CapabilityStatement"))
 async def metadata(runtime: RuntimeDep) -> JSONResponse:
     settings: IntakeSettings = runtime.settings  # type: ignore[assignment]
-    return JSONResponse(capability_statement(settings), media_type=FHIR_JSON)
+    return FhirResponse(capability_statement(settings))
 
 
 async def accepted_offer(session: AsyncSession, case_id: UUID, organisation_id: str) -> AcceptedOffer | None:

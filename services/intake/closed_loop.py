@@ -39,8 +39,8 @@ from shared.egress import (
     registration_refusal,
 )
 from shared.events import utcnow
-from shared.fhir import CANONICAL, FHIR_JSON, FhirError, Issue
-from shared.openapi import FhirResponse, errors, fhir_resource
+from shared.fhir import CANONICAL, FHIR_JSON, FhirError, FhirResponse, Issue
+from shared.openapi import errors, fhir_resource
 from shared.service import Runtime, RuntimeDep, SessionDep
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ router = APIRouter(tags=["fhir"])
 
 
 def _fhir(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
+    return FhirResponse(body, status_code=status, headers=headers)
 
 
 def _ext(element: dict[str, Any] | None, name: str) -> Any:

@@ -37,6 +37,7 @@ from shared.events import (
 )
 from shared.fhir import FhirError, Issue
 from shared.group_commit import GroupCommit, Row, row_values
+from shared.jsontext import dumps as json_dumps
 from shared.outbox import enqueue, outbox_message
 
 
@@ -181,7 +182,7 @@ def new_referral(
         consent=parsed.consent.model_dump(mode="json"),
         consent_version=parsed.consent.version,
         # The row id is the associated data: a ciphertext copied onto another referral does not decrypt.
-        identifying=cipher.encrypt(json.dumps(parsed.identifying).encode(), aad=referral_id.bytes),
+        identifying=cipher.encrypt(json_dumps(parsed.identifying), aad=referral_id.bytes),
     )
     announcement = outbox_message(
         ReferralReceived(
