@@ -20,7 +20,7 @@ import contextlib
 import functools
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -57,6 +57,13 @@ AUDITED = "pathways_audited"
 # Set in a session's ``info`` when its transaction inserted outbox rows (by any path: ``enqueue``, a group
 # commit, an ORM object): after its commit the outbox relay is woken, and only then (``on_outbox``).
 OUTBOX_WRITTEN = "pathways_outbox_written"
+# Set in a session's ``info``: the outbox rows its transaction inserted through ``insert_at_commit`` or a
+# group commit, as their column values, handed to the relay after the commit (``on_outbox``). When an
+# outbox insert went another way (``_OUTBOX_UNLISTED``), the relay is told to read the table instead.
+OUTBOX_ROWS = "pathways_outbox_rows"
+_OUTBOX_UNLISTED = "pathways_outbox_unlisted"
+_LISTING = "pathways_outbox_listing"
+OUTBOX_TABLE = "outbox"
 # On a connection's ``info`` while a session's transaction uses it: that session's ``info``.
 _SESSION_INFO = "pathways_session_info"
 # The Database whose SQLite writer slot the current task holds: a nested write would wait on itself.
@@ -172,13 +179,30 @@ def insert_into(table: Table) -> Insert:
     return insert(table)
 
 
+@contextlib.contextmanager
+def listing_outbox_rows(info: dict[Any, Any], table: Table, rows: list[dict[str, Any]]) -> Iterator[None]:
+    """Around the insert of ``rows`` into ``table`` in the transaction of the session with this ``info``:
+    once they are inserted, outbox rows are listed for the relay, which publishes them after the commit
+    without reading them back (``OUTBOX_ROWS``)."""
+    if table.name != OUTBOX_TABLE:
+        yield
+        return
+    info[_LISTING] = True
+    try:
+        yield
+    finally:
+        info.pop(_LISTING, None)
+    info.setdefault(OUTBOX_ROWS, []).extend(rows)
+
+
 async def insert_queued(session: AsyncSession) -> None:
     """Insert now what ``insert_at_commit`` queued (so that its errors surface here, not at commit)."""
     queued: dict[Table, list[dict[str, Any]]] | None = session.info.pop(_AT_COMMIT, None)
     if queued:
         connection = await session.connection()
         for table, rows in queued.items():
-            await connection.execute(insert_into(table), rows)
+            with listing_outbox_rows(session.info, table, rows):
+                await connection.execute(insert_into(table), rows)
 
 
 @event.listens_for(Session, "before_commit")
@@ -189,7 +213,8 @@ def _insert_queued_before_commit(session: Session) -> None:
     if queued:
         connection = session.connection()
         for table, rows in queued.items():
-            connection.execute(insert_into(table), rows)
+            with listing_outbox_rows(session.info, table, rows):
+                connection.execute(insert_into(table), rows)
 
 
 @event.listens_for(Session, "after_begin")
@@ -203,6 +228,8 @@ def _note_outbox_insert(connection: Connection, _cursor: Any, statement: str, *_
         info = connection.info.get(_SESSION_INFO)
         if info is not None:
             info[OUTBOX_WRITTEN] = True
+            if not info.get(_LISTING):
+                info[_OUTBOX_UNLISTED] = True
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -210,6 +237,18 @@ def _forget_queued_on_rollback(session: Session, transaction: SessionTransaction
     # A transaction that ended without committing them (rolled back) takes its queued rows with it.
     if transaction.parent is None:
         session.info.pop(_AT_COMMIT, None)
+
+
+def _written(info: dict[Any, Any]) -> tuple[bool, bool, list[dict[str, Any]] | None]:
+    """What a transaction that just committed wrote, taken out of its session's ``info``: whether it wrote
+    audit records, whether it wrote outbox rows, and those rows' values (``None`` when some went in
+    without being listed: the relay then reads the table)."""
+    audited = info.pop(AUDITED, False)
+    outbox = info.pop(OUTBOX_WRITTEN, False)
+    listed = info.pop(OUTBOX_ROWS, None)
+    if info.pop(_OUTBOX_UNLISTED, False):
+        listed = None
+    return audited, outbox, listed
 
 
 class Database:
@@ -266,9 +305,10 @@ class Database:
             self._writer = asyncio.Lock()
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         self.on_commit: list[Callable[[], None]] = []
-        # Called after a transaction that inserted outbox rows commits (the relay's wake): commits that
-        # wrote none (an offer noted, a Task moved) give the relay nothing to look for.
-        self.on_outbox: list[Callable[[], None]] = []
+        # Called after a transaction that inserted outbox rows commits, with those rows' values (``None``
+        # when not all of them are known): the relay publishes them. Commits that wrote none (an offer
+        # noted, a Task moved) give the relay nothing to do.
+        self.on_outbox: list[Callable[[list[dict[str, Any]] | None], None]] = []
         event.listen(self.engine.sync_engine, "after_cursor_execute", _note_outbox_insert)
         # Called after a transaction that wrote audit records commits (the sealer's wake).
         self.on_audit: list[Callable[[], None]] = []
@@ -318,23 +358,24 @@ class Database:
             async with self._sessions() as own:
                 async with self._writing(own):
                     yield own
-                audited = own.info.pop(AUDITED, False)
-                outbox = own.info.pop(OUTBOX_WRITTEN, False)
+                self._committed(own.info, announce=announce)  # at once: the relay is handed its rows
         else:
             await end_read(session)
             # What the request read before is re-read inside the transaction, never trusted stale.
             session.expire_all()
-            session.info.pop(AUDITED, None)
-            session.info.pop(OUTBOX_WRITTEN, None)
+            _written(session.info)  # what an earlier transaction of this session left (rolled back)
             async with self._writing(session):
                 yield session
-            audited = session.info.pop(AUDITED, False)
-            outbox = session.info.pop(OUTBOX_WRITTEN, False)
+            self._committed(session.info, announce=announce)
+
+    def _committed(self, info: dict[Any, Any], *, announce: bool) -> None:
+        """Tell the background loops what the transaction that just committed wrote."""
+        audited, outbox, listed = _written(info)
         if announce:
             self.notify_committed()
         if outbox:
             for callback in self.on_outbox:
-                callback()
+                callback(listed)
         if audited:
             for callback in self.on_audit:
                 callback()

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from pydantic.fields import FieldInfo
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
-from shared.db import Database
+from shared.db import Database, insert_into, listing_outbox_rows
 
 # A row to insert: a table model instance, or its table and column values (``row_values``).
 Row: TypeAlias = SQLModel | tuple[Table, dict[str, Any]]
@@ -150,7 +150,8 @@ class GroupCommit:
         async with self.db.transaction() as session:
             connection = await session.connection()
             for table, values in _grouped(rows):
-                await connection.execute(insert(table), values)
+                with listing_outbox_rows(session.info, table, values):
+                    await connection.execute(insert_into(table), values)
 
 
 def _settle(item: _Pending, error: BaseException | None) -> None:

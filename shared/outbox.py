@@ -6,8 +6,9 @@ being down never fails a request: the relay publishes once NATS is back.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
+from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import Row, Table, Text, bindparam, func, select, update
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared import jsontext
 from shared.background import PeriodicWorker
 from shared.bus import Bus, Outgoing
 from shared.db import Database, insert_at_commit, utc_field
@@ -48,13 +50,16 @@ _UNPUBLISHED = (
     .order_by(OUTBOX.c.id)
     .limit(bindparam("batch"))
 )
-# The same, leaving out the rows published already whose mark is still to be written.
-_UNPUBLISHED_EXCEPT = _UNPUBLISHED.where(OUTBOX.c.id.not_in(bindparam("published", expanding=True)))
+# The same, leaving out the events published already whose mark is still to be written, and those
+# handed over by a commit and about to be published.
+_UNPUBLISHED_EXCEPT = _UNPUBLISHED.where(OUTBOX.c.event_id.not_in(bindparam("published", expanding=True)))
 _MARK_PUBLISHED = (
     update(OUTBOX)
-    .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .where(OUTBOX.c.event_id.in_(bindparam("ids", expanding=True)))
     .values(published_at=bindparam("at"))
 )
+# At most this many batches of handed-over rows wait in memory; beyond them the relay reads the table.
+MAX_HANDED_BATCHES = 10
 
 
 def outbox_message(event: Event) -> tuple[Table, dict[str, Any]]:
@@ -98,8 +103,14 @@ async def outbox_depth(db: Database) -> int:
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows in order; woken by each commit that wrote outbox rows (``Database.on_outbox``),
-    polls as a safety net (rows left by a crash, or committed by another process).
+    """Publishes committed outbox rows; handed them by each commit that wrote them (``Database.on_outbox``),
+    and reads the table as a safety net: at start, at least every ``poll_interval`` seconds, and whenever a
+    commit could not say which rows it wrote or a publish failed (rows left by a crash, written by another
+    process, or not published while NATS was away).
+
+    A commit's rows are published as they were inserted, without reading them back: under load a read per
+    commit was a statement, a row fetch and a hop to SQLite's thread for every transaction that wrote an
+    event, in every service (issue 9). Until published and marked, handed rows are left out of the reads.
 
     What it published is marked as such a little later (within ``mark_delay`` seconds, or once a batch has
     gathered), in one UPDATE for all published meanwhile: under load a mark per publish was a write
@@ -114,10 +125,13 @@ class OutboxRelay:
         self.db = db
         self.bus = bus
         self.batch = batch
+        self.poll_interval = poll_interval
         self.mark_delay = mark_delay
         self.worker = PeriodicWorker("outbox-relay", self._step, interval=poll_interval)
-        db.on_outbox.append(self.worker.wake)
-        self._published: list[int] = []  # published, not yet marked
+        db.on_outbox.append(self.committed)
+        self._handed: deque[tuple[UUID, Outgoing]] = deque()  # committed, handed over, not yet published
+        self._read_at: float | None = None  # loop time of the last read of the table; None: one is due
+        self._published: list[UUID] = []  # event ids published, not yet marked
         self._mark_by: float | None = None  # loop time by which they are marked
         self._mark_timer: asyncio.TimerHandle | None = None
 
@@ -125,6 +139,8 @@ class OutboxRelay:
         self.worker.start()
 
     async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.db.on_outbox.remove(self.committed)
         await self.worker.stop()
         if self._mark_timer is not None:
             self._mark_timer.cancel()
@@ -132,6 +148,18 @@ class OutboxRelay:
             await self.mark_published()
         except Exception as exc:  # noqa: BLE001 - the rows are published again at the next start (deduplicated)
             log.warning("outbox relay: published rows not marked at stop (%s)", type(exc).__name__)
+
+    def committed(self, rows: list[dict[str, Any]] | None) -> None:
+        """A commit wrote outbox rows: ``rows`` are their values, ``None`` when it cannot say which."""
+        room = MAX_HANDED_BATCHES * self.batch - len(self._handed)
+        if rows is None or not self.bus.ready or len(rows) > room:
+            self._read_at = None  # they are in the table: the next step reads it
+        else:
+            self._handed.extend(
+                (row["event_id"], _outgoing(row["subject"], row["payload"], row["event_id"], row["headers"]))
+                for row in rows
+            )
+        self.worker.wake()
 
     async def _step(self) -> bool:
         # NATS or the database being away is logged by the worker, which tries again on the next wake.
@@ -149,45 +177,54 @@ class OutboxRelay:
         self._mark_by = None
 
     async def publish_pending(self) -> int:
-        """Publish up to one batch of unpublished events; returns how many were read.
+        """Publish up to one batch of unpublished events: those the table holds when a read is due, then
+        those handed over by commits; returns how many it tried.
 
         The batch goes out in order with its JetStream acks awaited together (``Bus.publish_many``); what
         was stored is marked published later, with what the next steps publish (see the class). No
         connection is held while waiting for the acks, and a mark is one short write: the relay does not
         starve requests of connections or of the SQLite writer. The marks due are written after the
         step's publish, never before it: a new event does not wait for a turn of the writer slot (issue 9).
-        An event that failed is published again on a later step.
+        An event that failed is published again after a later read.
         """
-        rows = await self._unpublished() if self.bus.ready else []
-        failed = await self._publish(rows) if rows else None
+        outgoing: list[tuple[UUID, Outgoing]] = []
+        if self.bus.ready:
+            now = asyncio.get_running_loop().time()
+            if self._read_at is None or now - self._read_at >= self.poll_interval:
+                self._read_at = now
+                outgoing = [(row.event_id, _outgoing(row.subject, row.payload, row.event_id, row.headers))
+                            for row in await self._unpublished()]
+            while self._handed and len(outgoing) < self.batch:
+                outgoing.append(self._handed.popleft())
+        failed = await self._publish(outgoing) if outgoing else None
         due = self._mark_by is not None and asyncio.get_running_loop().time() >= self._mark_by
-        if not rows or due or len(self._published) >= self.batch:
+        if not outgoing or due or len(self._published) >= self.batch:
             await self.mark_published()  # quiet (nothing to gather the marks with), due, or a batch gathered
         if failed is not None:
+            self._read_at = None  # what failed is still in the table: read it on the next step
             raise failed  # the worker logs its type and tries again on its next step
-        return len(rows)
+        return len(outgoing)
 
     async def _unpublished(self) -> Sequence[Row[Any]]:
         # Core: rows read, never ORM objects. A small indexed read: on SQLite it runs on the event loop.
+        left_out = [*self._published, *(event_id for event_id, _ in self._handed)]
         with small_reads():
             async with self.db.engine.connect() as connection:
-                if self._published:
+                if left_out:
                     query = connection.execute(
-                        _UNPUBLISHED_EXCEPT, {"batch": self.batch, "published": list(self._published)}
+                        _UNPUBLISHED_EXCEPT, {"batch": self.batch, "published": left_out}
                     )
                 else:
                     query = connection.execute(_UNPUBLISHED, {"batch": self.batch})
                 return (await query).all()
 
-    async def _publish(self, rows: Sequence[Row[Any]]) -> BaseException | None:
-        """Publish ``rows`` and remember those published for the next mark; the first failure, if any."""
-        outcomes = await self.bus.publish_many(
-            [
-                Outgoing(row.subject, row.payload.encode(), str(row.event_id), json.loads(row.headers))
-                for row in rows
-            ]
-        )
-        published = [row.id for row, error in zip(rows, outcomes, strict=True) if error is None]
+    async def _publish(self, outgoing: list[tuple[UUID, Outgoing]]) -> BaseException | None:
+        """Publish ``outgoing`` (each with its event id) and remember what was published for the next mark;
+        the first failure, if any."""
+        outcomes = await self.bus.publish_many([message for _, message in outgoing])
+        published = [
+            event_id for (event_id, _), error in zip(outgoing, outcomes, strict=True) if error is None
+        ]
         if published:
             self._published.extend(published)
             if self._mark_by is None:
@@ -195,3 +232,8 @@ class OutboxRelay:
                 self._mark_by = loop.time() + self.mark_delay
                 self._mark_timer = loop.call_later(self.mark_delay, self.worker.wake)
         return next((error for error in outcomes if error is not None), None)
+
+
+def _outgoing(subject: str, payload: str, event_id: UUID, headers: str) -> Outgoing:
+    """An outbox row as the message the relay publishes (its event id is the ``Nats-Msg-Id``)."""
+    return Outgoing(subject, payload.encode(), str(event_id), jsontext.loads(headers))

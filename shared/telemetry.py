@@ -12,7 +12,6 @@ Export follows the standard OpenTelemetry variables: OTLP over HTTP when
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Mapping, Sequence
 
@@ -31,6 +30,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Link, Status
 
+from shared import jsontext
 from shared.admission import PROBE_PATHS
 from shared.scrub import scrub
 
@@ -177,10 +177,10 @@ def extract_context(headers: Mapping[str, str] | None) -> Context:
 
 def stored_context() -> str:
     """The current trace context as JSON, for a row whose work continues later (outbox, webhooks)."""
-    return json.dumps(inject_headers())
+    return jsontext.dumps_text(inject_headers())
 
 
 def restored_context(stored: str | None) -> Context | None:
     """The context saved by ``stored_context``, or ``None`` (a new trace) when there was none."""
-    headers = json.loads(stored) if stored else {}
+    headers = jsontext.loads(stored) if stored else {}
     return extract_context(headers) if "traceparent" in headers else None

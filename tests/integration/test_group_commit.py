@@ -135,22 +135,26 @@ async def _given_back_with_a_transaction_open(db: Database) -> None:
     assert len(await stored(db, "after")) == 1
 
 
-async def test_the_relay_is_woken_by_every_commit_that_wrote_the_outbox_and_by_no_other(db):
+async def test_the_relay_is_handed_every_commit_that_wrote_the_outbox_and_no_other(db):
+    """After each commit that wrote outbox rows the relay is handed their values, to publish without
+    reading them back; when an insert went another way (an ORM object), it is told to read the table."""
     from shared.db import insert_queued
     from shared.events import CaseEscalated
     from shared.outbox import OutboxMessage, enqueue, outbox_message
 
-    woken: list[int] = []
-    db.on_outbox.append(lambda: woken.append(1))
+    handed: list[list[UUID] | None] = []
+    db.on_outbox.append(lambda rows: handed.append(rows and [row["event_id"] for row in rows]))
+    enqueued = CaseEscalated(case_id=uuid4(), reason="test")
     async with db.transaction() as session:  # an event enqueued (inserted at commit)
-        enqueue(session, CaseEscalated(case_id=uuid4(), reason="test"))
-    assert len(woken) == 1
-    await GroupCommit(db).insert([outbox_message(CaseEscalated(case_id=uuid4(), reason="test"))])  # Core insert
-    assert len(woken) == 2
-    async with db.transaction() as session:  # an ORM object
+        enqueue(session, enqueued)
+    assert handed == [[enqueued.event_id]]
+    grouped = [CaseEscalated(case_id=uuid4(), reason="test") for _ in range(2)]
+    await GroupCommit(db).insert([outbox_message(event) for event in grouped])  # Core insert
+    assert handed[1] == [event.event_id for event in grouped]
+    async with db.transaction() as session:  # an ORM object: its values are not listed
         _, values = outbox_message(CaseEscalated(case_id=uuid4(), reason="test"))
         session.add(OutboxMessage(**values))
-    assert len(woken) == 3
+    assert handed[2] is None
     async with db.transaction() as session:  # no outbox row: nothing for the relay
         session.add(inbox("quiet", uuid4()))
     with pytest.raises(LookupError):
@@ -158,9 +162,9 @@ async def test_the_relay_is_woken_by_every_commit_that_wrote_the_outbox_and_by_n
             enqueue(session, CaseEscalated(case_id=uuid4(), reason="test"))
             await insert_queued(session)  # the row inserted, then the transaction rolled back
             raise LookupError("the work failed")
-    assert len(woken) == 3
+    assert len(handed) == 3
     outcomes = await db.run_batch("c", [(uuid4(), _enqueueing)])  # a consumer's batch
-    assert outcomes == [None] and len(woken) == 4
+    assert outcomes == [None] and len(handed) == 4 and handed[3] is not None and len(handed[3]) == 1
 
 
 async def _enqueueing(session: AsyncSession) -> None:

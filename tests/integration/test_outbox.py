@@ -14,7 +14,7 @@ from services.launcher import NatsServer, free_port
 from shared.bus import EVENTS_STREAM, Bus
 from shared.db import Database
 from shared.events import DirectoryChanged
-from shared.outbox import OutboxMessage, OutboxRelay, enqueue
+from shared.outbox import OutboxMessage, OutboxRelay, enqueue, outbox_message
 from tests.conftest import EXAMPLES
 from tests.harness import eventually, running, service_auth
 
@@ -170,6 +170,75 @@ async def test_published_rows_are_marked_together_and_never_published_twice_mean
         assert stored_when_marking == [5]  # the new event was in the stream before the due marks were written
         assert await unmarked() == 0  # both marked, in that one write
     finally:
+        await bus.close()
+        await db.dispose()
+        server.stop()
+
+
+async def test_a_commits_events_are_handed_to_the_relay_and_published_without_reading_them_back(
+    tmp_path: Path, database_url: str
+):
+    """Issue 9: a commit hands its outbox rows to the relay, which publishes them as they were inserted;
+    it reads the table only at start, every ``poll_interval`` and when a commit cannot say which rows it
+    wrote (an ORM object), so nothing is left behind and nothing is published twice."""
+    server = NatsServer(tmp_path / "nats", port=free_port())
+    server.start()
+    db = Database(database_url, [])
+    await db.create_all()
+    bus = Bus(server.url, name="relay-test")
+    await bus.start()
+    await bus.wait_ready(10)
+    async with db.transaction() as session:  # before the relay exists: found by its first read
+        enqueue(session, DirectoryChanged(entity="organisation", entity_id="org-0", change="updated"))
+    relay = OutboxRelay(db, bus, poll_interval=3600)
+    reads: list[int] = []
+    read = relay._unpublished
+
+    async def counted() -> object:
+        rows = await read()
+        reads.append(len(rows))
+        return rows
+
+    relay._unpublished = counted  # type: ignore[method-assign]
+
+    async def stored() -> int:
+        return (await bus.js.stream_info(EVENTS_STREAM)).state.messages
+
+    async def unmarked() -> int:
+        async with db.session() as session:
+            rows = await session.exec(select(OutboxMessage).where(col(OutboxMessage.published_at).is_(None)))
+            return len(rows.all())
+
+    try:
+        relay.start()
+
+        async def first_read() -> bool:
+            return reads == [1]
+
+        await eventually(first_read, timeout=10)
+        for n in range(1, 6):
+            async with db.transaction() as session:
+                enqueue(session, DirectoryChanged(entity="organisation", entity_id=f"org-{n}",
+                                                  change="updated"))
+
+        async def all_published() -> bool:
+            return await stored() == 6 and await unmarked() == 0
+
+        await eventually(all_published, timeout=10)
+        assert reads == [1]  # the start's read only: the five later events were handed over
+
+        async with db.transaction() as session:  # an ORM object: the relay must read the table for it
+            event = DirectoryChanged(entity="organisation", entity_id="org-6", change="updated")
+            _, values = outbox_message(event)
+            session.add(OutboxMessage(**values))
+
+        async def seven() -> bool:
+            return await stored() == 7 and await unmarked() == 0
+
+        await eventually(seven, timeout=10)
+        assert reads == [1, 1]
+    finally:
+        await relay.stop()
         await bus.close()
         await db.dispose()
         server.stop()
