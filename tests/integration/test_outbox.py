@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlmodel import col, select, update
@@ -106,12 +108,9 @@ async def test_referral_accepted_while_nats_is_stopped_is_published_once_it_rest
         server.stop()
 
 
-async def test_published_rows_are_marked_together_and_never_published_twice_meanwhile(
-    tmp_path: Path, database_url: str
-):
-    """The relay marks what it published in one write for many publishes (issue 9), leaves those rows out
-    of its reads until then, and a crash before the mark (the marks lost) republishes them under the same
-    message ids, which JetStream stores once."""
+@asynccontextmanager
+async def relay_setting(tmp_path: Path, database_url: str) -> AsyncIterator[tuple[Database, Bus]]:
+    """A NATS server, a database with an outbox and a bus, for a relay under test."""
     server = NatsServer(tmp_path / "nats", port=free_port())
     server.start()
     db = Database(database_url, [])
@@ -119,60 +118,72 @@ async def test_published_rows_are_marked_together_and_never_published_twice_mean
     bus = Bus(server.url, name="relay-test")
     await bus.start()
     await bus.wait_ready(10)
-
-    async def add(n: int) -> None:
-        async with db.transaction() as session:
-            enqueue(session, DirectoryChanged(entity="organisation", entity_id=f"org-{n}", change="updated"))
-
-    async def unmarked() -> int:
-        async with db.session() as session:
-            rows = await session.exec(select(OutboxMessage).where(col(OutboxMessage.published_at).is_(None)))
-            return len(rows.all())
-
-    async def stored() -> int:
-        return (await bus.js.stream_info(EVENTS_STREAM)).state.messages
-
     try:
+        yield db, bus
+    finally:
+        await bus.close()
+        await db.dispose()
+        server.stop()
+
+
+async def add(db: Database, n: int) -> None:
+    async with db.transaction() as session:
+        enqueue(session, DirectoryChanged(entity="organisation", entity_id=f"org-{n}", change="updated"))
+
+
+async def unmarked(db: Database) -> int:
+    async with db.session() as session:
+        rows = await session.exec(select(OutboxMessage).where(col(OutboxMessage.published_at).is_(None)))
+        return len(rows.all())
+
+
+async def stored(bus: Bus) -> int:
+    return (await bus.js.stream_info(EVENTS_STREAM)).state.messages
+
+
+async def test_published_rows_are_marked_together_and_never_published_twice_meanwhile(
+    tmp_path: Path, database_url: str
+):
+    """The relay marks what it published in one write for many publishes (issue 9), leaves those rows out
+    of its reads until then, and a crash before the mark (the marks lost) republishes them under the same
+    message ids, which JetStream stores once."""
+    async with relay_setting(tmp_path, database_url) as (db, bus):
         relay = OutboxRelay(db, bus, mark_delay=3600)  # marks only once quiet (or a batch gathers, or at stop)
-        await add(1)
-        await add(2)
+        await add(db, 1)
+        await add(db, 2)
         assert await relay.publish_pending() == 2
-        assert await stored() == 2 and await unmarked() == 2  # published, the mark still to come
-        await add(3)
+        assert await stored(bus) == 2 and await unmarked(db) == 2  # published, the mark still to come
+        await add(db, 3)
         assert await relay.publish_pending() == 1  # only the new one: the published ones are left out
-        assert await stored() == 3 and await unmarked() == 3
+        assert await stored(bus) == 3 and await unmarked(db) == 3
         assert await relay.publish_pending() == 0  # quiet: the three marks written together
-        assert await unmarked() == 0
+        assert await unmarked(db) == 0
 
         async with db.transaction() as session:  # a crash before the marks: none of them written
             await session.exec(update(OutboxMessage).values(published_at=None))  # type: ignore[call-overload]
         restarted = OutboxRelay(db, bus)
         assert await restarted.publish_pending() == 3
-        assert await stored() == 3  # the same Nats-Msg-Id: JetStream kept each event once
+        assert await stored(bus) == 3  # the same Nats-Msg-Id: JetStream kept each event once
         await restarted.stop()  # what it published is marked at stop
-        assert await unmarked() == 0
+        assert await unmarked(db) == 0
 
         # Marks that fall due are written after the step's publish: a new event never waits for them.
         soon = OutboxRelay(db, bus, mark_delay=0.05)
-        await add(4)
+        await add(db, 4)
         assert await soon.publish_pending() == 1
         await asyncio.sleep(0.1)  # its mark is due now
-        await add(5)
+        await add(db, 5)
         marking = soon.mark_published
         stored_when_marking: list[int] = []
 
         async def watched() -> None:
-            stored_when_marking.append(await stored())
+            stored_when_marking.append(await stored(bus))
             await marking()
 
         soon.mark_published = watched  # type: ignore[method-assign]
         assert await soon.publish_pending() == 1
         assert stored_when_marking == [5]  # the new event was in the stream before the due marks were written
-        assert await unmarked() == 0  # both marked, in that one write
-    finally:
-        await bus.close()
-        await db.dispose()
-        server.stop()
+        assert await unmarked(db) == 0  # both marked, in that one write
 
 
 async def test_a_commits_events_are_handed_to_the_relay_and_published_without_reading_them_back(
@@ -181,64 +192,37 @@ async def test_a_commits_events_are_handed_to_the_relay_and_published_without_re
     """Issue 9: a commit hands its outbox rows to the relay, which publishes them as they were inserted;
     it reads the table only at start, every ``poll_interval`` and when a commit cannot say which rows it
     wrote (an ORM object), so nothing is left behind and nothing is published twice."""
-    server = NatsServer(tmp_path / "nats", port=free_port())
-    server.start()
-    db = Database(database_url, [])
-    await db.create_all()
-    bus = Bus(server.url, name="relay-test")
-    await bus.start()
-    await bus.wait_ready(10)
-    async with db.transaction() as session:  # before the relay exists: found by its first read
-        enqueue(session, DirectoryChanged(entity="organisation", entity_id="org-0", change="updated"))
-    relay = OutboxRelay(db, bus, poll_interval=3600)
-    reads: list[int] = []
-    read = relay._unpublished
+    async with relay_setting(tmp_path, database_url) as (db, bus):
+        await add(db, 0)  # before the relay exists: found by its first read
+        relay = OutboxRelay(db, bus, poll_interval=3600)
+        reads: list[int] = []
+        read = relay._unpublished
 
-    async def counted() -> object:
-        rows = await read()
-        reads.append(len(rows))
-        return rows
+        async def counted() -> object:
+            rows = await read()
+            reads.append(len(rows))
+            return rows
 
-    relay._unpublished = counted  # type: ignore[method-assign]
+        relay._unpublished = counted  # type: ignore[method-assign]
 
-    async def stored() -> int:
-        return (await bus.js.stream_info(EVENTS_STREAM)).state.messages
+        async def published(count: int, reads_then: list[int]) -> None:
+            async def done() -> bool:
+                return await stored(bus) == count and await unmarked(db) == 0
 
-    async def unmarked() -> int:
-        async with db.session() as session:
-            rows = await session.exec(select(OutboxMessage).where(col(OutboxMessage.published_at).is_(None)))
-            return len(rows.all())
+            await eventually(done, timeout=10)
+            assert reads == reads_then
 
-    try:
         relay.start()
+        try:
+            await published(1, [1])
+            for n in range(1, 6):
+                await add(db, n)
+            await published(6, [1])  # the start's read only: the five later events were handed over
 
-        async def first_read() -> bool:
-            return reads == [1]
-
-        await eventually(first_read, timeout=10)
-        for n in range(1, 6):
-            async with db.transaction() as session:
-                enqueue(session, DirectoryChanged(entity="organisation", entity_id=f"org-{n}",
-                                                  change="updated"))
-
-        async def all_published() -> bool:
-            return await stored() == 6 and await unmarked() == 0
-
-        await eventually(all_published, timeout=10)
-        assert reads == [1]  # the start's read only: the five later events were handed over
-
-        async with db.transaction() as session:  # an ORM object: the relay must read the table for it
-            event = DirectoryChanged(entity="organisation", entity_id="org-6", change="updated")
-            _, values = outbox_message(event)
-            session.add(OutboxMessage(**values))
-
-        async def seven() -> bool:
-            return await stored() == 7 and await unmarked() == 0
-
-        await eventually(seven, timeout=10)
-        assert reads == [1, 1]
-    finally:
-        await relay.stop()
-        await bus.close()
-        await db.dispose()
-        server.stop()
+            async with db.transaction() as session:  # an ORM object: the relay must read the table for it
+                _, values = outbox_message(DirectoryChanged(entity="organisation", entity_id="org-6",
+                                                            change="updated"))
+                session.add(OutboxMessage(**values))
+            await published(7, [1, 1])
+        finally:
+            await relay.stop()
