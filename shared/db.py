@@ -180,11 +180,13 @@ def insert_into(table: Table) -> Insert:
 
 
 @contextlib.contextmanager
-def listing_outbox_rows(info: dict[Any, Any], table: Table, rows: list[dict[str, Any]]) -> Iterator[None]:
-    """Around the insert of ``rows`` into ``table`` in the transaction of the session with this ``info``:
+def listing_outbox_rows(connection: Connection | AsyncConnection, table: Table,
+                        rows: list[dict[str, Any]]) -> Iterator[None]:
+    """Around the insert of ``rows`` into ``table`` on ``connection`` (a session's, or ``statements``'s):
     once they are inserted, outbox rows are listed for the relay, which publishes them after the commit
     without reading them back (``OUTBOX_ROWS``)."""
-    if table.name != OUTBOX_TABLE:
+    info = connection.info.get(_SESSION_INFO)
+    if table.name != OUTBOX_TABLE or info is None:
         yield
         return
     info[_LISTING] = True
@@ -201,7 +203,7 @@ async def insert_queued(session: AsyncSession) -> None:
     if queued:
         connection = await session.connection()
         for table, rows in queued.items():
-            with listing_outbox_rows(session.info, table, rows):
+            with listing_outbox_rows(connection, table, rows):
                 await connection.execute(insert_into(table), rows)
 
 
@@ -213,7 +215,7 @@ def _insert_queued_before_commit(session: Session) -> None:
     if queued:
         connection = session.connection()
         for table, rows in queued.items():
-            with listing_outbox_rows(session.info, table, rows):
+            with listing_outbox_rows(connection, table, rows):
                 connection.execute(insert_into(table), rows)
 
 
@@ -249,6 +251,11 @@ def _written(info: dict[Any, Any]) -> tuple[bool, bool, list[dict[str, Any]] | N
     if info.pop(_OUTBOX_UNLISTED, False):
         listed = None
     return audited, outbox, listed
+
+
+def _driver(connection: AsyncConnection) -> Any:
+    # The connection is checked out already: its driver connection is read, not awaited.
+    return connection.sync_connection.connection.driver_connection  # type: ignore[union-attr]
 
 
 class Database:
@@ -381,10 +388,42 @@ class Database:
                 callback()
 
     @asynccontextmanager
+    async def statements(self, *, announce: bool = True) -> AsyncIterator[AsyncConnection]:
+        """A write transaction on a connection, with no ORM session: for writes that only run Core
+        statements (a group commit's inserts, a delivery's outcome, the relay's marks). It takes the same
+        writer slot as ``transaction`` and makes the same calls after its commit; a session's unit of
+        work, identity map and transaction bookkeeping cost more than such a write (issue 9's profile)."""
+        info: dict[Any, Any] = {}
+        async with self._writer_slot(), self.engine.connect() as connection:
+            if self._writer is not None:
+                await connection.execution_options(**{_SQLITE_IMMEDIATE: True})
+            connection.info[_SESSION_INFO] = info  # what its statements wrote, as a session's would be
+            try:
+                async with connection.begin():
+                    if self._writer is None:
+                        yield connection
+                    else:
+                        with sqlite_driver.holding_write_lock(_driver(connection)):
+                            yield connection
+            finally:
+                connection.info.pop(_SESSION_INFO, None)
+        self._committed(info, announce=announce)
+
+    @asynccontextmanager
     async def _writing(self, session: AsyncSession) -> AsyncIterator[None]:
-        if self._writer is None:
-            async with session.begin():
+        async with self._writer_slot(), session.begin():
+            if self._writer is None:
                 yield
+            else:
+                connection = await session.connection(execution_options={_SQLITE_IMMEDIATE: True})
+                with sqlite_driver.holding_write_lock(_driver(connection)):
+                    yield
+
+    @asynccontextmanager
+    async def _writer_slot(self) -> AsyncIterator[None]:
+        """On SQLite, this process's turn to write (one write transaction at a time, the wait bounded)."""
+        if self._writer is None:
+            yield
             return
         if _writing.get() is self:
             raise RuntimeError("a write transaction was opened inside another on the same SQLite database")
@@ -395,12 +434,7 @@ class Database:
             raise DatabaseBusy("no SQLite writer slot within the wait limit") from None
         token = _writing.set(self)
         try:
-            async with session.begin():
-                connection = await session.connection(execution_options={_SQLITE_IMMEDIATE: True})
-                # The connection is checked out already: its driver connection is read, not awaited.
-                driver = connection.sync_connection.connection.driver_connection  # type: ignore[union-attr]
-                with sqlite_driver.holding_write_lock(driver):
-                    yield
+            yield
         finally:
             _writing.reset(token)
             self._writer.release()

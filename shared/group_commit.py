@@ -147,10 +147,9 @@ class GroupCommit:
                     _settle(item, None)
 
     async def _commit(self, rows: Sequence[Row]) -> None:
-        async with self.db.transaction() as session:
-            connection = await session.connection()
+        async with self.db.statements() as connection:
             for table, values in _grouped(rows):
-                with listing_outbox_rows(session.info, table, values):
+                with listing_outbox_rows(connection, table, values):
                     await connection.execute(insert_into(table), values)
 
 

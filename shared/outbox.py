@@ -170,8 +170,7 @@ class OutboxRelay:
         if not self._published:
             return
         ids = list(self._published)
-        async with self.db.transaction(announce=False) as session:
-            connection = await session.connection()
+        async with self.db.statements(announce=False) as connection:
             await connection.execute(_MARK_PUBLISHED, {"ids": ids, "at": utcnow()})
         del self._published[: len(ids)]
         self._mark_by = None

@@ -270,8 +270,7 @@ class WebhookDispatcher:
         if not to_attempt and not polling:
             return set()
         lease = self.lease
-        async with self.runtime.db.transaction(announce=False) as session:  # nothing new for anyone to do
-            connection = await session.connection()
+        async with self.runtime.db.statements(announce=False) as connection:  # nothing new for anyone to do
             if polling:
                 await connection.execute(
                     update(_DELIVERIES)
@@ -400,8 +399,11 @@ class WebhookDispatcher:
             values["last_error"] = error
         if attempted is not None:
             values.update(attempts=_DELIVERIES.c.attempts + 1, last_attempt_at=attempted)
-        async with self.runtime.db.transaction() as session:
-            await (await session.connection()).execute(
+        await self._update(delivery, values)
+
+    async def _update(self, delivery: WebhookDelivery, values: dict[str, Any]) -> None:
+        async with self.runtime.db.statements() as connection:
+            await connection.execute(
                 update(_DELIVERIES).where(_DELIVERIES.c.id == delivery.id).values(values)
             )
 
@@ -418,10 +420,7 @@ class WebhookDispatcher:
         }
         if count:
             values.update(attempts=_DELIVERIES.c.attempts + 1, last_attempt_at=now)
-        async with self.runtime.db.transaction() as session:
-            await (await session.connection()).execute(
-                update(_DELIVERIES).where(_DELIVERIES.c.id == delivery.id).values(values)
-            )
+        await self._update(delivery, values)
         log.warning("webhook %s to %s failed (%s); retrying", delivery.id, delivery.organisation_id, error)
 
     async def _disable(self, delivery: WebhookDelivery, now: datetime, *, reason: str) -> None:

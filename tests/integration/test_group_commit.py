@@ -174,6 +174,58 @@ async def _enqueueing(session: AsyncSession) -> None:
     enqueue(session, CaseEscalated(case_id=uuid4(), reason="test"))
 
 
+async def test_statements_write_in_the_writer_slot_commit_and_roll_back_like_a_session_transaction(db):
+    """``Database.statements``: a write transaction on a connection, no ORM session (issue 9). It commits
+    on success, rolls back on an error, hands the outbox rows it wrote to the relay only once committed,
+    and on SQLite holds the one writer slot: another write waits for it, and one opened inside it is an
+    error, as with ``transaction``."""
+    from shared.db import insert_into, listing_outbox_rows
+    from shared.events import CaseEscalated
+    from shared.outbox import OUTBOX, outbox_message
+
+    handed: list[list[UUID] | None] = []
+    db.on_outbox.append(lambda rows: handed.append(rows and [row["event_id"] for row in rows]))
+    event = CaseEscalated(case_id=uuid4(), reason="test")
+    async with db.statements() as connection:
+        _, values = outbox_message(event)
+        with listing_outbox_rows(connection, OUTBOX, [values]):
+            await connection.execute(insert_into(OUTBOX), [values])
+        assert handed == []  # not before the commit
+    assert handed == [[event.event_id]]
+
+    with pytest.raises(LookupError):
+        async with db.statements() as connection:
+            await connection.execute(insert_into(ProcessedEvent.__table__), [  # type: ignore[attr-defined]
+                {"consumer": "rolled-back", "event_id": uuid4(), "processed_at": utcnow()}
+            ])
+            raise LookupError("the work failed")
+    assert await stored(db, "rolled-back") == set() and len(handed) == 1
+
+    if db.backend == "sqlite":
+        with pytest.raises(RuntimeError, match="inside another"):
+            async with db.statements(), db.transaction():
+                pass
+        order: list[str] = []
+        go = asyncio.Event()
+
+        async def second() -> None:
+            await go.wait()
+            async with db.transaction() as session:
+                order.append("second")
+                session.add(inbox("second", uuid4()))
+
+        waiting = asyncio.create_task(second())  # outside the write: a task started inside would inherit it
+        async with db.statements() as connection:
+            go.set()
+            await asyncio.sleep(0.05)
+            order.append("first")
+            await connection.execute(insert_into(ProcessedEvent.__table__), [  # type: ignore[attr-defined]
+                {"consumer": "first", "event_id": uuid4(), "processed_at": utcnow()}
+            ])
+        await waiting
+        assert order == ["first", "second"]  # the session's write waited for the slot
+
+
 def test_row_values_are_the_columns_the_table_model_would_insert():
     """``row_values`` stands in for building a table model instance: the same columns, the same values,
     defaults included (timestamps aside, which each take the clock when they are filled)."""
