@@ -397,7 +397,11 @@ class Database:
         async with self._writer_slot(), self.engine.connect() as connection:
             if self._writer is not None:
                 await connection.execution_options(**{_SQLITE_IMMEDIATE: True})
-            connection.info[_SESSION_INFO] = info  # what its statements wrote, as a session's would be
+            # What its statements wrote, as a session's would be. The dict itself is kept: after a failure
+            # the connection may be invalidated, and reading ``info`` again would reconnect outside the
+            # driver's greenlet (MissingGreenlet).
+            linked = connection.info
+            linked[_SESSION_INFO] = info
             try:
                 async with connection.begin():
                     if self._writer is None:
@@ -406,7 +410,7 @@ class Database:
                         with sqlite_driver.holding_write_lock(_driver(connection)):
                             yield connection
             finally:
-                connection.info.pop(_SESSION_INFO, None)
+                linked.pop(_SESSION_INFO, None)
         self._committed(info, announce=announce)
 
     @asynccontextmanager

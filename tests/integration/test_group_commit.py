@@ -226,6 +226,22 @@ async def test_statements_write_in_the_writer_slot_commit_and_roll_back_like_a_s
         assert order == ["first", "second"]  # the session's write waited for the slot
 
 
+async def test_statements_whose_connection_was_lost_fail_with_their_own_error(db):
+    """A ``statements`` transaction whose connection is invalidated mid-way (the server went away) ends
+    with the error that ended it: tidying up never reconnects outside the driver's greenlet."""
+    from shared.db import insert_into
+
+    with pytest.raises(LookupError):
+        async with db.statements() as connection:
+            await connection.invalidate()
+            raise LookupError("the server went away")
+    async with db.statements() as connection:  # the pool connects afresh
+        await connection.execute(insert_into(ProcessedEvent.__table__), [  # type: ignore[attr-defined]
+            {"consumer": "after-loss", "event_id": uuid4(), "processed_at": utcnow()}
+        ])
+    assert len(await stored(db, "after-loss")) == 1
+
+
 def test_row_values_are_the_columns_the_table_model_would_insert():
     """``row_values`` stands in for building a table model instance: the same columns, the same values,
     defaults included (timestamps aside, which each take the clock when they are filled)."""
