@@ -34,6 +34,10 @@ class PeriodicWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     def wake(self) -> None:
         self._wake.set()
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 from opentelemetry import trace
-from sqlalchemy import event, update
+from sqlalchemy import bindparam, event, update
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -48,6 +48,19 @@ from shared.telemetry import instrument_client, restored_context, safe_attribute
 log = logging.getLogger(__name__)
 BATCH = 50
 _DELIVERIES = WebhookDelivery.__table__  # type: ignore[attr-defined]
+# A delivered webhook's outcome is written with the others of the same moment, within this many seconds.
+OUTCOME_DELAY = 0.1
+# pending → delivered only: written again (a write cut short by a stop after its commit), it changes nothing.
+_MARK_DELIVERED = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == bindparam("delivery_id"), _DELIVERIES.c.status == WebhookStatus.pending)
+    .values(
+        status=WebhookStatus.delivered,
+        delivered_at=bindparam("at"),
+        last_attempt_at=bindparam("at"),
+        attempts=_DELIVERIES.c.attempts + 1,
+    )
+)
 
 
 class DirectoryUnavailable(RuntimeError):
@@ -147,6 +160,12 @@ class WebhookDispatcher:
         # the webhook call itself, not only the directory look-up before it.
         instrument_client(self.http)
         runtime.stop_hooks.append(self.http.aclose)
+        # Delivered, not yet recorded (``_write_delivered``): delivery id and when.
+        self._delivered: list[dict[str, Any]] = []
+        self._outcomes = PeriodicWorker(
+            "notify-webhook-outcomes", self._write_delivered, interval=1.0, linger=OUTCOME_DELAY
+        )
+        runtime.stop_hooks.append(self._stop_outcomes)  # hooks run in reverse: after the attempts stopped
         self._slots = asyncio.Semaphore(self.settings.webhook_concurrency)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._left_over = False  # the last step left due deliveries for want of a free slot
@@ -374,7 +393,7 @@ class WebhookDispatcher:
             WEBHOOK_FAILURES.labels("network").inc()
         if error is None:
             WEBHOOK_DELIVERIES.inc()
-            await self._finish(delivery, WebhookStatus.delivered, delivered_at=now, attempted=now)
+            self._record_delivered(delivery, now)
         elif now - delivery.created_at >= timedelta(hours=self.settings.webhook_retry_hours):
             await self._disable(
                 delivery, now, reason=f"failing for {self.settings.webhook_retry_hours:g} h ({error})"
@@ -383,23 +402,42 @@ class WebhookDispatcher:
             await self._reschedule(delivery, now, error=error, count=True)
 
     # The delivery is leased (``_lease_and_close``): no one else writes its row meanwhile, so what ``step`` read of it
-    # (its attempts) is current, and each outcome is one UPDATE rather than a read and a flush.
+    # (its attempts) is current, and each outcome is one UPDATE rather than a read and a flush. A success keeps
+    # the last failure on record, for ops.
 
-    async def _finish(
-        self,
-        delivery: WebhookDelivery,
-        status: WebhookStatus,
-        *,
-        error: str | None = None,
-        delivered_at: datetime | None = None,
-        attempted: datetime | None = None,
-    ) -> None:
-        values: dict[str, Any] = {"status": status, "delivered_at": delivered_at}
-        if error is not None:  # a success keeps the last failure on record, for ops
+    async def _finish(self, delivery: WebhookDelivery, status: WebhookStatus, *, error: str | None = None) -> None:
+        """Closes a delivery that was not sent: nothing to send (the provider polls), or its endpoint disabled."""
+        values: dict[str, Any] = {"status": status, "delivered_at": None}
+        if error is not None:
             values["last_error"] = error
-        if attempted is not None:
-            values.update(attempts=_DELIVERIES.c.attempts + 1, last_attempt_at=attempted)
         await self._update(delivery, values)
+
+    def _record_delivered(self, delivery: WebhookDelivery, at: datetime) -> None:
+        """A delivered attempt's outcome is written a little later (``OUTCOME_DELAY``), in one transaction
+        with those delivered meanwhile: under load a write per delivery was a third of notify's write
+        transactions, each waiting its turn of SQLite's writer slot (issue 9). The row stays leased until
+        then, so no step sends it again; after a crash before the write it is sent again once its lease
+        runs out, with the same ``webhook-id`` (at least once, as after any crash mid-attempt)."""
+        self._delivered.append({"delivery_id": delivery.id, "at": at})
+        if not self._outcomes.running:
+            self._outcomes.start()
+        self._outcomes.wake()
+
+    async def _write_delivered(self) -> bool:
+        if not self._delivered:
+            return False
+        outcomes = list(self._delivered)
+        async with self.runtime.db.statements(announce=False) as connection:  # nothing new for anyone to do
+            await connection.execute(_MARK_DELIVERED, outcomes)
+        del self._delivered[: len(outcomes)]
+        return bool(self._delivered)
+
+    async def _stop_outcomes(self) -> None:
+        await self._outcomes.stop()
+        try:
+            await self._write_delivered()
+        except Exception as exc:  # noqa: BLE001 - still leased: sent again once the lease runs out
+            log.warning("webhook outcomes not written at stop (%s)", type(exc).__name__)
 
     async def _update(self, delivery: WebhookDelivery, values: dict[str, Any]) -> None:
         async with self.runtime.db.statements() as connection:

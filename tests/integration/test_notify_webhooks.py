@@ -546,3 +546,62 @@ async def test_a_rolled_back_transaction_hands_nothing_over_and_frees_its_slots(
                 raise RuntimeError("the offer's transaction fails")
         assert dispatcher.room() == free and not dispatcher._in_flight
         assert await deliveries(notify.app) == []
+
+
+async def _leased_deliveries(app: FastAPI, count: int) -> list[WebhookDelivery]:
+    """``count`` pending deliveries, leased as a step would lease them before sending."""
+    dispatcher = dispatcher_of(app)
+    now = utcnow()
+    rows = [
+        webhook_row(
+            app.state.runtime.settings, offer_id=uuid4(), organisation_id="org-hooked", case_id=uuid4(),
+            event=WebhookEvent.offer_made, source="made", now=now,
+        ) | {"next_attempt_at": now + dispatcher.lease}
+        for _ in range(count)
+    ]
+    async with app.state.runtime.db.transaction() as session:
+        session.add_all(WebhookDelivery(**row) for row in rows)
+    return [WebhookDelivery(**row) for row in rows]
+
+
+async def test_webhooks_delivered_together_are_recorded_in_one_write(world: World):
+    """A delivered attempt's outcome waits a moment for the others of that moment: one transaction for the
+    lot, not one each (issue 9). Each row is recorded as delivered, once attempted, when it was delivered."""
+    from sqlalchemy import event
+
+    async with world.notify(webhook_poll_seconds=3600) as notify:
+        dispatcher = dispatcher_of(notify.app)
+        leased = await _leased_deliveries(notify.app, 3)
+        writes: list[int] = []
+
+        def count(_conn, _cursor, statement, parameters, _context, executemany) -> None:
+            if statement.lstrip().upper().startswith("UPDATE WEBHOOK_DELIVERY") and "delivered_at" in statement:
+                writes.append(len(parameters) if executemany else 1)
+
+        engine = notify.app.state.runtime.db.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            at = utcnow()
+            for delivery in leased:
+                dispatcher._record_delivered(delivery, at)  # as three attempts ending together
+
+            async def recorded() -> bool:
+                rows = await deliveries(notify.app)
+                return all(r.status == WebhookStatus.delivered for r in rows)
+
+            await eventually(recorded)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert writes == [3]
+        for row in await deliveries(notify.app):
+            assert (row.attempts, row.delivered_at, row.last_attempt_at) == (1, at, at)
+
+
+async def test_a_delivered_outcome_not_yet_written_is_written_as_notify_stops(world: World):
+    async with world.notify(webhook_poll_seconds=3600) as notify:
+        [delivery] = await _leased_deliveries(notify.app, 1)
+        dispatcher_of(notify.app)._record_delivered(delivery, utcnow())  # then notify stops at once
+    async with world.notify(webhook_poll_seconds=3600) as notify:
+        assert [(r.id, r.status, r.attempts) for r in await deliveries(notify.app)] == [
+            (delivery.id, WebhookStatus.delivered, 1)
+        ]
