@@ -419,7 +419,7 @@ class WebhookDispatcher:
         then, so no step sends it again; after a crash before the write it is sent again once its lease
         runs out, with the same ``webhook-id`` (at least once, as after any crash mid-attempt)."""
         self._delivered.append({"delivery_id": delivery.id, "at": at})
-        if not self._outcomes.running:
+        if not self._outcomes.running and not self._stopped:  # once stopped, ``_stop_outcomes`` writes it
             self._outcomes.start()
         self._outcomes.wake()
 
