@@ -16,6 +16,7 @@ from uuid import uuid4
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
+from sqlalchemy import event
 from sqlmodel import select
 
 from services.launcher import NatsServer
@@ -567,8 +568,6 @@ async def _leased_deliveries(app: FastAPI, count: int) -> list[WebhookDelivery]:
 async def test_webhooks_delivered_together_are_recorded_in_one_write(world: World):
     """A delivered attempt's outcome waits a moment for the others of that moment: one transaction for the
     lot, not one each (issue 9). Each row is recorded as delivered, once attempted, when it was delivered."""
-    from sqlalchemy import event
-
     async with world.notify(webhook_poll_seconds=3600) as notify:
         dispatcher = dispatcher_of(notify.app)
         leased = await _leased_deliveries(notify.app, 3)
