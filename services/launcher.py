@@ -31,9 +31,10 @@ SAMPLE_SWITCHES = ("DIRECTORY_LOAD_SAMPLE", "INTAKE_SEED_SAMPLE_CLIENT")
 # Intake answers EHR systems while they wait; router and notify work from JetStream's durable queue and can
 # fall a few seconds behind in a burst without harm. Sharing one machine (`pathways up`), they yield the CPU
 # to intake when both want it (a nice value for their process groups; 0 shares equally). On Kubernetes each
-# service has its own pod and CPU; this is for one machine.
+# service has its own pod and CPU; this is for one machine. At 19, the lowest priority, intake's core is
+# taken from it less often than at 10 in a burst (bench/RESULTS.md, session 16).
 BACKGROUND_SERVICES = ("router", "notify")
-BACKGROUND_NICE_DEFAULT = 10
+BACKGROUND_NICE_DEFAULT = 19
 DEFAULT_PORTS = {"intake": 8001, "router": 8002, "directory": 8003, "notify": 8004, "nats": 14222, "nats_monitor": 18222}
 
 
